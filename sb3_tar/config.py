@@ -1,0 +1,142 @@
+"""Validated configuration of static pruning and revival (pure Python, no SB3).
+
+Names and defaults follow ``TAR_SPEC.md``. Every value is checked when the configuration is
+built, so a bad value fails before any network is touched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+CRITERIA: tuple[str, ...] = ("random", "erk", "magnitude", "synflow")
+REVIVALS: tuple[str, ...] = ("tar", "uniform", "none")
+BUDGET_MODES: tuple[str, ...] = ("reserve", "extra")
+REVIVED_INITS: tuple[str, ...] = ("init", "zero")
+MAGNITUDE_SCOPES: tuple[str, ...] = ("global", "layer")
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """
+    :param name: Name of the option, for the error message.
+    :param value: The value given.
+    :param choices: The valid values.
+    :return: ``value`` if it is one of ``choices``.
+    :raises TypeError: If ``value`` is not a string.
+    :raises ValueError: If ``value`` is not one of ``choices`` (the message lists them).
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {list(choices)}; got {value!r} ({type(value).__name__})")
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}: valid values are {list(choices)}")
+    return value
+
+
+def check_number(name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
+    """
+    Check that ``value`` is a real number in the given interval.
+
+    :param name: Name of the option, for the error message.
+    :param value: The value given.
+    :param low: Lower bound.
+    :param high: Upper bound.
+    :param low_open: Whether ``low`` itself is excluded.
+    :param high_open: Whether ``high`` itself is excluded.
+    :return: ``value`` as a float.
+    :raises TypeError: If ``value`` is not an int or float (bools are refused).
+    :raises ValueError: If ``value`` is NaN or outside the interval (the message gives it).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    value = float(value)
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if math.isnan(value) or below or above:
+        raise ValueError(f"{name}={value!r} is outside the allowed range {interval}")
+    return value
+
+
+def check_int(name: str, value: Any, low: int) -> int:
+    """
+    :param name: Name of the option, for the error message.
+    :param value: The value given.
+    :param low: Smallest allowed value.
+    :return: ``value`` if it is an int ``>= low``.
+    :raises TypeError: If ``value`` is not an int.
+    :raises ValueError: If ``value < low``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{name}={value} is outside the allowed range [{low}, inf)")
+    return value
+
+
+@dataclass(frozen=True)
+class SparsityConfig:
+    """
+    How one network is pruned at initialization and revived (TAR_SPEC.md).
+
+    :param sparsity: Target sparsity alpha in ``[0, 1)``: the fraction of the network's
+        sparsifiable weights that are zero at the end of pruning and revival (``budget_mode="reserve"``).
+    :param criterion: Static pruning criterion, one of ``"random"``, ``"erk"``, ``"magnitude"``,
+        ``"synflow"``.
+    :param revival: ``"tar"`` (Topology-Aware Revival), ``"uniform"`` (Uniform Revival ablation)
+        or ``"none"`` (the static baseline, "Original"; ``recovery_ratio`` is then ignored).
+    :param recovery_ratio: Revival budget rr as a fraction of the network's sparsifiable weights
+        (paper: 0, 0.005, 0.01, 0.02); must be ``>= 0``.
+    :param floor_fraction: Fraction phi of the budget spread evenly over layers as a connectivity
+        floor, in ``[0, 1]``.
+    :param budget_mode: ``"reserve"``: prune to density ``(1 - alpha) - rr`` first, so the final
+        density is exactly ``1 - alpha`` (requires ``rr <= 1 - alpha``); ``"extra"``: prune to
+        ``1 - alpha`` and revive on top (final density ``1 - alpha + rr``, requires ``rr <= alpha``).
+    :param revived_init: ``"init"``: a revived weight gets back its initialization value;
+        ``"zero"``: it starts at 0.
+    :param magnitude_scope: For ``criterion="magnitude"``: ``"global"`` (one threshold over the
+        network) or ``"layer"`` (uniform per-layer density).
+    :param synflow_iters: Number of SynFlow pruning rounds (``>= 1``).
+    """
+
+    sparsity: float = 0.8
+    criterion: str = "magnitude"
+    revival: str = "tar"
+    recovery_ratio: float = 0.01
+    floor_fraction: float = 0.2
+    budget_mode: str = "reserve"
+    revived_init: str = "init"
+    magnitude_scope: str = "global"
+    synflow_iters: int = 100
+
+    def __post_init__(self) -> None:
+        alpha = check_number("sparsity", self.sparsity, 0.0, 1.0, high_open=True)
+        check_choice("criterion", self.criterion, CRITERIA)
+        check_choice("revival", self.revival, REVIVALS)
+        rr = check_number("recovery_ratio", self.recovery_ratio, 0.0, 1.0)
+        check_number("floor_fraction", self.floor_fraction, 0.0, 1.0)
+        check_choice("budget_mode", self.budget_mode, BUDGET_MODES)
+        check_choice("revived_init", self.revived_init, REVIVED_INITS)
+        check_choice("magnitude_scope", self.magnitude_scope, MAGNITUDE_SCOPES)
+        check_int("synflow_iters", self.synflow_iters, 1)
+        if self.revival != "none":
+            if self.budget_mode == "reserve" and rr > 1.0 - alpha + 1e-12:
+                raise ValueError(
+                    f"recovery_ratio={rr} is outside the allowed range [0, {1.0 - alpha:g}] for "
+                    f"budget_mode='reserve' at sparsity={alpha}: rr must be <= 1 - sparsity"
+                )
+            if self.budget_mode == "extra" and rr > alpha + 1e-12:
+                raise ValueError(
+                    f"recovery_ratio={rr} is outside the allowed range [0, {alpha:g}] for "
+                    f"budget_mode='extra' at sparsity={alpha}: the final density 1 - sparsity + rr must be <= 1"
+                )
+
+    @property
+    def effective_recovery_ratio(self) -> float:
+        """The revival budget actually used: ``recovery_ratio``, or 0 with ``revival="none"``."""
+        return 0.0 if self.revival == "none" else float(self.recovery_ratio)
+
+    def to_dict(self) -> dict[str, Any]:
+        """:return: The configuration as a plain dict (for logging and JSON)."""
+        return asdict(self)

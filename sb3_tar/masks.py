@@ -1,0 +1,167 @@
+"""Masks over the sparsifiable layers of a network (pure PyTorch, no SB3).
+
+A *sparsifiable layer* is the weight matrix of an :class:`torch.nn.Linear`; biases stay dense.
+A mask is a boolean tensor of the weight's shape: ``True`` keeps a weight, ``False`` prunes it
+(the weight is held at exactly ``0.0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def linear_layers(network: nn.Module, exclude: Sequence[nn.Module] = ()) -> list[tuple[str, nn.Linear]]:
+    """
+    List the sparsifiable layers of a network: every ``nn.Linear`` in module order.
+
+    :param network: The network to inspect.
+    :param exclude: Sub-modules whose ``nn.Linear`` layers are left out (for example a shared
+        features extractor).
+    :return: ``(qualified name, layer)`` pairs in the order of ``network.named_modules()``.
+    :raises TypeError: If ``network`` is not an ``nn.Module`` or holds no ``nn.Linear`` layer.
+    """
+    if not isinstance(network, nn.Module):
+        raise TypeError(f"Expected a torch.nn.Module, got {type(network).__name__}")
+    skipped = {id(m) for sub in exclude for m in sub.modules()}
+    layers = [(name, m) for name, m in network.named_modules() if isinstance(m, nn.Linear) and id(m) not in skipped]
+    if not layers:
+        raise TypeError(
+            f"{type(network).__name__} has no nn.Linear layer to sparsify: sb3-tar sparsifies MLP "
+            "(fully connected) networks only"
+        )
+    return layers
+
+
+def ones_masks(layers: Sequence[nn.Linear]) -> list[torch.Tensor]:
+    """
+    Dense (all-``True``) masks for the given layers.
+
+    :param layers: The sparsifiable layers.
+    :return: One boolean mask per layer, on the layer's device.
+    """
+    return [torch.ones_like(layer.weight, dtype=torch.bool) for layer in layers]
+
+
+@torch.no_grad()
+def apply_masks(layers: Sequence[nn.Linear], masks: Sequence[torch.Tensor]) -> None:
+    """
+    Zero the pruned weights of each layer in place (``weight *= mask``).
+
+    :param layers: The sparsifiable layers.
+    :param masks: One mask per layer, of the weight's shape.
+    """
+    check_masks(layers, masks)
+    for layer, mask in zip(layers, masks):
+        layer.weight.mul_(mask.to(layer.weight.dtype))
+
+
+@torch.no_grad()
+def mask_gradients(layers: Sequence[nn.Linear], masks: Sequence[torch.Tensor]) -> None:
+    """
+    Zero the gradients of pruned weights in place, so an optimizer step cannot move them.
+
+    :param layers: The sparsifiable layers.
+    :param masks: One mask per layer.
+    """
+    for layer, mask in zip(layers, masks):
+        if layer.weight.grad is not None:
+            layer.weight.grad.mul_(mask.to(layer.weight.grad.dtype))
+
+
+def check_masks(layers: Sequence[nn.Linear], masks: Sequence[torch.Tensor]) -> None:
+    """
+    Check that there is one mask per layer with the weight's shape.
+
+    :param layers: The sparsifiable layers.
+    :param masks: The masks.
+    :raises ValueError: On a count or shape mismatch.
+    """
+    if len(layers) != len(masks):
+        raise ValueError(f"Got {len(masks)} masks for {len(layers)} layers")
+    for i, (layer, mask) in enumerate(zip(layers, masks)):
+        if tuple(mask.shape) != tuple(layer.weight.shape):
+            raise ValueError(f"Mask {i} has shape {tuple(mask.shape)}, layer weight has shape {tuple(layer.weight.shape)}")
+
+
+def kept_count(masks: Sequence[torch.Tensor]) -> int:
+    """
+    :param masks: Masks of one network.
+    :return: Number of kept (non-pruned) weights over all masks.
+    """
+    return int(sum(int(m.sum()) for m in masks))
+
+
+def total_count(masks: Sequence[torch.Tensor]) -> int:
+    """
+    :param masks: Masks of one network.
+    :return: Number of sparsifiable weights over all masks.
+    """
+    return int(sum(m.numel() for m in masks))
+
+
+def density(masks: Sequence[torch.Tensor]) -> float:
+    """
+    :param masks: Masks of one network.
+    :return: Fraction of kept weights over the whole network (1 - sparsity).
+    """
+    return kept_count(masks) / total_count(masks)
+
+
+def layer_densities(masks: Sequence[torch.Tensor]) -> list[float]:
+    """
+    :param masks: Masks of one network.
+    :return: Fraction of kept weights in each layer.
+    """
+    return [float(m.sum()) / m.numel() for m in masks]
+
+
+def dead_units(mask: torch.Tensor) -> tuple[int, int]:
+    """
+    Count the disconnected units of one layer.
+
+    :param mask: Mask of an ``nn.Linear`` weight, shape ``(n_out, n_in)``.
+    :return: ``(dead outputs, dead inputs)``: outputs with no incoming kept connection and
+        inputs with no outgoing kept connection.
+    """
+    m = mask.bool()
+    return int((~m.any(dim=1)).sum()), int((~m.any(dim=0)).sum())
+
+
+def masks_from_weights(layers: Sequence[nn.Linear]) -> list[torch.Tensor]:
+    """
+    Recover masks from the weights: a weight is kept iff it is not exactly ``0.0``.
+
+    Pruned weights are held at exactly zero, and a trained kept weight is exactly zero with
+    probability ~0, so this recovers the mask of a trained sparse network.
+
+    :param layers: The sparsifiable layers.
+    :return: One boolean mask per layer.
+    """
+    return [layer.weight.detach() != 0 for layer in layers]
+
+
+def training_flops_ratio(masks: Sequence[torch.Tensor], biases: Sequence[bool] | None = None) -> float:
+    """
+    Estimated training FLOPs of the masked layers relative to the dense network.
+
+    Per sample, a linear layer's forward pass costs ``2*K`` multiply-adds for its ``K`` kept
+    weights plus ``n_out`` bias additions; the backward pass costs twice the forward (gradient
+    with respect to the input and to the weights), as in RigL (Evci et al. 2020). Sparse
+    matrix products are counted at their nonzeros, as RigL-style papers report them.
+
+    :param masks: Masks of one network.
+    :param biases: Whether each layer has a bias (default: all do).
+    :return: ``sparse FLOPs / dense FLOPs`` (in ``(0, 1]``).
+    """
+    if biases is None:
+        biases = [True] * len(masks)
+    sparse = dense = 0.0
+    for mask, has_bias in zip(masks, biases):
+        n_out, n_in = mask.shape
+        bias_ops = n_out if has_bias else 0
+        sparse += 3 * (2 * float(mask.sum()) + bias_ops)
+        dense += 3 * (2 * n_out * n_in + bias_ops)
+    return sparse / dense

@@ -1,0 +1,104 @@
+"""Exact integer selection: apportioning counts and choosing exactly k entries (pure PyTorch)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+
+def apportion(targets: Sequence[float], total: int, caps: Sequence[int]) -> list[int]:
+    """
+    Round real-valued shares to integers that sum to ``total`` exactly (largest remainder).
+
+    Each share is floored (and clipped to its cap); the units still missing go one by one to
+    the entries with the largest fractional parts (ties: lower index first) that are below
+    their cap, repeating while units remain. No entry ever exceeds its cap.
+
+    :param targets: Real-valued share of each entry (``>= 0``).
+    :param total: Integer total to reach.
+    :param caps: Largest allowed count of each entry.
+    :return: Integer counts, ``0 <= counts[i] <= caps[i]``, ``sum(counts) == total``.
+    :raises ValueError: If ``total`` is negative or larger than ``sum(caps)``.
+    """
+    if len(targets) != len(caps):
+        raise ValueError(f"Got {len(targets)} targets for {len(caps)} caps")
+    if total < 0 or total > sum(caps):
+        raise ValueError(f"Cannot apportion total={total} over caps summing to {sum(caps)}")
+    counts = [min(int(math.floor(max(t, 0.0))), int(c)) for t, c in zip(targets, caps)]
+    left = total - sum(counts)
+    if left < 0:  # the floored shares overshoot: take back from the smallest fractional parts
+        order = sorted(range(len(counts)), key=lambda i: (targets[i] - math.floor(targets[i]), -i))
+        while left < 0:
+            for i in order:
+                if left == 0:
+                    break
+                if counts[i] > 0:
+                    counts[i] -= 1
+                    left += 1
+        return counts
+    order = sorted(range(len(counts)), key=lambda i: (-(max(targets[i], 0.0) - math.floor(max(targets[i], 0.0))), i))
+    while left > 0:
+        progressed = False
+        for i in order:
+            if left == 0:
+                break
+            if counts[i] < caps[i]:
+                counts[i] += 1
+                left -= 1
+                progressed = True
+        if not progressed:  # pragma: no cover - excluded by the total <= sum(caps) check
+            raise RuntimeError("apportion could not place all units")
+    return counts
+
+
+def top_k_mask(scores: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """
+    Select exactly ``k`` entries with the largest scores; ties at the threshold are broken
+    uniformly at random with ``generator``.
+
+    Entries scored ``-inf`` are never selected (they must number at most ``numel - k``).
+
+    :param scores: Scores of any shape.
+    :param k: Number of entries to keep, ``0 <= k <= scores.numel()``.
+    :param generator: Seeded CPU generator for tie-breaking.
+    :return: Boolean tensor of ``scores``' shape with exactly ``k`` ``True`` entries.
+    """
+    flat = scores.detach().flatten()
+    n = flat.numel()
+    if not 0 <= k <= n:
+        raise ValueError(f"k={k} is outside the allowed range [0, {n}]")
+    keep = torch.zeros(n, dtype=torch.bool, device=flat.device)
+    if k == 0:
+        return keep.view_as(scores)
+    finite = flat[flat > -math.inf].cpu()  # excluded entries never compete
+    if finite.numel() < k:
+        raise ValueError(f"Cannot keep k={k} entries: only {finite.numel()} entries have a finite score")
+    threshold = torch.kthvalue(finite, finite.numel() - k + 1).values.to(flat.device)
+    above = flat > threshold
+    keep |= above
+    need = k - int(above.sum())
+    if need > 0:
+        tied = torch.nonzero(flat == threshold, as_tuple=False).flatten()
+        chosen = tied[torch.randperm(tied.numel(), generator=generator)[:need].to(tied.device)]
+        keep[chosen] = True
+    return keep.view_as(scores)
+
+
+def sample_positions(candidates: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """
+    Draw ``k`` of the ``True`` positions of ``candidates`` uniformly at random without replacement.
+
+    :param candidates: Boolean tensor of the positions that may be drawn.
+    :param k: Number of positions to draw, at most ``candidates.sum()``.
+    :param generator: Seeded CPU generator.
+    :return: Boolean tensor of ``candidates``' shape with exactly ``k`` drawn positions.
+    """
+    flat = candidates.flatten()
+    idx = torch.nonzero(flat, as_tuple=False).flatten()
+    if not 0 <= k <= idx.numel():
+        raise ValueError(f"Cannot draw k={k} positions from {idx.numel()} candidates")
+    drawn = torch.zeros_like(flat, dtype=torch.bool)
+    drawn[idx[torch.randperm(idx.numel(), generator=generator)[:k].to(idx.device)]] = True
+    return drawn.view_as(candidates)

@@ -1,0 +1,146 @@
+"""Prune one network at initialization and revive part of it (pure PyTorch, TAR_SPEC.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from sb3_tar.config import SparsityConfig
+from sb3_tar.criteria import ForwardFn, default_forward, static_masks
+from sb3_tar.layer_report import LayerReport, NetworkReport
+from sb3_tar.masks import apply_masks, dead_units, linear_layers, training_flops_ratio
+from sb3_tar.revival import connectivity_threshold, revival_counts, revive
+
+#: Offset between the static stage's and the revival's random streams, so that the static
+#: mask of a seed does not depend on the revival method.
+REVIVAL_STREAM = 0x5EED_7A2
+
+
+def make_generator(seed: int) -> torch.Generator:
+    """
+    :param seed: Integer seed.
+    :return: A CPU ``torch.Generator`` seeded with ``seed``.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
+    return torch.Generator().manual_seed(seed % (2**63))
+
+
+def kept_counts(n_total: int, config: SparsityConfig) -> tuple[int, int, int]:
+    """
+    Exact counts for a network of ``n_total`` sparsifiable weights.
+
+    :param n_total: Sparsifiable weights in the network.
+    :param config: The configuration.
+    :return: ``(static kept count, revival budget B, final kept count)``.
+    """
+    budget = round(config.effective_recovery_ratio * n_total)
+    target = round((1.0 - config.sparsity) * n_total)
+    static = target - budget if config.budget_mode == "reserve" else target
+    if static < 0 or static + budget > n_total:
+        raise ValueError(
+            f"recovery_ratio={config.recovery_ratio} and sparsity={config.sparsity} give a kept count outside [0, {n_total}]"
+        )
+    return static, budget, static + budget
+
+
+@torch.no_grad()
+def prune_and_revive(
+    network: nn.Module,
+    config: SparsityConfig,
+    seed: int,
+    *,
+    layers: Sequence[tuple[str, nn.Linear]] | None = None,
+    forward: ForwardFn = default_forward,
+    name: str = "network",
+) -> tuple[list[torch.Tensor], NetworkReport]:
+    """
+    Prune a network by a static criterion, revive connections, and zero the pruned weights.
+
+    With ``budget_mode="reserve"`` the criterion first keeps ``round((1 - alpha) N)`` weights
+    (the static baseline's mask) and then, within it, ``B`` fewer; revival brings the count
+    back to ``round((1 - alpha) N)``. With ``"extra"`` the criterion keeps ``round((1 - alpha) N)``
+    and revival adds ``B``. The static stage draws from ``seed`` and the revival from a
+    separate stream, so runs that differ only in the revival method share their static mask.
+
+    Everything is computed before the network is touched: on any error the network is unchanged.
+
+    :param network: The network to sparsify in place.
+    :param config: Pruning and revival configuration.
+    :param seed: Seed of the random draws (ties, random criteria, revival positions).
+    :param layers: Its sparsifiable layers (default: every ``nn.Linear`` of ``network``).
+    :param forward: How SynFlow feeds an input through ``network``.
+    :param name: Name of the network in the report.
+    :return: The final boolean mask of each layer (on the weight's device) and the report.
+    """
+    if not isinstance(config, SparsityConfig):
+        raise TypeError(f"config must be a SparsityConfig, got {type(config).__name__}")
+    layers = list(linear_layers(network) if layers is None else layers)
+    if not layers:
+        raise TypeError(f"{name} has no nn.Linear layer to sparsify")
+    names = [n for n, _ in layers]
+    modules = [m for _, m in layers]
+    n_total = sum(m.weight.numel() for m in modules)
+    n_static, budget, _ = kept_counts(n_total, config)
+    n_target = round((1.0 - config.sparsity) * n_total)
+
+    def stage(n_keep: int, within: list[torch.Tensor] | None) -> list[torch.Tensor]:
+        return static_masks(
+            network,
+            names,
+            n_keep,
+            config.criterion,
+            make_generator(seed),
+            magnitude_scope=config.magnitude_scope,
+            synflow_iters=config.synflow_iters,
+            forward=forward,
+            within=within,
+        )
+
+    static = stage(n_target, None)
+    if n_static < n_target:  # reserve mode: nest inside the static baseline's mask
+        static = stage(n_static, static)
+    counts, allocation = revival_counts(
+        config.revival, static, budget, make_generator(seed + REVIVAL_STREAM), config.floor_fraction
+    )
+    revived = revive(static, counts, make_generator(seed + 2 * REVIVAL_STREAM))
+    final = [(s | r).to(m.weight.device) for s, r, m in zip(static, revived, modules)]
+
+    reports = []
+    for i, (lname, layer) in enumerate(layers):
+        n_out, n_in = layer.weight.shape
+        alloc = allocation[i] if allocation is not None else None
+        threshold = alloc.threshold if alloc else connectivity_threshold(n_in, n_out)
+        kept_before = int(static[i].sum())
+        reports.append(
+            LayerReport(
+                name=lname,
+                shape=(n_out, n_in),
+                threshold=threshold,
+                kept_before=kept_before,
+                need=max(0, threshold - kept_before),
+                floor=alloc.floor if alloc else 0,
+                revived=counts[i],
+                density=float(final[i].sum()) / final[i].numel(),
+                dead_before=sum(dead_units(static[i])),
+                dead_after=sum(dead_units(final[i])),
+            )
+        )
+    report = NetworkReport(
+        network=name,
+        criterion=config.criterion,
+        revival=config.revival,
+        target_sparsity=config.sparsity,
+        budget=budget,
+        flops_ratio=training_flops_ratio(final, [m.bias is not None for m in modules]),
+        layers=reports,
+    )
+
+    # Mutate only now that everything has been computed.
+    apply_masks(modules, final)
+    if config.revived_init == "zero":
+        for layer, r in zip(modules, revived):
+            layer.weight.masked_fill_(r.to(layer.weight.device), 0.0)
+    return final, report
