@@ -1,4 +1,11 @@
-"""sb3-tar: Topology-Aware Revival (TAR) and sparse training for Stable-Baselines3."""
+"""sb3-tar: Topology-Aware Revival (TAR) and sparse training for Stable-Baselines3.
+
+- ``SAC(sb3_tar.sac.SparsePolicy, env)`` (also ``TD3``/``sb3_tar.td3``, ``TQC``/``sb3_tar.tqc``):
+  a sparse agent, pruned and revived when built.
+- ``model.learn(..., callback=sb3_tar.TARCallback(sparsity=0.9))``: the same on an existing
+  project's plain ``MlpPolicy`` model.
+- ``sb3_tar.prune_and_revive(network, SparsityConfig(...), seed)``: the pure-PyTorch method.
+"""
 
 from sb3_tar.config import SparsityConfig
 from sb3_tar.layer_report import LayerReport, NetworkReport
@@ -6,4 +13,25 @@ from sb3_tar.sparsify import prune_and_revive
 
 __version__ = "0.1.0"
 
-__all__ = ["LayerReport", "NetworkReport", "SparsityConfig", "prune_and_revive", "__version__"]
+_LAZY = {
+    "SACSparsePolicy": ("sb3_tar.sac", "SparsePolicy"),
+    "TD3SparsePolicy": ("sb3_tar.td3", "SparsePolicy"),
+    "TQCSparsePolicy": ("sb3_tar.tqc", "SparsePolicy"),
+    "TARCallback": ("sb3_tar.callbacks", "TARCallback"),
+    "DSTCallback": ("sb3_tar.callbacks", "DSTCallback"),
+    "enforce_masks": ("sb3_tar.callbacks", "enforce_masks"),
+    "masks_of": ("sb3_tar.model_masks", "masks_of"),
+    "sparsity_summary": ("sb3_tar.model_masks", "sparsity_summary"),
+}
+
+
+def __getattr__(name: str):  # SB3 glue is imported on first use, so the pure-torch core stays SB3-free
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'sb3_tar' has no attribute {name!r}")
+
+
+__all__ = ["LayerReport", "NetworkReport", "SparsityConfig", "prune_and_revive", "__version__", *_LAZY]

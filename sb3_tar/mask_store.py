@@ -1,0 +1,107 @@
+"""Where the masks of an SB3 model live, so they survive ``save()`` / ``load()`` (thin SB3 glue).
+
+- :class:`BufferStore`: a ``weight_mask`` buffer on every sparsified ``nn.Linear`` of the
+  policy, online and target networks alike, registered when a ``SparsePolicy`` is built: part
+  of ``policy.state_dict()``, saved and loaded by SB3 itself.
+- :class:`AttributeStore`: a plain dict on the *model* (``model.sb3_tar_masks``), for a plain
+  ``MlpPolicy`` sparsified by a callback (buffers added later would break ``SAC.load``). SB3
+  saves the model's attributes with it, so ``SAC.load`` brings the dict back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+
+from sb3_tar.networks import SparseNetwork
+
+MASK_BUFFER = "weight_mask"
+MODEL_ATTRIBUTE = "sb3_tar_masks"
+
+
+class MaskStore(Protocol):
+    """Read and write the masks of named networks."""
+
+    def has(self, name: str) -> bool: ...
+
+    def get(self, name: str) -> list[torch.Tensor]: ...
+
+    def set(self, name: str, masks: Sequence[torch.Tensor]) -> None: ...
+
+
+class BufferStore:
+    """
+    Masks in ``weight_mask`` buffers of the online and target layers.
+
+    :param networks: The policy's sparse networks.
+    """
+
+    def __init__(self, networks: Sequence[SparseNetwork]) -> None:
+        self.networks = {n.name: n for n in networks}
+
+    @staticmethod
+    def register(networks: Sequence[SparseNetwork], masks: dict[str, list[torch.Tensor]]) -> BufferStore:
+        """
+        Register the buffers (on online and target layers) holding ``masks``.
+
+        :param networks: The policy's sparse networks.
+        :param masks: Initial masks per network.
+        :return: The store.
+        """
+        for net in networks:
+            for i, mask in enumerate(masks[net.name]):
+                net.linears[i].register_buffer(MASK_BUFFER, mask.detach().clone().bool())
+                if net.target_layers:
+                    net.target_layers[i].register_buffer(MASK_BUFFER, mask.detach().clone().bool())
+        return BufferStore(networks)
+
+    def has(self, name: str) -> bool:
+        return name in self.networks and all(hasattr(layer, MASK_BUFFER) for layer in self.networks[name].linears)
+
+    def get(self, name: str) -> list[torch.Tensor]:
+        return [getattr(layer, MASK_BUFFER) for layer in self.networks[name].linears]
+
+    @torch.no_grad()
+    def set(self, name: str, masks: Sequence[torch.Tensor]) -> None:
+        net = self.networks[name]
+        for layers in (net.linears, net.target_layers):
+            for layer, mask in zip(layers, masks):
+                getattr(layer, MASK_BUFFER).copy_(mask)
+
+
+class AttributeStore:
+    """
+    Masks in a dict attribute of the SB3 model, saved with the model's other attributes.
+
+    :param model: The SB3 model.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        if not isinstance(getattr(model, MODEL_ATTRIBUTE, None), dict):
+            setattr(model, MODEL_ATTRIBUTE, {})
+
+    @property
+    def masks(self) -> dict[str, list[torch.Tensor]]:
+        return getattr(self.model, MODEL_ATTRIBUTE)
+
+    def has(self, name: str) -> bool:
+        return name in self.masks
+
+    def get(self, name: str) -> list[torch.Tensor]:
+        return self.masks[name]
+
+    @torch.no_grad()
+    def set(self, name: str, masks: Sequence[torch.Tensor]) -> None:
+        if name in self.masks:
+            for old, new in zip(self.masks[name], masks):
+                old.copy_(new)
+        else:
+            self.masks[name] = [m.detach().clone().bool() for m in masks]
+
+    def to(self, device: torch.device) -> None:
+        """Move the masks to ``device`` (after ``load`` on another device)."""
+        for name, masks in self.masks.items():
+            self.masks[name] = [m.to(device) for m in masks]
