@@ -1,5 +1,9 @@
 """Where the masks of an SB3 model live, so they survive ``save()`` / ``load()`` (thin SB3 glue).
 
+Stored masks are 0/1 tensors of the weights' dtype (float32), so that masking a weight or a
+gradient is one multiplication with no conversion on the training hot path; :func:`sb3_tar.masks_of`
+returns boolean copies.
+
 - :class:`BufferStore`: a ``weight_mask`` buffer on every sparsified ``nn.Linear`` of the
   policy, online and target networks alike, registered when a ``SparsePolicy`` is built: part
   of ``policy.state_dict()``, saved and loaded by SB3 itself.
@@ -52,9 +56,11 @@ class BufferStore:
         """
         for net in networks:
             for i, mask in enumerate(masks[net.name]):
-                net.linears[i].register_buffer(MASK_BUFFER, mask.detach().clone().bool())
+                net.linears[i].register_buffer(MASK_BUFFER, mask.detach().to(net.linears[i].weight.dtype))
                 if net.target_layers:
-                    net.target_layers[i].register_buffer(MASK_BUFFER, mask.detach().clone().bool())
+                    net.target_layers[i].register_buffer(
+                        MASK_BUFFER, mask.detach().to(net.target_layers[i].weight.dtype)
+                    )
         return BufferStore(networks)
 
     def has(self, name: str) -> bool:
@@ -99,7 +105,7 @@ class AttributeStore:
             for old, new in zip(self.masks[name], masks):
                 old.copy_(new)
         else:
-            self.masks[name] = [m.detach().clone().bool() for m in masks]
+            self.masks[name] = [m.detach().clone().float() for m in masks]
 
     def to(self, device: torch.device) -> None:
         """Move the masks to ``device`` (after ``load`` on another device)."""
