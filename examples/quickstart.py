@@ -47,7 +47,7 @@ def main() -> None:
 
     print(f"== Training SAC on {args.env} for {args.steps} steps (mask fixed) ==")
     start = time.perf_counter()
-    model.learn(args.steps, log_interval=2)
+    model.learn(args.steps, log_interval=1)
     elapsed = time.perf_counter() - start
 
     print(f"\n== After {args.steps} steps ({elapsed:.0f} s, {args.steps / elapsed:.0f} steps/s) ==")
