@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from sb3_tar.dynamic import dst_config
 from sb3_tar.enforcement import MaskEnforcer, attached_enforcer
 from sb3_tar.layer_report import NetworkReport
 from sb3_tar.mask_store import MODEL_ATTRIBUTE, AttributeStore
@@ -15,6 +17,7 @@ from sb3_tar.networks import sparse_networks
 from sb3_tar.policies import SparsePolicyMixin
 from sb3_tar.pruning import draw_seed, role_configs, sparsify_policy
 from sb3_tar.report_logging import log_reports
+from sb3_tar.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState, Rewirer, attached_rewirer, planned_steps_of
 
 
 def check_supported(model: Any, who: str) -> None:
@@ -153,4 +156,171 @@ def enforce_masks(model: Any) -> bool:
     return enforcer_of(model) is not None
 
 
-__all__ = ["MODEL_ATTRIBUTE", "TARCallback", "attached_enforcer", "check_supported", "enforce_masks"]
+class DSTCallback(BaseCallback):
+    """
+    Dynamic sparse training (SET or RigL, TAR_SPEC.md) on any SAC/TD3/TQC model (``docs/DST.md``).
+
+    On the first training start, the actor and every Q-network are pruned by ``criterion``
+    (ERK by default, no revival); then, every ``update_interval`` gradient steps until
+    ``end_fraction`` of the planned gradient steps, each layer drops its ``k = round(zeta_t * K_l)``
+    smallest-magnitude active weights and grows ``k`` others: at random (SET) or where the dense
+    gradient of the network's own loss is largest (RigL), with the cosine-decayed drop fraction
+    ``zeta_t = zeta / 2 * (1 + cos(pi * t / T_end))`` and ``T_end = end_fraction * T``. ``T`` is the
+    number of gradient steps the first ``learn()`` call plans (re-planned by a later call only while
+    no gradient step has been taken yet; see
+    :func:`sb3_tar.dynamic.planned_gradient_steps`: ``total_timesteps - learning_starts`` with one
+    env, ``train_freq=1`` and ``gradient_steps=1``). Grown weights start at 0.0 with zeroed Adam
+    moments; every mask change is copied to the target networks. Each update is logged to SB3's
+    logger under ``dst/<network>/{dropped,grown,kept}``, ``dst/drop_fraction``, ``dst/step`` and
+    ``dst/updates``.
+
+    With a plain ``MlpPolicy`` the masks are kept in ``model.sb3_tar_masks`` and the schedule (its
+    settings, the gradient-step clock, ``T`` and the seed) in ``model.sb3_tar_dst_state``, both
+    saved by ``model.save()``. The schedule is never restarted: a second ``learn()`` or a run
+    loaded with ``SAC.load(path, env)`` and trained with a ``DSTCallback`` continues it with the
+    stored settings and ``T`` (this callback's own settings are then ignored, with a warning if
+    they differ). Without a ``DSTCallback`` a loaded model keeps its masks fixed.
+
+    With a ``SparsePolicy`` built with ``dst_method``, the policy runs SET/RigL itself; this
+    callback only fills in ``dst_total_steps`` from ``learn()`` when the policy was built without
+    it, and sends the updates to the model's logger. Its other settings are ignored.
+
+    :param method: ``"set"`` or ``"rigl"``.
+    :param sparsity: Sparsity of actor and critic in ``[0, 1)``.
+    :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
+    :param critic_sparsity: Sparsity of each Q-network (default: ``sparsity``).
+    :param criterion: Initial mask: ``"erk"`` (default), ``"random"``, ``"magnitude"`` or ``"synflow"``.
+    :param update_interval: Gradient steps between mask updates, ``>= 1`` (default: SET 250, RigL 1000).
+    :param drop_fraction: Initial drop fraction zeta in ``(0, 1)`` (default: SET 0.3, RigL 0.5).
+    :param end_fraction: Fraction of the planned gradient steps during which the mask is updated,
+        in ``(0, 1]``.
+    :param seed: Seed of the initial mask and of the update draws (default: the model's ``seed``,
+        else drawn from torch).
+    :param verbose: 0: silent, 1: print the initial per-layer table, 2: also print every update.
+    """
+
+    def __init__(
+        self,
+        method: str = "set",
+        sparsity: float | None = 0.8,
+        actor_sparsity: float | None = None,
+        critic_sparsity: float | None = None,
+        criterion: str = "erk",
+        update_interval: int | None = None,
+        drop_fraction: float | None = None,
+        end_fraction: float = 0.8,
+        seed: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        self.config = dst_config(method, update_interval, drop_fraction, end_fraction)
+        self.configs = role_configs(sparsity, actor_sparsity, critic_sparsity, criterion=criterion, revival="none")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        self.seed = seed
+        self.reports: dict[str, NetworkReport] = {}
+        self.pruned = False
+        self.rewirer: Rewirer | None = None
+
+    def _init_callback(self) -> None:
+        check_supported(self.model, type(self).__name__)
+
+    def _mask_seed(self) -> int:
+        if self.seed is not None:
+            return self.seed
+        return self.model.seed if isinstance(self.model.seed, int) else draw_seed()
+
+    def _on_training_start(self) -> None:
+        policy = self.model.policy
+        name = type(self).__name__
+        if isinstance(policy, SparsePolicyMixin):
+            rewirer = getattr(policy, "dst_rewirer", None)
+            if rewirer is None:
+                raise TypeError(
+                    f"{name} cannot train a static SparsePolicy: build it with dst_method='set' or 'rigl' "
+                    "(policy_kwargs), or use a plain MlpPolicy with this callback"
+                )
+            if policy.dst_options["dst_total_steps"] is None and (rewirer.total_steps == UNKNOWN_TOTAL or rewirer.step == 0):
+                rewirer.set_total_steps(rewirer.step + planned_steps_of(self.model))
+            self.reports = dict(policy.sparsity_reports)
+            log_reports(self.logger, self.reports)
+            self._say(f"the SparsePolicy runs {rewirer.config.method.upper()} itself")
+        elif isinstance(getattr(self.model, STATE_ATTRIBUTE, None), dict):
+            rewirer = self._resume(policy)
+        elif attached_enforcer(policy) is not None or getattr(self.model, MODEL_ATTRIBUTE, None):
+            raise ValueError(
+                f"{name}: the model already has static masks (TARCallback or SparsePolicy) and no DST state; "
+                "SET/RigL start from their own initial mask: train a fresh model with this callback"
+            )
+        else:
+            rewirer = self._start(policy)
+        rewirer.logger = self.logger
+        rewirer.verbose = max(rewirer.verbose, self.verbose)
+        self.rewirer = rewirer
+        self.logger.record("dst/total_steps", rewirer.total_steps)
+        if rewirer.finished and rewirer.step > 0:
+            warnings.warn(
+                f"{name}: the DST schedule ended at gradient step {rewirer.end_step:g} (end_fraction of the "
+                f"{rewirer.total_steps} planned steps) and the run is at step {rewirer.step}: this learn() trains "
+                "with a fixed mask",
+                stacklevel=2,
+            )
+
+    def _start(self, policy: Any) -> Rewirer:
+        total = planned_steps_of(self.model)  # may refuse the setup: nothing is modified before
+        seed = self._mask_seed()
+        networks, masks, self.reports = sparsify_policy(policy, self.configs, seed)
+        store = AttributeStore(self.model)
+        for net_name, net_masks in masks.items():
+            store.set(net_name, net_masks)
+        enforcer = MaskEnforcer(networks, store)
+        enforcer.attach(policy)
+        state = AttributeState.create(self.model, self.config, total, seed)
+        rewirer = Rewirer(enforcer, self.config, state)
+        rewirer.attach(policy)
+        self.pruned = True
+        self.model.sb3_tar_config = {role: c.to_dict() for role, c in self.configs.items()} | {
+            "seed": seed,
+            "dst": self.config.to_dict(),
+        }
+        log_reports(self.logger, self.reports)
+        self._say(
+            f"{self.config.method.upper()} from a {self.configs['critic'].criterion} mask (seed {seed}), "
+            f"{total} planned gradient steps, updates every {self.config.update_interval} until step "
+            f"{rewirer.end_step:g}"
+        )
+        if self.verbose >= 1:
+            for report in self.reports.values():
+                print(report, end="\n\n")
+        return rewirer
+
+    def _resume(self, policy: Any) -> Rewirer:
+        state = AttributeState(self.model)
+        stored = state.config()
+        if stored != self.config:
+            warnings.warn(
+                f"{type(self).__name__}: the model continues its DST run with the stored settings {stored.to_dict()}; "
+                f"this callback's settings {self.config.to_dict()} are ignored",
+                stacklevel=3,
+            )
+        enforcer = enforcer_of(self.model)  # re-attached from model.sb3_tar_masks after a load
+        if enforcer is None:
+            raise ValueError(f"The model has a DST state ({STATE_ATTRIBUTE}) but no masks ({MODEL_ATTRIBUTE})")
+        rewirer = attached_rewirer(policy)
+        if rewirer is None or rewirer.enforcer is not enforcer:
+            rewirer = Rewirer(enforcer, stored, state)
+            rewirer.attach(policy)
+        if rewirer.step == 0:  # no gradient step yet (e.g. the first learn() ended before learning_starts): plan again
+            rewirer.set_total_steps(planned_steps_of(self.model))
+        self._say(f"continuing {stored.method.upper()} at gradient step {rewirer.step} of {rewirer.total_steps}")
+        return rewirer
+
+    def _say(self, message: str) -> None:
+        if self.verbose >= 1:
+            print(f"{type(self).__name__}: {message}")
+
+    def _on_step(self) -> bool:
+        return True
+
+
+__all__ = ["MODEL_ATTRIBUTE", "DSTCallback", "TARCallback", "attached_enforcer", "check_supported", "enforce_masks"]
