@@ -1,0 +1,189 @@
+"""Command line of sb3-tar: ``sb3-tar sweep`` runs a grid with RL-Zoo3, ``sb3-tar report`` tabulates and plots it.
+
+Examples::
+
+    sb3-tar sweep --preset smoke                          # ~1-2 min on 2 cores, results/smoke
+    sb3-tar report results/smoke                          # tables + PNGs in results/smoke/report
+    sb3-tar sweep --preset paper --backend ray -o /shared/tar   # the paper's grid on a Ray cluster
+    sb3-tar sweep --envs HalfCheetah-v4 --methods static tar uniform --n-seeds 3 -n 20000 -o results/hc
+
+Also runnable as ``python -m sb3_tar.cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from sb3_tar.experiments.grid import ALGOS, CRITERIA, METHODS, PRESETS, GridSpec, get_preset
+from sb3_tar.experiments.runner import BACKENDS, cell_state, run_sweep, zoo_command
+
+
+def _key_values(items: Sequence[str] | None, literal: bool) -> dict[str, Any]:
+    """Parse ``key:value`` items; with ``literal`` the value is a Python literal (else kept as text)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise ValueError(f"Expected key:value, got {item!r}")
+        if literal:
+            try:
+                out[key] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                out[key] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sb3-tar", description="TAR / sparse-training experiments with RL-Zoo3")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a grid of RL-Zoo3 trainings (resumable)",
+        description="Expand a grid (algo x env x method x criterion x sparsity x rr x width x seed) and train every "
+        "cell with `python -m rl_zoo3.train`, skipping finished cells. Grid options override the preset.",
+    )
+    sweep.add_argument("--preset", choices=sorted(PRESETS), default=None, help="start from a preset grid")
+    sweep.add_argument("-o", "--out", default=None, help="results directory (default: results/<preset or sweep>)")
+    sweep.add_argument("--algos", nargs="+", choices=ALGOS)
+    sweep.add_argument("--envs", nargs="+")
+    sweep.add_argument("--methods", nargs="+", choices=METHODS)
+    sweep.add_argument("--criteria", nargs="+", choices=CRITERIA)
+    sweep.add_argument("--sparsities", nargs="+", type=float)
+    sweep.add_argument("--rrs", nargs="+", type=float, help="recovery ratios of TAR/Uniform (0 = static)")
+    sweep.add_argument("--widths", nargs="+", type=int)
+    seeds = sweep.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", nargs="+", type=int, help="explicit seeds")
+    seeds.add_argument("--n-seeds", type=int, help="seeds 0 .. N-1")
+    sweep.add_argument("-n", "--n-timesteps", type=int, help="training steps per cell")
+    sweep.add_argument("--eval-freq", type=int, help="evaluate every N steps")
+    sweep.add_argument("--eval-episodes", type=int, help="deterministic episodes per evaluation")
+    sweep.add_argument("--dst-criterion", choices=[*CRITERIA, "same"], help="initial mask of SET/RigL (default erk)")
+    sweep.add_argument("--params", nargs="+", metavar="KEY:VALUE", help="RL-Zoo -params for every cell (Python expressions)")
+    sweep.add_argument("--tar-kwargs", nargs="+", metavar="KEY:VALUE", help="extra TARCallback kwargs, e.g. budget_mode:extra")
+    sweep.add_argument(
+        "--dst-kwargs", nargs="+", metavar="KEY:VALUE", help="extra DSTCallback kwargs, e.g. update_interval:500"
+    )
+    sweep.add_argument("-j", "--jobs", type=int, default=None, help="cells at once (default: number of CPU cores)")
+    sweep.add_argument("--backend", choices=BACKENDS, default="local", help="local processes, or a Ray cluster")
+    sweep.add_argument("--ray-address", default=None, help="Ray cluster address (default: ray.init() default)")
+    sweep.add_argument("--conf-dir", default=None, help="folder with sac.yml/td3.yml (default: ./hyperparams)")
+    sweep.add_argument("--overwrite", action="store_true", help="re-run cells finished with another configuration")
+    sweep.add_argument("--dry-run", action="store_true", help="list the cells and commands, run nothing")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    report = sub.add_parser("report", help="tables (markdown + CSV) and PNG plots of a results directory")
+    report.add_argument("results_dir", help="directory written by `sb3-tar sweep`")
+    report.add_argument("-o", "--out", default=None, help="output directory (default: <results_dir>/report)")
+    report.add_argument("--last-fraction", type=float, default=0.1, help="fraction of last evaluations averaged")
+    report.add_argument("--reps", type=int, default=2000, help="bootstrap replications for IQM intervals")
+    report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    report.add_argument("--no-plots", action="store_true", help="tables only")
+    report.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def grid_from_args(args: argparse.Namespace) -> GridSpec:
+    """
+    :param args: Parsed ``sweep`` arguments.
+    :return: The preset (or default) grid with the command-line overrides applied, validated.
+    """
+    grid = get_preset(args.preset) if args.preset else GridSpec()
+    for name in ("algos", "envs", "methods", "criteria", "sparsities", "rrs", "widths", "seeds"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(grid, name, tuple(value))
+    if args.n_seeds is not None:
+        if args.n_seeds < 1:
+            raise ValueError(f"--n-seeds={args.n_seeds} is outside the allowed range [1, inf)")
+        grid.seeds = tuple(range(args.n_seeds))
+    for name in ("n_timesteps", "eval_freq", "eval_episodes", "dst_criterion"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(grid, name, value)
+    grid.hyperparams = {**grid.hyperparams, **_key_values(args.params, literal=False)}
+    grid.tar_kwargs = {**grid.tar_kwargs, **_key_values(args.tar_kwargs, literal=True)}
+    grid.dst_kwargs = {**grid.dst_kwargs, **_key_values(args.dst_kwargs, literal=True)}
+    grid.validate()
+    return grid
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    grid = grid_from_args(args)
+    out = args.out or os.path.join("results", args.preset or "sweep")
+    cells = grid.expand()
+    states = [cell_state(out, c) for c in cells]
+    print(
+        f"{len(cells)} cells ({states.count('done')} finished, {states.count('partial')} partial, "
+        f"{states.count('stale')} stale) -> {out}"
+    )
+    if args.dry_run:
+        from sb3_tar.experiments.runner import cell_dir, conf_file, find_conf_dir
+
+        conf = find_conf_dir(args.conf_dir)
+        for cell, state in zip(cells, states):
+            print(f"[{state}] {cell.cell_id}")
+            print("    " + " ".join(zoo_command(cell, cell_dir(os.path.abspath(out), cell), conf_file(conf, cell.algo))))
+        return 0
+    try:
+        summary = run_sweep(
+            grid,
+            out,
+            jobs=args.jobs,
+            backend=args.backend,
+            conf_dir=args.conf_dir,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+            ray_address=args.ray_address,
+        )
+    except KeyboardInterrupt:
+        print("Interrupted: finished cells are kept; run the same command again to resume.", file=sys.stderr)
+        return 130
+    print(f"done: {summary.count('done')} ran, {summary.count('skipped')} already finished, {summary.count('failed')} failed")
+    for result in summary.failed:
+        print(f"FAILED {result.cell_id} (exit code {result.returncode}); log: {result.log}", file=sys.stderr)
+    if not summary.failed:
+        print(f"Next: sb3-tar report {out}")
+    return 1 if summary.failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sb3_tar.experiments.report import make_report
+
+    make_report(
+        args.results_dir,
+        args.out,
+        last_fraction=args.last_fraction,
+        reps=args.reps,
+        seed=args.seed,
+        make_plots=not args.no_plots,
+        progress=not args.no_progress,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Entry point of the ``sb3-tar`` console script.
+
+    :param argv: Arguments (default: ``sys.argv[1:]``).
+    :return: Exit code (0 ok, 1 failed cells, 2 bad arguments, 130 interrupted).
+    """
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _sweep(args) if args.command == "sweep" else _report(args)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        print(f"sb3-tar {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

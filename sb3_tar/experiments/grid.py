@@ -1,0 +1,403 @@
+"""Experiment grids: presets and the expansion of a grid into runnable cells.
+
+A grid is the product ``algo x env x method x criterion x sparsity x rr x width x seed``. Axes that
+do not apply to a method are collapsed, so no configuration runs twice:
+
+- ``dense`` ignores criterion, sparsity and rr (no callback at all);
+- ``static`` (the paper's "Original") always has rr = 0;
+- ``tar`` and ``uniform`` at rr = 0 *are* the static baseline, so they become ``static`` cells;
+- ``set`` and ``rigl`` ignore rr and start from ``dst_criterion`` (ERK by default, as in the spec).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+ALGOS: tuple[str, ...] = ("sac", "td3", "tqc")
+METHODS: tuple[str, ...] = ("dense", "static", "tar", "uniform", "set", "rigl")
+CRITERIA: tuple[str, ...] = ("random", "erk", "magnitude", "synflow")
+REVIVAL_METHODS: tuple[str, ...] = ("tar", "uniform")
+DST_METHODS: tuple[str, ...] = ("set", "rigl")
+SPARSE_METHODS: tuple[str, ...] = ("static", "tar", "uniform", "set", "rigl")
+
+TAR_CALLBACK = "sb3_tar.callbacks.TARCallback"
+DST_CALLBACK = "sb3_tar.callbacks.DSTCallback"
+
+#: Hyperparameters that the grid itself sets; overriding them through ``hyperparams`` is refused.
+_RESERVED_HYPERPARAMS = ("callback", "n_timesteps")
+
+
+def _fmt(value: float) -> str:
+    """Short, stable text for a float in folder names (0.9 -> '0.9', 0.005 -> '0.005')."""
+    return f"{value:g}"
+
+
+def _check_choices(name: str, values: Sequence[str], choices: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a list of strings from {list(choices)}, got {values!r}")
+    if len(values) == 0:
+        raise ValueError(f"{name} must not be empty; choose from {list(choices)}")
+    for value in values:
+        if value not in choices:
+            raise ValueError(
+                f"Unknown {name[:-1] if name.endswith('s') else name} {value!r}: valid values are {list(choices)}"
+            )
+    return tuple(dict.fromkeys(values))
+
+
+def _check_numbers(name: str, values: Sequence[float], low: float, high: float, low_open: bool, high_open: bool) -> tuple:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a list of numbers, got {values!r}")
+    if len(values) == 0:
+        raise ValueError(f"{name} must not be empty")
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    out = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must contain numbers, got {value!r} ({type(value).__name__})")
+        value = float(value)
+        below = value <= low if low_open else value < low
+        above = value >= high if high_open else value > high
+        if math.isnan(value) or below or above:
+            raise ValueError(f"{name} contains {value!r}, outside the allowed range {interval}")
+        out.append(value)
+    return tuple(dict.fromkeys(out))
+
+
+def _check_ints(name: str, values: Sequence[int], low: int) -> tuple[int, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a list of ints, got {values!r}")
+    if len(values) == 0:
+        raise ValueError(f"{name} must not be empty")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must contain ints, got {value!r} ({type(value).__name__})")
+        if value < low:
+            raise ValueError(f"{name} contains {value}, outside the allowed range [{low}, inf)")
+    return tuple(dict.fromkeys(values))
+
+
+def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{name}={value} is outside the allowed range [{low}, inf)")
+    return value
+
+
+@dataclass(frozen=True)
+class Cell:
+    """
+    One training run: a single configuration and seed.
+
+    :param algo: RL-Zoo algorithm name (``sac``, ``td3``, ``tqc``).
+    :param env: Gymnasium environment id.
+    :param method: One of :data:`METHODS`.
+    :param criterion: Static criterion (initial mask for SET/RigL); ``None`` for dense.
+    :param sparsity: Target sparsity of actor and critic; ``None`` for dense.
+    :param rr: Recovery ratio; 0 for static, ``None`` for dense/SET/RigL.
+    :param width: Hidden width (two hidden layers, ``net_arch=[width, width]``).
+    :param seed: Random seed (training, and the callback's mask draw).
+    :param n_timesteps: Training budget; ``None`` keeps the hyperparameter file's value.
+    :param eval_freq: Evaluate every this many environment steps.
+    :param eval_episodes: Deterministic episodes per evaluation.
+    :param hyperparams: Extra RL-Zoo ``-params`` as ``(key, python expression)`` pairs.
+    :param callback_kwargs: Extra keyword arguments for the sparse callback, as ``(key, value)`` pairs.
+    """
+
+    algo: str
+    env: str
+    method: str
+    criterion: str | None
+    sparsity: float | None
+    rr: float | None
+    width: int
+    seed: int
+    n_timesteps: int | None = None
+    eval_freq: int = 10000
+    eval_episodes: int = 10
+    hyperparams: tuple[tuple[str, str], ...] = ()
+    callback_kwargs: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """Name of the configuration (everything but algo, env and seed), e.g. ``tar_magnitude_sp0.9_rr0.01_w256``."""
+        parts = [self.method]
+        if self.criterion is not None:
+            parts.append(self.criterion)
+        if self.sparsity is not None:
+            parts.append(f"sp{_fmt(self.sparsity)}")
+        if self.method in REVIVAL_METHODS and self.rr is not None:
+            parts.append(f"rr{_fmt(self.rr)}")
+        parts.append(f"w{self.width}")
+        return "_".join(parts)
+
+    @property
+    def cell_id(self) -> str:
+        """Relative folder of the cell inside a results directory: ``<algo>/<env>/<label>/seed_<seed>``."""
+        return f"{self.algo}/{self.env}/{self.label}/seed_{self.seed}"
+
+    def callback(self) -> list[dict[str, dict[str, Any]]] | None:
+        """
+        :return: The RL-Zoo ``callback`` hyperparameter for this cell (a list with one ``{class: kwargs}``
+            mapping), or ``None`` for dense.
+        """
+        extra = dict(self.callback_kwargs)
+        if self.method == "dense":
+            return None
+        if self.method in DST_METHODS:
+            kwargs = {
+                "method": self.method,
+                "sparsity": self.sparsity,
+                "criterion": self.criterion,
+                "seed": self.seed,
+                "verbose": 1,  # the initial per-layer table goes to the cell's train.log
+            }
+            kwargs.update(extra)
+            return [{DST_CALLBACK: kwargs}]
+        revival = {"static": "none", "tar": "tar", "uniform": "uniform"}[self.method]
+        kwargs = {
+            "sparsity": self.sparsity,
+            "criterion": self.criterion,
+            "revival": revival,
+            "recovery_ratio": self.rr if self.method != "static" else 0.0,
+            "seed": self.seed,
+            "verbose": 1,  # the per-layer pruning/revival report goes to the cell's train.log
+        }
+        kwargs.update(extra)
+        return [{TAR_CALLBACK: kwargs}]
+
+    def to_dict(self) -> dict[str, Any]:
+        """:return: A JSON-serialisable dict (``Cell.from_dict`` inverts it)."""
+        out = asdict(self)
+        out["hyperparams"] = [list(pair) for pair in self.hyperparams]
+        out["callback_kwargs"] = [list(pair) for pair in self.callback_kwargs]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
+        """
+        :param data: A dict written by :meth:`to_dict`.
+        :return: The cell.
+        """
+        known = {f.name for f in fields(cls)}
+        kwargs = {key: value for key, value in data.items() if key in known}
+        kwargs["hyperparams"] = tuple(tuple(pair) for pair in kwargs.get("hyperparams", ()))
+        kwargs["callback_kwargs"] = tuple(tuple(pair) for pair in kwargs.get("callback_kwargs", ()))
+        return cls(**kwargs)
+
+
+@dataclass
+class GridSpec:
+    """
+    A sweep grid. :meth:`expand` turns it into :class:`Cell` objects.
+
+    :param algos: Algorithms, from :data:`ALGOS`.
+    :param envs: Environment ids (each needs an entry, or a ``default``, in the hyperparameter file).
+    :param methods: Methods, from :data:`METHODS`.
+    :param criteria: Static criteria, from :data:`CRITERIA` (used by static, TAR and Uniform Revival).
+    :param sparsities: Sparsities in (0, 1).
+    :param rrs: Recovery ratios in [0, 1) for TAR and Uniform Revival (rr = 0 is the static baseline).
+    :param widths: Hidden widths (>= 1).
+    :param seeds: Seeds (>= 0).
+    :param n_timesteps: Training budget per cell; ``None`` keeps the hyperparameter file's value.
+    :param eval_freq: Evaluate every this many environment steps (>= 1).
+    :param eval_episodes: Deterministic episodes per evaluation (>= 1).
+    :param dst_criterion: Initial mask of SET/RigL: a criterion name, or ``"same"`` to follow ``criteria``.
+    :param hyperparams: Extra RL-Zoo hyperparameters for every cell, ``{key: python expression}``
+        (as ``-params key:value``; ``policy_kwargs`` is merged with the width).
+    :param tar_kwargs: Extra keyword arguments for ``TARCallback`` (static, TAR, Uniform Revival).
+    :param dst_kwargs: Extra keyword arguments for ``DSTCallback`` (SET, RigL).
+    """
+
+    algos: Sequence[str] = ("sac",)
+    envs: Sequence[str] = ("HalfCheetah-v4",)
+    methods: Sequence[str] = ("static", "tar")
+    criteria: Sequence[str] = ("magnitude",)
+    sparsities: Sequence[float] = (0.9,)
+    rrs: Sequence[float] = (0.01,)
+    widths: Sequence[int] = (256,)
+    seeds: Sequence[int] = (0, 1, 2, 3, 4)
+    n_timesteps: int | None = None
+    eval_freq: int = 10000
+    eval_episodes: int = 10
+    dst_criterion: str = "erk"
+    hyperparams: dict[str, str] = field(default_factory=dict)
+    tar_kwargs: dict[str, Any] = field(default_factory=dict)
+    dst_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """
+        Check every axis and option.
+
+        :raises TypeError: If a value has the wrong type.
+        :raises ValueError: If a value is outside its allowed range (the message names it and the range).
+        """
+        self.algos = _check_choices("algos", self.algos, ALGOS)
+        if isinstance(self.envs, str) or not isinstance(self.envs, Sequence) or len(self.envs) == 0:
+            raise ValueError(f"envs must be a non-empty list of environment ids, got {self.envs!r}")
+        self.envs = tuple(dict.fromkeys(self.envs))
+        self.methods = _check_choices("methods", self.methods, METHODS)
+        self.criteria = _check_choices("criteria", self.criteria, CRITERIA)
+        self.sparsities = _check_numbers("sparsities", self.sparsities, 0.0, 1.0, low_open=True, high_open=True)
+        self.rrs = _check_numbers("rrs", self.rrs, 0.0, 1.0, low_open=False, high_open=True)
+        self.widths = _check_ints("widths", self.widths, 1)
+        self.seeds = _check_ints("seeds", self.seeds, 0)
+        _check_int("n_timesteps", self.n_timesteps, 1, allow_none=True)
+        _check_int("eval_freq", self.eval_freq, 1)
+        _check_int("eval_episodes", self.eval_episodes, 1)
+        if self.dst_criterion != "same" and self.dst_criterion not in CRITERIA:
+            raise ValueError(f"Unknown dst_criterion {self.dst_criterion!r}: valid values are {[*CRITERIA, 'same']}")
+        for name in ("hyperparams", "tar_kwargs", "dst_kwargs"):
+            if not isinstance(getattr(self, name), dict):
+                raise TypeError(f"{name} must be a dict, got {getattr(self, name)!r}")
+        for key in self.hyperparams:
+            if key in _RESERVED_HYPERPARAMS:
+                raise ValueError(
+                    f"hyperparams may not set {key!r}: the grid sets it (use methods/criteria/... for the callback "
+                    "and n_timesteps for the budget)"
+                )
+        budget_mode = self.tar_kwargs.get("budget_mode", "reserve")
+        if any(m in REVIVAL_METHODS for m in self.methods):
+            for sparsity in self.sparsities:
+                for rr in self.rrs:
+                    limit = 1.0 - sparsity if budget_mode == "reserve" else sparsity
+                    if rr > limit + 1e-12:
+                        need = "1 - sparsity" if budget_mode == "reserve" else "sparsity"
+                        raise ValueError(
+                            f"rr={rr:g} with sparsity={sparsity:g} is outside the allowed range [0, {limit:g}] "
+                            f"(budget_mode={budget_mode!r} needs rr <= {need})"
+                        )
+
+    def expand(self) -> list[Cell]:
+        """
+        :return: The grid's cells, with irrelevant axes collapsed and duplicates removed, in a stable order
+            (algo, env, width, method, criterion, sparsity, rr, seed).
+        """
+        self.validate()
+        common = {
+            "n_timesteps": self.n_timesteps,
+            "eval_freq": self.eval_freq,
+            "eval_episodes": self.eval_episodes,
+            "hyperparams": tuple(sorted((str(k), str(v)) for k, v in self.hyperparams.items())),
+        }
+        tar_extra = tuple(sorted(self.tar_kwargs.items()))
+        dst_extra = tuple(sorted(self.dst_kwargs.items()))
+        cells: dict[str, Cell] = {}
+        for algo in self.algos:
+            for env in self.envs:
+                for width in self.widths:
+                    for method in self.methods:
+                        for config in self._configs(method):
+                            criterion, sparsity, rr, real_method = config
+                            extra = dst_extra if real_method in DST_METHODS else tar_extra
+                            if real_method == "dense":
+                                extra = ()
+                            for seed in self.seeds:
+                                cell = Cell(
+                                    algo=algo,
+                                    env=env,
+                                    method=real_method,
+                                    criterion=criterion,
+                                    sparsity=sparsity,
+                                    rr=rr,
+                                    width=width,
+                                    seed=seed,
+                                    callback_kwargs=extra,
+                                    **common,
+                                )
+                                cells.setdefault(cell.cell_id, cell)
+        return list(cells.values())
+
+    def _configs(self, method: str) -> list[tuple[str | None, float | None, float | None, str]]:
+        """(criterion, sparsity, rr, method) tuples of one method, axes collapsed."""
+        if method == "dense":
+            return [(None, None, None, "dense")]
+        out = []
+        if method in DST_METHODS:
+            criteria = self.criteria if self.dst_criterion == "same" else (self.dst_criterion,)
+            for criterion in criteria:
+                for sparsity in self.sparsities:
+                    out.append((criterion, sparsity, None, method))
+            return out
+        for criterion in self.criteria:
+            for sparsity in self.sparsities:
+                if method == "static":
+                    out.append((criterion, sparsity, 0.0, "static"))
+                    continue
+                for rr in self.rrs:
+                    out.append((criterion, sparsity, rr, method) if rr > 0 else (criterion, sparsity, 0.0, "static"))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """:return: A JSON-serialisable dict of the grid."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = list(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GridSpec:
+        """
+        :param data: A dict as written by :meth:`to_dict`.
+        :return: The grid.
+        :raises ValueError: If ``data`` has keys that are not grid fields.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown grid keys {unknown}: valid keys are {sorted(known)}")
+        return cls(**data)
+
+
+PRESETS: dict[str, GridSpec] = {
+    # End-to-end check of the whole pipeline in about a minute on 2 idle CPU cores: every method, tiny
+    # budget (600 steps, 400 gradient steps, 6 evaluations of 2 episodes). Checks plumbing, not learning.
+    "smoke": GridSpec(
+        algos=("sac",),
+        envs=("Pendulum-v1",),
+        methods=("dense", "static", "tar", "uniform", "set", "rigl"),
+        criteria=("magnitude",),
+        sparsities=(0.9,),
+        rrs=(0.01,),
+        widths=(64,),
+        seeds=(0, 1),
+        n_timesteps=600,
+        eval_freq=100,
+        eval_episodes=2,
+        hyperparams={"learning_starts": "200"},
+        dst_kwargs={"update_interval": 100},
+    ),
+    # The paper's full grid (for a cluster): 1M steps, 10 seeds, every criterion, sparsity, rr and width.
+    "paper": GridSpec(
+        algos=("sac", "td3"),
+        envs=("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Ant-v4", "Humanoid-v4", "BipedalWalker-v3"),
+        methods=("dense", "static", "tar", "uniform", "set", "rigl"),
+        criteria=("random", "erk", "magnitude", "synflow"),
+        sparsities=(0.8, 0.9, 0.95),
+        rrs=(0.005, 0.01, 0.02),
+        widths=(256, 1024),
+        seeds=tuple(range(10)),
+        n_timesteps=1_000_000,
+        eval_freq=10_000,
+        eval_episodes=10,
+    ),
+}
+
+
+def get_preset(name: str) -> GridSpec:
+    """
+    :param name: A key of :data:`PRESETS`.
+    :return: A copy of the preset grid (safe to modify).
+    :raises ValueError: If there is no such preset.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}: valid presets are {sorted(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])

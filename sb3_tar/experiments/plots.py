@@ -1,0 +1,228 @@
+"""PNG plots of a sweep: learning curves, rr sensitivity (the paper's Figure 5 kind) and width scaling
+(its Figure 4 kind). Each function returns the files it wrote and a message when the grid lacks the axis
+it needs (then it writes nothing)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sb3_tar.experiments.tables import standard_error
+
+_COLORS = {
+    "dense": "black",
+    "static": "tab:blue",
+    "tar": "tab:red",
+    "uniform": "tab:orange",
+    "set": "tab:green",
+    "rigl": "tab:purple",
+}
+_NAMES = {"dense": "Dense", "static": "Original", "tar": "TAR", "uniform": "Uniform", "set": "SET", "rigl": "RigL"}
+_MARKERS = {"magnitude": "o", "erk": "s", "synflow": "^", "random": "v"}
+_DPI = 90
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _line_label(row: pd.Series) -> str:
+    name = _NAMES[row["method"]]
+    if row["method"] in ("tar", "uniform"):
+        return f"{name} rr={row['rr']:g}"
+    if row["method"] in ("set", "rigl"):
+        return f"{name} ({row['criterion']})"
+    return name
+
+
+def _mean_curve(
+    folders: list[str], curves: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and standard error over seeds, truncated to the shortest run."""
+    series = [curves[f] for f in folders]
+    length = min(len(r) for _, r in series)
+    timesteps = series[0][0][:length]
+    values = np.stack([r[:length] for _, r in series])
+    se = values.std(axis=0, ddof=1) / math.sqrt(len(values)) if len(values) > 1 else np.zeros(length)
+    return timesteps, values.mean(axis=0), se
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-._" else "_" for c in text)
+
+
+def learning_curves(
+    runs: pd.DataFrame, curves: dict[str, tuple[np.ndarray, np.ndarray]], out_dir: str | Path
+) -> tuple[list[Path], list[str]]:
+    """
+    One PNG per (algo, env, width): a panel per (sparsity, criterion), each with the sparse methods of that
+    panel plus dense and SET/RigL of the same sparsity; mean over seeds with a ±1 standard-error band.
+
+    :param runs: Per-run results (with ``cell_dir`` keys into ``curves``).
+    :param curves: Learning curves by cell folder.
+    :param out_dir: Output folder.
+    :return: ``(files written, messages)``.
+    """
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    written = []
+    for (algo, env, width), group in runs.groupby(["algo", "env", "width"], sort=False):
+        static_like = group[group["method"].isin(["static", "tar", "uniform"])]
+        panels = sorted({(s, c) for s, c in zip(static_like["sparsity"], static_like["criterion"])})
+        if not panels:
+            panels = sorted({(s, None) for s in group["sparsity"].dropna()}) or [(None, None)]
+        sparsities = sorted({s for s, _ in panels if s is not None}) or [None]
+        criteria = sorted({c for _, c in panels if c is not None}, key=str) or [None]
+        fig, axes = plt.subplots(
+            len(sparsities), len(criteria), figsize=(4.2 * len(criteria), 3.2 * len(sparsities)), squeeze=False
+        )
+        for i, sparsity in enumerate(sparsities):
+            for j, criterion in enumerate(criteria):
+                ax = axes[i][j]
+                panel = group[group["method"] == "dense"]
+                if sparsity is not None:
+                    same = np.isclose(group["sparsity"].astype(float), sparsity)
+                    dst = group[group["method"].isin(["set", "rigl"]) & same]
+                    mine = group[group["method"].isin(["static", "tar", "uniform"]) & same]
+                    if criterion is not None:
+                        mine = mine[mine["criterion"] == criterion]
+                    panel = pd.concat([panel, mine, dst])
+                for _, config in panel.groupby(["method", "criterion", "rr"], dropna=False, sort=False):
+                    timesteps, mean, se = _mean_curve(list(config["cell_dir"]), curves)
+                    row = config.iloc[0]
+                    style = "--" if row["method"] == "uniform" else "-"
+                    color = _COLORS[row["method"]]
+                    ax.plot(timesteps, mean, style, color=color, label=f"{_line_label(row)} (n={len(config)})")
+                    ax.fill_between(timesteps, mean - se, mean + se, color=color, alpha=0.15)
+                title = env if sparsity is None else f"{env}, sparsity {sparsity:g}"
+                ax.set_title(title + (f", {criterion}" if criterion else ""), fontsize=9)
+                ax.set_xlabel("timesteps", fontsize=8)
+                ax.set_ylabel("eval return", fontsize=8)
+                ax.tick_params(labelsize=7)
+                ax.legend(fontsize=6)
+        fig.suptitle(f"{algo.upper()} learning curves (width {width}; mean ± s.e. over seeds)", fontsize=10)
+        fig.tight_layout()
+        path = out_dir / f"curves_{algo}_{_safe(env)}_w{width}.png"
+        fig.savefig(path, dpi=_DPI)
+        plt.close(fig)
+        written.append(path)
+    return written, []
+
+
+def rr_sensitivity(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], list[str]]:
+    """
+    Final return against the recovery ratio rr (rr = 0 is the static baseline), one PNG per
+    (algo, sparsity, width) with a panel per env and a line per criterion (solid: TAR, dashed: Uniform).
+
+    :param runs: Per-run results.
+    :param out_dir: Output folder.
+    :return: ``(files written, messages)``; nothing is written if no configuration has two or more rr values.
+    """
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    revival = runs[runs["method"].isin(["static", "tar", "uniform"])]
+    if revival.empty or revival["rr"].nunique() < 2:
+        return [], ["rr-sensitivity plot skipped: the grid needs static/TAR runs at two or more rr values (rr=0 is static)"]
+    written = []
+    for (algo, sparsity, width), group in revival.groupby(["algo", "sparsity", "width"], sort=False):
+        if group["rr"].nunique() < 2:
+            continue
+        envs = list(dict.fromkeys(group["env"]))
+        fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.2), squeeze=False)
+        for ax, env in zip(axes[0], envs):
+            sub = group[group["env"] == env]
+            for k, (criterion, crit) in enumerate(sub.groupby("criterion", sort=True)):
+                color = f"C{k}"
+                for method, style in (("tar", "-o"), ("uniform", "--s")):
+                    points = crit[crit["method"].isin(["static", method])]
+                    if points["method"].eq(method).sum() == 0:
+                        continue
+                    stats = points.groupby("rr")["final_return"].agg(["mean", standard_error]).sort_index()
+                    label = f"{criterion} ({_NAMES[method]})"
+                    ax.errorbar(
+                        stats.index,
+                        stats["mean"],
+                        yerr=stats["standard_error"],
+                        fmt=style,
+                        color=color,
+                        capsize=3,
+                        label=label,
+                    )
+            ax.set_title(f"{env}", fontsize=9)
+            ax.set_xlabel("recovery ratio rr (0 = Original)", fontsize=8)
+            ax.set_ylabel("final return", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.legend(fontsize=6)
+        fig.suptitle(f"{algo.upper()} rr sensitivity, sparsity {sparsity:g}, width {width} (mean ± s.e.)", fontsize=10)
+        fig.tight_layout()
+        path = out_dir / f"rr_sensitivity_{algo}_sp{sparsity:g}_w{width}.png"
+        fig.savefig(path, dpi=_DPI)
+        plt.close(fig)
+        written.append(path)
+    return written, []
+
+
+def width_scaling(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], list[str]]:
+    """
+    Final return against network width, one PNG per (algo, sparsity) with a panel per env and a line per
+    method configuration (dense, Original/TAR/Uniform per criterion and rr, SET, RigL).
+
+    :param runs: Per-run results.
+    :param out_dir: Output folder.
+    :return: ``(files written, messages)``; nothing is written if the grid has a single width.
+    """
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    if runs["width"].nunique() < 2:
+        return [], [f"width-scaling plot skipped: the grid has a single width ({runs['width'].iloc[0]})"]
+    written = []
+    sparse = runs[runs["method"] != "dense"]
+    sparsities = sorted(sparse["sparsity"].dropna().unique()) or [None]
+    for algo, by_algo in runs.groupby("algo", sort=False):
+        for sparsity in sparsities:
+            group = by_algo[by_algo["method"] == "dense"]
+            if sparsity is not None:
+                group = pd.concat([group, by_algo[np.isclose(by_algo["sparsity"].astype(float), sparsity)]])
+            envs = list(dict.fromkeys(group["env"]))
+            fig, axes = plt.subplots(1, len(envs), figsize=(6.2 * len(envs), 3.4), squeeze=False)
+            for ax, env in zip(axes[0], envs):
+                sub = group[group["env"] == env]
+                for _, config in sub.groupby(["method", "criterion", "rr"], dropna=False, sort=False):
+                    row = config.iloc[0]
+                    stats = config.groupby("width")["final_return"].agg(["mean", standard_error]).sort_index()
+                    label = _line_label(row) + (
+                        f" [{row['criterion']}]" if row["method"] in ("static", "tar", "uniform") else ""
+                    )
+                    marker = _MARKERS.get(row["criterion"], "o")
+                    style = ("--" if row["method"] == "uniform" else "-") + marker
+                    ax.errorbar(
+                        stats.index,
+                        stats["mean"],
+                        yerr=stats["standard_error"],
+                        fmt=style,
+                        color=_COLORS[row["method"]],
+                        capsize=3,
+                        label=label,
+                    )
+                ax.set_xscale("log", base=2)
+                ax.set_title(env, fontsize=9)
+                ax.set_xlabel("hidden width", fontsize=8)
+                ax.set_ylabel("final return", fontsize=8)
+                ax.tick_params(labelsize=7)
+                ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+            title = f"{algo.upper()} width scaling" + (f", sparsity {sparsity:g}" if sparsity is not None else "")
+            fig.suptitle(title + " (mean ± s.e.)", fontsize=10)
+            fig.tight_layout()
+            path = out_dir / (f"width_scaling_{algo}" + (f"_sp{sparsity:g}" if sparsity is not None else "") + ".png")
+            fig.savefig(path, dpi=_DPI)
+            plt.close(fig)
+            written.append(path)
+    return written, []

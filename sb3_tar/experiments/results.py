@@ -1,0 +1,131 @@
+"""Load a sweep's results: every finished cell's ``evaluations.npz`` (RL-Zoo / SB3 ``EvalCallback`` format).
+
+Evaluation protocol (``TAR_SPEC.md``): each evaluation's return is the mean over its episodes; a run's
+final return is the mean of its last 10% of evaluations (at least one).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sb3_tar.experiments.grid import Cell
+from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE
+
+#: Columns that identify a configuration (a run without its seed).
+CONFIG_COLUMNS: list[str] = ["algo", "env", "method", "criterion", "sparsity", "rr", "width"]
+
+
+def load_evaluations(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """
+    :param path: An ``evaluations.npz`` file, or the run folder holding one.
+    :return: ``(timesteps, returns)``: the evaluation steps and each evaluation's mean episode return.
+    :raises FileNotFoundError: If there is no such file.
+    :raises ValueError: If the file holds no evaluation.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "evaluations.npz"
+    with np.load(path) as data:
+        timesteps = np.asarray(data["timesteps"], dtype=np.int64)
+        results = np.asarray(data["results"], dtype=np.float64)
+    if results.size == 0:
+        raise ValueError(f"{path} holds no evaluation")
+    returns = results.reshape(len(timesteps), -1).mean(axis=1)
+    return timesteps, returns
+
+
+def final_return(returns: np.ndarray, last_fraction: float = 0.1) -> float:
+    """
+    :param returns: Per-evaluation returns, in time order.
+    :param last_fraction: Fraction of the last evaluations to average, in (0, 1].
+    :return: The mean of the last ``ceil(last_fraction * n)`` evaluations (at least one).
+    :raises ValueError: If ``returns`` is empty or ``last_fraction`` is outside (0, 1].
+    """
+    if not 0.0 < last_fraction <= 1.0:
+        raise ValueError(f"last_fraction={last_fraction!r} is outside the allowed range (0, 1]")
+    returns = np.asarray(returns, dtype=np.float64)
+    if returns.size == 0:
+        raise ValueError("returns is empty: a run needs at least one evaluation")
+    n_last = max(1, math.ceil(last_fraction * len(returns) - 1e-9))
+    return float(returns[-n_last:].mean())
+
+
+@dataclass
+class SweepResults:
+    """
+    Every finished run of a results directory.
+
+    :param runs: One row per run: the configuration columns, ``seed``, ``label``, ``final_return``,
+        ``n_evals``, ``last_timestep`` and ``cell_dir``.
+    :param curves: Learning curves by ``cell_dir``: ``(timesteps, returns)``.
+    :param unfinished: Cell folders without a done marker (skipped).
+    """
+
+    runs: pd.DataFrame
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    unfinished: list[str] = field(default_factory=list)
+
+
+def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: bool = False) -> SweepResults:
+    """
+    :param root: A results directory written by ``sb3-tar sweep``.
+    :param last_fraction: Fraction of the last evaluations averaged into the final return.
+    :param progress: Show a progress bar while reading.
+    :return: The results.
+    :raises FileNotFoundError: If ``root`` does not exist or holds no finished cell.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Results directory {root} does not exist")
+    from tqdm.auto import tqdm
+
+    rows, curves, unfinished = [], {}, []
+    cell_files = sorted(p for p in root.rglob(CELL_FILE) if "zoo" not in p.relative_to(root).parts[:1])
+    for cell_file in tqdm(cell_files, desc="loading runs", unit="run", disable=not progress):
+        folder = cell_file.parent
+        if not (folder / DONE_FILE).is_file():
+            unfinished.append(str(folder))
+            continue
+        cell = Cell.from_dict(json.loads(cell_file.read_text()))
+        timesteps, returns = load_evaluations(_run_folder(folder, cell))
+        curves[str(folder)] = (timesteps, returns)
+        rows.append(
+            {
+                "algo": cell.algo,
+                "env": cell.env,
+                "method": cell.method,
+                "criterion": cell.criterion,
+                "sparsity": cell.sparsity,
+                "rr": cell.rr,
+                "width": cell.width,
+                "seed": cell.seed,
+                "label": cell.label,
+                "final_return": final_return(returns, last_fraction),
+                "n_evals": len(returns),
+                "last_timestep": int(timesteps[-1]),
+                "cell_dir": str(folder),
+            }
+        )
+    if not rows:
+        raise FileNotFoundError(f"No finished cell (with {DONE_FILE}) under {root}")
+    runs = pd.DataFrame(rows).sort_values([*CONFIG_COLUMNS, "seed"], na_position="first", key=_sort_key)
+    return SweepResults(runs.reset_index(drop=True), curves, unfinished)
+
+
+def _run_folder(folder: Path, cell: Cell) -> Path:
+    """RL-Zoo's run folder inside a cell folder."""
+    return folder / cell.algo / f"{cell.env}_1"
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    if column.name == "method":
+        order = {m: i for i, m in enumerate(("dense", "static", "tar", "uniform", "set", "rigl"))}
+        return column.map(order)
+    return column

@@ -1,0 +1,466 @@
+"""Run sweep cells with RL-Zoo3: one ``python -m rl_zoo3.train`` subprocess per cell.
+
+Layout of a results directory (``root``)::
+
+    root/sweep.json                                   the last grid run into this directory
+    root/<algo>/<env>/<label>/seed_<k>/               one cell (RL-Zoo's ``-f`` log folder)
+        cell.json                                     the cell's configuration (written first)
+        train.log                                     stdout and stderr of RL-Zoo
+        <algo>/<env>_1/evaluations.npz                RL-Zoo's own layout (EvalCallback output)
+        <algo>/<env>_1/<env>.zip                      final model
+        done.json                                     written last: the cell is finished
+    root/zoo/<label>/<algo>/<env>_seed<k>             symlinks: every seed of one configuration in one
+                                                      folder, for ``python -m rl_zoo3.plots.all_plots``
+
+A cell without ``done.json`` is unfinished (interrupted or failed): it is wiped and run again on the next
+sweep, while finished cells are never touched again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sb3_tar.experiments.grid import Cell, GridSpec
+
+CELL_FILE = "cell.json"
+DONE_FILE = "done.json"
+LOG_FILE = "train.log"
+BACKENDS: tuple[str, ...] = ("local", "ray")
+
+#: Environment variables that pin every numerical library to one thread per cell.
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def find_conf_dir(conf_dir: str | os.PathLike | None = None) -> Path:
+    """
+    Locate the folder holding ``sac.yml`` / ``td3.yml``.
+
+    :param conf_dir: An explicit folder; ``None`` tries ``./hyperparams`` then the repository's ``hyperparams/``.
+    :return: The folder (absolute).
+    :raises FileNotFoundError: If no such folder exists.
+    """
+    candidates = [Path(conf_dir)] if conf_dir is not None else [Path("hyperparams"), _REPO_ROOT / "hyperparams"]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise FileNotFoundError(
+        f"No hyperparameter folder found (tried {[str(c) for c in candidates]}); pass --conf-dir pointing to the "
+        "folder with sac.yml/td3.yml of the sb3-tar repository"
+    )
+
+
+def conf_file(conf_dir: Path, algo: str) -> Path:
+    """
+    :param conf_dir: Folder of hyperparameter files.
+    :param algo: Algorithm name.
+    :return: ``<conf_dir>/<algo>.yml``.
+    :raises FileNotFoundError: If the file does not exist.
+    """
+    path = Path(conf_dir) / f"{algo}.yml"
+    if not path.is_file():
+        raise FileNotFoundError(f"No hyperparameter file {path} for algo {algo!r}")
+    return path
+
+
+def _env_hyperparams(conf: Path, env: str) -> dict[str, Any]:
+    with open(conf) as f:
+        data = yaml.safe_load(f)
+    if env in data:
+        return dict(data[env])
+    if "default" in data:
+        return dict(data["default"])
+    raise ValueError(f"Environment {env!r} has no entry (and there is no 'default') in {conf}")
+
+
+def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
+    """
+    The cell's ``policy_kwargs``: the hyperparameter file's (for the env), updated with any
+    ``policy_kwargs`` override in ``cell.hyperparams``, with ``net_arch=[width, width]``.
+
+    :param cell: The cell.
+    :param conf: Its hyperparameter file.
+    :return: The policy keyword arguments.
+    """
+    base = _env_hyperparams(conf, cell.env).get("policy_kwargs", {})
+    kwargs = dict(eval(base) if isinstance(base, str) else base or {})  # RL-Zoo evals these strings too
+    override = dict(cell.hyperparams).get("policy_kwargs")
+    if override is not None:
+        kwargs.update(eval(override))
+    kwargs["net_arch"] = [cell.width, cell.width]
+    return kwargs
+
+
+def zoo_command(cell: Cell, folder: Path, conf: Path, python: str = sys.executable) -> list[str]:
+    """
+    The RL-Zoo3 command line that trains one cell.
+
+    :param cell: The cell.
+    :param folder: RL-Zoo log folder (``-f``) for the cell.
+    :param conf: Hyperparameter file (``-conf``).
+    :param python: Python interpreter.
+    :return: The argument list (no shell quoting needed).
+    """
+    params = [f"policy_kwargs:{policy_kwargs_for(cell, conf)!r}", f"callback:{cell.callback()!r}"]
+    params += [f"{key}:{value}" for key, value in cell.hyperparams if key != "policy_kwargs"]
+    cmd = [python, "-m", "rl_zoo3.train", "--algo", cell.algo, "--env", cell.env, "-conf", str(conf)]
+    cmd += ["-f", str(folder), "--seed", str(cell.seed), "--num-threads", "1"]
+    cmd += ["--eval-freq", str(cell.eval_freq), "--eval-episodes", str(cell.eval_episodes), "--log-interval", "-1"]
+    if cell.n_timesteps is not None:
+        cmd += ["-n", str(cell.n_timesteps)]
+    return [*cmd, "-params", *params]
+
+
+def cell_dir(root: str | os.PathLike, cell: Cell) -> Path:
+    """:return: The cell's folder inside ``root``."""
+    return Path(root) / cell.cell_id
+
+
+def run_dir(root: str | os.PathLike, cell: Cell) -> Path:
+    """:return: RL-Zoo's run folder of the cell (``<cell dir>/<algo>/<env>_1``)."""
+    return cell_dir(root, cell) / cell.algo / f"{cell.env}_1"
+
+
+def cell_state(root: str | os.PathLike, cell: Cell) -> str:
+    """
+    :param root: Results directory.
+    :param cell: The cell.
+    :return: ``"done"`` (finished with this configuration), ``"stale"`` (finished with another
+        configuration, e.g. another budget), ``"partial"`` (started, not finished) or ``"new"``.
+    """
+    folder = cell_dir(root, cell)
+    if (folder / DONE_FILE).is_file():
+        try:
+            stored = json.loads((folder / CELL_FILE).read_text())
+        except (OSError, ValueError):
+            return "stale"
+        return "done" if stored == cell.to_dict() else "stale"
+    return "partial" if folder.exists() else "new"
+
+
+def _link_zoo_view(root: Path, cell: Cell) -> None:
+    """Symlink the cell's run folder into ``root/zoo/<label>/<algo>/<env>_seed<k>`` (best effort)."""
+    link = root / "zoo" / cell.label / cell.algo / f"{cell.env}_seed{cell.seed}"
+    try:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(os.path.relpath(run_dir(root, cell), link.parent), target_is_directory=True)
+    except OSError:
+        pass
+
+
+@dataclass
+class CellResult:
+    """
+    Outcome of one cell.
+
+    :param cell_id: The cell's id.
+    :param status: ``"done"`` (ran now), ``"skipped"`` (finished before) or ``"failed"``.
+    :param wall_s: Seconds spent running it now.
+    :param returncode: Exit code of RL-Zoo (``None`` if skipped).
+    :param log: Path of the cell's log.
+    """
+
+    cell_id: str
+    status: str
+    wall_s: float = 0.0
+    returncode: int | None = None
+    log: str = ""
+
+
+class _ProcessRegistry:
+    """Running subprocesses, so an interrupted sweep can stop them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen] = set()
+        self.stopping = False
+
+    def add(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.add(proc)
+
+    def remove(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def terminate_all(self) -> None:
+        self.stopping = True
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def run_cell(
+    cell: Cell,
+    root: str | os.PathLike,
+    conf_dir: str | os.PathLike | None = None,
+    python: str = sys.executable,
+    registry: _ProcessRegistry | None = None,
+) -> CellResult:
+    """
+    Run one cell unless it is already finished. An unfinished cell folder is wiped first.
+
+    :param cell: The cell.
+    :param root: Results directory.
+    :param conf_dir: Folder of hyperparameter files (see :func:`find_conf_dir`).
+    :param python: Python interpreter for the RL-Zoo subprocess.
+    :param registry: Where to register the subprocess (for interruption); internal.
+    :return: The outcome.
+    """
+    root = Path(root).resolve()
+    folder = cell_dir(root, cell)
+    if cell_state(root, cell) == "done":
+        return CellResult(cell.cell_id, "skipped", log=str(folder / LOG_FILE))
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / CELL_FILE).write_text(json.dumps(cell.to_dict(), indent=2))
+    conf = conf_file(find_conf_dir(conf_dir), cell.algo)
+    cmd = zoo_command(cell, folder, conf, python)
+    env = dict(os.environ, **SINGLE_THREAD_ENV)
+    env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    start = time.time()
+    if registry is not None and registry.stopping:  # the sweep is being interrupted: do not start
+        return CellResult(cell.cell_id, "failed", 0.0, None, str(folder / LOG_FILE))
+    with open(folder / LOG_FILE, "w") as log:
+        log.write(" ".join(cmd) + "\n\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if registry is not None:
+            registry.add(proc)
+            if registry.stopping:  # interrupted between the check above and the start
+                proc.terminate()
+        try:
+            returncode = proc.wait()
+        finally:
+            if registry is not None:
+                registry.remove(proc)
+    wall = time.time() - start
+    evaluations = run_dir(root, cell) / "evaluations.npz"
+    model = run_dir(root, cell) / f"{cell.env}.zip"
+    if returncode != 0 or not evaluations.is_file() or not model.is_file():
+        return CellResult(cell.cell_id, "failed", wall, returncode, str(folder / LOG_FILE))
+    done = {"cell_id": cell.cell_id, "returncode": returncode, "wall_s": round(wall, 2), "finished": time.time()}
+    (folder / DONE_FILE).write_text(json.dumps(done, indent=2))
+    _link_zoo_view(root, cell)
+    return CellResult(cell.cell_id, "done", wall, returncode, str(folder / LOG_FILE))
+
+
+@dataclass
+class SweepSummary:
+    """
+    Outcome of a sweep.
+
+    :param results: One :class:`CellResult` per cell.
+    :param interrupted: Whether the sweep was stopped before the end.
+    """
+
+    results: list[CellResult] = field(default_factory=list)
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        """:return: The number of cells with this status."""
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def failed(self) -> list[CellResult]:
+        """The failed cells."""
+        return [r for r in self.results if r.status == "failed"]
+
+
+def check_stale(cells: Sequence[Cell], root: str | os.PathLike, overwrite: bool = False) -> list[Cell]:
+    """
+    :param cells: Cells of the sweep.
+    :param root: Results directory.
+    :param overwrite: Allow re-running cells finished with a different configuration.
+    :return: The stale cells (finished with another configuration, e.g. another budget).
+    :raises ValueError: If there are stale cells and ``overwrite`` is false.
+    """
+    stale = [c for c in cells if cell_state(root, c) == "stale"]
+    if stale and not overwrite:
+        example = stale[0]
+        stored = json.loads((cell_dir(root, example) / CELL_FILE).read_text())
+        diff = {k: (stored.get(k), v) for k, v in example.to_dict().items() if stored.get(k) != v}
+        raise ValueError(
+            f"{len(stale)} cell(s) in {root} finished with a different configuration, e.g. {example.cell_id}: "
+            f"(stored, requested) = {diff}. Use another results directory, or --overwrite to run them again."
+        )
+    return stale
+
+
+def run_sweep(
+    grid: GridSpec | Sequence[Cell],
+    root: str | os.PathLike,
+    jobs: int | None = None,
+    backend: str = "local",
+    conf_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    ray_address: str | None = None,
+    on_result: Callable[[CellResult], None] | None = None,
+) -> SweepSummary:
+    """
+    Run every cell of a grid, skipping finished ones, ``jobs`` at a time.
+
+    :param grid: A grid, or an explicit list of cells.
+    :param root: Results directory (created if needed).
+    :param jobs: Cells run at once (local backend; default: number of CPU cores).
+    :param backend: ``"local"`` (threads driving subprocesses) or ``"ray"`` (one Ray task per cell,
+        ``num_cpus=1``; ``root`` must be on a filesystem shared by all Ray nodes).
+    :param conf_dir: Folder of hyperparameter files (see :func:`find_conf_dir`).
+    :param progress: Show a tqdm progress bar over cells.
+    :param overwrite: Re-run cells finished with a different configuration instead of refusing.
+    :param ray_address: Address of an existing Ray cluster (``None``: ``ray.init()`` default).
+    :param on_result: Called with each cell's outcome as it arrives.
+    :return: The summary.
+    :raises ValueError: On an unknown backend, ``jobs < 1`` or stale cells without ``overwrite``.
+    :raises ImportError: If ``backend="ray"`` and Ray is not installed.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}: valid backends are {list(BACKENDS)}")
+    jobs = (os.cpu_count() or 1) if jobs is None else jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs={jobs!r} is outside the allowed range [1, inf)")
+    if backend == "ray":
+        _import_ray()  # fail before touching the results directory
+    cells = grid.expand() if isinstance(grid, GridSpec) else list(grid)
+    root = Path(root).resolve()
+    conf = find_conf_dir(conf_dir)
+    for algo in sorted({c.algo for c in cells}):
+        conf_file(conf, algo)
+    check_stale(cells, root, overwrite)
+    root.mkdir(parents=True, exist_ok=True)
+    if isinstance(grid, GridSpec):
+        (root / "sweep.json").write_text(json.dumps({"grid": grid.to_dict(), "argv": sys.argv}, indent=2))
+    summary = SweepSummary()
+    todo = []
+    for cell in cells:
+        if cell_state(root, cell) == "done":
+            summary.results.append(CellResult(cell.cell_id, "skipped", log=str(cell_dir(root, cell) / LOG_FILE)))
+        else:
+            todo.append(cell)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", unit="cell", disable=not progress)
+
+    def record(result: CellResult) -> None:
+        summary.results.append(result)
+        bar.update(1)
+        bar.set_postfix(failed=summary.count("failed"))
+        if on_result is not None:
+            on_result(result)
+
+    try:
+        if backend == "local":
+            _run_local(todo, root, jobs, conf, record, summary)
+        else:
+            _run_ray(todo, root, conf, record, ray_address, summary)
+    finally:
+        bar.close()
+    return summary
+
+
+def _run_local(
+    cells: list[Cell], root: Path, jobs: int, conf: Path, record: Callable[[CellResult], None], summary: SweepSummary
+) -> None:
+    registry = _ProcessRegistry()
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if previous is not None:
+        # SIGTERM (e.g. from a job scheduler) stops the sweep like Ctrl-C: children are terminated.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    executor = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        pending: set[Future] = {executor.submit(_run_cell_safely, c, root, conf, registry) for c in cells}
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in finished:
+                record(future.result())
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        executor.shutdown(wait=False, cancel_futures=True)
+        registry.terminate_all()
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_cell_safely(cell: Cell, root: Path, conf: Path, registry: _ProcessRegistry) -> CellResult:
+    """:func:`run_cell`, with an unexpected error (e.g. a full disk) reported as a failed cell instead of ending the sweep."""
+    try:
+        return run_cell(cell, root, conf, sys.executable, registry)
+    except Exception as e:  # reported with the cell; the other cells go on
+        log = cell_dir(root, cell) / LOG_FILE
+        try:
+            with open(log, "a") as f:
+                f.write(f"\nsb3-tar: {type(e).__name__}: {e}\n")
+        except OSError:
+            pass
+        return CellResult(cell.cell_id, "failed", 0.0, None, str(log))
+
+
+def _run_ray(
+    cells: list[Cell],
+    root: Path,
+    conf: Path,
+    record: Callable[[CellResult], None],
+    address: str | None,
+    summary: SweepSummary,
+) -> None:
+    ray = _import_ray()
+    if not ray.is_initialized():
+        ray.init(address=address)
+    remote = ray.remote(num_cpus=1)(_run_cell_dict)
+    refs = [remote.remote(c.to_dict(), str(root), str(conf)) for c in cells]
+    try:
+        while refs:
+            ready, refs = ray.wait(refs, num_returns=1)
+            record(CellResult(**ray.get(ready[0])))
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise
+
+
+def _import_ray() -> Any:
+    """Import Ray, or explain how to install it."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError(
+            "The Ray backend needs Ray, which is not installed: `pip install 'sb3-tar[ray]'` "
+            "(or `pip install 'ray[default]'`), or use --backend local"
+        ) from e
+    return ray
+
+
+def _run_cell_dict(cell: dict[str, Any], root: str, conf: str) -> dict[str, Any]:
+    """Ray task body: plain types in and out; runs RL-Zoo with the worker's own Python."""
+    result = run_cell(Cell.from_dict(cell), root, conf, sys.executable)
+    return result.__dict__

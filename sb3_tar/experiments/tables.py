@@ -1,0 +1,368 @@
+"""Results tables: per-configuration mean ± standard error, the paper's Original-vs-TAR table with percent
+changes (and TAR vs the best of SET/RigL), and IQM with 95% stratified-bootstrap intervals (rliable).
+
+Percent change of ``x`` over a baseline ``b`` is ``100 * (x - b) / |b|``, so a positive number is an
+improvement even when returns are negative.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sb3_tar.experiments.results import CONFIG_COLUMNS
+
+
+def import_rliable() -> tuple[Any, Any]:
+    """
+    Import ``rliable.library`` and ``rliable.metrics`` (lazily: the report is their only user).
+
+    rliable 1.2 imports ``arch``: ``arch`` 7 fails to import under pandas 3 and ``arch`` 8 rejects
+    rliable's bootstrap arguments, which is why the package pins ``pandas<3`` and ``arch<8``.
+
+    :return: ``(rliable.library, rliable.metrics)``.
+    """
+    from rliable import library, metrics
+
+    return library, metrics
+
+
+def _interval_estimates(library: Any, metrics: Any, scores: dict[str, np.ndarray], reps: int, seed: int) -> tuple[dict, dict]:
+    """
+    IQM point estimates and 95% stratified-bootstrap intervals (rliable), one method at a time.
+
+    rliable 1.2's ``StratifiedBootstrap`` draws from NumPy's global generator (its ``random_state``
+    argument does not reach the draws), so each method is bootstrapped right after seeding the global
+    generator with ``seed``: an interval depends only on that method's scores and ``seed``, not on
+    which other methods are in the table. The caller's global NumPy random state is restored.
+    """
+    points, intervals = {}, {}
+    state = np.random.get_state()
+    try:
+        for key, values in scores.items():
+            np.random.seed(seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # arch: RandomState is deprecated
+                point, interval = library.get_interval_estimates(
+                    {key: values}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps
+                )
+            points[key], intervals[key] = point[key], interval[key]
+    finally:
+        np.random.set_state(state)
+    return points, intervals
+
+
+def pct_change(value: float, baseline: float) -> float:
+    """
+    :param value: New value.
+    :param baseline: Baseline value.
+    :return: ``100 * (value - baseline) / |baseline|`` (NaN if the baseline is 0 or either is NaN).
+    """
+    if baseline is None or value is None or not np.isfinite(baseline) or not np.isfinite(value) or baseline == 0:
+        return float("nan")
+    return 100.0 * (value - baseline) / abs(baseline)
+
+
+def standard_error(values: Sequence[float]) -> float:
+    """:return: The standard error of the mean (sample std / sqrt(n)); NaN for fewer than 2 values."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return float("nan")
+    return float(values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """
+    :param runs: Per-run results (see :func:`sb3_tar.experiments.results.load_results`).
+    :return: One row per configuration: the configuration columns, ``label``, ``n``, ``seeds``,
+        ``mean`` and ``se`` of the final return.
+    """
+    rows = []
+    for key, group in runs.groupby(CONFIG_COLUMNS, dropna=False, sort=False):
+        values = group["final_return"].to_numpy()
+        row = dict(zip(CONFIG_COLUMNS, key))
+        row.update(
+            label=group["label"].iloc[0],
+            n=len(values),
+            seeds=" ".join(str(s) for s in sorted(group["seed"])),
+            mean=float(values.mean()),
+            se=standard_error(values),
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _select(summary: pd.DataFrame, **conditions: Any) -> pd.DataFrame:
+    mask = pd.Series(True, index=summary.index)
+    for column, value in conditions.items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            mask &= summary[column].isna()
+        elif isinstance(value, float):
+            mask &= np.isclose(summary[column].astype(float), value)
+        else:
+            mask &= summary[column] == value
+    return summary[mask]
+
+
+def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """
+    The paper's table: one row per TAR configuration (algo, env, criterion, sparsity, width, rr) with its
+    static baseline ("Original": same criterion and sparsity), Uniform Revival at the same rr, the best
+    of SET/RigL (same sparsity and width) and dense (same width), and the percent changes of TAR.
+    If the grid has no TAR run, one row per static configuration.
+
+    :param summary: Output of :func:`summarize`.
+    :return: The table (numbers; see :func:`format_comparison` for text).
+    """
+    anchors = summary[summary["method"] == "tar"]
+    if anchors.empty:
+        anchors = summary[summary["method"] == "static"]
+    rows = []
+    for _, anchor in anchors.iterrows():
+        base = {"algo": anchor["algo"], "env": anchor["env"], "width": anchor["width"]}
+        static = _select(summary, method="static", criterion=anchor["criterion"], sparsity=anchor["sparsity"], **base)
+        tar = _select(
+            summary, method="tar", criterion=anchor["criterion"], sparsity=anchor["sparsity"], rr=anchor["rr"], **base
+        )
+        uniform = _select(
+            summary, method="uniform", criterion=anchor["criterion"], sparsity=anchor["sparsity"], rr=anchor["rr"], **base
+        )
+        dst = summary[summary["method"].isin(["set", "rigl"])]
+        dst = dst[(dst["algo"] == base["algo"]) & (dst["env"] == base["env"]) & (dst["width"] == base["width"])]
+        dst = dst[np.isclose(dst["sparsity"].astype(float), float(anchor["sparsity"]))]
+        dense = _select(summary, method="dense", **base)
+        row: dict[str, Any] = {
+            **base,
+            "criterion": anchor["criterion"],
+            "sparsity": anchor["sparsity"],
+            "rr": anchor["rr"] if anchor["method"] == "tar" else float("nan"),
+        }
+        for name, frame in (("original", static), ("tar", tar), ("uniform", uniform), ("dense", dense)):
+            first = frame.iloc[0] if len(frame) else None
+            row[f"{name}_n"] = int(first["n"]) if first is not None else 0
+            row[f"{name}_mean"] = float(first["mean"]) if first is not None else float("nan")
+            row[f"{name}_se"] = float(first["se"]) if first is not None else float("nan")
+            row[f"{name}_seeds"] = first["seeds"] if first is not None else ""
+        if len(dst):
+            best = dst.loc[dst["mean"].idxmax()]
+            row.update(best_dst=best["method"], best_dst_mean=float(best["mean"]), best_dst_se=float(best["se"]))
+            row["best_dst_n"] = int(best["n"])
+        else:
+            row.update(best_dst="", best_dst_mean=float("nan"), best_dst_se=float("nan"), best_dst_n=0)
+        row["tar_vs_original_pct"] = pct_change(row["tar_mean"], row["original_mean"])
+        row["uniform_vs_original_pct"] = pct_change(row["uniform_mean"], row["original_mean"])
+        row["tar_vs_best_dst_pct"] = pct_change(row["tar_mean"], row["best_dst_mean"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mean_se(mean: float, se: float, n: int) -> str:
+    if n == 0 or not np.isfinite(mean):
+        return "–"
+    if not np.isfinite(se):
+        return f"{mean:.1f} (n=1)"
+    return f"{mean:.1f} ± {se:.1f}"
+
+
+def _pct(value: float) -> str:
+    return "–" if not np.isfinite(value) else f"{value:+.1f}%"
+
+
+def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """
+    :param table: Output of :func:`comparison_table`.
+    :return: The same table as text ("mean ± se", "+x.y%"), columns with no data dropped.
+    """
+    if table.empty:
+        return pd.DataFrame()
+    out = pd.DataFrame(
+        {
+            "Algo": table["algo"].str.upper(),
+            "Env": table["env"],
+            "Criterion": table["criterion"],
+            "Sparsity": table["sparsity"].map(lambda v: f"{v:g}"),
+            "Width": table["width"].astype(int),
+            "rr": table["rr"].map(lambda v: "–" if not np.isfinite(v) else f"{v:g}"),
+        }
+    )
+    for name, title in (("original", "Original"), ("tar", "TAR"), ("uniform", "Uniform"), ("dense", "Dense")):
+        if table[f"{name}_n"].sum() == 0:
+            continue
+        out[title] = [_mean_se(m, s, n) for m, s, n in zip(table[f"{name}_mean"], table[f"{name}_se"], table[f"{name}_n"])]
+        if name == "tar":
+            out["TAR vs Original"] = table["tar_vs_original_pct"].map(_pct)
+        if name == "uniform":
+            out["Uniform vs Original"] = table["uniform_vs_original_pct"].map(_pct)
+    if table["best_dst_n"].sum() > 0:
+        out["Best SET/RigL"] = [
+            "–" if n == 0 else f"{_mean_se(m, s, n)} ({name.upper()})"
+            for m, s, n, name in zip(table["best_dst_mean"], table["best_dst_se"], table["best_dst_n"], table["best_dst"])
+        ]
+        if table["tar_n"].sum() > 0:
+            out["TAR vs best DST"] = table["tar_vs_best_dst_pct"].map(_pct)
+    if "Dense" in out:  # keep Dense last
+        out["Dense"] = out.pop("Dense")
+    return out
+
+
+def _method_label(row: pd.Series) -> str:
+    """Readable method name, e.g. ``TAR (magnitude, rr=0.01)`` or ``SET (erk)``."""
+    method = row["method"]
+    if method == "dense":
+        return "Dense"
+    name = {"static": "Original", "tar": "TAR", "uniform": "Uniform", "set": "SET", "rigl": "RigL"}[method]
+    if method in ("tar", "uniform"):
+        return f"{name} ({row['criterion']}, rr={row['rr']:g})"
+    return f"{name} ({row['criterion']})"
+
+
+def iqm_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+    """
+    IQM of the final return with a 95% stratified-bootstrap interval (rliable), per method, within each
+    (algo, env, sparsity, width) group (dense runs join every sparsity of their width).
+
+    :param runs: Per-run results.
+    :param reps: Bootstrap replications.
+    :param seed: Seed of the bootstrap.
+    :param progress: Show a progress bar over groups.
+    :return: Columns algo, env, sparsity, width, method, n, iqm, ci_low, ci_high.
+    """
+    library, metrics = import_rliable()
+    from tqdm.auto import tqdm
+
+    runs = runs.assign(method_label=runs.apply(_method_label, axis=1))
+    sparse = runs[runs["method"] != "dense"]
+    groups = list(sparse.groupby(["algo", "env", "sparsity", "width"], sort=False))
+    if sparse.empty:
+        groups = [((a, e, float("nan"), w), g) for (a, e, w), g in runs.groupby(["algo", "env", "width"], sort=False)]
+    rows = []
+    for (algo, env, sparsity, width), group in tqdm(groups, desc="IQM bootstrap", unit="group", disable=not progress):
+        dense = runs[(runs["method"] == "dense") & (runs["algo"] == algo) & (runs["env"] == env) & (runs["width"] == width)]
+        frame = pd.concat([dense, group]) if not sparse.empty else group
+        scores = {label: g["final_return"].to_numpy()[:, None] for label, g in frame.groupby("method_label", sort=False)}
+        point, interval = _interval_estimates(library, metrics, scores, reps, seed)
+        for label, values in scores.items():
+            rows.append(
+                {
+                    "algo": algo,
+                    "env": env,
+                    "sparsity": sparsity,
+                    "width": width,
+                    "method": label,
+                    "n": len(values),
+                    "iqm": float(point[label][0]),
+                    "ci_low": float(interval[label][0, 0]),
+                    "ci_high": float(interval[label][1, 0]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def format_iqm(table: pd.DataFrame) -> pd.DataFrame:
+    """:return: :func:`iqm_table` as text: ``IQM [low, high]``."""
+    if table.empty:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        {
+            "Algo": table["algo"].str.upper(),
+            "Env": table["env"],
+            "Sparsity": table["sparsity"].map(lambda v: "–" if not np.isfinite(v) else f"{v:g}"),
+            "Width": table["width"].astype(int),
+            "Method": table["method"],
+            "n": table["n"],
+            "IQM [95% CI]": [
+                f"{m:.1f} [{lo:.1f}, {hi:.1f}]" for m, lo, hi in zip(table["iqm"], table["ci_low"], table["ci_high"])
+            ],
+        }
+    )
+
+
+def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """:return: :func:`summarize` as text, one row per configuration."""
+    return pd.DataFrame(
+        {
+            "Algo": summary["algo"].str.upper(),
+            "Env": summary["env"],
+            "Configuration": summary["label"],
+            "Seeds": summary["seeds"],
+            "Final return": [_mean_se(m, s, n) for m, s, n in zip(summary["mean"], summary["se"], summary["n"])],
+        }
+    )
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """
+    :param table: A table of text or numbers.
+    :return: A GitHub-flavoured markdown table (no extra dependency).
+    """
+    if table.empty:
+        return "_(no rows)_\n"
+    header = [str(c) for c in table.columns]
+    body = [[str(v) for v in row] for row in table.itertuples(index=False)]
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |"]
+    lines.append("| " + " | ".join("-" * w for w in widths) + " |")
+    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+def aggregate_iqm_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, str]:
+    """
+    IQM across environments of the dense-normalised final return (return / dense mean return of the same
+    algo, env and width), with 95% stratified-bootstrap intervals (runs resampled within each env), per
+    (algo, sparsity, width) and method. Needs at least two envs, each with dense runs of positive mean.
+
+    :param runs: Per-run results.
+    :param reps: Bootstrap replications.
+    :param seed: Seed of the bootstrap.
+    :return: ``(table, message)``: the table (columns algo, sparsity, width, method, n_envs, n_runs, iqm,
+        ci_low, ci_high) and, when it is empty, why.
+    """
+    if runs["env"].nunique() < 2:
+        return pd.DataFrame(), "aggregate IQM skipped: the grid has a single env"
+    dense = runs[runs["method"] == "dense"].groupby(["algo", "env", "width"])["final_return"].mean()
+    if dense.empty or (dense <= 0).any():
+        return pd.DataFrame(), "aggregate IQM skipped: it needs dense runs with a positive mean return in every env"
+    library, metrics = import_rliable()
+    runs = runs.assign(method_label=runs.apply(_method_label, axis=1))
+    rows = []
+    sparse = runs[runs["method"] != "dense"]
+    for (algo, sparsity, width), group in sparse.groupby(["algo", "sparsity", "width"], sort=False):
+        dense_group = runs[(runs["method"] == "dense") & (runs["algo"] == algo) & (runs["width"] == width)]
+        frame = pd.concat([dense_group, group])
+        scores = {}
+        for label, g in frame.groupby("method_label", sort=False):
+            per_env = []
+            for env, e in g.groupby("env", sort=False):
+                if (algo, env, width) not in dense.index:
+                    per_env = []
+                    break
+                per_env.append(e.sort_values("seed")["final_return"].to_numpy() / dense[(algo, env, width)])
+            if len(per_env) < 2:
+                continue
+            n_runs = min(len(v) for v in per_env)
+            scores[label] = np.stack([v[:n_runs] for v in per_env], axis=1)
+        if not scores:
+            continue
+        point, interval = _interval_estimates(library, metrics, scores, reps, seed)
+        for label, values in scores.items():
+            rows.append(
+                {
+                    "algo": algo,
+                    "sparsity": sparsity,
+                    "width": width,
+                    "method": label,
+                    "n_envs": values.shape[1],
+                    "n_runs": values.shape[0],
+                    "iqm": float(point[label][0]),
+                    "ci_low": float(interval[label][0, 0]),
+                    "ci_high": float(interval[label][1, 0]),
+                }
+            )
+    table = pd.DataFrame(rows)
+    return table, "" if len(table) else "aggregate IQM skipped: no method has runs in two or more envs"

@@ -1,0 +1,204 @@
+"""Grid expansion, axis collapsing, validation and the RL-Zoo command of a cell (no training here)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from rl_zoo3.utils import StoreDict
+
+from sb3_tar.cli import _build_parser, grid_from_args, main
+from sb3_tar.experiments.grid import DST_CALLBACK, TAR_CALLBACK, Cell, GridSpec, get_preset
+from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE, cell_dir, cell_state, find_conf_dir, zoo_command
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _zoo_params(cmd: list[str]) -> dict:
+    """Parse a command's ``-params`` exactly as RL-Zoo does (StoreDict evals each value)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-params", "--hyperparams", type=str, nargs="+", action=StoreDict)
+    return parser.parse_args(cmd[cmd.index("-params") :]).hyperparams
+
+
+def test_smoke_preset_has_every_method_once_per_seed():
+    cells = get_preset("smoke").expand()
+    assert len(cells) == 12
+    assert Counter(c.method for c in cells) == {m: 2 for m in ("dense", "static", "tar", "uniform", "set", "rigl")}
+    assert len({c.cell_id for c in cells}) == len(cells)
+
+
+def test_irrelevant_axes_are_collapsed():
+    grid = GridSpec(
+        envs=["Pendulum-v1"],
+        methods=["dense", "static", "tar", "uniform", "set", "rigl"],
+        criteria=["magnitude", "erk"],
+        sparsities=[0.8, 0.9],
+        rrs=[0.0, 0.005, 0.01],
+        widths=[64],
+        seeds=[0, 1],
+    )
+    cells = grid.expand()
+    by_method = Counter(c.method for c in cells)
+    # dense: one config; static: criteria x sparsities (tar/uniform at rr=0 fold into it);
+    # tar/uniform: criteria x sparsities x the two rr > 0; set/rigl: sparsities (ERK start, no rr)
+    expected = {"dense": 2, "static": 2 * 2 * 2, "tar": 2 * 2 * 2 * 2, "uniform": 2 * 2 * 2 * 2, "set": 2 * 2, "rigl": 2 * 2}
+    assert by_method == expected
+    for cell in cells:
+        if cell.method == "dense":
+            assert (cell.criterion, cell.sparsity, cell.rr) == (None, None, None)
+            assert cell.callback() is None
+        elif cell.method == "static":
+            assert cell.rr == 0.0
+        elif cell.method in ("set", "rigl"):
+            assert cell.rr is None and cell.criterion == "erk"
+        else:
+            assert cell.rr > 0
+    assert len({c.cell_id for c in cells}) == len(cells)
+
+
+def test_tar_at_rr_zero_is_the_static_cell():
+    only_tar = GridSpec(envs=["Pendulum-v1"], methods=["tar"], rrs=[0.0, 0.01], seeds=[0]).expand()
+    with_static = GridSpec(envs=["Pendulum-v1"], methods=["static", "tar"], rrs=[0.0, 0.01], seeds=[0]).expand()
+    assert [c.cell_id for c in only_tar] == [c.cell_id for c in with_static]
+    assert sorted(c.method for c in only_tar) == ["static", "tar"]
+
+
+def test_dst_criterion_same_follows_the_criteria_axis():
+    cells = GridSpec(methods=["set"], criteria=["magnitude", "synflow"], dst_criterion="same", seeds=[0]).expand()
+    assert sorted(c.criterion for c in cells) == ["magnitude", "synflow"]
+
+
+def test_paper_preset_is_the_full_grid():
+    grid = get_preset("paper")
+    cells = grid.expand()
+    # per (algo, env, width, seed): dense 1 + per (criterion, sparsity): static 1 + 3 TAR + 3 Uniform, + SET/RigL per sparsity
+    per = 1 + 4 * 3 * 7 + 2 * 3
+    assert len(cells) == 2 * 6 * 2 * 10 * per
+    assert {c.n_timesteps for c in cells} == {1_000_000}
+    assert {c.seed for c in cells} == set(range(10))
+    assert {c.width for c in cells} == {256, 1024}
+    assert get_preset("paper") is not get_preset("paper")  # copies: safe to modify
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"methods": ["tar", "prune"]}, ValueError, ["'prune'", "dense", "rigl"]),
+        ({"criteria": ["snip"]}, ValueError, ["'snip'", "synflow"]),
+        ({"algos": ["ppo"]}, ValueError, ["'ppo'", "sac"]),
+        ({"sparsities": [1.0]}, ValueError, ["1.0", "(0, 1)"]),
+        ({"sparsities": [0.9], "rrs": [0.2]}, ValueError, ["rr=0.2", "[0, 0.1]"]),
+        ({"rrs": [-0.01]}, ValueError, ["-0.01", "[0, 1)"]),
+        ({"seeds": [-1]}, ValueError, ["-1", "[0, inf)"]),
+        ({"widths": [0]}, ValueError, ["0", "[1, inf)"]),
+        ({"eval_freq": 0}, ValueError, ["eval_freq=0", "[1, inf)"]),
+        ({"sparsities": "0.9"}, TypeError, ["sparsities"]),
+        ({"seeds": [0.5]}, TypeError, ["0.5"]),
+        ({"hyperparams": {"callback": "None"}}, ValueError, ["'callback'"]),
+        ({"dst_criterion": "dense"}, ValueError, ["'dense'", "same"]),
+    ],
+)
+def test_bad_values_are_named_with_the_allowed_range(kwargs, error, words):
+    with pytest.raises(error) as info:
+        GridSpec(**kwargs).expand()
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_extra_budget_mode_allows_rr_above_density():
+    cells = GridSpec(sparsities=[0.95], rrs=[0.1], tar_kwargs={"budget_mode": "extra"}, seeds=[0]).expand()
+    assert dict(cells[-1].callback()[0][TAR_CALLBACK])["budget_mode"] == "extra"
+
+
+def test_callback_specs():
+    base = {"algo": "sac", "env": "Pendulum-v1", "width": 256, "seed": 3}
+    tar = Cell(method="tar", criterion="synflow", sparsity=0.95, rr=0.02, **base).callback()[0][TAR_CALLBACK]
+    assert tar["revival"] == "tar" and tar["recovery_ratio"] == 0.02 and tar["sparsity"] == 0.95
+    assert tar["criterion"] == "synflow" and tar["seed"] == 3
+    static = Cell(method="static", criterion="erk", sparsity=0.9, rr=0.0, **base).callback()[0][TAR_CALLBACK]
+    assert static["revival"] == "none" and static["recovery_ratio"] == 0.0
+    uniform = Cell(method="uniform", criterion="erk", sparsity=0.9, rr=0.01, **base).callback()[0][TAR_CALLBACK]
+    assert uniform["revival"] == "uniform"
+    rigl = Cell(method="rigl", criterion="erk", sparsity=0.9, rr=None, callback_kwargs=(("update_interval", 500),), **base)
+    kwargs = {"method": "rigl", "sparsity": 0.9, "criterion": "erk", "seed": 3, "verbose": 1, "update_interval": 500}
+    assert rigl.callback() == [{DST_CALLBACK: kwargs}]
+
+
+def test_zoo_command_is_parsed_by_rl_zoo():
+    conf = find_conf_dir(REPO / "hyperparams")
+    cell = get_preset("smoke").expand()[4]  # tar
+    cmd = zoo_command(cell, Path("/tmp/x"), conf / "sac.yml")
+    assert cmd[1:3] == ["-m", "rl_zoo3.train"]
+    for flag, value in (("--algo", "sac"), ("--env", "Pendulum-v1"), ("-n", "600"), ("--eval-freq", "100")):
+        assert cmd[cmd.index(flag) + 1] == value
+    assert cmd[cmd.index("--seed") + 1] == str(cell.seed)
+    params = _zoo_params(cmd)
+    assert params["policy_kwargs"] == {"net_arch": [64, 64]}
+    assert params["callback"] == cell.callback()
+    assert params["learning_starts"] == 200
+
+
+def test_width_keeps_the_env_policy_kwargs():
+    conf = find_conf_dir(REPO / "hyperparams")
+    cell = Cell("sac", "BipedalWalker-v3", "dense", None, None, None, 1024, 0, hyperparams=(("learning_starts", "100"),))
+    params = _zoo_params(zoo_command(cell, Path("/tmp/x"), conf / "sac.yml"))
+    assert params["policy_kwargs"] == {"log_std_init": -3, "net_arch": [1024, 1024], "use_expln": True}
+    assert params["callback"] is None and params["learning_starts"] == 100
+
+
+def test_cell_round_trips_through_json():
+    for cell in get_preset("smoke").expand():
+        assert Cell.from_dict(json.loads(json.dumps(cell.to_dict()))) == cell
+
+
+def test_cell_state(tmp_path):
+    cell = get_preset("smoke").expand()[0]
+    assert cell_state(tmp_path, cell) == "new"
+    folder = cell_dir(tmp_path, cell)
+    folder.mkdir(parents=True)
+    (folder / CELL_FILE).write_text(json.dumps(cell.to_dict()))
+    assert cell_state(tmp_path, cell) == "partial"
+    (folder / DONE_FILE).write_text("{}")
+    assert cell_state(tmp_path, cell) == "done"
+    other = Cell.from_dict({**cell.to_dict(), "n_timesteps": 5000})
+    assert cell_state(tmp_path, other) == "stale"
+
+
+def test_cli_overrides_the_preset():
+    args = _build_parser().parse_args(
+        ["sweep", "--preset", "smoke", "--methods", "static", "tar", "--n-seeds", "3", "-n", "500", "--rrs", "0.005", "0.02"]
+        + ["--params", "learning_starts:50", "--tar-kwargs", "budget_mode:extra", "floor_fraction:0.5"]
+    )
+    grid = grid_from_args(args)
+    assert grid.seeds == (0, 1, 2) and grid.n_timesteps == 500 and grid.rrs == (0.005, 0.02)
+    assert grid.hyperparams == {"learning_starts": "50"}
+    assert grid.tar_kwargs == {"budget_mode": "extra", "floor_fraction": 0.5}
+    assert len(grid.expand()) == 3 * (1 + 2)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="Ray is installed")
+def test_ray_backend_without_ray_says_how_to_install(tmp_path, capsys):
+    assert main(["sweep", "--preset", "smoke", "--backend", "ray", "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'sb3-tar[ray]'" in err
+    assert not (tmp_path / "r").exists()  # refused before touching the results directory
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["sweep", "--sparsities", "0.99", "--rrs", "0.02", "--dry-run"]) == 2
+    assert "rr=0.02" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_dry_run_lists_commands(tmp_path, capsys):
+    assert main(["sweep", "--preset", "smoke", "--dry-run", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("12 cells (0 finished")
+    assert out.count("rl_zoo3.train") == 12
+    assert not any(tmp_path.iterdir())

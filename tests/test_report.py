@@ -1,0 +1,192 @@
+"""``sb3-tar report`` on a results directory in the sweep's exact layout, with evaluation files written in
+SB3 EvalCallback's format (``timesteps``, ``results``, ``ep_lengths``). Every number checked here is
+recomputed from the raw ``evaluations.npz`` files, independently of the report's own loader."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import trim_mean
+
+from sb3_tar.cli import main
+from sb3_tar.experiments.grid import GridSpec
+from sb3_tar.experiments.report import make_report
+from sb3_tar.experiments.results import final_return, load_evaluations
+from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE, cell_dir, run_dir
+from sb3_tar.experiments.tables import import_rliable, pct_change
+
+N_EVALS = 25  # last 10% -> the last ceil(2.5) = 3 evaluations
+BASE = {"dense": 1000.0, "static": 500.0, "tar": 700.0, "uniform": 600.0, "set": 650.0, "rigl": 680.0}
+ENV_SCALE = {"HalfCheetah-v4": 1.0, "Hopper-v4": 2.0}
+
+
+def _write_cell(root: Path, cell, rng: np.random.Generator, done: bool = True) -> None:
+    """One finished cell as the runner leaves it: cell.json, RL-Zoo's evaluations.npz, done.json."""
+    folder = cell_dir(root, cell)
+    run = run_dir(root, cell)
+    run.mkdir(parents=True)
+    (folder / CELL_FILE).write_text(json.dumps(cell.to_dict()))
+    level = BASE[cell.method] * ENV_SCALE[cell.env] * (1 + cell.width / 1024) * (1 + (cell.rr or 0) * 10)
+    if cell.criterion == "erk" and cell.method in ("static", "tar", "uniform"):
+        level *= 0.9
+    timesteps = np.arange(1, N_EVALS + 1) * 1000
+    results = level * timesteps[:, None] / timesteps[-1] + rng.normal(0, 50, size=(N_EVALS, 3)) + 10 * cell.seed
+    np.savez(run / "evaluations.npz", timesteps=timesteps, results=results, ep_lengths=np.full((N_EVALS, 3), 1000))
+    if done:
+        (folder / DONE_FILE).write_text("{}")
+
+
+def _raw_final(folder: Path) -> float:
+    """Final return straight from a cell's npz: mean of the last 10% (ceil) of per-evaluation episode means."""
+    with np.load(next(folder.glob("*/*_1/evaluations.npz"))) as data:
+        per_eval = data["results"].mean(axis=1)
+    n_last = math.ceil(0.1 * len(per_eval))
+    return float(per_eval[-n_last:].mean())
+
+
+def _raw_finals(root: Path, **config) -> list[float]:
+    finals = []
+    for cell_file in sorted(root.glob(f"*/*/*/seed_*/{CELL_FILE}")):
+        cell = json.loads(cell_file.read_text())
+        if (cell_file.parent / DONE_FILE).exists() and all(cell[k] == v for k, v in config.items()):
+            finals.append(_raw_final(cell_file.parent))
+    return finals
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    grid = GridSpec(
+        algos=["sac"],
+        envs=list(ENV_SCALE),
+        methods=["dense", "static", "tar", "uniform", "set", "rigl"],
+        criteria=["magnitude", "erk"],
+        sparsities=[0.9],
+        rrs=[0.005, 0.01],
+        widths=[256, 1024],
+        seeds=[0, 1, 2],
+    )
+    rng = np.random.default_rng(0)
+    for cell in grid.expand():
+        _write_cell(root, cell, rng)
+    # an interrupted cell: files but no done marker; the report must leave it out
+    extra = GridSpec(envs=["HalfCheetah-v4"], methods=["tar"], rrs=[0.01], widths=[256], seeds=[7]).expand()[0]
+    _write_cell(root, extra, rng, done=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(results_dir, tmp_path_factory):
+    return make_report(results_dir, tmp_path_factory.mktemp("report"), reps=500, progress=False, echo=lambda s: None)
+
+
+def test_final_return_is_the_mean_of_the_last_tenth():
+    assert final_return(np.arange(10.0)) == 9.0
+    assert final_return(np.arange(25.0)) == np.mean([22.0, 23.0, 24.0])
+    assert final_return(np.array([5.0, 7.0])) == 7.0
+    assert final_return(np.arange(20.0), last_fraction=0.5) == np.mean(np.arange(10.0, 20.0))
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        final_return(np.arange(3.0), last_fraction=0.0)
+
+
+def test_load_evaluations_averages_episodes(results_dir):
+    run = next(results_dir.glob("sac/HalfCheetah-v4/dense_w256/seed_0/sac/HalfCheetah-v4_1"))
+    timesteps, returns = load_evaluations(run)
+    raw = np.load(run / "evaluations.npz")
+    np.testing.assert_array_equal(timesteps, raw["timesteps"])
+    np.testing.assert_allclose(returns, raw["results"].mean(axis=1))
+
+
+def test_table_numbers_match_the_raw_evaluation_files(results_dir, report):
+    table = pd.read_csv(report.csv["table"])
+    # 2 envs x 2 widths x 2 criteria x 2 rr values of TAR
+    assert len(table) == 16
+    for _, row in table.iterrows():
+        config = {"algo": "sac", "env": row["env"], "width": int(row["width"]), "criterion": row["criterion"], "sparsity": 0.9}
+        tar = _raw_finals(results_dir, method="tar", rr=row["rr"], **config)
+        original = _raw_finals(results_dir, method="static", **config)
+        uniform = _raw_finals(results_dir, method="uniform", rr=row["rr"], **config)
+        same_net = {"algo": "sac", "env": row["env"], "width": int(row["width"])}
+        dst = {m: _raw_finals(results_dir, method=m, **same_net) for m in ("set", "rigl")}
+        assert len(tar) == len(original) == 3  # the unfinished seed 7 is left out
+        assert row["tar_mean"] == pytest.approx(np.mean(tar))
+        assert row["tar_se"] == pytest.approx(np.std(tar, ddof=1) / math.sqrt(3))
+        assert row["original_mean"] == pytest.approx(np.mean(original))
+        assert row["uniform_mean"] == pytest.approx(np.mean(uniform))
+        assert row["tar_vs_original_pct"] == pytest.approx(100 * (np.mean(tar) - np.mean(original)) / abs(np.mean(original)))
+        best = max(dst, key=lambda m: np.mean(dst[m]))
+        assert row["best_dst"] == best == "rigl"
+        assert row["tar_vs_best_dst_pct"] == pytest.approx(pct_change(np.mean(tar), np.mean(dst[best])))
+        assert row["dense_mean"] == pytest.approx(np.mean(_raw_finals(results_dir, method="dense", **same_net)))
+    # the printed markdown shows the same numbers, rounded
+    first = table.iloc[0]
+    assert f"{first['tar_mean']:.1f} ± {first['tar_se']:.1f}" in report.table_text
+    assert f"{first['tar_vs_original_pct']:+.1f}%" in report.table_text
+
+
+def test_iqm_matches_rliable_on_the_raw_files(results_dir, report):
+    iqm = pd.read_csv(report.csv["iqm"])
+    row = iqm[(iqm["env"] == "Hopper-v4") & (iqm["width"] == 1024) & (iqm["method"] == "TAR (magnitude, rr=0.01)")].iloc[0]
+    finals = _raw_finals(results_dir, method="tar", env="Hopper-v4", width=1024, criterion="magnitude", rr=0.01)
+    assert row["n"] == 3
+    assert row["iqm"] == pytest.approx(trim_mean(finals, 0.25))
+    assert row["ci_low"] <= row["iqm"] <= row["ci_high"]
+    library, metrics = import_rliable()
+    np.random.seed(0)  # rliable 1.2 bootstraps with NumPy's global generator; the report seeds it per method
+    _, interval = library.get_interval_estimates(
+        {"x": np.array(finals)[:, None]}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=500
+    )
+    assert [row["ci_low"], row["ci_high"]] == pytest.approx(interval["x"][:, 0].tolist())
+    aggregate = pd.read_csv(report.csv["iqm_aggregate"])
+    assert set(aggregate["n_envs"]) == {2} and "Dense" in set(aggregate["method"])
+    dense = aggregate[(aggregate["method"] == "Dense") & (aggregate["width"] == 256)].iloc[0]
+    assert dense["ci_low"] <= dense["iqm"] <= dense["ci_high"]
+
+
+def test_plots_and_files(report):
+    names = sorted(p.name for p in report.plots)
+    assert names == [
+        "curves_sac_HalfCheetah-v4_w1024.png",
+        "curves_sac_HalfCheetah-v4_w256.png",
+        "curves_sac_Hopper-v4_w1024.png",
+        "curves_sac_Hopper-v4_w256.png",
+        "rr_sensitivity_sac_sp0.9_w1024.png",
+        "rr_sensitivity_sac_sp0.9_w256.png",
+        "width_scaling_sac_sp0.9.png",
+    ]
+    for path in report.plots:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    text = report.markdown.read_text()
+    assert "TAR vs Original" in text and "IQM [95% CI]" in text and "![width_scaling_sac_sp0.9]" in text
+    assert any("1 unfinished cell" in m for m in report.messages)
+    for name in ("runs", "summary", "table", "iqm", "iqm_aggregate"):
+        assert report.csv[name].is_file()
+
+
+def test_missing_axes_skip_their_plots_with_a_message(results_dir, tmp_path, capsys):
+    # a grid with one width and one rr value: the width and rr plots are skipped, the rest is written
+    subset = tmp_path / "subset"
+    for folder in results_dir.glob("sac/HalfCheetah-v4/*_w256"):
+        if "rr0.005" not in folder.name:
+            (subset / "sac/HalfCheetah-v4").mkdir(parents=True, exist_ok=True)
+            shutil.copytree(folder, subset / "sac/HalfCheetah-v4" / folder.name)
+    assert main(["report", str(subset), "--reps", "200", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "width-scaling plot skipped: the grid has a single width (256)" in out
+    assert "aggregate IQM skipped: the grid has a single env" in out
+    assert "| SAC  | HalfCheetah-v4 |" in out  # the table is printed
+    written = sorted(p.name for p in (subset / "report").glob("*.png"))
+    assert written == ["curves_sac_HalfCheetah-v4_w256.png", "rr_sensitivity_sac_sp0.9_w256.png"]
+    # static only at one rr: no rr axis at all
+    only = tmp_path / "only"
+    for folder in results_dir.glob("sac/HalfCheetah-v4/dense_w256"):
+        shutil.copytree(folder, only / "sac/HalfCheetah-v4" / folder.name)
+    assert main(["report", str(only), "--reps", "200", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "rr-sensitivity plot skipped" in out and "Original-vs-TAR table skipped" in out

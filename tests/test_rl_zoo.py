@@ -1,0 +1,91 @@
+"""The hyperparameter files run as a new user runs them (``python -m rl_zoo3.train ... -conf hyperparams/<algo>.yml``)
+and leave a saved model that, loaded, is sparse (exact zero counts) and revived."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch as th
+from stable_baselines3 import SAC, TD3
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = "HalfCheetah-v4"
+
+
+def _train(algo: str, folder: Path, *params: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "rl_zoo3.train", "--algo", algo, "--env", ENV, "-conf", f"hyperparams/{algo}.yml"]
+    cmd += ["-n", "300", "-f", str(folder), "--seed", "0", "--num-threads", "1", "-params", "learning_starts:100", *params]
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    )
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """SAC with the yml's default callback (TAR, reserve budget) and TD3 with TAR in ``extra`` budget mode, in parallel."""
+    root = tmp_path_factory.mktemp("zoo")
+    extra = "callback:[{'sb3_tar.callbacks.TARCallback': dict(sparsity=0.9, recovery_ratio=0.01, budget_mode='extra')}]"
+    procs = {"sac": _train("sac", root / "sac_default"), "td3": _train("td3", root / "td3_extra", extra)}
+    paths = {}
+    for algo, proc in procs.items():
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out[-5000:]
+        folder = root / ("sac_default" if algo == "sac" else "td3_extra") / algo / f"{ENV}_1"
+        assert (folder / f"{ENV}.zip").is_file(), out[-3000:]
+        paths[algo] = folder
+    return paths
+
+
+def _networks(model) -> dict[str, tuple[list[nn.Linear], list[nn.Linear] | None]]:
+    """Each sparse network's Linear layers, with its target network's where there is one."""
+    nets = {"actor": (_linears(model.actor), _linears(model.actor_target) if hasattr(model, "actor_target") else None)}
+    for i, (q, q_target) in enumerate(zip(model.critic.q_networks, model.critic_target.q_networks)):
+        nets[f"critic.qf{i}"] = (_linears(q), _linears(q_target))  # sb3_tar.masks_of names
+    return nets
+
+
+def _linears(module: nn.Module) -> list[nn.Linear]:
+    return [m for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+def _check_counts(model, extra_fraction: float) -> None:
+    """Every network keeps exactly round(0.1 N) weights (+ round(rr N) revived in extra mode); targets share the zeros."""
+    for name, (layers, targets) in _networks(model).items():
+        total = sum(layer.weight.numel() for layer in layers)
+        nonzero = sum(int((layer.weight != 0).sum()) for layer in layers)
+        expected = round(0.1 * total) + round(extra_fraction * total)
+        assert nonzero == expected, f"{name}: {nonzero} non-zero weights of {total}, expected {expected}"
+        for layer in layers:  # every layer keeps connections (small output layers may be dense: TAR's need)
+            assert int((layer.weight != 0).sum()) > 0
+        if targets is not None:
+            for layer, target in zip(layers, targets):
+                assert th.equal(layer.weight == 0, target.weight == 0), f"{name}: target zeros differ"
+    try:
+        from sb3_tar import masks_of
+    except ImportError:
+        return
+    masks = masks_of(model)
+    assert masks is not None
+    for name, (layers, _) in _networks(model).items():
+        for layer, mask in zip(layers, masks[name]):
+            assert th.equal(mask.bool(), layer.weight != 0)
+
+
+def test_default_yml_gives_a_sparse_tar_model(trained):
+    folder = trained["sac"]
+    config = (folder / ENV / "config.yml").read_text()  # RL-Zoo's record of the hyperparameters used
+    assert "sb3_tar.callbacks.TARCallback" in config and "recovery_ratio: 0.01" in config and "sparsity: 0.9" in config
+    model = SAC.load(folder / f"{ENV}.zip", device="cpu")
+    assert model.policy_kwargs["net_arch"] == [256, 256]
+    _check_counts(model, extra_fraction=0.0)  # reserve mode: exactly 90% sparse, like the static baseline
+
+
+def test_params_override_revives_on_top_of_the_static_mask(trained):
+    model = TD3.load(trained["td3"] / f"{ENV}.zip", device="cpu")
+    _check_counts(model, extra_fraction=0.01)  # extra mode: rr = 1% of each network revived on top of 10%

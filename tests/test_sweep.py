@@ -1,0 +1,202 @@
+"""The sweep runner end to end, with real RL-Zoo3 trainings: the smoke preset through the CLI (table,
+CSV, PNGs, numbers checked against the raw evaluation files, RL-Zoo's own all_plots reading the
+layout), and a sweep killed mid-cell that resumes without redoing finished cells."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE_ENV = "Pendulum-v1"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def _cli(*args: str, timeout: float = 540) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sb3_tar.cli", *args],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    root = tmp_path_factory.mktemp("smoke")
+    sweep = _cli("sweep", "--preset", "smoke", "-o", str(root), "--jobs", "2", "--no-progress")
+    assert sweep.returncode == 0, sweep.stdout + sweep.stderr + _failed_logs(root)
+    report = _cli("report", str(root), "--reps", "500", "--no-progress", timeout=180)
+    assert report.returncode == 0, report.stdout + report.stderr
+    return root, sweep, report
+
+
+def _failed_logs(root: Path) -> str:
+    logs = []
+    for log in root.glob("*/*/*/seed_*/train.log"):
+        if not (log.parent / "done.json").exists():
+            logs.append(f"--- {log}\n" + log.read_text()[-3000:])
+    return "\n".join(logs)
+
+
+def test_smoke_preset_runs_every_cell_in_rl_zoo_layout(smoke):
+    root, sweep, _ = smoke
+    assert "12 cells (0 finished" in sweep.stdout and "12 ran" in sweep.stdout
+    cells = sorted(root.glob("sac/Pendulum-v1/*/seed_*"))
+    assert len(cells) == 12
+    for cell in cells:
+        config = json.loads((cell / "cell.json").read_text())
+        run = cell / "sac" / f"{SMOKE_ENV}_1"
+        assert (cell / "done.json").is_file() and (run / f"{SMOKE_ENV}.zip").is_file()
+        with np.load(run / "evaluations.npz") as data:
+            assert data["timesteps"].tolist() == list(range(100, 601, 100))
+            assert data["results"].shape == (6, config["eval_episodes"])
+        assert (run / SMOKE_ENV / "config.yml").is_file()  # RL-Zoo's saved hyperparameters
+    assert json.loads((root / "sweep.json").read_text())["grid"]["n_timesteps"] == 600
+
+
+def test_smoke_report_files_and_printed_table(smoke):
+    root, _, report = smoke
+    out = root / "report"
+    for name in ("report.md", "runs.csv", "summary.csv", "table.csv", "iqm.csv"):
+        assert (out / name).is_file(), name
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["curves_sac_Pendulum-v1_w64.png", "rr_sensitivity_sac_sp0.9_w64.png"]
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "width-scaling plot skipped" in report.stdout
+    header = next(line for line in report.stdout.splitlines() if line.startswith("| Algo"))
+    for column in ("Original", "TAR", "TAR vs Original", "Uniform", "Best SET/RigL", "TAR vs best DST", "Dense"):
+        assert f" {column} " in header
+    assert (out / "report.md").read_text().count("![") == 2
+
+
+def test_smoke_table_numbers_come_from_the_raw_evaluation_files(smoke):
+    root, _, report = smoke
+    table = pd.read_csv(root / "report" / "table.csv")
+    assert len(table) == 1
+    row = table.iloc[0]
+
+    def finals(label: str) -> list[float]:
+        values = []
+        for npz in sorted(root.glob(f"sac/{SMOKE_ENV}/{label}/seed_*/sac/{SMOKE_ENV}_1/evaluations.npz")):
+            per_eval = np.load(npz)["results"].mean(axis=1)  # each evaluation: mean of its episodes
+            values.append(per_eval[-math.ceil(0.1 * len(per_eval)) :].mean())  # last 10% of evaluations
+        assert len(values) == 2
+        return values
+
+    tar, original = finals("tar_magnitude_sp0.9_rr0.01_w64"), finals("static_magnitude_sp0.9_w64")
+    dst = {m: np.mean(finals(f"{m}_erk_sp0.9_w64")) for m in ("set", "rigl")}
+    assert row["tar_mean"] == pytest.approx(np.mean(tar))
+    assert row["tar_se"] == pytest.approx(np.std(tar, ddof=1) / math.sqrt(2))
+    assert row["original_mean"] == pytest.approx(np.mean(original))
+    change = 100 * (np.mean(tar) - np.mean(original)) / abs(np.mean(original))
+    assert row["tar_vs_original_pct"] == pytest.approx(change)
+    assert row["best_dst_mean"] == pytest.approx(max(dst.values()))
+    assert f"{np.mean(tar):.1f} ± {row['tar_se']:.1f}" in report.stdout
+    assert f"{change:+.1f}%" in report.stdout
+
+
+def test_rl_zoo_all_plots_reads_the_results(smoke, tmp_path):
+    # RL-Zoo's own aggregation over seeds, from the zoo/ view (its plots package needs the rliable import shim here)
+    root, _, _ = smoke
+    code = (
+        "import sys; from sb3_tar.experiments.tables import import_rliable; import_rliable();"
+        "from rl_zoo3.plots.all_plots import all_plots; sys.argv = sys.argv[:1] + sys.argv[2:]; all_plots()"
+    )
+    folders = [str(root / "zoo" / name) for name in ("static_magnitude_sp0.9_w64", "tar_magnitude_sp0.9_rr0.01_w64")]
+    args = ["-a", "sac", "-e", SMOKE_ENV, "-f", *folders, "-l", "static", "tar", "--no-display", "-o", str(tmp_path / "zoo")]
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--", *args],
+        cwd=REPO,
+        env=dict(_env(), MPLBACKEND="Agg"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    import pickle
+
+    with open(tmp_path / "zoo.pkl", "rb") as f:
+        results = pickle.load(f)[SMOKE_ENV]
+    expected = [
+        np.load(npz)["results"][-1].mean()  # all_plots: the last evaluation of each seed
+        for npz in root.glob(f"sac/{SMOKE_ENV}/tar_*/seed_*/sac/{SMOKE_ENV}_1/evaluations.npz")
+    ]
+    np.testing.assert_allclose(sorted(results["SAC-tar"]["last_evals"]), sorted(expected))
+    runs = pd.read_csv(root / "report" / "runs.csv")
+    assert len(runs) == 12
+
+
+def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
+    root = tmp_path / "resume"
+    args = ["sweep", "--methods", "dense", "--envs", SMOKE_ENV, "--widths", "32", "--seeds", "0", "1", "2"]
+    args += ["-n", "200", "--eval-freq", "100", "--eval-episodes", "1", "--jobs", "1", "--no-progress", "-o", str(root)]
+    cells = [root / "sac" / SMOKE_ENV / "dense_w32" / f"seed_{s}" for s in range(3)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sb3_tar.cli", *args],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 240
+        while not ((cells[0] / "done.json").exists() and (cells[1] / "train.log").exists()):
+            assert proc.poll() is None and time.time() < deadline, "sweep ended or hung before the kill"
+            time.sleep(0.2)
+        time.sleep(1.5)  # let the second cell's RL-Zoo process start writing
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # kill -9 the sweep and its RL-Zoo child
+        proc.wait()
+    assert not (cells[1] / "done.json").exists() and not cells[2].exists()
+    finished = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
+    (cells[1] / "leftover_from_killed_run").write_text("x")
+
+    resumed = _cli(*args, timeout=240)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "3 cells (1 finished, 1 partial" in resumed.stdout
+    assert "2 ran, 1 already finished, 0 failed" in resumed.stdout
+    assert {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")} == finished  # untouched, nothing added
+    for cell in cells:
+        assert (cell / "done.json").is_file()
+        assert [p.name for p in (cell / "sac").iterdir()] == [f"{SMOKE_ENV}_1"]  # a redone cell starts clean
+    assert not (cells[1] / "leftover_from_killed_run").exists()
+
+    again = _cli(*args, timeout=120)
+    assert "0 ran, 3 already finished" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")} == finished
+
+
+def test_changed_budget_is_refused_not_overwritten(tmp_path):
+    # a finished cell is never silently replaced by a run with another configuration
+    from sb3_tar.experiments.grid import GridSpec
+    from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE, cell_dir, run_sweep
+
+    grid = GridSpec(envs=[SMOKE_ENV], methods=["dense"], widths=[32], seeds=[0], n_timesteps=300)  # nothing runs
+    cell = grid.expand()[0]
+    folder = cell_dir(tmp_path, cell)
+    folder.mkdir(parents=True)
+    (folder / CELL_FILE).write_text(json.dumps(cell.to_dict()))
+    (folder / DONE_FILE).write_text("{}")
+    grid.n_timesteps = 600
+    with pytest.raises(ValueError, match="n_timesteps.*300, 600.*--overwrite"):
+        run_sweep(grid, tmp_path, jobs=1, progress=False)
