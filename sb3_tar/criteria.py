@@ -137,13 +137,13 @@ class SynFlowProbe:
         :return: Float64 score tensor per layer (pruned weights score 0).
         """
         for layer, w, mask in zip(self.layers, self.abs_weights, masks):
-            layer.weight = nn.Parameter(w * mask.to(device="cpu", dtype=torch.float64))
+            layer.weight = nn.Parameter(torch.where(mask.to(device="cpu", dtype=torch.bool), w, 0.0))
         x = torch.ones(1, self.layers[0].in_features, dtype=torch.float64)
         with torch.enable_grad():
             total = self.forward(self.clone, x).sum()
             grads = torch.autograd.grad(total, [layer.weight for layer in self.layers], allow_unused=True)
         return [
-            (layer.weight.detach() * g).abs() if g is not None else torch.zeros_like(layer.weight.detach())
+            torch.mul(layer.weight.detach(), g).abs_() if g is not None else torch.zeros_like(layer.weight.detach())
             for layer, g in zip(self.layers, grads)
         ]
 
@@ -203,7 +203,7 @@ def synflow_masks(
             d0, d = n_start / n_total, n_keep / n_total
             n_k = n_keep if d == 0 else max(n_keep, min(n_start, round(d0 * (d / d0) ** (k / iters) * n_total)))
         scores = probe.scores(masks)
-        masks = _global_top_k([_masked_scores(s, m) for s, m in zip(scores, masks)], n_k, generator)
+        masks = _global_top_k([s.masked_fill_(~m, -math.inf) for s, m in zip(scores, masks)], n_k, generator)
     return masks
 
 

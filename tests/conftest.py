@@ -1,0 +1,170 @@
+"""Shared helpers for the pure-torch core tests: SB3-shaped networks and small exact references."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pytest
+import torch
+from torch import nn
+
+# Humanoid-v4: 376-dim observation, 17-dim action; SB3's default SAC/TD3 net_arch is [256, 256].
+OBS_DIM = 376
+ACT_DIM = 17
+SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.99)
+CRITERIA = ("random", "erk", "magnitude", "synflow")
+
+
+def mlp(sizes: Sequence[int], seed: int = 0, activation: type[nn.Module] = nn.ReLU, bias: bool = True) -> nn.Sequential:
+    """A plain MLP ``sizes[0] -> ... -> sizes[-1]`` (activation between layers, none at the end)."""
+    torch.manual_seed(seed)
+    modules: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        modules.append(nn.Linear(n_in, n_out, bias=bias))
+        if i < len(sizes) - 2:
+            modules.append(activation())
+    return nn.Sequential(*modules)
+
+
+def critic_net(width: int = 256, seed: int = 0) -> nn.Sequential:
+    """One SB3 Q-network at Humanoid sizes: (obs + act) -> width -> width -> 1."""
+    return mlp((OBS_DIM + ACT_DIM, width, width, 1), seed=seed)
+
+
+def actor_mlp(width: int = 256, seed: int = 0) -> nn.Sequential:
+    """A deterministic (TD3-like) actor at Humanoid sizes as a plain MLP: obs -> width -> width -> act."""
+    return mlp((OBS_DIM, width, width, ACT_DIM), seed=seed)
+
+
+class TwoHeadActor(nn.Module):
+    """
+    SAC-like actor with SB3's layout: a shared trunk ``latent_pi`` and two heads ``mu`` and
+    ``log_std`` (SB3 clamps log_std functionally, which is left out here).
+    """
+
+    def __init__(self, obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM, width: int = 256, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.latent_pi = nn.Sequential(nn.Linear(obs_dim, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU())
+        self.mu = nn.Linear(width, act_dim)
+        self.log_std = nn.Linear(width, act_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mu(self.latent_pi(obs))
+
+
+def two_head_forward(network: TwoHeadActor, x: torch.Tensor) -> torch.Tensor:
+    """SynFlow forward of :class:`TwoHeadActor`: both heads' outputs, so R sums over both."""
+    latent = network.latent_pi(x)
+    return torch.cat([network.mu(latent), network.log_std(latent)], dim=-1)
+
+
+def weight_count(network: nn.Module) -> int:
+    return sum(m.weight.numel() for m in network.modules() if isinstance(m, nn.Linear))
+
+
+def linears(network: nn.Module) -> list[nn.Linear]:
+    return [m for m in network.modules() if isinstance(m, nn.Linear)]
+
+
+def state_copy(network: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in network.state_dict().items()}
+
+
+def assert_same_state(network: nn.Module, before: dict[str, torch.Tensor]) -> None:
+    after = network.state_dict()
+    assert after.keys() == before.keys()
+    for k, v in before.items():
+        assert torch.equal(after[k], v), f"{k} changed"
+
+
+def ref_erk_densities(shapes: Sequence[tuple[int, int]], n_keep: float) -> list[float]:
+    """
+    Independent ERK solver: find the one eps with sum_l min(1, eps * raw_l) * size_l = n_keep by
+    bisection (raw_l = (n_in + n_out) / (n_in * n_out)); layers at min(...) = 1 are the dense-capped ones.
+    """
+    sizes = [o * i for o, i in shapes]
+    raw = [(o + i) / (o * i) for o, i in shapes]
+
+    def kept(eps: float) -> float:
+        return sum(min(1.0, eps * r) * s for r, s in zip(raw, sizes))
+
+    lo, hi = 0.0, 1.0
+    while kept(hi) < n_keep:
+        hi *= 2.0
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if kept(mid) < n_keep else (lo, mid)
+    eps = (lo + hi) / 2.0
+    return [min(1.0, eps * r) for r in raw]
+
+
+def ref_threshold(n_in: int, n_out: int) -> int:
+    m = n_in + n_out
+    return min(n_in * n_out, math.ceil(m * math.log(m) / 2))
+
+
+def largest_remainder(targets: Sequence[float], total: int, caps: Sequence[int]) -> list[int]:
+    """Reference largest-remainder rounding for targets that sum to ``total`` and respect ``caps``."""
+    counts = [min(math.floor(t), c) for t, c in zip(targets, caps)]
+    order = sorted(range(len(targets)), key=lambda i: (-(targets[i] - math.floor(targets[i])), i))
+    left = total - sum(counts)
+    while left > 0:
+        for i in order:
+            if left and counts[i] < caps[i]:
+                counts[i] += 1
+                left -= 1
+    return counts
+
+
+def ref_tar_allocation(
+    shapes: Sequence[tuple[int, int]], kept: Sequence[int], budget: int, phi: float
+) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Reference of TAR_SPEC steps 2-4, written from the spec: ``(E, g, f, B)`` per layer."""
+    n_layers = len(shapes)
+    pruned = [o * i - k for (o, i), k in zip(shapes, kept)]
+    e = [ref_threshold(i, o) for o, i in shapes]
+    g = [max(0, el - k) for el, k in zip(e, kept)]
+    f = [min(p, math.ceil(phi * budget / n_layers)) for p in pruned]
+    if sum(f) > budget:  # documented edge: spread B evenly
+        f = largest_remainder([budget / n_layers] * n_layers, budget, pruned)
+    rest = budget - sum(f)
+    h = [min(max(0, gl - fl), p - fl) for gl, fl, p in zip(g, f, pruned)]
+    if rest <= sum(h):
+        x = largest_remainder([rest * hl / sum(h) if rest else 0.0 for hl in h], rest, h)
+    else:
+        spare = [p - fl - hl for p, fl, hl in zip(pruned, f, h)]
+        left = rest - sum(h)
+        x = [hl + s for hl, s in zip(h, largest_remainder([left * s / sum(spare) for s in spare], left, spare))]
+    return e, g, f, [fl + xl for fl, xl in zip(f, x)]
+
+
+def subset(small: Sequence[torch.Tensor], large: Sequence[torch.Tensor]) -> bool:
+    """Whether every mask of ``small`` is contained in the matching mask of ``large``."""
+    return all(not bool((s.bool() & ~l.bool()).any()) for s, l in zip(small, large))
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """
+    Run a module's tests on one intra-op thread: the core's tensors are small (matrix-vector
+    products, one selection per round), and on a shared 2-core machine two spinning OpenMP threads
+    make SynFlow up to ~10x slower. Restores the previous setting afterwards.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def humanoid_networks() -> dict[str, nn.Module]:
+    """The networks of the issue, built once (tests must not modify them: they deep-copy first)."""
+    return {
+        "actor": actor_mlp(),
+        "critic": critic_net(),
+        "two_head_actor": TwoHeadActor(),
+        "critic_1024": critic_net(1024),
+        "actor_1024": actor_mlp(1024),
+    }
