@@ -174,17 +174,23 @@ def synflow_masks(
     within: Sequence[torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """
-    Iterative SynFlow pruning with the exponential schedule ``density_k = d0 * (d / d0)^(k / iters)``.
+    Iterative SynFlow pruning with the exponential schedule ``density_k = d0 * (d / d0)^(k / R)``.
 
-    Starting from ``within`` (density ``d0``; default all kept, ``d0 = 1``), each round re-scores
-    the weights under the current mask and keeps the ``round(density_k * N)`` best-scored of the
-    currently kept ones (the last round keeps exactly ``n_keep``).
+    From a dense start (``d0 = 1``) it runs ``R = iters`` rounds: ``density_k = d^(k / iters)``, the
+    schedule of TAR_SPEC.md. Each round re-scores the weights under the current mask and keeps
+    the ``round(density_k * N)`` best-scored of the currently kept ones (the last round keeps
+    exactly ``n_keep``).
+
+    Started ``within`` masks of density ``d0 < 1`` (reserve mode: the static baseline's mask
+    made by this same schedule), the schedule *continues* at the same per-round rate
+    ``d0^(1 / iters)``: ``R = ceil(iters * ln(d / d0) / ln(d0))`` more rounds (for example 5
+    rounds from density 0.10 to 0.09 with ``iters=100``), never fewer than one.
 
     :param network: The network (not modified).
     :param layer_names: Qualified names of its sparsifiable layers.
     :param n_keep: Weights to keep at the end.
     :param generator: Seeded generator for ties.
-    :param iters: Number of rounds.
+    :param iters: Number of rounds from a dense start (``synflow_iters``).
     :param forward: How SynFlow feeds its all-ones input through the network.
     :param within: Masks to start from; the result is their subset.
     :return: One boolean mask per layer.
@@ -196,12 +202,15 @@ def synflow_masks(
     n_start = sum(int(m.sum()) for m in masks)
     if n_keep > n_start:
         raise ValueError(f"Cannot keep {n_keep} weights within masks that keep {n_start}")
-    for k in range(1, iters + 1):
-        if k == iters:
+    d0, d = n_start / n_total, n_keep / n_total
+    rounds = iters
+    if within is not None and 0 < d <= d0 < 1:
+        rounds = max(1, math.ceil(iters * math.log(d / d0) / math.log(d0) - 1e-9))
+    for k in range(1, rounds + 1):
+        if k == rounds:
             n_k = n_keep
         else:
-            d0, d = n_start / n_total, n_keep / n_total
-            n_k = n_keep if d == 0 else max(n_keep, min(n_start, round(d0 * (d / d0) ** (k / iters) * n_total)))
+            n_k = n_keep if d == 0 else max(n_keep, min(n_start, round(d0 * (d / d0) ** (k / rounds) * n_total)))
         scores = probe.scores(masks)
         masks = _global_top_k([s.masked_fill_(~m, -math.inf) for s, m in zip(scores, masks)], n_k, generator)
     return masks

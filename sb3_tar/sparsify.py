@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -23,9 +24,9 @@ def make_generator(seed: int) -> torch.Generator:
     :param seed: Integer seed.
     :return: A CPU ``torch.Generator`` seeded with ``seed``.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
-    return torch.Generator().manual_seed(seed % (2**63))
+    return torch.Generator().manual_seed(int(seed) % (2**63))
 
 
 def kept_counts(n_total: int, config: SparsityConfig) -> tuple[int, int, int]:

@@ -410,3 +410,27 @@ def test_criteria_follow_the_network_copy_not_a_shared_state() -> None:
         ma = static_masks(a, names, 40, criterion, gen(9), synflow_iters=5)
         mb = static_masks(b, names, 40, criterion, gen(9), synflow_iters=5)
         assert all(torch.equal(x, y) for x, y in zip(ma, mb))
+
+
+@pytest.mark.parametrize(
+    "sparsity, rr, iters, expected_rounds", [(0.9, 0.01, 100, 5), (0.8, 0.02, 100, 7), (0.9, 0.01, 10, 1)]
+)
+def test_synflow_within_continues_the_schedule_at_the_same_rate(
+    monkeypatch: pytest.MonkeyPatch, sparsity: float, rr: float, iters: int, expected_rounds: int
+) -> None:
+    from sb3_tar import criteria
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+    names = [n for n, _ in linear_layers(net)]
+    n_total = sum(m.weight.numel() for _, m in linear_layers(net))
+    original = synflow_masks(net, names, round((1 - sparsity) * n_total), gen(0), iters=iters)
+    calls = []
+    real_scores = criteria.SynFlowProbe.scores
+    monkeypatch.setattr(criteria.SynFlowProbe, "scores", lambda self, masks: calls.append(1) or real_scores(self, masks))
+    n_keep = round((1 - sparsity) * n_total) - round(rr * n_total)
+    nested = synflow_masks(net, names, n_keep, gen(0), iters=iters, within=original)
+    # ceil(iters * ln(d / d0) / ln(d0)) rounds, d0 the Original density
+    assert len(calls) == expected_rounds
+    assert sum(int(m.sum()) for m in nested) == n_keep
+    assert all(bool((n & ~o).sum() == 0) for n, o in zip(nested, original))
