@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from sb3_tar.config import SparsityConfig
 from sb3_tar.dynamic import dst_config
 from sb3_tar.enforcement import MaskEnforcer, attached_enforcer
 from sb3_tar.layer_report import NetworkReport
@@ -36,7 +38,66 @@ def check_supported(model: Any, who: str) -> None:
     sparse_networks(model.policy)
 
 
-class TARCallback(BaseCallback):
+class SparseCallback(BaseCallback):
+    """
+    What ``TARCallback`` and ``DSTCallback`` share: the model check, the mask seed, pruning a
+    plain policy into ``model.sb3_tar_masks`` with enforcement hooks, logging and messages.
+
+    :param seed: Seed of the masks (default: the model's ``seed``, else drawn from torch).
+    :param verbose: Verbosity level.
+    :param mask_gradients: Also zero the gradients of pruned weights before each step (see
+        :mod:`sb3_tar.enforcement`).
+    """
+
+    def __init__(self, seed: int | None = None, verbose: int = 0, mask_gradients: bool = False) -> None:
+        super().__init__(verbose)
+        if not isinstance(mask_gradients, bool):
+            raise TypeError(f"mask_gradients must be a bool, got {mask_gradients!r}")
+        self.mask_gradients = mask_gradients
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        self.seed = seed
+        self.reports: dict[str, NetworkReport] = {}
+        self.pruned = False
+
+    def _init_callback(self) -> None:
+        check_supported(self.model, type(self).__name__)
+
+    def _mask_seed(self) -> int:
+        if self.seed is not None:
+            return int(self.seed)
+        return self.model.seed if isinstance(self.model.seed, int) else draw_seed()
+
+    def _sparsify_model(self, configs: dict[str, SparsityConfig], seed: int, **record: Any) -> MaskEnforcer:
+        """Prune and revive the model's plain policy, keep the masks in ``model.sb3_tar_masks``, hook them."""
+        policy = self.model.policy
+        networks, masks, self.reports = sparsify_policy(policy, configs, seed)
+        store = AttributeStore(self.model)
+        for name, net_masks in masks.items():
+            store.set(name, net_masks)
+        enforcer = MaskEnforcer(networks, store, mask_gradients=self.mask_gradients)
+        enforcer.attach(policy)
+        self.pruned = True
+        self.model.sb3_tar_config = (
+            {role: c.to_dict() for role, c in configs.items()} | {"seed": seed, "mask_gradients": self.mask_gradients} | record
+        )
+        log_reports(self.logger, self.reports)
+        return enforcer
+
+    def _print_reports(self) -> None:
+        if self.verbose >= 1:
+            for report in self.reports.values():
+                print(report, end="\n\n")
+
+    def _say(self, message: str) -> None:
+        if self.verbose >= 1:
+            print(f"{type(self).__name__}: {message}")
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class TARCallback(SparseCallback):
     """
     Static sparse training with Topology-Aware Revival, attached to any SAC/TD3/TQC model.
 
@@ -66,6 +127,9 @@ class TARCallback(BaseCallback):
     :param synflow_iters: SynFlow rounds.
     :param seed: Seed of the masks (default: the model's ``seed``, else drawn from torch).
     :param verbose: 0: silent, 1: print the per-layer table.
+    :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
+        (default ``False``; pruned weights are re-zeroed after every step either way, see
+        :mod:`sb3_tar.enforcement`).
     """
 
     def __init__(
@@ -83,8 +147,9 @@ class TARCallback(BaseCallback):
         synflow_iters: int = 100,
         seed: int | None = None,
         verbose: int = 0,
+        mask_gradients: bool = False,
     ) -> None:
-        super().__init__(verbose)
+        super().__init__(seed, verbose, mask_gradients)
         self.configs = role_configs(
             sparsity,
             actor_sparsity,
@@ -98,19 +163,6 @@ class TARCallback(BaseCallback):
             magnitude_scope=magnitude_scope,
             synflow_iters=synflow_iters,
         )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
-        self.seed = seed
-        self.reports: dict[str, NetworkReport] = {}
-        self.pruned = False
-
-    def _init_callback(self) -> None:
-        check_supported(self.model, type(self).__name__)
-
-    def _mask_seed(self) -> int:
-        if self.seed is not None:
-            return self.seed
-        return self.model.seed if isinstance(self.model.seed, int) else draw_seed()
 
     def _on_training_start(self) -> None:
         policy = self.model.policy
@@ -121,28 +173,15 @@ class TARCallback(BaseCallback):
             self._report_existing("the model already has masks", {})
             return
         seed = self._mask_seed()
-        networks, masks, self.reports = sparsify_policy(policy, self.configs, seed)
-        store = AttributeStore(self.model)
-        for name, net_masks in masks.items():
-            store.set(name, net_masks)
-        MaskEnforcer(networks, store).attach(policy)
-        self.pruned = True
-        self.model.sb3_tar_config = {role: c.to_dict() for role, c in self.configs.items()} | {"seed": seed}
-        log_reports(self.logger, self.reports)
-        if self.verbose >= 1:
-            print(f"{type(self).__name__}: pruned and revived with seed {seed}")
-            for report in self.reports.values():
-                print(report, end="\n\n")
+        self._sparsify_model(self.configs, seed)
+        self._say(f"pruned and revived with seed {seed}")
+        self._print_reports()
 
     def _report_existing(self, why: str, reports: dict[str, NetworkReport]) -> None:
         self.reports = dict(reports)
         if reports:
             log_reports(self.logger, reports)
-        if self.verbose >= 1:
-            print(f"{type(self).__name__}: not pruning, {why}")
-
-    def _on_step(self) -> bool:
-        return True
+        self._say(f"not pruning, {why}")
 
 
 def enforce_masks(model: Any) -> bool:
@@ -156,7 +195,7 @@ def enforce_masks(model: Any) -> bool:
     return enforcer_of(model) is not None
 
 
-class DSTCallback(BaseCallback):
+class DSTCallback(SparseCallback):
     """
     Dynamic sparse training (SET or RigL, TAR_SPEC.md) on any SAC/TD3/TQC model (``docs/DST.md``).
 
@@ -212,23 +251,10 @@ class DSTCallback(BaseCallback):
         seed: int | None = None,
         verbose: int = 0,
     ) -> None:
-        super().__init__(verbose)
+        super().__init__(seed, verbose)
         self.config = dst_config(method, update_interval, drop_fraction, end_fraction)
         self.configs = role_configs(sparsity, actor_sparsity, critic_sparsity, criterion=criterion, revival="none")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
-        self.seed = seed
-        self.reports: dict[str, NetworkReport] = {}
-        self.pruned = False
         self.rewirer: Rewirer | None = None
-
-    def _init_callback(self) -> None:
-        check_supported(self.model, type(self).__name__)
-
-    def _mask_seed(self) -> int:
-        if self.seed is not None:
-            return self.seed
-        return self.model.seed if isinstance(self.model.seed, int) else draw_seed()
 
     def _on_training_start(self) -> None:
         policy = self.model.policy
@@ -269,29 +295,16 @@ class DSTCallback(BaseCallback):
     def _start(self, policy: Any) -> Rewirer:
         total = planned_steps_of(self.model)  # may refuse the setup: nothing is modified before
         seed = self._mask_seed()
-        networks, masks, self.reports = sparsify_policy(policy, self.configs, seed)
-        store = AttributeStore(self.model)
-        for net_name, net_masks in masks.items():
-            store.set(net_name, net_masks)
-        enforcer = MaskEnforcer(networks, store)
-        enforcer.attach(policy)
+        enforcer = self._sparsify_model(self.configs, seed, dst=self.config.to_dict())
         state = AttributeState.create(self.model, self.config, total, seed)
         rewirer = Rewirer(enforcer, self.config, state)
         rewirer.attach(policy)
-        self.pruned = True
-        self.model.sb3_tar_config = {role: c.to_dict() for role, c in self.configs.items()} | {
-            "seed": seed,
-            "dst": self.config.to_dict(),
-        }
-        log_reports(self.logger, self.reports)
         self._say(
             f"{self.config.method.upper()} from a {self.configs['critic'].criterion} mask (seed {seed}), "
             f"{total} planned gradient steps, updates every {self.config.update_interval} until step "
             f"{rewirer.end_step:g}"
         )
-        if self.verbose >= 1:
-            for report in self.reports.values():
-                print(report, end="\n\n")
+        self._print_reports()
         return rewirer
 
     def _resume(self, policy: Any) -> Rewirer:
@@ -315,12 +328,13 @@ class DSTCallback(BaseCallback):
         self._say(f"continuing {stored.method.upper()} at gradient step {rewirer.step} of {rewirer.total_steps}")
         return rewirer
 
-    def _say(self, message: str) -> None:
-        if self.verbose >= 1:
-            print(f"{type(self).__name__}: {message}")
 
-    def _on_step(self) -> bool:
-        return True
-
-
-__all__ = ["MODEL_ATTRIBUTE", "DSTCallback", "TARCallback", "attached_enforcer", "check_supported", "enforce_masks"]
+__all__ = [
+    "MODEL_ATTRIBUTE",
+    "DSTCallback",
+    "SparseCallback",
+    "TARCallback",
+    "attached_enforcer",
+    "check_supported",
+    "enforce_masks",
+]

@@ -30,7 +30,9 @@ def enforcer_of(model: Any) -> MaskEnforcer | None:
     if isinstance(getattr(model, MODEL_ATTRIBUTE, None), dict) and getattr(model, MODEL_ATTRIBUTE):
         store = AttributeStore(model)
         store.to(next(policy.parameters()).device)
-        enforcer = MaskEnforcer(sparse_networks(policy), store)
+        config = getattr(model, "sb3_tar_config", None)
+        mask_gradients = bool(config.get("mask_gradients", False)) if isinstance(config, dict) else False
+        enforcer = MaskEnforcer(sparse_networks(policy), store, mask_gradients=mask_gradients)
         enforcer.attach(policy)
         enforcer.apply()
         return enforcer

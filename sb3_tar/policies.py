@@ -27,6 +27,7 @@ SPARSITY_DEFAULTS: dict[str, Any] = dict(
     magnitude_scope="global",
     synflow_iters=100,
     sparsity_seed=None,
+    mask_gradients=False,
 )
 
 #: Dynamic sparse training options of a ``SparsePolicy`` (``policy_kwargs``), with their defaults.
@@ -84,6 +85,9 @@ class SparsePolicyMixin:
     :param synflow_iters: SynFlow rounds (default 100).
     :param sparsity_seed: Seed of the masks; default: drawn from torch's global generator, which
         SB3 seeds from the model's ``seed``.
+    :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
+        (default ``False``: pruned weights are re-zeroed after every step either way; see
+        :mod:`sb3_tar.enforcement` for why gradient masking is off by default).
     :param dst_method: ``None`` (default: static sparse training, pruned and revived once), or
         ``"set"`` / ``"rigl"``: dynamic sparse training (``docs/DST.md``). The initial mask is then
         drawn by ``criterion`` (default ``"erk"``) with ``revival="none"``, and the mask is updated
@@ -109,10 +113,13 @@ class SparsePolicyMixin:
         seed = options.pop("sparsity_seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"sparsity_seed must be an int or None, got {seed!r}")
+        mask_gradients = options.pop("mask_gradients")
+        if not isinstance(mask_gradients, bool):
+            raise TypeError(f"mask_gradients must be a bool, got {mask_gradients!r}")
         self.dst_config = _dst_setup(dst, options, criterion_given, revival_given)
         self.dst_options = dst
         self.sparsity_configs = role_configs(**options)  # validated before anything is built
-        self.sparsity_options = dict(options, sparsity_seed=seed)
+        self.sparsity_options = dict(options, sparsity_seed=seed, mask_gradients=mask_gradients)
         super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule: Any) -> None:
@@ -120,7 +127,9 @@ class SparsePolicyMixin:
         seed = self.sparsity_options["sparsity_seed"]
         self.sparsity_seed_used = draw_seed() if seed is None else seed
         networks, masks, self.sparsity_reports = sparsify_policy(self, self.sparsity_configs, self.sparsity_seed_used)
-        self.mask_enforcer = MaskEnforcer(networks, BufferStore.register(networks, masks))
+        self.mask_enforcer = MaskEnforcer(
+            networks, BufferStore.register(networks, masks), mask_gradients=self.sparsity_options["mask_gradients"]
+        )
         self.mask_enforcer.attach(self)
         self.dst_rewirer: Rewirer | None = None
         if self.dst_config is not None:

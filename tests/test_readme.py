@@ -24,5 +24,9 @@ def test_readme_opens_with_main_job_and_test_commands() -> None:
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
-    ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd ", "export "))]
+    ci_lines = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd ", "export "))
+    ]
     assert ci_lines == [_readme_commands()[1].strip()]

@@ -127,3 +127,39 @@ def test_bad_policy_kwargs(bad: dict, error: type, match: str) -> None:
     env = gym.make("Pendulum-v1")
     with pytest.raises(error, match=match):
         SAC(sac.SparsePolicy, env, policy_kwargs=dict(net_arch=[16], **bad))
+
+
+@pytest.mark.parametrize("mask_gradients", [False, True])
+def test_gradient_masking_option(mask_gradients: bool) -> None:
+    """Weights are exactly zero either way; with mask_gradients=True Adam's state at pruned entries is zero too."""
+    model = SAC(
+        sac.SparsePolicy,
+        "Pendulum-v1",
+        **small_kwargs("sac"),
+        policy_kwargs=dict(SMALL, sparsity=0.9, mask_gradients=mask_gradients),
+    )
+    initial = clone_masks(model)
+    model.learn(200)
+    assert_mask_invariants(model, 0.9, initial)
+    optimizer = model.policy.critic.optimizer
+    layers = model.policy.mask_enforcer.networks[1].linears
+    for layer, mask in zip(layers, initial["critic.qf0"]):
+        state = optimizer.state[layer.weight]
+        pruned_state = torch.cat([state["exp_avg"][~mask], state["exp_avg_sq"][~mask]])
+        assert bool((pruned_state == 0).all()) is mask_gradients
+    # the option is saved with the policy
+    assert model.policy._get_constructor_parameters()["mask_gradients"] is mask_gradients
+
+
+def test_callback_gradient_masking_survives_reload(tmp_path) -> None:
+    from sb3_tar.callbacks import TARCallback
+    from sb3_tar.model_masks import enforcer_of
+
+    model = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(SMALL), **small_kwargs("sac"))
+    model.learn(60, callback=TARCallback(sparsity=0.9, mask_gradients=True))
+    assert enforcer_of(model).mask_gradients
+    model.save(tmp_path / "m.zip")
+    loaded = SAC.load(tmp_path / "m.zip", env=model.get_env())
+    assert enforcer_of(loaded).mask_gradients
+    with pytest.raises(TypeError, match="mask_gradients"):
+        TARCallback(mask_gradients="yes")
