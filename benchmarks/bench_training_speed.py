@@ -26,7 +26,10 @@ def build(policy, env_id: str, width: int, seed: int, sparse: bool) -> SAC:
 
 
 def measure(env_id: str, width: int, steps: int, chunk: int, seed: int) -> tuple[float, float]:
-    models = {"dense": build("MlpPolicy", env_id, width, seed, False), "sparse": build(SparsePolicy, env_id, width, seed, True)}
+    models = {
+        "dense": build("MlpPolicy", env_id, width, seed, False),
+        "sparse": build(SparsePolicy, env_id, width, seed, True),
+    }
     for model in models.values():  # warm-up: fill learning_starts and run a few gradient steps, untimed
         model.learn(150)
     seconds = {name: 0.0 for name in models}
