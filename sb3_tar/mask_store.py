@@ -58,9 +58,7 @@ class BufferStore:
             for i, mask in enumerate(masks[net.name]):
                 net.linears[i].register_buffer(MASK_BUFFER, mask.detach().to(net.linears[i].weight.dtype))
                 if net.target_layers:
-                    net.target_layers[i].register_buffer(
-                        MASK_BUFFER, mask.detach().to(net.target_layers[i].weight.dtype)
-                    )
+                    net.target_layers[i].register_buffer(MASK_BUFFER, mask.detach().to(net.target_layers[i].weight.dtype))
         return BufferStore(networks)
 
     def has(self, name: str) -> bool:

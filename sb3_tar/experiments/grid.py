@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from sb3_tar.config import CRITERIA, check_int
+
 ALGOS: tuple[str, ...] = ("sac", "td3", "tqc")
 METHODS: tuple[str, ...] = ("dense", "static", "tar", "uniform", "set", "rigl")
-CRITERIA: tuple[str, ...] = ("random", "erk", "magnitude", "synflow")
 REVIVAL_METHODS: tuple[str, ...] = ("tar", "uniform")
 DST_METHODS: tuple[str, ...] = ("set", "rigl")
 SPARSE_METHODS: tuple[str, ...] = ("static", "tar", "uniform", "set", "rigl")
@@ -84,11 +85,7 @@ def _check_ints(name: str, values: Sequence[int], low: int) -> tuple[int, ...]:
 def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < low:
-        raise ValueError(f"{name}={value} is outside the allowed range [{low}, inf)")
-    return value
+    return check_int(name, value, low)
 
 
 @dataclass(frozen=True)
