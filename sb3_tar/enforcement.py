@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from sb3_tar.mask_store import MaskStore
-from sb3_tar.masks import apply_masks
+from sb3_tar.masks import apply_masks, mask_gradients
 from sb3_tar.networks import SparseNetwork
 
 _ATTR = "_sb3_tar_enforcer"
@@ -94,35 +94,20 @@ class MaskEnforcer:
         if net.target_layers:
             apply_masks(net.target_layers, self.store.get(name))
 
-    def _role_tensors(self, role: str, grads: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        tensors, masks = [], []
-        for net in self.role_networks(role):
-            for layer, mask in zip(net.linears, self.store.get(net.name)):
-                tensor = layer.weight.grad if grads else layer.weight
-                if tensor is not None:
-                    tensors.append(tensor)
-                    masks.append(mask if mask.dtype == tensor.dtype else mask.to(tensor.dtype))
-        return tensors, masks
-
     def _pre_step(self, role: str) -> Callable:
-        @torch.no_grad()
         def hook(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
             for listener in self.pre_step_listeners:
                 listener(role, optimizer)
-            if not self.mask_gradients:
-                return
-            grads, masks = self._role_tensors(role, grads=True)
-            if grads:
-                torch._foreach_mul_(grads, masks)
+            if self.mask_gradients:
+                for net in self.role_networks(role):
+                    mask_gradients(net.linears, self.store.get(net.name))
 
         return hook
 
     def _post_step(self, role: str) -> Callable:
-        @torch.no_grad()
         def hook(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-            weights, masks = self._role_tensors(role, grads=False)
-            if weights:
-                torch._foreach_mul_(weights, masks)
+            for net in self.role_networks(role):
+                apply_masks(net.linears, self.store.get(net.name))
 
         return hook
 

@@ -54,8 +54,7 @@ def apply_masks(layers: Sequence[nn.Linear], masks: Sequence[torch.Tensor]) -> N
     :param masks: One mask per layer, of the weight's shape.
     """
     check_masks(layers, masks)
-    for layer, mask in zip(layers, masks):
-        layer.weight.mul_(mask.to(layer.weight.dtype))
+    _multiply([layer.weight for layer in layers], masks)
 
 
 @torch.no_grad()
@@ -66,9 +65,14 @@ def mask_gradients(layers: Sequence[nn.Linear], masks: Sequence[torch.Tensor]) -
     :param layers: The sparsifiable layers.
     :param masks: One mask per layer.
     """
-    for layer, mask in zip(layers, masks):
-        if layer.weight.grad is not None:
-            layer.weight.grad.mul_(mask.to(layer.weight.grad.dtype))
+    pairs = [(layer.weight.grad, mask) for layer, mask in zip(layers, masks) if layer.weight.grad is not None]
+    if pairs:
+        _multiply([g for g, _ in pairs], [m for _, m in pairs])
+
+
+def _multiply(tensors: list[torch.Tensor], masks: Sequence[torch.Tensor]) -> None:
+    """``tensor *= mask`` for every pair, in one fused call (masks stored in the tensors' dtype need no copy)."""
+    torch._foreach_mul_(tensors, [m if m.dtype == t.dtype else m.to(t.dtype) for t, m in zip(tensors, masks)])
 
 
 def check_masks(layers: Sequence[nn.Linear], masks: Sequence[torch.Tensor]) -> None:
