@@ -34,6 +34,24 @@ def _pyplot():
     return plt
 
 
+def _style_axis(ax, title: str, xlabel: str, ylabel: str, **legend_kwargs) -> None:
+    """Title, axis labels, tick and legend sizes shared by every panel."""
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6, **legend_kwargs)
+
+
+def _save_figure(plt, fig, title: str, path: Path) -> Path:
+    """Give the figure its title, write it as PNG and free it."""
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return path
+
+
 def _line_label(row: pd.Series) -> str:
     name = _NAMES[row["method"]]
     if row["method"] in ("tar", "uniform"):
@@ -103,17 +121,9 @@ def learning_curves(
                     ax.plot(timesteps, mean, style, color=color, label=f"{_line_label(row)} (n={len(config)})")
                     ax.fill_between(timesteps, mean - se, mean + se, color=color, alpha=0.15)
                 title = env if sparsity is None else f"{env}, sparsity {sparsity:g}"
-                ax.set_title(title + (f", {criterion}" if criterion else ""), fontsize=9)
-                ax.set_xlabel("timesteps", fontsize=8)
-                ax.set_ylabel("eval return", fontsize=8)
-                ax.tick_params(labelsize=7)
-                ax.legend(fontsize=6)
-        fig.suptitle(f"{algo.upper()} learning curves (width {width}; mean ± s.e. over seeds)", fontsize=10)
-        fig.tight_layout()
+                _style_axis(ax, title + (f", {criterion}" if criterion else ""), "timesteps", "eval return")
         path = out_dir / f"curves_{algo}_{_safe(env)}_w{width}.png"
-        fig.savefig(path, dpi=_DPI)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save_figure(plt, fig, f"{algo.upper()} learning curves (width {width}; mean ± s.e. over seeds)", path))
     return written, []
 
 
@@ -156,17 +166,10 @@ def rr_sensitivity(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path],
                         capsize=3,
                         label=label,
                     )
-            ax.set_title(f"{env}", fontsize=9)
-            ax.set_xlabel("recovery ratio rr (0 = Original)", fontsize=8)
-            ax.set_ylabel("final return", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.legend(fontsize=6)
-        fig.suptitle(f"{algo.upper()} rr sensitivity, sparsity {sparsity:g}, width {width} (mean ± s.e.)", fontsize=10)
-        fig.tight_layout()
+            _style_axis(ax, f"{env}", "recovery ratio rr (0 = Original)", "final return")
         path = out_dir / f"rr_sensitivity_{algo}_sp{sparsity:g}_w{width}.png"
-        fig.savefig(path, dpi=_DPI)
-        plt.close(fig)
-        written.append(path)
+        title = f"{algo.upper()} rr sensitivity, sparsity {sparsity:g}, width {width} (mean ± s.e.)"
+        written.append(_save_figure(plt, fig, title, path))
     return written, []
 
 
@@ -213,16 +216,8 @@ def width_scaling(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], 
                         label=label,
                     )
                 ax.set_xscale("log", base=2)
-                ax.set_title(env, fontsize=9)
-                ax.set_xlabel("hidden width", fontsize=8)
-                ax.set_ylabel("final return", fontsize=8)
-                ax.tick_params(labelsize=7)
-                ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+                _style_axis(ax, env, "hidden width", "final return", loc="center left", bbox_to_anchor=(1.0, 0.5))
             title = f"{algo.upper()} width scaling" + (f", sparsity {sparsity:g}" if sparsity is not None else "")
-            fig.suptitle(title + " (mean ± s.e.)", fontsize=10)
-            fig.tight_layout()
             path = out_dir / (f"width_scaling_{algo}" + (f"_sp{sparsity:g}" if sparsity is not None else "") + ".png")
-            fig.savefig(path, dpi=_DPI)
-            plt.close(fig)
-            written.append(path)
+            written.append(_save_figure(plt, fig, title + " (mean ± s.e.)", path))
     return written, []
