@@ -112,8 +112,7 @@ def prune_and_revive(
     reports = []
     for i, (lname, layer) in enumerate(layers):
         n_out, n_in = layer.weight.shape
-        alloc = allocation[i] if allocation is not None else None
-        threshold = alloc.threshold if alloc else connectivity_threshold(n_in, n_out)
+        threshold = connectivity_threshold(n_in, n_out)
         kept_before = int(static[i].sum())
         reports.append(
             LayerReport(
@@ -122,7 +121,7 @@ def prune_and_revive(
                 threshold=threshold,
                 kept_before=kept_before,
                 need=max(0, threshold - kept_before),
-                floor=alloc.floor if alloc else 0,
+                floor=allocation[i].floor if allocation is not None else 0,
                 revived=counts[i],
                 density=float(final[i].sum()) / final[i].numel(),
                 dead_before=sum(dead_units(static[i])),
