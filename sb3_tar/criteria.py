@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 
 import torch
 from torch import nn
@@ -78,7 +79,7 @@ def layer_counts(
     if criterion == "erk":
         targets = [d * s for d, s in zip(erk_densities(shapes, n_keep), sizes)]
     else:
-        targets = [n_keep * s / sum(sizes) for s in sizes]
+        targets = [Fraction(n_keep * s, sum(sizes)) for s in sizes]
     return apportion(targets, n_keep, caps)
 
 

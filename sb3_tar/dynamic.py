@@ -32,6 +32,7 @@ import torch
 
 from sb3_tar.config import check_choice, check_int, check_number
 from sb3_tar.selection import sample_positions, top_k_mask
+from sb3_tar.streams import stream_generator
 
 DST_METHODS: tuple[str, ...] = ("set", "rigl")
 
@@ -42,9 +43,6 @@ DST_DEFAULTS: dict[str, dict[str, Any]] = {
     "rigl": {"update_interval": 1000, "drop_fraction": 0.5},
 }
 DEFAULT_END_FRACTION = 0.8
-
-#: Offset of the mask-update random stream from the mask seed.
-DST_STREAM = 0xD57_5EED
 
 
 @dataclass(frozen=True)
@@ -175,18 +173,18 @@ def drop_count(fraction: float, kept: int, size: int) -> int:
     return max(0, min(round(fraction * kept), kept, size - kept))
 
 
-def update_generator(seed: int, step: int, index: int) -> torch.Generator:
+def update_generator(seed: int, step: int, network: str) -> torch.Generator:
     """
-    The generator of one network's update, derived from the run's seed, the update step and the
-    network's index, so that a resumed run draws exactly what an uninterrupted one would.
+    The generator of one network's update: the stream ``(seed, network, "dst_update", step)``
+    (:mod:`sb3_tar.streams`), so that a resumed run draws exactly what an uninterrupted one would
+    and no two networks or seeds share draws.
 
     :param seed: The run's mask seed.
-    :param step: The update step.
-    :param index: Index of the network in the policy (actor 0, Q-networks 1, 2, ...).
+    :param step: The update step (``>= 0``).
+    :param network: Name of the network (``"actor"``, ``"critic.qf0"``, ...).
     :return: A seeded CPU generator.
     """
-    value = ((int(seed) + DST_STREAM) * 1_000_003 + int(step)) * 1_009 + int(index)
-    return torch.Generator().manual_seed(value % (2**63))
+    return stream_generator(seed, network, "dst_update", check_int("step", int(step), 0))
 
 
 @dataclass

@@ -58,7 +58,8 @@ def sparsify_policy(
     """
     Prune and revive the actor and every Q-network of a policy, and mask the target networks.
 
-    Network ``i`` (actor first) uses seed ``seed + i``. A target network that still equals its
+    Every network draws from its own streams, named by ``(seed, network name, purpose)``
+    (:mod:`sb3_tar.streams`), so no two networks or seeds share a mask. A target network that still equals its
     online network (as right after SB3 builds the policy) receives the pruned online weights
     exactly; otherwise its pruned entries are zeroed. If anything fails, the policy's weights
     are restored and the error is raised again.
@@ -78,9 +79,9 @@ def sparsify_policy(
         }
         masks: dict[str, list[torch.Tensor]] = {}
         reports: dict[str, NetworkReport] = {}
-        for i, net in enumerate(networks):
+        for net in networks:
             masks[net.name], reports[net.name] = prune_and_revive(
-                net.module, configs[net.role], seed + i, layers=net.layers, forward=net.forward, name=net.name
+                net.module, configs[net.role], seed, layers=net.layers, forward=net.forward, name=net.name
             )
             for target, online, mask in zip(net.target_layers, net.linears, masks[net.name]):
                 if in_sync[net.name]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 
@@ -64,7 +65,8 @@ def tar_allocation(
     3. ``R = B - sum(f)`` and ``h_l = min(max(0, g_l - f_l), P_l - f_l)``. If ``R <= sum(h)``, ``R``
        is split in proportion to ``h_l``; otherwise every layer gets ``h_l`` and the rest is
        split in proportion to the still-pruned counts ``P_l - f_l - h_l``.
-    Proportional splits round by largest remainder and never exceed a layer's pruned count.
+    Proportional splits round by largest remainder in exact rational arithmetic and never exceed a
+    layer's pruned count.
 
     :param shapes: ``(n_out, n_in)`` of each layer.
     :param kept: Kept count ``K_l`` of each layer after static pruning.
@@ -81,15 +83,15 @@ def tar_allocation(
     needs = [max(0, e - k) for e, k in zip(thresholds, kept)]
     floors = [min(p, math.ceil(floor_fraction * budget / n_layers)) for p in pruned]
     if sum(floors) > budget:
-        floors = apportion([budget / n_layers] * n_layers, budget, pruned)
+        floors = apportion([Fraction(budget, n_layers)] * n_layers, budget, pruned)
     rest = budget - sum(floors)
     room = [max(0, min(g - f, p - f)) for g, f, p in zip(needs, floors, pruned)]
     if rest <= sum(room):
-        extra = apportion([rest * h / sum(room) if rest else 0.0 for h in room], rest, room)
+        extra = apportion([Fraction(rest * h, sum(room)) if rest else 0 for h in room], rest, room)
     else:
         spare = [p - f - h for p, f, h in zip(pruned, floors, room)]
         left = rest - sum(room)
-        extra = [h + s for h, s in zip(room, apportion([left * s / sum(spare) for s in spare], left, spare))]
+        extra = [h + s for h, s in zip(room, apportion([Fraction(left * s, sum(spare)) for s in spare], left, spare))]
     return [
         LayerAllocation(threshold=e, need=g, floor=f, revived=f + x) for e, g, f, x in zip(thresholds, needs, floors, extra)
     ]

@@ -191,7 +191,6 @@ class Rewirer:
         self.history: list[DSTUpdate] = []
         #: Called after each network's update (see :data:`UpdateListener`).
         self.update_listeners: list[UpdateListener] = []
-        self._index = {net.name: i for i, net in enumerate(enforcer.networks)}
 
     # -- schedule ---------------------------------------------------------------------------
     @property
@@ -283,7 +282,7 @@ class Rewirer:
         masks = self.enforcer.store.get(net.name)
         weights = [layer.weight for layer in net.linears]
         grads = [w.grad for w in weights] if self.config.method == "rigl" else None
-        generator = update_generator(self.state.get("seed"), step, self._index[net.name])
+        generator = update_generator(self.state.get("seed"), step, net.name)
         result = rewire_masks(weights, masks, fraction, self.config.method, generator, grads)
         self.enforcer.update_masks(
             net.name, [m.to(device=mask.device, dtype=mask.dtype) for m, mask in zip(result.masks, masks)]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 import torch
 
 
-def apportion(targets: Sequence[float], total: int, caps: Sequence[int]) -> list[int]:
+def apportion(targets: Sequence[numbers.Real], total: int, caps: Sequence[int]) -> list[int]:
     """
     Round real-valued shares to integers that sum to ``total`` exactly (largest remainder).
 
@@ -17,7 +19,11 @@ def apportion(targets: Sequence[float], total: int, caps: Sequence[int]) -> list
     the entries with the largest fractional parts (ties: lower index first) that are below
     their cap, repeating while units remain. No entry ever exceeds its cap.
 
-    :param targets: Real-valued share of each entry (``>= 0``).
+    The arithmetic is exact: shares are converted to :class:`fractions.Fraction` (a float is
+    taken at its exact binary value), so ties between fractional parts are real ties, not float
+    rounding. Pass shares as ``Fraction(numerator, denominator)`` when they are ratios of integers.
+
+    :param targets: Real-valued share of each entry (``>= 0``): ints, floats or Fractions.
     :param total: Integer total to reach.
     :param caps: Largest allowed count of each entry.
     :return: Integer counts, ``0 <= counts[i] <= caps[i]``, ``sum(counts) == total``.
@@ -27,10 +33,12 @@ def apportion(targets: Sequence[float], total: int, caps: Sequence[int]) -> list
         raise ValueError(f"Got {len(targets)} targets for {len(caps)} caps")
     if total < 0 or total > sum(caps):
         raise ValueError(f"Cannot apportion total={total} over caps summing to {sum(caps)}")
-    counts = [min(int(math.floor(max(t, 0.0))), int(c)) for t, c in zip(targets, caps)]
+    shares = [max(Fraction(t), Fraction(0)) for t in targets]
+    remainders = [s - math.floor(s) for s in shares]
+    counts = [min(math.floor(s), int(c)) for s, c in zip(shares, caps)]
     left = total - sum(counts)
     if left < 0:  # the floored shares overshoot: take back from the smallest fractional parts
-        order = sorted(range(len(counts)), key=lambda i: (targets[i] - math.floor(targets[i]), -i))
+        order = sorted(range(len(counts)), key=lambda i: (remainders[i], -i))
         while left < 0:
             for i in order:
                 if left == 0:
@@ -39,7 +47,7 @@ def apportion(targets: Sequence[float], total: int, caps: Sequence[int]) -> list
                     counts[i] -= 1
                     left += 1
         return counts
-    order = sorted(range(len(counts)), key=lambda i: (-(max(targets[i], 0.0) - math.floor(max(targets[i], 0.0))), i))
+    order = sorted(range(len(counts)), key=lambda i: (-remainders[i], i))
     while left > 0:
         progressed = False
         for i in order:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import torch
@@ -13,20 +12,7 @@ from sb3_tar.criteria import ForwardFn, default_forward, static_masks
 from sb3_tar.layer_report import LayerReport, NetworkReport
 from sb3_tar.masks import apply_masks, dead_units, linear_layers, training_flops_ratio
 from sb3_tar.revival import connectivity_threshold, revival_counts, revive
-
-#: Offset between the static stage's and the revival's random streams, so that the static
-#: mask of a seed does not depend on the revival method.
-REVIVAL_STREAM = 0x5EED_7A2
-
-
-def make_generator(seed: int) -> torch.Generator:
-    """
-    :param seed: Integer seed.
-    :return: A CPU ``torch.Generator`` seeded with ``seed``.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
-    return torch.Generator().manual_seed(int(seed) % (2**63))
+from sb3_tar.streams import check_seed, stream_generator
 
 
 def kept_counts(n_total: int, config: SparsityConfig) -> tuple[int, int, int]:
@@ -63,19 +49,22 @@ def prune_and_revive(
     With ``budget_mode="reserve"`` the criterion first keeps ``round((1 - alpha) N)`` weights
     (the static baseline's mask) and then, within it, ``B`` fewer; revival brings the count
     back to ``round((1 - alpha) N)``. With ``"extra"`` the criterion keeps ``round((1 - alpha) N)``
-    and revival adds ``B``. The static stage draws from ``seed`` and the revival from a
-    separate stream, so runs that differ only in the revival method share their static mask.
+    and revival adds ``B``. Every draw comes from its own stream named by ``(seed, name, purpose)``
+    (:mod:`sb3_tar.streams`): the static stage, Uniform Revival's split and the revived positions.
+    Runs that differ only in the revival method therefore share their static mask, and networks of
+    different names (or seeds) draw independently.
 
     Everything is computed before the network is touched: on any error the network is unchanged.
 
     :param network: The network to sparsify in place.
     :param config: Pruning and revival configuration.
-    :param seed: Seed of the random draws (ties, random criteria, revival positions).
+    :param seed: Seed of the random draws (ties, random criteria, revival positions), an int.
     :param layers: Its sparsifiable layers (default: every ``nn.Linear`` of ``network``).
     :param forward: How SynFlow feeds an input through ``network``.
-    :param name: Name of the network in the report.
+    :param name: Name of the network: it names the random streams and the report.
     :return: The final boolean mask of each layer (on the weight's device) and the report.
     """
+    seed = check_seed(seed)
     if not isinstance(config, SparsityConfig):
         raise TypeError(f"config must be a SparsityConfig, got {type(config).__name__}")
     layers = list(linear_layers(network) if layers is None else layers)
@@ -93,7 +82,7 @@ def prune_and_revive(
             names,
             n_keep,
             config.criterion,
-            make_generator(seed),
+            stream_generator(seed, name, "static"),
             magnitude_scope=config.magnitude_scope,
             synflow_iters=config.synflow_iters,
             forward=forward,
@@ -104,9 +93,9 @@ def prune_and_revive(
     if n_static < n_target:  # reserve mode: nest inside the static baseline's mask
         static = stage(n_static, static)
     counts, allocation = revival_counts(
-        config.revival, static, budget, make_generator(seed + REVIVAL_STREAM), config.floor_fraction
+        config.revival, static, budget, stream_generator(seed, name, "revival_split"), config.floor_fraction
     )
-    revived = revive(static, counts, make_generator(seed + 2 * REVIVAL_STREAM))
+    revived = revive(static, counts, stream_generator(seed, name, "revival_positions"))
     final = [(s | r).to(m.weight.device) for s, r, m in zip(static, revived, modules)]
 
     reports = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import pytest
 import torch
@@ -106,7 +107,8 @@ def ref_threshold(n_in: int, n_out: int) -> int:
 
 
 def largest_remainder(targets: Sequence[float], total: int, caps: Sequence[int]) -> list[int]:
-    """Reference largest-remainder rounding for targets that sum to ``total`` and respect ``caps``."""
+    """Reference largest-remainder rounding for targets that sum to ``total`` and respect ``caps`` (exact arithmetic)."""
+    targets = [Fraction(t) for t in targets]
     counts = [min(math.floor(t), c) for t, c in zip(targets, caps)]
     order = sorted(range(len(targets)), key=lambda i: (-(targets[i] - math.floor(targets[i])), i))
     left = total - sum(counts)
@@ -128,15 +130,15 @@ def ref_tar_allocation(
     g = [max(0, el - k) for el, k in zip(e, kept)]
     f = [min(p, math.ceil(phi * budget / n_layers)) for p in pruned]
     if sum(f) > budget:  # documented edge: spread B evenly
-        f = largest_remainder([budget / n_layers] * n_layers, budget, pruned)
+        f = largest_remainder([Fraction(budget, n_layers)] * n_layers, budget, pruned)
     rest = budget - sum(f)
     h = [min(max(0, gl - fl), p - fl) for gl, fl, p in zip(g, f, pruned)]
     if rest <= sum(h):
-        x = largest_remainder([rest * hl / sum(h) if rest else 0.0 for hl in h], rest, h)
+        x = largest_remainder([Fraction(rest * hl, sum(h)) if rest else 0 for hl in h], rest, h)
     else:
         spare = [p - fl - hl for p, fl, hl in zip(pruned, f, h)]
         left = rest - sum(h)
-        x = [hl + s for hl, s in zip(h, largest_remainder([left * s / sum(spare) for s in spare], left, spare))]
+        x = [hl + s for hl, s in zip(h, largest_remainder([Fraction(left * s, sum(spare)) for s in spare], left, spare))]
     return e, g, f, [fl + xl for fl, xl in zip(f, x)]
 
 

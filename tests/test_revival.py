@@ -93,6 +93,21 @@ def test_tar_allocation_properties_and_reference(case: int) -> None:
     assert revived == b
 
 
+def test_tar_allocation_rounds_exact_ties_by_index() -> None:
+    """
+    Layers (n_out, n_in) = (64, 17), (17, 376), (17, 64); K = 100, 361, 19; B = 786; phi = 0.2.
+    E = 178, 1174, 178; g = 78, 813, 159; f = ceil(0.2 * 786 / 3) = 53 each; R = 627;
+    h = 25, 760, 106 (sum 891 >= R), so R splits as h * 627/891 = h * 19/27:
+    17 16/27, 534 22/27, 74 16/27. Floors give 625; the 2 units left go to 22/27 (layer 1) and
+    to the exact tie 16/27 between layers 0 and 2: the lower index, layer 0. B_l = 71, 588, 127.
+    (In floats 25*627/891 rounds below 106*627/891's fractional part and layer 2 got the unit.)
+    """
+    alloc = tar_allocation([(64, 17), (17, 376), (17, 64)], [100, 361, 19], 786, 0.2)
+    assert [a.threshold for a in alloc] == [178, 1174, 178]
+    assert [a.floor for a in alloc] == [53, 53, 53]
+    assert [a.revived for a in alloc] == [71, 588, 127]
+
+
 def test_tar_allocation_hand_computed_water_filling() -> None:
     """
     Layers (n_out, n_in) = (8, 4), (8, 8), (2, 8); K = 13, 26, 6; B = 11; phi = 0.2.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from fractions import Fraction
 
 import pytest
 import torch
@@ -16,6 +17,19 @@ def gen(seed: int) -> torch.Generator:
 
 
 # ---------------------------------------------------------------- apportion
+
+
+def test_apportion_breaks_exact_ties_by_index_not_by_float_rounding() -> None:
+    """654 units over [197, 666, 2331, 1562, 1130]: shares 21 8/9, 74, 259, 173 5/9, 125 5/9.
+
+    Floors sum to 652; the 2 units left go to 8/9 (entry 0) and then to the tie 5/9 between
+    entries 3 and 4: the lower index wins. In floats 654*1562/5886 = 173.55555555555554 and
+    654*1130/5886 = 125.55555555555556, which handed the unit to entry 4.
+    """
+    room = [197, 666, 2331, 1562, 1130]
+    assert apportion([Fraction(654 * h, sum(room)) for h in room], 654, room) == [22, 74, 259, 174, 125]
+    # a float share is taken at its exact value: the same inputs as floats give the float answer
+    assert apportion([654 * h / sum(room) for h in room], 654, room) == [22, 74, 259, 173, 126]
 
 
 @pytest.mark.parametrize("case", range(300))
