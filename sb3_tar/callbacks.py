@@ -81,6 +81,7 @@ class SparseCallback(BaseCallback):
         self.model.sb3_tar_config = (
             {role: c.to_dict() for role, c in configs.items()} | {"seed": seed, "mask_gradients": self.mask_gradients} | record
         )
+        self.model.sb3_tar_reports = {name: report.to_dict() for name, report in self.reports.items()}
         log_reports(self.logger, self.reports)
         return enforcer
 

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from sb3_tar.experiments.grid import ALGOS, CRITERIA, METHODS, PRESETS, GridSpec, get_preset
+from sb3_tar.experiments.grid import ALGOS, CRITERIA, GRID_CRITERIA, METHODS, PRESETS, GridSpec, get_preset
 from sb3_tar.experiments.runner import BACKENDS, cell_state, run_sweep, zoo_command
 
 
@@ -55,7 +55,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--algos", nargs="+", choices=ALGOS)
     sweep.add_argument("--envs", nargs="+")
     sweep.add_argument("--methods", nargs="+", choices=METHODS)
-    sweep.add_argument("--criteria", nargs="+", choices=CRITERIA)
+    sweep.add_argument("--criteria", nargs="+", choices=GRID_CRITERIA, help="magnitude_layer: magnitude, per-layer scope")
     sweep.add_argument("--sparsities", nargs="+", type=float)
     sweep.add_argument("--rrs", nargs="+", type=float, help="recovery ratios of TAR/Uniform (0 = static)")
     sweep.add_argument("--widths", nargs="+", type=int)

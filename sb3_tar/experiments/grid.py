@@ -25,6 +25,10 @@ REVIVAL_METHODS: tuple[str, ...] = ("tar", "uniform")
 DST_METHODS: tuple[str, ...] = ("set", "rigl")
 SPARSE_METHODS: tuple[str, ...] = ("static", "tar", "uniform", "set", "rigl")
 
+#: Criteria of a grid: the four static criteria, and ``magnitude_layer``, magnitude with uniform per-layer
+#: density (``TARCallback(criterion="magnitude", magnitude_scope="layer")``), its own row in every table.
+GRID_CRITERIA: tuple[str, ...] = (*CRITERIA, "magnitude_layer")
+
 TAR_CALLBACK = "sb3_tar.callbacks.TARCallback"
 DST_CALLBACK = "sb3_tar.callbacks.DSTCallback"
 
@@ -148,11 +152,16 @@ class Cell:
         extra = dict(self.callback_kwargs)
         if self.method == "dense":
             return None
+        criterion = {"criterion": self.criterion}
+        if self.criterion == "magnitude_layer":
+            criterion = {"criterion": "magnitude", "magnitude_scope": "layer"}
         if self.method in DST_METHODS:
+            if self.criterion == "magnitude_layer":
+                raise ValueError("SET/RigL start from a random, erk, magnitude or synflow mask, not magnitude_layer")
             kwargs = {
                 "method": self.method,
                 "sparsity": self.sparsity,
-                "criterion": self.criterion,
+                **criterion,
                 "seed": self.seed,
                 "verbose": 1,  # the initial per-layer table goes to the cell's train.log
             }
@@ -161,7 +170,7 @@ class Cell:
         revival = {"static": "none", "tar": "tar", "uniform": "uniform"}[self.method]
         kwargs = {
             "sparsity": self.sparsity,
-            "criterion": self.criterion,
+            **criterion,
             "revival": revival,
             "recovery_ratio": self.rr if self.method != "static" else 0.0,
             "seed": self.seed,
@@ -198,7 +207,7 @@ class GridSpec:
     :param algos: Algorithms, from :data:`ALGOS`.
     :param envs: Environment ids (each needs an entry, or a ``default``, in the hyperparameter file).
     :param methods: Methods, from :data:`METHODS`.
-    :param criteria: Static criteria, from :data:`CRITERIA` (used by static, TAR and Uniform Revival).
+    :param criteria: Static criteria, from :data:`GRID_CRITERIA` (used by static, TAR and Uniform Revival).
     :param sparsities: Sparsities in (0, 1).
     :param rrs: Recovery ratios in [0, 1) for TAR and Uniform Revival (rr = 0 is the static baseline).
     :param widths: Hidden widths (>= 1).
@@ -241,7 +250,7 @@ class GridSpec:
             raise ValueError(f"envs must be a non-empty list of environment ids, got {self.envs!r}")
         self.envs = tuple(dict.fromkeys(self.envs))
         self.methods = _check_choices("methods", self.methods, METHODS)
-        self.criteria = _check_choices("criteria", self.criteria, CRITERIA)
+        self.criteria = _check_choices("criteria", self.criteria, GRID_CRITERIA)
         self.sparsities = _check_numbers("sparsities", self.sparsities, 0.0, 1.0, low_open=True, high_open=True)
         self.rrs = _check_numbers("rrs", self.rrs, 0.0, 1.0, low_open=False, high_open=True)
         self.widths = _check_ints("widths", self.widths, 1)
@@ -249,6 +258,8 @@ class GridSpec:
         _check_int("n_timesteps", self.n_timesteps, 1, allow_none=True)
         _check_int("eval_freq", self.eval_freq, 1)
         _check_int("eval_episodes", self.eval_episodes, 1)
+        if self.dst_criterion == "same" and "magnitude_layer" in self.criteria and any(m in DST_METHODS for m in self.methods):
+            raise ValueError("dst_criterion='same' cannot start SET/RigL from magnitude_layer: choose a dst_criterion")
         if self.dst_criterion != "same" and self.dst_criterion not in CRITERIA:
             raise ValueError(f"Unknown dst_criterion {self.dst_criterion!r}: valid values are {[*CRITERIA, 'same']}")
         for name in ("hyperparams", "tar_kwargs", "dst_kwargs"):
@@ -373,6 +384,38 @@ PRESETS: dict[str, GridSpec] = {
         dst_kwargs={"update_interval": 100},
     ),
     # The paper's full grid (for a cluster): 1M steps, 10 seeds, every criterion, sparsity, rr and width.
+    # Evidence on one CPU, phase 1 (README "Results on one CPU"): SAC on HalfCheetah-v4, 60k steps, 5 seeds,
+    # 90% sparsity, global magnitude; Original, TAR and Uniform Revival (rr 0.01, reserve), SET, RigL, dense.
+    # 30 cells, about 20 minutes each with two side by side on 2 cores. Fixed before running.
+    "cpu60k": GridSpec(
+        algos=("sac",),
+        envs=("HalfCheetah-v4",),
+        methods=("dense", "static", "tar", "uniform", "set", "rigl"),
+        criteria=("magnitude",),
+        sparsities=(0.9,),
+        rrs=(0.01,),
+        widths=(256,),
+        seeds=(0, 1, 2, 3, 4),
+        n_timesteps=60_000,
+        eval_freq=5_000,
+        eval_episodes=5,
+        hyperparams={"learning_starts": "5000"},
+    ),
+    # Phase 2, into the same results directory: Original and TAR for ERK, SynFlow and layer-wise magnitude.
+    "cpu60k-criteria": GridSpec(
+        algos=("sac",),
+        envs=("HalfCheetah-v4",),
+        methods=("static", "tar"),
+        criteria=("erk", "synflow", "magnitude_layer"),
+        sparsities=(0.9,),
+        rrs=(0.01,),
+        widths=(256,),
+        seeds=(0, 1, 2, 3, 4),
+        n_timesteps=60_000,
+        eval_freq=5_000,
+        eval_episodes=5,
+        hyperparams={"learning_starts": "5000"},
+    ),
     "paper": GridSpec(
         algos=("sac", "td3"),
         envs=("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Ant-v4", "Humanoid-v4", "BipedalWalker-v3"),

@@ -7,13 +7,17 @@ Layout of a results directory (``root``)::
         cell.json                                     the cell's configuration (written first)
         train.log                                     stdout and stderr of RL-Zoo
         <algo>/<env>_1/evaluations.npz                RL-Zoo's own layout (EvalCallback output)
-        <algo>/<env>_1/<env>.zip                      final model
-        done.json                                     written last: the cell is finished
+        <algo>/<env>_1/<env>.zip                      final model (not meant for version control)
+        summary.json                                  compact record: package commit, measured final sparsity
+                                                      of every network (online and target), pruning report
+        done.json                                     written last: the cell is finished (with the commit)
     root/zoo/<label>/<algo>/<env>_seed<k>             symlinks: every seed of one configuration in one
                                                       folder, for ``python -m rl_zoo3.plots.all_plots``
 
 A cell without ``done.json`` is unfinished (interrupted or failed): it is wiped and run again on the next
-sweep, while finished cells are never touched again.
+sweep, while finished cells are never touched again. The compact files (``cell.json``, ``train.log``,
+``evaluations.npz``, ``summary.json``, ``done.json``) are all that ``sb3-tar report`` reads, so a results
+directory can be committed without its model zips and a sweep resumes from the committed cells.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from sb3_tar.experiments.grid import Cell, GridSpec
 
 CELL_FILE = "cell.json"
 DONE_FILE = "done.json"
+SUMMARY_FILE = "summary.json"
 LOG_FILE = "train.log"
 BACKENDS: tuple[str, ...] = ("local", "ray")
 
@@ -124,6 +129,92 @@ def zoo_command(cell: Cell, folder: Path, conf: Path, python: str = sys.executab
     if cell.n_timesteps is not None:
         cmd += ["-n", str(cell.n_timesteps)]
     return [*cmd, "-params", *params]
+
+
+def package_commit() -> dict[str, Any]:
+    """
+    :return: ``{"commit": <git HEAD of the sb3-tar checkout or None>, "dirty": <uncommitted changes to the
+        package or hyperparameters>, "version": <sb3_tar.__version__>}``, recorded in every finished cell so
+        that cells drawn by different mask-drawing code are never mixed unknowingly.
+    """
+    from sb3_tar import __version__
+
+    info: dict[str, Any] = {"commit": None, "dirty": None, "version": __version__}
+    try:
+        head = subprocess.run(["git", "-C", str(_REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode == 0:
+            info["commit"] = head.stdout.strip()
+            status = subprocess.run(
+                ["git", "-C", str(_REPO_ROOT), "status", "--porcelain", "--", "sb3_tar", "hyperparams"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            info["dirty"] = bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def measured_sparsity(params: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """
+    Measure a saved policy's sparsity from its weights alone (no sb3-tar state is trusted).
+
+    :param params: ``policy`` state dict of a saved SAC/TD3/TQC model.
+    :return: ``{network: {"total", "nonzero", "sparsity", "target_nonzero"}}`` for ``actor`` and each
+        ``critic.qf<i>``, counting the 2-D ``.weight`` tensors of its linear layers (features extractors
+        excluded); ``target_nonzero`` counts the nonzero weights of its target network (absent if none).
+    """
+    out: dict[str, dict[str, float]] = {}
+
+    def network_of(key: str) -> tuple[str, bool] | None:
+        parts = key.split(".")
+        if parts[0] in ("actor", "actor_target") and "features_extractor" not in parts:
+            return "actor", parts[0] == "actor_target"
+        if parts[0] in ("critic", "critic_target") and len(parts) > 1 and parts[1].startswith("qf"):
+            return f"critic.{parts[1]}", parts[0] == "critic_target"
+        return None
+
+    for key, tensor in params.items():
+        if not key.endswith(".weight") or getattr(tensor, "dim", lambda: 0)() != 2:
+            continue
+        found = network_of(key)
+        if found is None:
+            continue
+        name, is_target = found
+        entry = out.setdefault(name, {"total": 0, "nonzero": 0})
+        if is_target:
+            entry["target_nonzero"] = entry.get("target_nonzero", 0) + int((tensor != 0).sum())
+        else:
+            entry["total"] += tensor.numel()
+            entry["nonzero"] += int((tensor != 0).sum())
+    for entry in out.values():
+        entry["sparsity"] = 1.0 - entry["nonzero"] / entry["total"] if entry["total"] else float("nan")
+    return out
+
+
+def write_cell_summary(root: str | os.PathLike, cell: Cell, commit: dict[str, Any] | None = None) -> dict[str, Any]:
+    """
+    Write the cell's ``summary.json`` from its saved model: the package commit, the measured final sparsity
+    of every network (:func:`measured_sparsity`) and the pruning/revival report stored with the model.
+
+    :param root: Results directory.
+    :param cell: A cell whose model was saved.
+    :param commit: Output of :func:`package_commit` (default: computed now).
+    :return: The summary.
+    """
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    data, params, _ = load_from_zip_file(run_dir(root, cell) / f"{cell.env}.zip", device="cpu", print_system_info=False)
+    summary = {
+        "cell_id": cell.cell_id,
+        "package": commit if commit is not None else package_commit(),
+        "final_sparsity": measured_sparsity(params["policy"]),
+        "config": data.get("sb3_tar_config"),
+        "reports": data.get("sb3_tar_reports"),
+    }
+    (cell_dir(root, cell) / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    return summary
 
 
 def cell_dir(root: str | os.PathLike, cell: Cell) -> Path:
@@ -241,6 +332,7 @@ def run_cell(
     (folder / CELL_FILE).write_text(json.dumps(cell.to_dict(), indent=2))
     conf = conf_file(find_conf_dir(conf_dir), cell.algo)
     cmd = zoo_command(cell, folder, conf, python)
+    commit = package_commit()
     env = dict(os.environ, **SINGLE_THREAD_ENV)
     env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     start = time.time()
@@ -264,7 +356,14 @@ def run_cell(
     model = run_dir(root, cell) / f"{cell.env}.zip"
     if returncode != 0 or not evaluations.is_file() or not model.is_file():
         return CellResult(cell.cell_id, "failed", wall, returncode, str(folder / LOG_FILE))
-    done = {"cell_id": cell.cell_id, "returncode": returncode, "wall_s": round(wall, 2), "finished": time.time()}
+    write_cell_summary(root, cell, commit)
+    done = {
+        "cell_id": cell.cell_id,
+        "returncode": returncode,
+        "wall_s": round(wall, 2),
+        "finished": time.time(),
+        "package": commit,
+    }
     (folder / DONE_FILE).write_text(json.dumps(done, indent=2))
     _link_zoo_view(root, cell)
     return CellResult(cell.cell_id, "done", wall, returncode, str(folder / LOG_FILE))
@@ -324,7 +423,8 @@ def run_sweep(
     on_result: Callable[[CellResult], None] | None = None,
 ) -> SweepSummary:
     """
-    Run every cell of a grid, skipping finished ones, ``jobs`` at a time.
+    Run every cell of a grid, skipping finished ones, ``jobs`` at a time, seed by seed (all configurations
+    of the first seed, then of the next).
 
     :param grid: A grid, or an explicit list of cells.
     :param root: Results directory (created if needed).
@@ -363,6 +463,9 @@ def run_sweep(
             summary.results.append(CellResult(cell.cell_id, "skipped", log=str(cell_dir(root, cell) / LOG_FILE)))
         else:
             todo.append(cell)
+    # Seed-major order: every configuration's seed 0 first, then seed 1, ...; a sweep stopped part-way
+    # leaves complete paired comparisons over its first seeds rather than all seeds of a few methods.
+    todo.sort(key=lambda c: c.seed)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", unit="cell", disable=not progress)
