@@ -13,13 +13,13 @@ from sb3_tar.config import SparsityConfig
 from sb3_tar.dynamic import dst_config
 from sb3_tar.enforcement import MaskEnforcer, attached_enforcer
 from sb3_tar.layer_report import NetworkReport
-from sb3_tar.mask_store import MODEL_ATTRIBUTE, AttributeStore
-from sb3_tar.model_masks import enforcer_of
+from sb3_tar.model_masks import enforcer_of, stored_masks
 from sb3_tar.networks import sparse_networks
-from sb3_tar.policies import SparsePolicyMixin
+from sb3_tar.policies import SparsePolicyMixin, install_masks, masked_policy_class, start_sparse_execution
 from sb3_tar.pruning import draw_seed, role_configs, sparsify_policy
 from sb3_tar.report_logging import log_reports
 from sb3_tar.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState, Rewirer, attached_rewirer, planned_steps_of
+from sb3_tar.sparse_execution import check_option
 
 
 def check_supported(model: Any, who: str) -> None:
@@ -41,7 +41,7 @@ def check_supported(model: Any, who: str) -> None:
 class SparseCallback(BaseCallback):
     """
     What ``TARCallback`` and ``DSTCallback`` share: the model check, the mask seed, pruning a
-    plain policy into ``model.sb3_tar_masks`` with enforcement hooks, logging and messages.
+    plain policy into ``weight_mask`` buffers with enforcement hooks, logging and messages.
 
     :param seed: Seed of the masks (default: the model's ``seed``, else drawn from torch).
     :param verbose: Verbosity level.
@@ -59,6 +59,8 @@ class SparseCallback(BaseCallback):
         self.seed = seed
         self.reports: dict[str, NetworkReport] = {}
         self.pruned = False
+        #: Layers that run on the sparse kernel after pruning (``"<network>/<layer>"``).
+        self.sparse_layers: list[str] = []
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__)
@@ -68,16 +70,21 @@ class SparseCallback(BaseCallback):
             return int(self.seed)
         return self.model.seed if isinstance(self.model.seed, int) else draw_seed()
 
-    def _sparsify_model(self, configs: dict[str, SparsityConfig], seed: int, **record: Any) -> MaskEnforcer:
-        """Prune and revive the model's plain policy, keep the masks in ``model.sb3_tar_masks``, hook them."""
+    def _sparsify_model(
+        self, configs: dict[str, SparsityConfig], seed: int, sparse_execution: bool | str = False, **record: Any
+    ) -> MaskEnforcer:
+        """
+        Prune and revive the model's plain policy, hold the masks in ``weight_mask`` buffers with
+        enforcement hooks, and record the masked policy class as the model's ``policy_class``, so
+        that ``SAC.load`` (etc.) rebuilds a policy that keeps the masks.
+        """
         policy = self.model.policy
+        masked_class = masked_policy_class(type(policy))  # before anything is modified
         networks, masks, self.reports = sparsify_policy(policy, configs, seed)
-        store = AttributeStore(self.model)
-        for name, net_masks in masks.items():
-            store.set(name, net_masks)
-        enforcer = MaskEnforcer(networks, store, mask_gradients=self.mask_gradients)
-        enforcer.attach(policy)
+        enforcer = install_masks(policy, networks, masks, self.mask_gradients, sparse_execution)
+        self.model.policy_class = masked_class
         self.pruned = True
+        self.sparse_layers = start_sparse_execution(policy, enforcer, sparse_execution)
         self.model.sb3_tar_config = (
             {role: c.to_dict() for role, c in configs.items()} | {"seed": seed, "mask_gradients": self.mask_gradients} | record
         )
@@ -108,9 +115,12 @@ class TARCallback(SparseCallback):
     ``0.0`` for the rest of training. It never prunes twice: a second ``learn()``, a model
     built with ``SparsePolicy``, or a model loaded after a sparse run keep their masks.
 
-    With a plain ``MlpPolicy`` the masks are kept in ``model.sb3_tar_masks``, which
-    ``model.save()`` stores with the model: to resume, ``SAC.load(path, env)`` and call
-    ``learn()`` again with a ``TARCallback`` (or :func:`sb3_tar.enforce_masks` without one).
+    With a plain ``MlpPolicy`` the masks are registered as ``weight_mask`` buffers of every
+    sparsified ``nn.Linear`` (online and target), exactly as with ``SparsePolicy``, and the model's
+    ``policy_class`` becomes the policy's masked variant (for example
+    :class:`sb3_tar.sac.MaskedPolicy`): ``model.save()`` stores the masks, and ``SAC.load(path, env)``
+    rebuilds a policy that keeps them, so the loaded model stays sparse through ``learn()`` with
+    or without this callback.
 
     The per-layer report is logged to SB3's logger under ``sparsity/...`` and printed with
     ``verbose >= 1``.
@@ -131,6 +141,9 @@ class TARCallback(SparseCallback):
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``; pruned weights are re-zeroed after every step either way, see
         :mod:`sb3_tar.enforcement`).
+    :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the sparse layers on the
+        sparse C++ kernel (:mod:`sb3_tar.sparse_execution`; the actor and critic optimizers are rebuilt with
+        the model's optimizer class and options). Saved with the model: a loaded model runs the same way.
     """
 
     def __init__(
@@ -149,8 +162,10 @@ class TARCallback(SparseCallback):
         seed: int | None = None,
         verbose: int = 0,
         mask_gradients: bool = False,
+        sparse_execution: bool | str = "auto",
     ) -> None:
         super().__init__(seed, verbose, mask_gradients)
+        self.sparse_execution = check_option(sparse_execution)
         self.configs = role_configs(
             sparsity,
             actor_sparsity,
@@ -170,12 +185,18 @@ class TARCallback(SparseCallback):
         if isinstance(policy, SparsePolicyMixin):
             self._report_existing("the policy is a SparsePolicy, pruned when built", policy.sparsity_reports)
             return
-        if enforcer_of(self.model) is not None:  # saved masks or a previous learn(): re-attached
+        if stored_masks(self.model) is not None:  # a previous learn() or a loaded sparse model
+            enforcer_of(self.model)  # hooks are normally attached already; attach them if not
             self._report_existing("the model already has masks", {})
             return
         seed = self._mask_seed()
-        self._sparsify_model(self.configs, seed)
+        self._sparsify_model(self.configs, seed, self.sparse_execution)
         self._say(f"pruned and revived with seed {seed}")
+        self._say(
+            f"sparse execution (C++ kernel) for {len(self.sparse_layers)} layers: {', '.join(self.sparse_layers)}"
+            if self.sparse_layers
+            else "masked dense execution"
+        )
         self._print_reports()
 
     def _report_existing(self, why: str, reports: dict[str, NetworkReport]) -> None:
@@ -187,13 +208,19 @@ class TARCallback(SparseCallback):
 
 def enforce_masks(model: Any) -> bool:
     """
-    Re-attach the masks saved with a model (after ``load``) so that training keeps them,
-    without a callback.
+    Make sure the masks a model holds are enforced: attach the hooks if none are attached and
+    zero the pruned weights (online and target). A loaded sparse model needs no such call (its
+    policy attaches the hooks when SB3 rebuilds it); this is for a policy whose optimizers were
+    replaced, or to repair weights changed by hand.
 
     :param model: An SB3 model.
-    :return: Whether the model had masks.
+    :return: Whether the model has masks.
     """
-    return enforcer_of(model) is not None
+    enforcer = enforcer_of(model)
+    if enforcer is None:
+        return False
+    enforcer.apply()
+    return True
 
 
 class DSTCallback(SparseCallback):
@@ -214,12 +241,13 @@ class DSTCallback(SparseCallback):
     logger under ``dst/<network>/{dropped,grown,kept}``, ``dst/drop_fraction``, ``dst/step`` and
     ``dst/updates``.
 
-    With a plain ``MlpPolicy`` the masks are kept in ``model.sb3_tar_masks`` and the schedule (its
-    settings, the gradient-step clock, ``T`` and the seed) in ``model.sb3_tar_dst_state``, both
-    saved by ``model.save()``. The schedule is never restarted: a second ``learn()`` or a run
-    loaded with ``SAC.load(path, env)`` and trained with a ``DSTCallback`` continues it with the
-    stored settings and ``T`` (this callback's own settings are then ignored, with a warning if
-    they differ). Without a ``DSTCallback`` a loaded model keeps its masks fixed.
+    With a plain ``MlpPolicy`` the masks are kept in ``weight_mask`` buffers (as with
+    :class:`TARCallback`) and the schedule (its settings, the gradient-step clock, ``T`` and the
+    seed) in ``model.sb3_tar_dst_state``, both saved by ``model.save()``. The schedule is never
+    restarted: a second ``learn()`` or a run loaded with ``SAC.load(path, env)`` and trained with
+    a ``DSTCallback`` continues it with the stored settings and ``T`` (this callback's own settings
+    are then ignored, with a warning if they differ). Without a ``DSTCallback`` a loaded model
+    keeps its masks fixed (its policy enforces them; the schedule does not advance).
 
     With a ``SparsePolicy`` built with ``dst_method``, the policy runs SET/RigL itself; this
     callback only fills in ``dst_total_steps`` from ``learn()`` when the policy was built without
@@ -274,7 +302,7 @@ class DSTCallback(SparseCallback):
             self._say(f"the SparsePolicy runs {rewirer.config.method.upper()} itself")
         elif isinstance(getattr(self.model, STATE_ATTRIBUTE, None), dict):
             rewirer = self._resume(policy)
-        elif attached_enforcer(policy) is not None or getattr(self.model, MODEL_ATTRIBUTE, None):
+        elif attached_enforcer(policy) is not None or stored_masks(self.model) is not None:
             raise ValueError(
                 f"{name}: the model already has static masks (TARCallback or SparsePolicy) and no DST state; "
                 "SET/RigL start from their own initial mask: train a fresh model with this callback"
@@ -317,9 +345,9 @@ class DSTCallback(SparseCallback):
                 f"this callback's settings {self.config.to_dict()} are ignored",
                 stacklevel=3,
             )
-        enforcer = enforcer_of(self.model)  # re-attached from model.sb3_tar_masks after a load
+        enforcer = enforcer_of(self.model)  # attached when SB3 rebuilt the loaded policy
         if enforcer is None:
-            raise ValueError(f"The model has a DST state ({STATE_ATTRIBUTE}) but no masks ({MODEL_ATTRIBUTE})")
+            raise ValueError(f"The model has a DST state ({STATE_ATTRIBUTE}) but no masks (weight_mask buffers)")
         rewirer = attached_rewirer(policy)
         if rewirer is None or rewirer.enforcer is not enforcer:
             rewirer = Rewirer(enforcer, stored, state)
@@ -331,7 +359,6 @@ class DSTCallback(SparseCallback):
 
 
 __all__ = [
-    "MODEL_ATTRIBUTE",
     "DSTCallback",
     "SparseCallback",
     "TARCallback",

@@ -8,13 +8,17 @@ each step. Instead hooks on ``policy.actor.optimizer`` / ``policy.critic.optimiz
 - the pre-step hook first calls the pre-step listeners (RigL reads dense gradients there) and,
   with ``mask_gradients=True``, zeros the gradients of pruned weights.
 
-Gradient masking is off by default. It changes no weight (the post-step hook zeros pruned
-weights either way, and Adam is elementwise), only the optimizer's state at pruned positions,
-and it is costly on CPUs: Adam's ``exp_avg_sq.sqrt()`` on the exact zeros it creates hits a slow
-path (on this project's x86 machine, ``sqrt`` of a tensor that is 90% zeros takes 25x longer),
-which cost 8% of SAC's training time at width 256 and 14% at width 1024. Turn it on to keep
-optimizer state at pruned positions exactly zero (for example with an optimizer whose update
-depends on whole-tensor gradient norms).
+Gradient masking is off by default for the optimizers known to be elementwise
+(:data:`ELEMENTWISE_OPTIMIZERS`: SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad): with
+them it changes no kept weight (the post-step hook zeros pruned weights either way, and each
+kept weight's update reads only its own gradient), only the optimizer's state at pruned
+positions, and it is costly on CPUs: Adam's ``exp_avg_sq.sqrt()`` on the exact zeros it creates
+hits a slow path (on this project's x86 machine, ``sqrt`` of a tensor that is 90% zeros takes 25x
+longer), which cost 8% of SAC's training time at width 256 and 14% at width 1024. Any other
+optimizer (Adafactor, a custom class, even a subclass of Adam) may combine gradients across a
+tensor (row/column statistics, norms), so gradients at pruned positions would change the kept
+weights: for those, gradient masking is turned on automatically. ``mask_gradients=True`` turns it
+on for every optimizer (optimizer state at pruned positions then stays exactly zero).
 
 Target networks are masked when the mask is made; Polyak averaging of two zeros keeps them at
 exactly zero from then on.
@@ -37,6 +41,27 @@ _ATTR = "_sb3_tar_enforcer"
 #: still dense, before any gradient masking (RigL reads its growth scores there).
 PreStepListener = Callable[[str, torch.optim.Optimizer], None]
 
+#: Optimizers whose update of a parameter entry reads only that entry's gradient and state.
+ELEMENTWISE_OPTIMIZERS: tuple[type[torch.optim.Optimizer], ...] = (
+    torch.optim.SGD,
+    torch.optim.Adam,
+    torch.optim.AdamW,
+    torch.optim.Adamax,
+    torch.optim.NAdam,
+    torch.optim.RAdam,
+    torch.optim.RMSprop,
+    torch.optim.Adagrad,
+)
+
+
+def is_elementwise(optimizer: torch.optim.Optimizer) -> bool:
+    """
+    :param optimizer: An optimizer.
+    :return: Whether its class is exactly one of :data:`ELEMENTWISE_OPTIMIZERS` (subclasses may
+        change the update, so they count as not elementwise).
+    """
+    return type(optimizer) in ELEMENTWISE_OPTIMIZERS
+
 
 class MaskEnforcer:
     """
@@ -45,8 +70,10 @@ class MaskEnforcer:
     :param networks: The policy's sparse networks.
     :param store: Where the masks live (policy buffers or a model attribute); they are looked up
         at every step, so changes made through the store take effect at once.
-    :param mask_gradients: Also zero the gradients of pruned weights before each step (see the
-        module docstring; off by default, the weights are exactly zero either way).
+    :param mask_gradients: Zero the gradients of pruned weights before every optimizer's step (see
+        the module docstring). With ``False`` (default) they are zeroed only before the steps of
+        optimizers that are not elementwise (:func:`is_elementwise`); :attr:`gradient_masking`
+        tells, per role, what was decided when the enforcer was attached.
     """
 
     def __init__(self, networks: Sequence[SparseNetwork], store: MaskStore, mask_gradients: bool = False) -> None:
@@ -59,7 +86,15 @@ class MaskEnforcer:
         self.networks = list(networks)
         self.store = store
         self.pre_step_listeners: list[PreStepListener] = []
+        #: Per role (``"actor"``, ``"critic"``): whether that optimizer's gradients are masked
+        #: because it is not elementwise (filled in by :meth:`attach`).
+        self.auto_gradient_masking: dict[str, bool] = {}
         self._handles: list = []
+
+    @property
+    def gradient_masking(self) -> dict[str, bool]:
+        """Per role: whether gradients of pruned weights are zeroed before that optimizer's step."""
+        return {role: self.mask_gradients or auto for role, auto in self.auto_gradient_masking.items()}
 
     def role_networks(self, role: str) -> list[SparseNetwork]:
         """:return: The networks that ``role``'s optimizer steps."""
@@ -98,7 +133,7 @@ class MaskEnforcer:
         def hook(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
             for listener in self.pre_step_listeners:
                 listener(role, optimizer)
-            if self.mask_gradients:
+            if self.mask_gradients or self.auto_gradient_masking.get(role, False):
                 for net in self.role_networks(role):
                     mask_gradients(net.linears, self.store.get(net.name))
 
@@ -125,6 +160,7 @@ class MaskEnforcer:
             optimizer = getattr(getattr(policy, role), "optimizer", None)
             if optimizer is None:
                 raise TypeError(f"policy.{role} has no optimizer to hook: build the policy first")
+            self.auto_gradient_masking[role] = not is_elementwise(optimizer)
             self._handles.append(optimizer.register_step_pre_hook(self._pre_step(role)))
             self._handles.append(optimizer.register_step_post_hook(self._post_step(role)))
         object.__setattr__(policy, _ATTR, self)

@@ -83,6 +83,20 @@ class NetworkReport:
         """Final sparsity of the network."""
         return 1.0 - self.density
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkReport:
+        """
+        :param data: A dict written by :meth:`to_dict`.
+        :return: The report (derived fields such as ``kept`` are recomputed, not read).
+        """
+        layer_fields = set(LayerReport.__dataclass_fields__)
+        layers = [
+            LayerReport(**{k: (tuple(v) if k == "shape" else v) for k, v in layer.items() if k in layer_fields})
+            for layer in data["layers"]
+        ]
+        own = {k: data[k] for k in cls.__dataclass_fields__ if k != "layers"}
+        return cls(layers=layers, **own)
+
     def to_dict(self) -> dict[str, Any]:
         """:return: The report as plain Python types (for loggers and JSON)."""
         out = asdict(self)

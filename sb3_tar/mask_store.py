@@ -1,28 +1,26 @@
 """Where the masks of an SB3 model live, so they survive ``save()`` / ``load()`` (thin SB3 glue).
 
+Every sparse model, built with a ``SparsePolicy`` or made sparse by a callback, holds its masks
+in a ``weight_mask`` buffer on every sparsified ``nn.Linear`` of the policy, online and target
+networks alike: part of ``policy.state_dict()``, saved and loaded by SB3 itself. (A callback
+model's saved policy class is switched to a masked variant that registers these buffers when
+SB3 rebuilds it, see :class:`sb3_tar.policies.MaskedPolicyMixin`.)
+
 Stored masks are 0/1 tensors of the weights' dtype (float32), so that masking a weight or a
 gradient is one multiplication with no conversion on the training hot path; :func:`sb3_tar.masks_of`
 returns boolean copies.
-
-- :class:`BufferStore`: a ``weight_mask`` buffer on every sparsified ``nn.Linear`` of the
-  policy, online and target networks alike, registered when a ``SparsePolicy`` is built: part
-  of ``policy.state_dict()``, saved and loaded by SB3 itself.
-- :class:`AttributeStore`: a plain dict on the *model* (``model.sb3_tar_masks``), for a plain
-  ``MlpPolicy`` sparsified by a callback (buffers added later would break ``SAC.load``). SB3
-  saves the model's attributes with it, so ``SAC.load`` brings the dict back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
 from sb3_tar.networks import SparseNetwork
 
 MASK_BUFFER = "weight_mask"
-MODEL_ATTRIBUTE = "sb3_tar_masks"
 
 
 class MaskStore(Protocol):
@@ -73,39 +71,3 @@ class BufferStore:
         for layers in (net.linears, net.target_layers):
             for layer, mask in zip(layers, masks):
                 getattr(layer, MASK_BUFFER).copy_(mask)
-
-
-class AttributeStore:
-    """
-    Masks in a dict attribute of the SB3 model, saved with the model's other attributes.
-
-    :param model: The SB3 model.
-    """
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        if not isinstance(getattr(model, MODEL_ATTRIBUTE, None), dict):
-            setattr(model, MODEL_ATTRIBUTE, {})
-
-    @property
-    def masks(self) -> dict[str, list[torch.Tensor]]:
-        return getattr(self.model, MODEL_ATTRIBUTE)
-
-    def has(self, name: str) -> bool:
-        return name in self.masks
-
-    def get(self, name: str) -> list[torch.Tensor]:
-        return self.masks[name]
-
-    @torch.no_grad()
-    def set(self, name: str, masks: Sequence[torch.Tensor]) -> None:
-        if name in self.masks:
-            for old, new in zip(self.masks[name], masks):
-                old.copy_(new)
-        else:
-            self.masks[name] = [m.detach().clone().float() for m in masks]
-
-    def to(self, device: torch.device) -> None:
-        """Move the masks to ``device`` (after ``load`` on another device)."""
-        for name, masks in self.masks.items():
-            self.masks[name] = [m.to(device) for m in masks]

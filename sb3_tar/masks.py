@@ -13,9 +13,20 @@ import torch
 from torch import nn
 
 
+def is_compressed(layer: nn.Module) -> bool:
+    """
+    :param layer: A module.
+    :return: Whether it is a linear layer held in a compressed format (its class sets
+        ``sb3_tar_compressed = True``, as :class:`sb3_tar.kernels.SparseLinear` does): its pruned weights do
+        not exist, so there is nothing to re-zero, and ``layer.weight`` is a read-only dense copy.
+    """
+    return bool(getattr(type(layer), "sb3_tar_compressed", False))
+
+
 def linear_layers(network: nn.Module, exclude: Sequence[nn.Module] = ()) -> list[tuple[str, nn.Linear]]:
     """
-    List the sparsifiable layers of a network: every ``nn.Linear`` in module order.
+    List the sparsifiable layers of a network: every ``nn.Linear`` (or compressed linear layer, see
+    :func:`is_compressed`) in module order.
 
     :param network: The network to inspect.
     :param exclude: Sub-modules whose ``nn.Linear`` layers are left out (for example a shared
@@ -26,7 +37,11 @@ def linear_layers(network: nn.Module, exclude: Sequence[nn.Module] = ()) -> list
     if not isinstance(network, nn.Module):
         raise TypeError(f"Expected a torch.nn.Module, got {type(network).__name__}")
     skipped = {id(m) for sub in exclude for m in sub.modules()}
-    layers = [(name, m) for name, m in network.named_modules() if isinstance(m, nn.Linear) and id(m) not in skipped]
+    layers = [
+        (name, m)
+        for name, m in network.named_modules()
+        if (isinstance(m, nn.Linear) or is_compressed(m)) and id(m) not in skipped
+    ]
     if not layers:
         raise TypeError(
             f"{type(network).__name__} has no nn.Linear layer to sparsify: sb3-tar sparsifies MLP "
@@ -54,7 +69,9 @@ def apply_masks(layers: Sequence[nn.Linear], masks: Sequence[torch.Tensor]) -> N
     :param masks: One mask per layer, of the weight's shape.
     """
     check_masks(layers, masks)
-    _multiply([layer.weight for layer in layers], masks)
+    pairs = [(layer.weight, mask) for layer, mask in zip(layers, masks) if not is_compressed(layer)]
+    if pairs:
+        _multiply([w for w, _ in pairs], [m for _, m in pairs])
 
 
 @torch.no_grad()
@@ -65,7 +82,11 @@ def mask_gradients(layers: Sequence[nn.Linear], masks: Sequence[torch.Tensor]) -
     :param layers: The sparsifiable layers.
     :param masks: One mask per layer.
     """
-    pairs = [(layer.weight.grad, mask) for layer, mask in zip(layers, masks) if layer.weight.grad is not None]
+    pairs = [
+        (layer.weight.grad, mask)
+        for layer, mask in zip(layers, masks)
+        if not is_compressed(layer) and layer.weight.grad is not None
+    ]
     if pairs:
         _multiply([g for g, _ in pairs], [m for _, m in pairs])
 

@@ -29,6 +29,7 @@ class SparseNetwork:
     :param layers: Its sparsifiable ``(name, nn.Linear)`` layers, names relative to ``module``.
     :param target_layers: The matching layers of its target network (empty if it has none).
     :param forward: How SynFlow feeds an input through ``module``.
+    :param target_module: Its target network (``None`` if it has none); layer names are relative to it too.
     """
 
     name: str
@@ -37,6 +38,7 @@ class SparseNetwork:
     layers: list[tuple[str, nn.Linear]]
     target_layers: list[nn.Linear] = field(default_factory=list)
     forward: ForwardFn = default_forward
+    target_module: nn.Module | None = None
 
     @property
     def linears(self) -> list[nn.Linear]:
@@ -73,7 +75,7 @@ def _actor_network(policy: nn.Module) -> SparseNetwork:
     if target is not None:
         by_name = dict(target.named_modules())
         target_layers = [by_name[n] for n, _ in layers]
-    return SparseNetwork("actor", "actor", actor, layers, target_layers, forward)
+    return SparseNetwork("actor", "actor", actor, layers, target_layers, forward, target)
 
 
 def _critic_networks(policy: nn.Module) -> list[SparseNetwork]:
@@ -86,10 +88,11 @@ def _critic_networks(policy: nn.Module) -> list[SparseNetwork]:
     for i, qf in enumerate(q_networks):
         layers = linear_layers(qf)
         target_layers: list[nn.Linear] = []
-        if target is not None:
-            by_name = dict(target.q_networks[i].named_modules())
+        target_q = target.q_networks[i] if target is not None else None
+        if target_q is not None:
+            by_name = dict(target_q.named_modules())
             target_layers = [by_name[n] for n, _ in layers]
-        networks.append(SparseNetwork(f"critic.qf{i}", "critic", qf, layers, target_layers))
+        networks.append(SparseNetwork(f"critic.qf{i}", "critic", qf, layers, target_layers, target_module=target_q))
     return networks
 
 

@@ -1,17 +1,161 @@
-"""``SparsePolicy`` mixin: SB3 SAC/TD3/TQC policies that are pruned and revived when built,
-or trained with dynamic sparse training (SET/RigL) from an initial static mask."""
+"""Sparse SB3 SAC/TD3/TQC policies (thin SB3 glue).
+
+- :class:`SparsePolicyMixin`: ``SparsePolicy`` classes, pruned and revived when built, or trained
+  with dynamic sparse training (SET/RigL) from an initial static mask.
+- :class:`MaskedPolicyMixin`: the class SB3 rebuilds when it loads a model that a callback made
+  sparse. It carries ``weight_mask`` buffers and the enforcement hooks from the moment it is
+  built, so ``SAC.load`` / ``TD3.load`` fill the buffers with the saved masks and the loaded model
+  stays sparse through ``learn()`` with no callback and no extra call.
+- :func:`install_masks`: what both (and the callbacks) do to hold masks: register the buffers on
+  every sparsified ``nn.Linear`` (online and target) and hook the policy's optimizers.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import torch
+from torch import nn
+
+from sb3_tar import sparse_execution as sparse_exec
 from sb3_tar.config import check_int
 from sb3_tar.dynamic import DEFAULT_END_FRACTION, DSTConfig, dst_config
 from sb3_tar.enforcement import MaskEnforcer
 from sb3_tar.layer_report import NetworkReport
 from sb3_tar.mask_store import BufferStore
+from sb3_tar.masks import ones_masks
+from sb3_tar.networks import SparseNetwork, sparse_networks
 from sb3_tar.pruning import draw_seed, role_configs, sparsify_policy
 from sb3_tar.rewiring import UNKNOWN_TOTAL, BufferState, Rewirer
+
+#: Policy buffer recording whether gradients of pruned weights are masked (saved with the policy).
+MASK_GRADIENTS_BUFFER = "sb3_tar_mask_gradients"
+
+
+def install_masks(
+    policy: nn.Module,
+    networks: list[SparseNetwork],
+    masks: dict[str, list[torch.Tensor]],
+    mask_gradients: bool,
+    sparse_execution: bool | str = False,
+) -> MaskEnforcer:
+    """
+    Hold ``masks`` in ``weight_mask`` buffers of the policy's sparsified layers (online and target),
+    record ``mask_gradients`` and ``sparse_execution`` in the policy buffers ``sb3_tar_mask_gradients`` and
+    ``sb3_tar_sparse_execution``, and attach a :class:`~sb3_tar.enforcement.MaskEnforcer` to the policy's
+    optimizers. Everything is part of ``policy.state_dict()``, so SB3's ``save()``/``load()`` keep it.
+    (Converting layers to sparse execution is :func:`start_sparse_execution`'s job.)
+
+    :param policy: An SB3 SAC/TD3/TQC policy, built (its optimizers exist).
+    :param networks: Its sparse networks (:func:`~sb3_tar.networks.sparse_networks`).
+    :param masks: A mask per layer of every network.
+    :param mask_gradients: Also zero the gradients of pruned weights before each step.
+    :param sparse_execution: The option to record (``"auto"``, ``True`` or ``False``).
+    :return: The attached enforcer.
+    """
+    if not isinstance(mask_gradients, bool):
+        raise TypeError(f"mask_gradients must be a bool, got {mask_gradients!r}")
+    code = sparse_exec.option_code(sparse_execution)
+    store = BufferStore.register(networks, masks)
+    policy.register_buffer(MASK_GRADIENTS_BUFFER, torch.tensor(mask_gradients))
+    policy.register_buffer(sparse_exec.FLAG_BUFFER, torch.tensor(code, dtype=torch.int8))
+    enforcer = MaskEnforcer(networks, store, mask_gradients=mask_gradients)
+    enforcer.attach(policy)
+    return enforcer
+
+
+def start_sparse_execution(policy: nn.Module, enforcer: MaskEnforcer, option: bool | str) -> list[str]:
+    """
+    Run the policy's sparse layers on the sparse kernel if ``option`` asks for it and the kernel is
+    available (:mod:`sb3_tar.sparse_execution`), moving the enforcement hooks to the rebuilt optimizers.
+
+    :param policy: A policy holding masks.
+    :param enforcer: Its attached enforcer.
+    :param option: ``"auto"``, ``True`` or ``False``.
+    :return: The converted layers (``"<network>/<layer>"``); empty on the masked path.
+    :raises RuntimeError: With ``option=True`` when the kernel is not available.
+    """
+    if not sparse_exec.resolve(option):
+        return []
+    converted = sparse_exec.enable(policy, enforcer.networks)
+    enforcer.attach(policy)
+    policy.sparse_layers = converted
+    return converted
+
+
+class MaskedPolicyMixin:
+    """
+    A policy whose sparse networks hold masks from the moment it is built.
+
+    This is the policy class that SB3 records for a plain ``MlpPolicy`` model made sparse by
+    :class:`~sb3_tar.callbacks.TARCallback` or :class:`~sb3_tar.callbacks.DSTCallback` (the
+    callback sets ``model.policy_class`` to it). When ``SAC.load`` / ``TD3.load`` / ``TQC.load``
+    rebuild the policy, it registers all-ones ``weight_mask`` buffers and the enforcement hooks;
+    loading the saved state dict then fills the buffers with the saved masks, so the loaded
+    model keeps its masks with no callback and no extra call. It is not meant to be built
+    directly (its masks would all be ones: a dense model).
+    """
+
+    mask_enforcer: MaskEnforcer
+
+    def _build(self, lr_schedule: Any) -> None:
+        super()._build(lr_schedule)  # type: ignore[misc]
+        networks = sparse_networks(self)  # type: ignore[arg-type]
+        masks = {n.name: ones_masks(n.linears) for n in networks}
+        self.mask_enforcer = install_masks(self, networks, masks, mask_gradients=False)  # type: ignore[arg-type]
+        self.sparse_layers: list[str] = []
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """
+        Load the state dict, then apply the saved options: gradient masking, and sparse execution of the
+        loaded masks (which the all-ones placeholder masks of the build could not decide).
+        """
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)  # type: ignore[misc]
+        self.mask_enforcer.mask_gradients = bool(getattr(self, MASK_GRADIENTS_BUFFER))
+        option = sparse_exec.option_from_code(int(getattr(self, sparse_exec.FLAG_BUFFER)))
+        if not self.sparse_layers:
+            start_sparse_execution(self, self.mask_enforcer, option)  # type: ignore[arg-type]
+        return result
+
+
+_MASKED_CLASSES: dict[type, type] = {}
+
+
+def masked_policy_class(policy_class: type) -> type:
+    """
+    The masked variant of an SB3 policy class (see :class:`MaskedPolicyMixin`).
+
+    SB3's own classes have importable variants (``sb3_tar.sac.MaskedPolicy`` and the like); any
+    other class gets one made on first use, which SB3 saves by value (cloudpickle), so the model
+    still loads where that class can be imported.
+
+    :param policy_class: The class of a plain policy, e.g. ``SACPolicy``.
+    :return: A subclass of ``policy_class`` and :class:`MaskedPolicyMixin` (``policy_class`` itself
+        if it already holds masks when built).
+    """
+    if issubclass(policy_class, (MaskedPolicyMixin, SparsePolicyMixin)):
+        return policy_class
+    if policy_class not in _MASKED_CLASSES:
+        import sb3_tar.sac  # noqa: F401  (registers the importable variants of SB3's classes)
+        import sb3_tar.td3  # noqa: F401
+
+        try:
+            import sb3_tar.tqc  # noqa: F401
+        except ImportError:  # pragma: no cover - sb3-contrib is a dependency
+            pass
+    if policy_class not in _MASKED_CLASSES:
+        name = f"Masked{policy_class.__name__}"
+        _MASKED_CLASSES[policy_class] = type(
+            name, (MaskedPolicyMixin, policy_class), {"__doc__": f"{policy_class.__name__} holding sb3-tar masks."}
+        )
+    return _MASKED_CLASSES[policy_class]
+
+
+def register_masked_class(policy_class: type, masked: type) -> None:
+    """:param policy_class: An SB3 policy class. :param masked: Its importable masked variant."""
+    _MASKED_CLASSES[policy_class] = masked
+
 
 #: Sparsity options a ``SparsePolicy`` takes through ``policy_kwargs``, with their defaults.
 SPARSITY_DEFAULTS: dict[str, Any] = dict(
@@ -28,6 +172,7 @@ SPARSITY_DEFAULTS: dict[str, Any] = dict(
     synflow_iters=100,
     sparsity_seed=None,
     mask_gradients=False,
+    sparse_execution="auto",
 )
 
 #: Dynamic sparse training options of a ``SparsePolicy`` (``policy_kwargs``), with their defaults.
@@ -70,7 +215,10 @@ class SparsePolicyMixin:
     When the policy is built, the actor and every Q-network are pruned by ``criterion`` and
     revived by ``revival`` (TAR_SPEC.md); their masks are registered as ``weight_mask`` buffers
     of each ``nn.Linear`` (online and target networks), so ``save()``/``load()`` keep them, and
-    hooks on the actor and critic optimizers keep pruned weights at exactly ``0.0``.
+    hooks on the actor and critic optimizers keep pruned weights at exactly ``0.0``. The per-layer
+    reports (``sparsity_reports``) and the seed used are saved with the policy's state dict (its
+    extra state), so a loaded policy reports the masks it holds, not those drawn while ``load()``
+    rebuilt it.
 
     :param sparsity: Sparsity of actor and critic, in ``[0, 1)`` (default 0.8).
     :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
@@ -88,6 +236,11 @@ class SparsePolicyMixin:
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``: pruned weights are re-zeroed after every step either way; see
         :mod:`sb3_tar.enforcement` for why gradient masking is off by default).
+    :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers whose density is
+        below :data:`sb3_tar.sparse_execution.DENSITY_THRESHOLD` on the sparse C++ kernel, online and target
+        (:mod:`sb3_tar.sparse_execution`); ``"auto"`` falls back to the masked dense path with one warning where
+        the kernel cannot be built, ``True`` raises there. Ignored with ``dst_method`` (SET/RigL change the mask).
+        ``sparse_layers`` lists the layers that run on the kernel.
     :param dst_method: ``None`` (default: static sparse training, pruned and revived once), or
         ``"set"`` / ``"rigl"``: dynamic sparse training (``docs/DST.md``). The initial mask is then
         drawn by ``criterion`` (default ``"erk"``) with ``revival="none"``, and the mask is updated
@@ -116,10 +269,18 @@ class SparsePolicyMixin:
         mask_gradients = options.pop("mask_gradients")
         if not isinstance(mask_gradients, bool):
             raise TypeError(f"mask_gradients must be a bool, got {mask_gradients!r}")
+        sparse_execution = sparse_exec.check_option(options.pop("sparse_execution"))
         self.dst_config = _dst_setup(dst, options, criterion_given, revival_given)
+        if self.dst_config is not None and sparse_execution is True:
+            raise ValueError(
+                "sparse_execution=True cannot be combined with dst_method: SET/RigL change the mask during training "
+                "and run on the masked dense path (use sparse_execution='auto' or False)"
+            )
         self.dst_options = dst
         self.sparsity_configs = role_configs(**options)  # validated before anything is built
-        self.sparsity_options = dict(options, sparsity_seed=seed, mask_gradients=mask_gradients)
+        self.sparsity_options = dict(
+            options, sparsity_seed=seed, mask_gradients=mask_gradients, sparse_execution=sparse_execution
+        )
         super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule: Any) -> None:
@@ -127,16 +288,39 @@ class SparsePolicyMixin:
         seed = self.sparsity_options["sparsity_seed"]
         self.sparsity_seed_used = draw_seed() if seed is None else seed
         networks, masks, self.sparsity_reports = sparsify_policy(self, self.sparsity_configs, self.sparsity_seed_used)
-        self.mask_enforcer = MaskEnforcer(
-            networks, BufferStore.register(networks, masks), mask_gradients=self.sparsity_options["mask_gradients"]
-        )
-        self.mask_enforcer.attach(self)
+        option = self.sparsity_options["sparse_execution"] if self.dst_config is None else False
+        self.mask_enforcer = install_masks(self, networks, masks, self.sparsity_options["mask_gradients"], option)
+        #: Layers running on the sparse kernel (``"<network>/<layer>"``); empty on the masked dense path.
+        self.sparse_layers: list[str] = start_sparse_execution(self, self.mask_enforcer, option)
         self.dst_rewirer: Rewirer | None = None
         if self.dst_config is not None:
             total = self.dst_options["dst_total_steps"]
             state = BufferState.register(self, UNKNOWN_TOTAL if total is None else total, self.sparsity_seed_used)
             self.dst_rewirer = Rewirer(self.mask_enforcer, self.dst_config, state)
             self.dst_rewirer.attach(self)
+
+    def get_extra_state(self) -> torch.Tensor:
+        """
+        :return: The per-layer reports and the mask seed as UTF-8 JSON in a ``uint8`` tensor, saved in
+            ``state_dict()`` under ``_extra_state`` (a tensor, so code that treats every state-dict entry as
+            a tensor keeps working).
+        """
+        reports = getattr(self, "sparsity_reports", {})  # empty while the policy is being built
+        seed = getattr(self, "sparsity_seed_used", None)
+        state = {
+            "sparsity_reports": {name: report.to_dict() for name, report in reports.items()},
+            "sparsity_seed": None if seed is None else int(seed),
+        }
+        return torch.tensor(list(json.dumps(state).encode("utf-8")), dtype=torch.uint8)
+
+    def set_extra_state(self, state: Any) -> None:
+        """:param state: What :meth:`get_extra_state` returned when the policy was saved."""
+        if not isinstance(state, torch.Tensor) or state.numel() == 0:
+            return
+        data = json.loads(bytes(state.cpu().tolist()).decode("utf-8"))
+        if data.get("sparsity_reports"):
+            self.sparsity_reports = {name: NetworkReport.from_dict(d) for name, d in data["sparsity_reports"].items()}
+            self.sparsity_seed_used = data["sparsity_seed"]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]

@@ -61,7 +61,8 @@ def sparsify_policy(
     Every network draws from its own streams, named by ``(seed, network name, purpose)``
     (:mod:`sb3_tar.streams`), so no two networks or seeds share a mask. A target network that still equals its
     online network (as right after SB3 builds the policy) receives the pruned online weights
-    exactly; otherwise its pruned entries are zeroed. If anything fails, the policy's weights
+    exactly; otherwise (a model that trained dense first) its pruned entries are zeroed and, with
+    ``revived_init="zero"``, its revived entries too, like the online network's. If anything fails, the policy's weights
     are restored and the error is raised again.
 
     :param policy: ``model.policy`` of an SAC, TD3 or TQC model.
@@ -81,13 +82,17 @@ def sparsify_policy(
         reports: dict[str, NetworkReport] = {}
         for net in networks:
             masks[net.name], reports[net.name] = prune_and_revive(
-                net.module, configs[net.role], seed, layers=net.layers, forward=net.forward, name=net.name
+                net.module,
+                configs[net.role],
+                seed,
+                layers=net.layers,
+                forward=net.forward,
+                name=net.name,
+                mirrors=None if in_sync[net.name] else net.target_layers,
             )
-            for target, online, mask in zip(net.target_layers, net.linears, masks[net.name]):
-                if in_sync[net.name]:
+            if in_sync[net.name]:
+                for target, online in zip(net.target_layers, net.linears):
                     target.weight.copy_(online.weight)
-                else:
-                    target.weight.mul_(mask.to(target.weight.dtype))
     except BaseException:
         policy.load_state_dict(backup)
         raise

@@ -1,8 +1,13 @@
-"""Sparse SAC policy: ``SAC(SparsePolicy, env)`` is pruned and revived when built (TAR by default)."""
+"""Sparse SAC policies.
 
-from stable_baselines3.sac.policies import SACPolicy
+- ``SAC(SparsePolicy, env)``: pruned and revived when built (TAR by default).
+- ``MaskedPolicy`` (and ``MaskedCnnPolicy``, ``MaskedMultiInputPolicy``): the classes SB3 rebuilds when it
+  loads a model that a callback made sparse (see :class:`~sb3_tar.policies.MaskedPolicyMixin`).
+"""
 
-from sb3_tar.policies import SparsePolicyMixin
+from stable_baselines3.sac.policies import CnnPolicy, MultiInputPolicy, SACPolicy
+
+from sb3_tar.policies import MaskedPolicyMixin, SparsePolicyMixin, register_masked_class
 
 
 class SparsePolicy(SparsePolicyMixin, SACPolicy):
@@ -12,6 +17,21 @@ class SparsePolicy(SparsePolicyMixin, SACPolicy):
     """
 
 
+class MaskedPolicy(MaskedPolicyMixin, SACPolicy):
+    """SACPolicy holding sb3-tar masks: what SB3 rebuilds when loading a model made sparse by a callback."""
+
+
+class MaskedCnnPolicy(MaskedPolicyMixin, CnnPolicy):
+    """SAC ``CnnPolicy`` holding sb3-tar masks (the features extractor stays dense)."""
+
+
+class MaskedMultiInputPolicy(MaskedPolicyMixin, MultiInputPolicy):
+    """SAC ``MultiInputPolicy`` holding sb3-tar masks (the features extractor stays dense)."""
+
+
+for _plain, _masked in ((SACPolicy, MaskedPolicy), (CnnPolicy, MaskedCnnPolicy), (MultiInputPolicy, MaskedMultiInputPolicy)):
+    register_masked_class(_plain, _masked)
+
 MlpPolicy = SparsePolicy
 
-__all__ = ["MlpPolicy", "SparsePolicy"]
+__all__ = ["MaskedCnnPolicy", "MaskedMultiInputPolicy", "MaskedPolicy", "MlpPolicy", "SparsePolicy"]

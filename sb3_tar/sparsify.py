@@ -42,6 +42,7 @@ def prune_and_revive(
     layers: Sequence[tuple[str, nn.Linear]] | None = None,
     forward: ForwardFn = default_forward,
     name: str = "network",
+    mirrors: Sequence[nn.Linear] | None = None,
 ) -> tuple[list[torch.Tensor], NetworkReport]:
     """
     Prune a network by a static criterion, revive connections, and zero the pruned weights.
@@ -62,6 +63,10 @@ def prune_and_revive(
     :param layers: Its sparsifiable layers (default: every ``nn.Linear`` of ``network``).
     :param forward: How SynFlow feeds an input through ``network``.
     :param name: Name of the network: it names the random streams and the report.
+    :param mirrors: Layers that carry the same mask as ``layers`` without being pruned themselves
+        (a target network that has drifted from the online one): their pruned weights are zeroed
+        and, with ``revived_init="zero"``, their revived weights too, so they start where the online
+        weights start; their kept weights are left as they are.
     :return: The final boolean mask of each layer (on the weight's device) and the report.
     """
     seed = check_seed(seed)
@@ -70,6 +75,9 @@ def prune_and_revive(
     layers = list(linear_layers(network) if layers is None else layers)
     if not layers:
         raise TypeError(f"{name} has no nn.Linear layer to sparsify")
+    mirrors = list(mirrors) if mirrors is not None else []
+    if mirrors and [tuple(m.weight.shape) for m in mirrors] != [tuple(m.weight.shape) for _, m in layers]:
+        raise ValueError(f"mirrors of {name} must match its layers' weight shapes one to one")
     names = [n for n, _ in layers]
     modules = [m for _, m in layers]
     n_total = sum(m.weight.numel() for m in modules)
@@ -128,8 +136,11 @@ def prune_and_revive(
     )
 
     # Mutate only now that everything has been computed.
-    apply_masks(modules, final)
-    if config.revived_init == "zero":
-        for layer, r in zip(modules, revived):
-            layer.weight.masked_fill_(r.to(layer.weight.device), 0.0)
+    for group in (modules, mirrors):
+        if not group:
+            continue
+        apply_masks(group, [f.to(m.weight.device) for f, m in zip(final, group)])
+        if config.revived_init == "zero":
+            for layer, r in zip(group, revived):
+                layer.weight.masked_fill_(r.to(layer.weight.device), 0.0)
     return final, report

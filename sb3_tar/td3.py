@@ -1,8 +1,13 @@
-"""Sparse TD3 policy: ``TD3(SparsePolicy, env)`` is pruned and revived when built (TAR by default)."""
+"""Sparse TD3 policies.
 
-from stable_baselines3.td3.policies import TD3Policy
+- ``TD3(SparsePolicy, env)``: pruned and revived when built (TAR by default).
+- ``MaskedPolicy`` (and ``MaskedCnnPolicy``, ``MaskedMultiInputPolicy``): the classes SB3 rebuilds when it
+  loads a model that a callback made sparse (see :class:`~sb3_tar.policies.MaskedPolicyMixin`).
+"""
 
-from sb3_tar.policies import SparsePolicyMixin
+from stable_baselines3.td3.policies import CnnPolicy, MultiInputPolicy, TD3Policy
+
+from sb3_tar.policies import MaskedPolicyMixin, SparsePolicyMixin, register_masked_class
 
 
 class SparsePolicy(SparsePolicyMixin, TD3Policy):
@@ -12,6 +17,21 @@ class SparsePolicy(SparsePolicyMixin, TD3Policy):
     """
 
 
+class MaskedPolicy(MaskedPolicyMixin, TD3Policy):
+    """TD3Policy holding sb3-tar masks: what SB3 rebuilds when loading a model made sparse by a callback."""
+
+
+class MaskedCnnPolicy(MaskedPolicyMixin, CnnPolicy):
+    """TD3 ``CnnPolicy`` holding sb3-tar masks (the features extractor stays dense)."""
+
+
+class MaskedMultiInputPolicy(MaskedPolicyMixin, MultiInputPolicy):
+    """TD3 ``MultiInputPolicy`` holding sb3-tar masks (the features extractor stays dense)."""
+
+
+for _plain, _masked in ((TD3Policy, MaskedPolicy), (CnnPolicy, MaskedCnnPolicy), (MultiInputPolicy, MaskedMultiInputPolicy)):
+    register_masked_class(_plain, _masked)
+
 MlpPolicy = SparsePolicy
 
-__all__ = ["MlpPolicy", "SparsePolicy"]
+__all__ = ["MaskedCnnPolicy", "MaskedMultiInputPolicy", "MaskedPolicy", "MlpPolicy", "SparsePolicy"]

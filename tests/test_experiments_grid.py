@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -181,8 +181,8 @@ def test_cli_overrides_the_preset():
     assert len(grid.expand()) == 3 * (1 + 2)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="Ray is installed")
-def test_ray_backend_without_ray_says_how_to_install(tmp_path, capsys):
+def test_ray_backend_without_ray_says_how_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if Ray were not installed
     assert main(["sweep", "--preset", "smoke", "--backend", "ray", "-o", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "pip install 'sb3-tar[ray]'" in err

@@ -66,10 +66,8 @@ def _check_counts(model, extra_fraction: float) -> None:
         if targets is not None:
             for layer, target in zip(layers, targets):
                 assert th.equal(layer.weight == 0, target.weight == 0), f"{name}: target zeros differ"
-    try:
-        from sb3_tar import masks_of
-    except ImportError:
-        return
+    from sb3_tar import masks_of
+
     masks = masks_of(model)
     assert masks is not None
     for name, (layers, _) in _networks(model).items():
@@ -89,3 +87,23 @@ def test_default_yml_gives_a_sparse_tar_model(trained):
 def test_params_override_revives_on_top_of_the_static_mask(trained):
     model = TD3.load(trained["td3"] / f"{ENV}.zip", device="cpu")
     _check_counts(model, extra_fraction=0.01)  # extra mode: rr = 1% of each network revived on top of 10%
+
+
+def test_rl_zoo_resume_with_i_keeps_the_masks(trained, tmp_path):
+    """``python -m rl_zoo3.train -i model.zip`` continues a sparse run; with no callback at all the mask still holds."""
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    zip_path = trained["sac"] / f"{ENV}.zip"
+    _, saved, _ = load_from_zip_file(zip_path, device="cpu", print_system_info=False)
+    pruned = {k[: -len("_mask")]: v == 0 for k, v in saved["policy"].items() if k.endswith(".weight_mask")}
+    assert pruned
+    proc = _train("sac", tmp_path / "resumed", "callback:None", "-i", str(zip_path))
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-5000:]
+    assert "Loading pretrained agent" in out
+    _, resumed, _ = load_from_zip_file(tmp_path / "resumed" / "sac" / f"{ENV}_1" / f"{ENV}.zip", device="cpu")
+    state = resumed["policy"]
+    for key, where in pruned.items():  # online and target weights, straight from the resumed file
+        assert th.equal(state[key + "_mask"] == 0, where), key
+        assert int((state[key] != 0)[where].sum()) == 0, key
+        assert not th.equal(state[key], saved["policy"][key]), f"{key} did not train"

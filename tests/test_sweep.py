@@ -72,6 +72,41 @@ def test_smoke_preset_runs_every_cell_in_rl_zoo_layout(smoke):
     assert json.loads((root / "sweep.json").read_text())["grid"]["n_timesteps"] == 600
 
 
+def test_smoke_set_and_rigl_models_load_sparse_with_exact_counts(smoke):
+    """The SET/RigL cells' saved models, loaded with SAC.load: each network keeps exactly round(0.1 N) weights
+    (weight_mask in the file), every pruned weight is 0 online and in critic_target, and the schedule ran."""
+    import torch
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    root, _, _ = smoke
+    cells = sorted(root.glob(f"sac/{SMOKE_ENV}/set_*/seed_*")) + sorted(root.glob(f"sac/{SMOKE_ENV}/rigl_*/seed_*"))
+    assert len(cells) == 4
+    for cell in cells:
+        path = cell / "sac" / f"{SMOKE_ENV}_1" / f"{SMOKE_ENV}.zip"
+        data, params, _ = load_from_zip_file(path, device="cpu", print_system_info=False)
+        assert data["sb3_tar_dst_state"]["step"] > 0
+        model = SAC.load(path, device="cpu")
+        policy = model.policy
+        networks = {"actor": (policy.actor, None)}
+        for i, (q, qt) in enumerate(zip(policy.critic.q_networks, policy.critic_target.q_networks)):
+            networks[f"critic.qf{i}"] = (q, qt)
+        for name, (online, target) in networks.items():
+            layers = [m for m in online.modules() if isinstance(m, torch.nn.Linear)]
+            targets = [m for m in target.modules() if isinstance(m, torch.nn.Linear)] if target is not None else []
+            total = sum(layer.weight.numel() for layer in layers)
+            assert sum(int(layer.weight_mask.sum()) for layer in layers) == round(0.1 * total), (cell, name)
+            for layer in layers:
+                assert int((layer.weight != 0)[layer.weight_mask == 0].sum()) == 0, (cell, name)
+            for layer, t in zip(layers, targets, strict=True):
+                assert (
+                    torch.equal(t.weight_mask, layer.weight_mask) and int((t.weight != 0)[layer.weight_mask == 0].sum()) == 0
+                )
+        summary = json.loads((cell / "summary.json").read_text())
+        for name, entry in summary["final_sparsity"].items():
+            assert entry["nonzero"] <= round(0.1 * entry["total"]), (cell, name)
+
+
 def test_smoke_report_files_and_printed_table(smoke):
     root, _, report = smoke
     out = root / "report"

@@ -18,7 +18,7 @@ class Report:
 
     :param out_dir: Output folder.
     :param markdown: The markdown report (``report.md``).
-    :param csv: CSV files by name (``runs``, ``summary``, ``table``, ``iqm``, ``iqm_aggregate``).
+    :param csv: CSV files by name (``runs``, ``summary``, ``table``, ``iqm``, ``iqm_aggregate``, ``improvement``).
     :param plots: PNG files.
     :param messages: Notes (skipped plots, unfinished cells, seed mismatches).
     :param table_text: The main table as markdown.
@@ -63,13 +63,21 @@ def make_report(
     comparison = tables.comparison_table(summary)
     iqm = tables.iqm_table(runs, reps=reps, seed=seed, progress=progress)
     aggregate, aggregate_message = tables.aggregate_iqm_table(runs, reps=reps, seed=seed)
+    improvement = tables.improvement_table(runs, reps=reps, seed=seed)
     report = Report(out_dir=out, markdown=out / "report.md")
     if results.unfinished:
         report.messages.append(f"{len(results.unfinished)} unfinished cell(s) left out, e.g. {results.unfinished[0]}")
     report.messages += _seed_mismatches(comparison)
     if aggregate_message:
         report.messages.append(aggregate_message)
-    frames = {"runs": runs, "summary": summary, "table": comparison, "iqm": iqm, "iqm_aggregate": aggregate}
+    frames = {
+        "runs": runs,
+        "summary": summary,
+        "table": comparison,
+        "iqm": iqm,
+        "iqm_aggregate": aggregate,
+        "improvement": improvement,
+    }
     for name, frame in frames.items():
         path = out / f"{name}.csv"
         frame.to_csv(path, index=False)
@@ -87,7 +95,8 @@ def make_report(
     if main.empty:
         report.messages.append("Original-vs-TAR table skipped: the grid has no static or TAR run")
     report.table_text = tables.to_markdown(main) if not main.empty else ""
-    report.markdown.write_text(_markdown(report, main, iqm, aggregate, summary, len(runs), last_fraction, reps))
+    text = _markdown(report, main, iqm, aggregate, improvement, summary, len(runs), last_fraction, reps)
+    report.markdown.write_text(text)
     if report.table_text:
         echo(report.table_text)
     for message in report.messages:
@@ -107,7 +116,7 @@ def _seed_mismatches(comparison) -> list[str]:
     return notes
 
 
-def _markdown(report: Report, main, iqm, aggregate, summary, n_runs: int, last_fraction: float, reps: int) -> str:
+def _markdown(report: Report, main, iqm, aggregate, improvement, summary, n_runs: int, last_fraction: float, reps: int) -> str:
     lines = ["# sb3-tar results", ""]
     lines.append(
         f"{n_runs} run(s). Final return = mean of the last {last_fraction:.0%} of evaluations (each evaluation = "
@@ -123,6 +132,11 @@ def _markdown(report: Report, main, iqm, aggregate, summary, n_runs: int, last_f
         text = aggregate.assign(**{"IQM [95% CI]": [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in cis]})
         text = text.drop(columns=["iqm", "ci_low", "ci_high"])
         lines.append(tables.to_markdown(text))
+    if len(improvement):
+        lines += ["## Probability of improvement (95% CI)", ""]
+        cis = zip(improvement["probability"], improvement["ci_low"], improvement["ci_high"])
+        text = improvement.assign(**{"P(X > Y) [95% CI]": [f"{p:.2f} [{lo:.2f}, {hi:.2f}]" for p, lo, hi in cis]})
+        lines.append(tables.to_markdown(text.drop(columns=["probability", "ci_low", "ci_high"])))
     lines += ["## Every configuration", "", tables.to_markdown(tables.format_summary(summary))]
     if report.plots:
         lines += ["## Plots", ""]

@@ -1,0 +1,111 @@
+"""Report numbers against hand computations on results whose final returns are set exactly: IQM with 8 seeds
+(with 3 seeds the IQM equals the mean, so it would not catch an IQM replaced by a mean), the aggregate IQM
+normalised by dense, percent changes of TAR and Uniform (negative returns included) and the probability
+of improvement."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sb3_tar.experiments.grid import GridSpec
+from sb3_tar.experiments.results import load_results
+from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE, cell_dir, run_dir
+from sb3_tar.experiments.tables import aggregate_iqm_table, comparison_table, improvement_table, iqm_table, summarize
+
+# Final returns per (env, method), one per seed; every evaluation of a run returns its final value,
+# so the final return (mean of the last evaluations) is exactly that value.
+SEEDS = list(range(8))
+FINALS = {
+    "HalfCheetah-v4": {
+        "dense": [1000, 1010, 990, 1020, 980, 1005, 995, 1000],
+        "static": [100, 400, 250, 50, 900, 300, 200, 350],
+        "tar": [500, 700, 650, 100, 1200, 600, 550, 800],
+        "uniform": [200, 450, 300, 120, 950, 330, 260, 390],
+    },
+    "Hopper-v4": {
+        "dense": [2000] * 8,
+        "static": [-100, -400, -250, -50, -900, -300, -200, -350],  # negative returns
+        "tar": [-50, -200, -100, -40, -300, -150, -100, -175],
+        "uniform": [-100, -400, -250, -50, -900, -300, -200, -350],
+    },
+}
+
+
+def iqm_by_hand(values: list[float]) -> float:
+    """Interquartile mean of a multiple of 4 values: drop the lowest and highest quarter, average the rest."""
+    ordered = sorted(values)
+    quarter = len(ordered) // 4
+    middle = ordered[quarter : len(ordered) - quarter]
+    return sum(middle) / len(middle)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> pd.DataFrame:
+    root = tmp_path_factory.mktemp("numbers")
+    grid = GridSpec(envs=list(FINALS), methods=["dense", "static", "tar", "uniform"], rrs=[0.01], seeds=SEEDS)
+    for cell in grid.expand():
+        run = run_dir(root, cell)
+        run.mkdir(parents=True)
+        (cell_dir(root, cell) / CELL_FILE).write_text(json.dumps(cell.to_dict()))
+        value = FINALS[cell.env][cell.method][cell.seed]
+        np.savez(
+            run / "evaluations.npz",
+            timesteps=np.arange(1, 5) * 1000,
+            results=np.full((4, 2), float(value)),
+            ep_lengths=np.full((4, 2), 1000),
+        )
+        (cell_dir(root, cell) / DONE_FILE).write_text("{}")
+    return load_results(root).runs
+
+
+def test_final_returns_are_the_values_written(runs: pd.DataFrame) -> None:
+    for (env, method, seed), value in runs.set_index(["env", "method", "seed"])["final_return"].items():
+        assert value == FINALS[env][method][seed]
+
+
+def test_iqm_with_eight_seeds_is_the_interquartile_mean_not_the_mean(runs: pd.DataFrame) -> None:
+    table = iqm_table(runs, reps=200)
+    row = table[(table["env"] == "HalfCheetah-v4") & table["method"].str.startswith("TAR")].iloc[0]
+    values = FINALS["HalfCheetah-v4"]["tar"]
+    assert row["n"] == 8
+    assert row["iqm"] == pytest.approx(iqm_by_hand(values))  # sorted: 100 500 [550 600 650 700] 800 1200 -> 625
+    assert iqm_by_hand(values) == 625.0 and np.mean(values) == 637.5
+    assert row["ci_low"] <= row["iqm"] <= row["ci_high"]
+
+
+def test_aggregate_iqm_is_normalised_by_the_dense_mean_of_each_env(runs: pd.DataFrame) -> None:
+    table, message = aggregate_iqm_table(runs, reps=200)
+    assert message == ""
+    row = table[table["method"].str.startswith("TAR")].iloc[0]
+    normalised = [v / np.mean(FINALS[env]["dense"]) for env in FINALS for v in FINALS[env]["tar"]]
+    assert row["n_envs"] == 2 and row["n_runs"] == 8
+    assert row["iqm"] == pytest.approx(iqm_by_hand(normalised))
+
+
+def test_percent_changes_of_tar_and_uniform_use_the_original_as_baseline(runs: pd.DataFrame) -> None:
+    table = comparison_table(summarize(runs)).set_index("env")
+    for env in FINALS:
+        original = np.mean(FINALS[env]["static"])
+        tar = np.mean(FINALS[env]["tar"])
+        uniform = np.mean(FINALS[env]["uniform"])
+        assert table.loc[env, "tar_vs_original_pct"] == pytest.approx(100 * (tar - original) / abs(original))
+        assert table.loc[env, "uniform_vs_original_pct"] == pytest.approx(100 * (uniform - original) / abs(original))
+    # Hopper: returns are negative; TAR's mean -139.375 against Original's -318.75 is an improvement of +56.3%
+    assert table.loc["Hopper-v4", "tar_vs_original_pct"] == pytest.approx(100 * (318.75 - 139.375) / 318.75)
+    assert table.loc["Hopper-v4", "tar_vs_original_pct"] > 0
+    assert table.loc["HalfCheetah-v4", "uniform_vs_original_pct"] == pytest.approx(100 * (375.0 - 318.75) / 318.75)
+
+
+def test_probability_of_improvement_counts_pairs(runs: pd.DataFrame) -> None:
+    table = improvement_table(runs, reps=200)
+    for env in FINALS:
+        for other, name in (("static", "TAR > Original"), ("uniform", "TAR > Uniform")):
+            x, y = FINALS[env]["tar"], FINALS[env][other]
+            pairs = [(a > b) + 0.5 * (a == b) for a in x for b in y]
+            row = table[(table["env"] == env) & (table["comparison"] == name)].iloc[0]
+            assert row["probability"] == pytest.approx(sum(pairs) / len(pairs)), (env, name)
+            assert row["ci_low"] <= row["probability"] <= row["ci_high"]

@@ -1,0 +1,135 @@
+"""Sweep paths a user hits when things go wrong: a failing cell, --overwrite, SIGTERM/Ctrl-C, and the Ray
+backend on a local Ray instance. Real RL-Zoo3 trainings on Pendulum-v1 with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = "Pendulum-v1"
+TINY = ["--envs", ENV, "--widths", "32", "--eval-freq", "100", "--eval-episodes", "1", "--no-progress"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "sb3_tar.cli", *args]
+    return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (read from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_failing_cell_is_listed_with_its_log_and_exit_status_1(tmp_path: Path) -> None:
+    root = tmp_path / "fail"
+    run = _cli("sweep", "--methods", "tar", "--seeds", "0", "-n", "200", *TINY, "-o", str(root), "--tar-kwargs", "bogus:1")
+    assert run.returncode == 1, run.stdout + run.stderr
+    cell = root / "sac" / ENV / "tar_magnitude_sp0.9_rr0.01_w32" / "seed_0"
+    assert f"FAILED sac/{ENV}/tar_magnitude_sp0.9_rr0.01_w32/seed_0 (exit code 1); log: {cell / 'train.log'}" in run.stderr
+    assert "0 ran, 0 already finished, 1 failed" in run.stdout
+    assert "bogus" in (cell / "train.log").read_text()  # the log says why
+    assert not (cell / "done.json").exists()
+
+
+def test_overwrite_reruns_a_cell_finished_with_another_budget(tmp_path: Path) -> None:
+    root = tmp_path / "over"
+    first = _cli("sweep", "--methods", "dense", "--seeds", "0", "-n", "200", *TINY, "-o", str(root))
+    assert first.returncode == 0, first.stdout + first.stderr
+    cell = root / "sac" / ENV / "dense_w32" / "seed_0"
+    refused = _cli("sweep", "--methods", "dense", "--seeds", "0", "-n", "300", *TINY, "-o", str(root))
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
+    assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 200
+    again = _cli("sweep", "--methods", "dense", "--seeds", "0", "-n", "300", *TINY, "-o", str(root), "--overwrite")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 300
+    with np.load(cell / "sac" / f"{ENV}_1" / "evaluations.npz") as data:
+        assert int(data["timesteps"][-1]) == 300
+    done = json.loads((cell / "done.json").read_text())
+    assert len(done["package"]["commit"] or "x" * 40) == 40  # the package commit is recorded
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_sweep_and_its_children_with_exit_130(tmp_path: Path, sig: signal.Signals) -> None:
+    root = tmp_path / "sig"
+    args = ["sweep", "--methods", "dense", "--seeds", "0", "1", "-n", "20000", *TINY, "-o", str(root), "--jobs", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sb3_tar.cli", *args],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the test signals the sweep process alone, not a process group
+    )
+    try:
+        deadline = time.time() + 120
+        children: list[int] = []
+        while len(children) < 2:
+            assert proc.poll() is None and time.time() < deadline, "sweep ended or hung before the signal"
+            time.sleep(0.3)
+            children = _children(proc.pid)
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, out + err
+    assert "Interrupted" in err
+    deadline = time.time() + 15
+    while any(_alive(c) for c in children) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(c) for c in children), "RL-Zoo children still running"
+    assert not list(root.rglob("done.json"))
+
+
+def test_ray_backend_runs_a_tiny_grid_on_a_local_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray  # the `ray` extra, installed by .ci/run: a missing Ray fails this test, it does not skip it
+
+    from sb3_tar.experiments.grid import GridSpec
+    from sb3_tar.experiments.runner import run_sweep
+
+    grid = GridSpec(
+        envs=[ENV], methods=["dense", "tar"], widths=[32], seeds=[0], n_timesteps=200, eval_freq=100, eval_episodes=1
+    )
+    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])  # Ray workers import sb3_tar from this checkout
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = run_sweep(grid, tmp_path / "ray", backend="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert summary.count("done") == 2 and not summary.failed, [r.__dict__ for r in summary.results]
+    for cell in grid.expand():
+        folder = tmp_path / "ray" / cell.cell_id
+        assert (folder / "done.json").is_file() and (folder / "summary.json").is_file()
