@@ -110,7 +110,7 @@ class TARCallback(SparseCallback):
     Static sparse training with Topology-Aware Revival, attached to any SAC/TD3/TQC model.
 
     On training start, if the model is not sparse yet, the actor and every Q-network are
-    pruned by ``criterion`` and revived by ``revival`` (TAR_SPEC.md), target networks are
+    pruned by ``criterion`` and revived by ``revival`` (``docs/method.md``), target networks are
     masked, and hooks on the actor and critic optimizers keep the pruned weights at exactly
     ``0.0`` for the rest of training. It never prunes twice: a second ``learn()``, a model
     built with ``SparsePolicy``, or a model loaded after a sparse run keep their masks.
@@ -225,7 +225,7 @@ def enforce_masks(model: Any) -> bool:
 
 class DSTCallback(SparseCallback):
     """
-    Dynamic sparse training (SET or RigL, TAR_SPEC.md) on any SAC/TD3/TQC model (``docs/DST.md``).
+    Dynamic sparse training (SET or RigL) on any SAC/TD3/TQC model (``docs/dst.md``).
 
     On the first training start, the actor and every Q-network are pruned by ``criterion``
     (ERK by default, no revival); then, every ``update_interval`` gradient steps until

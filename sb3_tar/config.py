@@ -1,6 +1,6 @@
 """Validated configuration of static pruning and revival (pure Python, no SB3).
 
-Names and defaults follow ``TAR_SPEC.md``. Every value is checked when the configuration is
+Names and defaults are those of ``docs/method.md``. Every value is checked when the configuration is
 built, so a bad value fails before any network is touched.
 """
 
@@ -78,7 +78,7 @@ def check_int(name: str, value: Any, low: int) -> int:
 @dataclass(frozen=True)
 class SparsityConfig:
     """
-    How one network is pruned at initialization and revived (TAR_SPEC.md).
+    How one network is pruned at initialization and revived (``docs/method.md``).
 
     :param sparsity: Target sparsity alpha in ``[0, 1)``: the fraction of the network's
         sparsifiable weights that are zero at the end of pruning and revival (``budget_mode="reserve"``).

@@ -1,4 +1,4 @@
-"""Static, data-free pruning criteria applied at initialization (pure PyTorch, TAR_SPEC.md).
+"""Static, data-free pruning criteria applied at initialization (pure PyTorch, ``docs/method.md``).
 
 =============  ======================================  ===============================
 criterion      layer budget                            kept weights
@@ -178,7 +178,7 @@ def synflow_masks(
     Iterative SynFlow pruning with the exponential schedule ``density_k = d0 * (d / d0)^(k / R)``.
 
     From a dense start (``d0 = 1``) it runs ``R = iters`` rounds: ``density_k = d^(k / iters)``, the
-    schedule of TAR_SPEC.md. Each round re-scores the weights under the current mask and keeps
+    schedule of ``docs/method.md``. Each round re-scores the weights under the current mask and keeps
     the ``round(density_k * N)`` best-scored of the currently kept ones (the last round keeps
     exactly ``n_keep``).
 

@@ -1,4 +1,4 @@
-"""Dynamic sparse training: SET and RigL mask updates (pure PyTorch, no SB3; TAR_SPEC.md).
+"""Dynamic sparse training: SET and RigL mask updates (pure PyTorch, no SB3; ``docs/dst.md``).
 
 Both methods start from a static mask (ERK by default) and keep every layer's kept count
 ``K_l`` fixed. At an update step ``t`` each layer drops the ``k_l`` active weights of smallest

@@ -9,7 +9,7 @@ from typing import Any
 @dataclass(frozen=True)
 class LayerReport:
     """
-    What pruning and revival did to one layer (fields of TAR_SPEC.md's report).
+    What pruning and revival did to one layer (the report fields of ``docs/method.md``).
 
     :param name: Qualified name of the ``nn.Linear`` layer.
     :param shape: ``(n_out, n_in)`` of its weight.

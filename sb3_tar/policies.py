@@ -213,7 +213,7 @@ class SparsePolicyMixin:
     Adds static sparsity with Topology-Aware Revival to an SB3 actor-critic policy.
 
     When the policy is built, the actor and every Q-network are pruned by ``criterion`` and
-    revived by ``revival`` (TAR_SPEC.md); their masks are registered as ``weight_mask`` buffers
+    revived by ``revival`` (``docs/method.md``); their masks are registered as ``weight_mask`` buffers
     of each ``nn.Linear`` (online and target networks), so ``save()``/``load()`` keep them, and
     hooks on the actor and critic optimizers keep pruned weights at exactly ``0.0``. The per-layer
     reports (``sparsity_reports``) and the seed used are saved with the policy's state dict (its
@@ -242,7 +242,7 @@ class SparsePolicyMixin:
         the kernel cannot be built, ``True`` raises there. Ignored with ``dst_method`` (SET/RigL change the mask).
         ``sparse_layers`` lists the layers that run on the kernel.
     :param dst_method: ``None`` (default: static sparse training, pruned and revived once), or
-        ``"set"`` / ``"rigl"``: dynamic sparse training (``docs/DST.md``). The initial mask is then
+        ``"set"`` / ``"rigl"``: dynamic sparse training (``docs/dst.md``). The initial mask is then
         drawn by ``criterion`` (default ``"erk"``) with ``revival="none"``, and the mask is updated
         during training; the schedule's position is kept in the buffers ``dst_step``,
         ``dst_total_steps``, ``dst_actor_step`` and ``dst_seed``, saved with the policy.

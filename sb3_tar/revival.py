@@ -1,4 +1,4 @@
-"""Revival of pruned connections right after static pruning (pure PyTorch, TAR_SPEC.md).
+"""Revival of pruned connections right after static pruning (pure PyTorch, ``docs/method.md``).
 
 - ``tar``: Topology-Aware Revival. The budget ``B`` is split over layers by a connectivity
   floor and a topology proxy (the edge count ``E_l`` at which a random bipartite graph of the
@@ -56,7 +56,7 @@ def tar_allocation(
     shapes: Sequence[tuple[int, int]], kept: Sequence[int], budget: int, floor_fraction: float = 0.2
 ) -> list[LayerAllocation]:
     """
-    Split a revival budget over layers (TAR_SPEC.md, steps 2-4).
+    Split a revival budget over layers (``docs/method.md``, TAR steps 1-4).
 
     1. ``E_l`` and ``g_l = max(0, E_l - K_l)`` per layer.
     2. Floor: ``f_l = min(P_l, ceil(phi * B / L))``. If those floors sum to more than ``B``
@@ -65,6 +65,7 @@ def tar_allocation(
     3. ``R = B - sum(f)`` and ``h_l = min(max(0, g_l - f_l), P_l - f_l)``. If ``R <= sum(h)``, ``R``
        is split in proportion to ``h_l``; otherwise every layer gets ``h_l`` and the rest is
        split in proportion to the still-pruned counts ``P_l - f_l - h_l``.
+
     Proportional splits round by largest remainder in exact rational arithmetic and never exceed a
     layer's pruned count.
 

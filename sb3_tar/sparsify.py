@@ -1,4 +1,4 @@
-"""Prune one network at initialization and revive part of it (pure PyTorch, TAR_SPEC.md)."""
+"""Prune one network at initialization and revive part of it (pure PyTorch, ``docs/method.md``)."""
 
 from __future__ import annotations
 

@@ -123,7 +123,7 @@ def largest_remainder(targets: Sequence[float], total: int, caps: Sequence[int])
 def ref_tar_allocation(
     shapes: Sequence[tuple[int, int]], kept: Sequence[int], budget: int, phi: float
 ) -> tuple[list[int], list[int], list[int], list[int]]:
-    """Reference of TAR_SPEC steps 2-4, written from the spec: ``(E, g, f, B)`` per layer."""
+    """Reference of TAR steps 1-4 of docs/method.md, written from the page: ``(E, g, f, B)`` per layer."""
     n_layers = len(shapes)
     pruned = [o * i - k for (o, i), k in zip(shapes, kept)]
     e = [ref_threshold(i, o) for o, i in shapes]

@@ -275,7 +275,7 @@ def test_synflow_scores_of_a_two_head_actor_with_a_custom_forward() -> None:
 
 
 def ref_iterative_synflow(weights: list[torch.Tensor], n_keep: int, iters: int) -> list[torch.Tensor]:
-    """TAR_SPEC SynFlow: iters rounds, density_k = d^(k/iters), re-scored under the current mask."""
+    """SynFlow as docs/method.md states it: iters rounds, density_k = d^(k/iters), re-scored under the current mask."""
     n = sum(w.numel() for w in weights)
     masks = [torch.ones_like(w, dtype=torch.bool) for w in weights]
     d = n_keep / n

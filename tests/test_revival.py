@@ -1,4 +1,4 @@
-"""TAR allocation, Uniform Revival and the revival draw (TAR_SPEC.md steps 1-5)."""
+"""TAR allocation, Uniform Revival and the revival draw (docs/method.md, TAR steps 1-5)."""
 
 from __future__ import annotations
 

@@ -384,7 +384,7 @@ PRESETS: dict[str, GridSpec] = {
         dst_kwargs={"update_interval": 100},
     ),
     # The paper's full grid (for a cluster): 1M steps, 10 seeds, every criterion, sparsity, rr and width.
-    # Evidence on one CPU, phase 1 (README "Results on one CPU"): SAC on HalfCheetah-v4, 60k steps, 5 seeds,
+    # Evidence on one CPU, phase 1 (README.md, "Results on one CPU"): SAC on HalfCheetah-v4, 60k steps, 5 seeds,
     # 90% sparsity, global magnitude; Original, TAR and Uniform Revival (rr 0.01, reserve), SET, RigL, dense.
     # 30 cells, about 20 minutes each with two side by side on 2 cores. Fixed before running.
     "cpu60k": GridSpec(

@@ -1,6 +1,6 @@
 """Load a sweep's results: every finished cell's ``evaluations.npz`` (RL-Zoo / SB3 ``EvalCallback`` format).
 
-Evaluation protocol (``TAR_SPEC.md``): each evaluation's return is the mean over its episodes; a run's
+Evaluation protocol (``docs/experiments.md``): each evaluation's return is the mean over its episodes; a run's
 final return is the mean of its last 10% of evaluations (at least one).
 """
 
