@@ -1,8 +1,9 @@
 """Main job: a short real TAR training run of sparse SAC on a MuJoCo task.
 
 Prunes SAC's actor and both Q-networks to 90% sparsity by weight magnitude, revives 1% of the
-weights with Topology-Aware Revival, trains for a few thousand steps with the mask fixed,
-then prints the final sparsity (measured on the weights) and an evaluation.
+weights with Topology-Aware Revival, trains for a few thousand steps with the mask fixed (on the
+sparse C++ kernel where it builds, else on the masked dense path; it says which), then prints the
+final sparsity (measured on the weights) and an evaluation.
 
     python examples/quickstart.py --env HalfCheetah-v4 --steps 3000
 """
@@ -45,6 +46,11 @@ def main() -> None:
     for report in model.policy.sparsity_reports.values():
         print(report, end="\n\n")
 
+    layers = model.policy.sparse_layers
+    if layers:
+        print(f"Execution: sparse C++ kernel for {len(layers)} layers ({', '.join(layers)}); the others masked dense")
+    else:
+        print("Execution: masked dense path (the sparse kernel is not available here)")
     print(f"== Training SAC on {args.env} for {args.steps} steps (mask fixed) ==")
     start = time.perf_counter()
     model.learn(args.steps, log_interval=1)

@@ -30,3 +30,4 @@ def test_quickstart_runs_and_reports() -> None:
     assert "total_timesteps" in out  # SB3's progress table
     assert "pruned-but-nonzero 0" in out and "sparsity 0.9000" in out
     assert "Evaluation over 1 episodes" in out
+    assert "Execution: sparse C++ kernel for" in out  # the fast path, on this machine and CI's
