@@ -2,7 +2,7 @@
 
 - :class:`SparseLinear`: a linear layer with a fixed mask whose kept weights are its only weight
   parameter; state dict identical to a masked ``nn.Linear`` (``weight``, ``bias``, ``weight_mask``).
-- :func:`sparse_linear`: the differentiable function behind it.
+- :func:`sparse_linear_function`: the differentiable function behind it.
 - :func:`values_to_dense` / :func:`dense_to_values`: convert per-kept-weight tensors (optimizer
   state) between the compressed and the dense layout.
 - :func:`kernel_available` / :func:`load_kernel`: build the C++ kernel (cached) or report why not.
@@ -13,7 +13,7 @@ from sb3_tar.kernels.functional import (
     SparseStructure,
     build_structure,
     dense_to_values,
-    sparse_linear,
+    sparse_linear_function,
     values_to_dense,
 )
 from sb3_tar.kernels.sparse_linear import SparseLinear
@@ -27,6 +27,6 @@ __all__ = [
     "kernel_available",
     "kernel_error",
     "load_kernel",
-    "sparse_linear",
+    "sparse_linear_function",
     "values_to_dense",
 ]

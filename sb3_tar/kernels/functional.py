@@ -183,7 +183,7 @@ class _SparseLinearFunction(torch.autograd.Function):
         return grad_x, grad_v, grad_b, None
 
 
-def sparse_linear(
+def sparse_linear_function(
     x: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, structure: SparseStructure
 ) -> torch.Tensor:
     """
@@ -210,7 +210,7 @@ def sparse_linear(
 
 def check_inputs(x: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, structure: SparseStructure) -> None:
     """
-    Check shapes and dtypes of :func:`sparse_linear`'s arguments.
+    Check shapes and dtypes of :func:`sparse_linear_function`'s arguments.
 
     :raises ValueError: If a shape does not match the structure.
     :raises TypeError: If a dtype differs from ``values``' or is not float32/float64.

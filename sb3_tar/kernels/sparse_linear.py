@@ -24,7 +24,7 @@ from sb3_tar.kernels.functional import (
     as_bool_mask,
     build_structure,
     scatter_dense,
-    sparse_linear,
+    sparse_linear_function,
 )
 
 MASK_BUFFER = "weight_mask"  # the name the masked nn.Linear path uses (sb3_tar.mask_store)
@@ -252,7 +252,7 @@ class SparseLinear(nn.Module):
             return F.linear(x, self.dense_weight(), self.bias)
         values, bias, s = self.values, self.bias, self._structure
         if torch.is_grad_enabled() and (x.requires_grad or values.requires_grad or (bias is not None and bias.requires_grad)):
-            return sparse_linear(x, values, bias, s)
+            return sparse_linear_function(x, values, bias, s)
         # no autograd graph to record (acting, target values): call the kernel directly
         if x.dtype != values.dtype:
             raise TypeError(f"input has dtype {x.dtype}, but the layer's parameters have dtype {values.dtype}")
