@@ -90,8 +90,9 @@ def test_kernel_is_available() -> None:
         edge_mask(7, 5, 0.6, 1),
         torch.ones(4, 6, dtype=torch.bool),  # fully dense
         torch.zeros(5, 4, dtype=torch.bool),  # nnz = 0
+        random_mask(3, 40, 0.6, 2),  # long rows: the kernel's blocked paths (8+ kept weights per row)
     ],
-    ids=["sparse", "denser", "dense", "empty"],
+    ids=["sparse", "denser", "dense", "empty", "long-rows"],
 )
 @pytest.mark.parametrize("batch", [1, 3, 20, 70])
 @pytest.mark.parametrize("bias", [True, False])
@@ -141,14 +142,33 @@ def test_matches_masked_dense_linear_float32(shape: tuple[int, int], density: fl
     assert_close(sparse.bias.grad, dense.bias.grad)
 
 
+@pytest.mark.parametrize("batch", [1, 7, 64, 100])
+def test_matches_masked_dense_linear_float64(batch: int) -> None:
+    """float64 (the kernel's double instantiation) agrees with dense float64 to rounding."""
+    mask = random_mask(70, 90, 0.3, batch)
+    dense = masked_linear(90, 70, mask, batch).double()
+    sparse = SparseLinear.from_linear(dense, mask)
+    x_dense = torch.randn(batch, 90, dtype=torch.float64, requires_grad=True)
+    x_sparse = x_dense.detach().clone().requires_grad_()
+    grad_y = torch.randn(batch, 70, dtype=torch.float64)
+    dense(x_dense).backward(grad_y)
+    sparse(x_sparse).backward(grad_y)
+    assert_close(sparse(x_sparse), dense(x_dense), rtol=1e-12, atol=1e-12)
+    assert_close(x_sparse.grad, x_dense.grad, rtol=1e-12, atol=1e-12)
+    assert_close(sparse.values.grad, dense.weight.grad[mask], rtol=1e-12, atol=1e-12)
+    assert_close(sparse.bias.grad, dense.bias.grad, rtol=1e-12, atol=1e-12)
+
+
 def test_output_is_feature_major_and_chains_without_copies() -> None:
     """Outputs are (batch, out) tensors laid out as (out, batch): ReLU keeps that, the next layer reads it as is."""
     m1, m2 = random_mask(128, 64, 0.2, 0), random_mask(32, 128, 0.2, 1)
     l1, l2 = masked_linear(64, 128, m1, 0), masked_linear(128, 32, m2, 1)
     s1, s2 = SparseLinear.from_linear(l1, m1), SparseLinear.from_linear(l2, m2)
-    x = torch.randn(256, 64)
+    x = torch.randn(256, 64, requires_grad=True)
     h = torch.relu(s1(x))
     assert h.shape == (256, 128) and h.t().is_contiguous()
+    h.sum().backward()
+    assert x.grad.is_contiguous()  # the gradient wrt an input has the input's layout
     assert_close(s2(h), l2(torch.relu(l1(x))))
 
 

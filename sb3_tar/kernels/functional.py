@@ -6,11 +6,13 @@ positions: the order of ``weight[mask]`` (and of ``mask.nonzero()``).
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
 
+from sb3_tar.kernels import _build
 from sb3_tar.kernels._build import load_kernel
 
 _INT32_MAX = 2**31 - 1
@@ -147,18 +149,24 @@ def scatter_dense(values: torch.Tensor, structure: SparseStructure) -> torch.Ten
     return flat.scatter(0, structure.kept_index, values).view(structure.out_features, structure.in_features)
 
 
+def _kernel() -> ModuleType:
+    """The loaded kernel without taking the build lock (the hot path), building it on first use."""
+    kernel = _build._kernel
+    return kernel if kernel is not None else load_kernel()
+
+
 class _SparseLinearFunction(torch.autograd.Function):
     """Autograd of the C++ kernel: y (n, out) from x (n, in); returns y in feature-major layout (strides 1, n)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, s: SparseStructure) -> torch.Tensor:  # type: ignore[override]
-        kernel = load_kernel()
-        xt = x.t().contiguous()  # free when x is the output of another SparseLinear (feature-major already)
-        values = values.contiguous()
-        y = kernel.forward(xt, values, None if bias is None else bias.contiguous(), s.row_ptr, s.col_idx, s.out_features)
+        kernel = _kernel()
+        xt = kernel.feature_major(x)  # a free view when x comes from another SparseLinear
+        y = kernel.forward(xt, values, bias, s.row_ptr, s.col_idx, s.out_features)
         need_x, need_v = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         ctx.save_for_backward(xt if need_v else None, values if need_x else None)
         ctx.structure = s
+        ctx.input_row_major = not x.t().is_contiguous()  # the gradient wrt x gets the layout of x
         return y
 
     @staticmethod
@@ -167,19 +175,27 @@ class _SparseLinearFunction(torch.autograd.Function):
         xt, values = ctx.saved_tensors
         s: SparseStructure = ctx.structure
         need_x, need_v, need_b = ctx.needs_input_grad[:3]
-        gyt = grad_y.t().contiguous()
-        grad_x = grad_v = None
-        if need_x or need_v:
-            kernel = load_kernel()
-            n = gyt.shape[1]
-            if xt is None:  # x needs no gradient wrt values: only its batch size is used
-                xt = gyt.new_empty((s.in_features, n))
-            if values is None:
-                values = gyt.new_empty((s.nnz,))
-            grad_x, grad_v = kernel.backward(
-                xt, gyt, values, s.row_ptr, s.col_idx, s.col_ptr, s.csc_row, s.csc_perm, bool(need_x), bool(need_v)
-            )
-        grad_b = gyt.sum(1) if need_b else None
+        kernel = _kernel()
+        gyt = kernel.feature_major(grad_y)
+        n = gyt.shape[1]
+        if xt is None:  # no gradient wrt values: only the batch size of xt is read
+            xt = gyt.new_empty((s.in_features, n))
+        if values is None:  # no gradient wrt x: values are not read
+            values = gyt.new_empty((s.nnz,))
+        grad_x, grad_v, grad_b = kernel.backward(
+            xt,
+            gyt,
+            values,
+            s.row_ptr,
+            s.col_idx,
+            s.col_ptr,
+            s.csc_row,
+            s.csc_perm,
+            need_x,
+            need_v,
+            need_b,
+            ctx.input_row_major,
+        )
         return grad_x, grad_v, grad_b, None
 
 
@@ -203,9 +219,15 @@ def sparse_linear_function(
     :raises KernelUnavailableError: If the C++ kernel cannot be built.
     """
     check_inputs(x, values, bias, structure)
-    lead = x.shape[:-1]
+    return apply_kernel(x, values.contiguous(), None if bias is None else bias.contiguous(), structure)
+
+
+def apply_kernel(x: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, structure: SparseStructure) -> torch.Tensor:
+    """:func:`sparse_linear_function` without the argument checks (contiguous values and bias)."""
+    if x.dim() == 2:
+        return _SparseLinearFunction.apply(x, values, bias, structure)
     y = _SparseLinearFunction.apply(x.reshape(-1, structure.in_features), values, bias, structure)
-    return y if x.dim() == 2 else y.reshape(*lead, structure.out_features)
+    return y.reshape(*x.shape[:-1], structure.out_features)
 
 
 def check_inputs(x: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, structure: SparseStructure) -> None:

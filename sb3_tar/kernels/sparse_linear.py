@@ -21,10 +21,10 @@ from torch import nn
 from sb3_tar.kernels._build import kernel_error, loaded_kernel
 from sb3_tar.kernels.functional import (
     SparseStructure,
+    apply_kernel,
     as_bool_mask,
     build_structure,
     scatter_dense,
-    sparse_linear_function,
 )
 
 MASK_BUFFER = "weight_mask"  # the name the masked nn.Linear path uses (sb3_tar.mask_store)
@@ -251,13 +251,13 @@ class SparseLinear(nn.Module):
         if kernel is None:
             return F.linear(x, self.dense_weight(), self.bias)
         values, bias, s = self.values, self.bias, self._structure
-        if torch.is_grad_enabled() and (x.requires_grad or values.requires_grad or (bias is not None and bias.requires_grad)):
-            return sparse_linear_function(x, values, bias, s)
-        # no autograd graph to record (acting, target values): call the kernel directly
         if x.dtype != values.dtype:
             raise TypeError(f"input has dtype {x.dtype}, but the layer's parameters have dtype {values.dtype}")
+        if torch.is_grad_enabled() and (x.requires_grad or values.requires_grad or (bias is not None and bias.requires_grad)):
+            return apply_kernel(x, values, bias, s)
+        # no autograd graph to record (acting, target values): call the kernel directly
         x2 = x if x.dim() == 2 else x.reshape(-1, self.in_features)
-        y = kernel.forward(x2.t().contiguous(), values, bias, s.row_ptr, s.col_idx, self.out_features)
+        y = kernel.forward(kernel.feature_major(x2), values, bias, s.row_ptr, s.col_idx, self.out_features)
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
