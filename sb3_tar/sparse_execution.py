@@ -24,6 +24,7 @@ masked path with one warning), ``True`` (raise a clear error if the kernel is no
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -113,7 +114,7 @@ def is_sparse(layer: nn.Module) -> bool:
 @torch.no_grad()
 def convert_networks(
     policy: nn.Module, networks: Sequence[SparseNetwork], threshold: float = DENSITY_THRESHOLD
-) -> dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor]]:
+) -> dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor | None]]:
     """
     Replace every masked ``nn.Linear`` of density below ``threshold`` by a
     :class:`~sb3_tar.kernels.SparseLinear`, in the online network and its target, updating ``networks``.
@@ -121,12 +122,13 @@ def convert_networks(
     :param policy: The policy the networks belong to.
     :param networks: Its sparse networks, holding ``weight_mask`` buffers.
     :param threshold: Density below which a layer is converted.
-    :return: ``{old dense weight: (new values parameter, boolean mask)}`` for the online layers
-        (what :func:`rebuild_optimizer` needs).
+    :return: ``{old parameter: (new parameter, boolean mask or None)}`` for the online layers: each dense
+        weight maps to the kept values (with its mask), each bias to the new layer's bias (what
+        :func:`rebuild_optimizer` needs).
     """
     from sb3_tar.kernels import SparseLinear
 
-    replaced: dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor]] = {}
+    replaced: dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor | None]] = {}
     for net in networks:
         for i, (name, layer) in enumerate(net.layers):
             if is_sparse(layer):
@@ -138,6 +140,8 @@ def convert_networks(
             _set_submodule(net.module, name, sparse)
             net.layers[i] = (name, sparse)
             replaced[layer.weight] = (sparse.values, mask)
+            if layer.bias is not None:
+                replaced[layer.bias] = (sparse.bias, None)
             if net.target_layers:
                 target = net.target_layers[i]
                 target_sparse = SparseLinear.from_linear(target, mask)
@@ -148,11 +152,12 @@ def convert_networks(
 
 
 def rebuild_optimizer(
-    optimizer: torch.optim.Optimizer, replaced: dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor]]
+    optimizer: torch.optim.Optimizer, replaced: dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor | None]]
 ) -> torch.optim.Optimizer:
     """
     A new optimizer of the same class over the same parameter groups and options, with each replaced
-    dense weight swapped for its kept values; existing state is gathered at the kept positions. The new
+    parameter swapped for its new one (a dense weight for its kept values, a bias for the new layer's
+    bias); existing state moves with it, gathered at the kept positions for weights. The new
     optimizer saves per-weight state in the dense layout and loads either layout (see the module doc).
 
     :param optimizer: The policy's actor or critic optimizer.
@@ -165,7 +170,9 @@ def rebuild_optimizer(
     for group in optimizer.param_groups:
         options = {k: v for k, v in group.items() if k != "params"}
         groups.append({"params": [replaced[p][0] if p in replaced else p for p in group["params"]], **options})
-    new = type(optimizer)(groups, **optimizer.defaults)
+    accepted = inspect.signature(type(optimizer).__init__).parameters
+    defaults = {k: v for k, v in optimizer.defaults.items() if k in accepted}  # e.g. AdamW records a key it does not take
+    new = type(optimizer)(groups, **defaults)
     for old, state in optimizer.state.items():
         target, mask = replaced.get(old, (old, None))
         new.state[target] = {

@@ -47,9 +47,15 @@ class SparseLinear(nn.Module):
     :param bias: Whether to learn an additive bias.
     :param device: Device of the parameters.
     :param dtype: Dtype of the parameters.
+    :param initialize: Draw ``values`` and ``bias`` like ``nn.Linear`` does (from torch's global generator);
+        ``False`` leaves them uninitialized for the caller to fill (what :meth:`from_linear` does, so that
+        converting a layer does not shift the global random stream).
     """
 
     __constants__ = ["in_features", "out_features"]
+    #: Marks a compressed linear layer for the core (:func:`sb3_tar.masks.is_compressed`): a sparsifiable
+    #: layer whose pruned weights do not exist, so masks need no re-zeroing.
+    sb3_tar_compressed = True
 
     def __init__(
         self,
@@ -59,6 +65,8 @@ class SparseLinear(nn.Module):
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        initialize: bool = True,
     ) -> None:
         super().__init__()
         for name, size in (("in_features", in_features), ("out_features", out_features)):
@@ -71,8 +79,13 @@ class SparseLinear(nn.Module):
         # nn.Linear's default initialization: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias
         bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
         nnz = int(m.sum())
-        self.values = nn.Parameter(torch.empty(nnz, **factory).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(out_features, **factory).uniform_(-bound, bound)) if bias else None
+        self.values = nn.Parameter(torch.empty(nnz, **factory))
+        self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
+        if initialize:  # from_linear copies the values instead, and must not draw from torch's global generator
+            with torch.no_grad():
+                self.values.uniform_(-bound, bound)
+                if self.bias is not None:
+                    self.bias.uniform_(-bound, bound)
         self.register_buffer(MASK_BUFFER, m.to(device=self.values.device, dtype=self._mask_dtype()))
         for name in _STRUCTURE_BUFFERS:
             self.register_buffer(name, None, persistent=False)
@@ -106,6 +119,7 @@ class SparseLinear(nn.Module):
             bias=linear.bias is not None,
             device=weight.device,
             dtype=weight.dtype,
+            initialize=False,
         )
         with torch.no_grad():
             layer.values.copy_(weight[m.to(weight.device)])
