@@ -32,9 +32,13 @@ _STRUCTURE_BUFFERS = ("row_ptr", "col_idx", "col_ptr", "csc_row", "csc_perm", "k
 _warned_fallback = False
 
 
-class SparseLinear(nn.Module):
+class SparseLinear(nn.Linear):
     """
     ``y = x @ W^T + b`` with ``W = values`` scattered into a fixed mask.
+
+    A subclass of ``nn.Linear`` so that code which walks a network's ``nn.Linear`` modules and reads
+    ``in_features``, ``out_features``, ``weight`` or ``bias`` keeps working; but ``weight`` is a read-only
+    dense copy, not a parameter: writing into it changes nothing (the kept weights are ``values``).
 
     Execution: on the CPU in float32/float64 with the kernel available, the C++ kernel (output in
     feature-major layout: a non-contiguous ``(..., out)`` tensor; use ``.reshape``, not ``.view``);
@@ -68,7 +72,7 @@ class SparseLinear(nn.Module):
         *,
         initialize: bool = True,
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not nn.Linear's: there is no dense ``weight`` parameter
         for name, size in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {size!r}")
@@ -108,8 +112,8 @@ class SparseLinear(nn.Module):
         :raises TypeError: If ``linear`` is not an ``nn.Linear``.
         :raises ValueError: If the mask's shape differs from the weight's or it is not 0/1.
         """
-        if not isinstance(linear, nn.Linear):
-            raise TypeError(f"from_linear expects an nn.Linear, got {type(linear).__name__}")
+        if not isinstance(linear, nn.Linear) or isinstance(linear, SparseLinear):
+            raise TypeError(f"from_linear expects an nn.Linear with a dense weight, got {type(linear).__name__}")
         m = as_bool_mask(mask, tuple(linear.weight.shape))
         weight = linear.weight.detach()
         layer = cls(
@@ -273,6 +277,15 @@ class SparseLinear(nn.Module):
         x2 = x if x.dim() == 2 else x.reshape(-1, self.in_features)
         y = kernel.forward(kernel.feature_major(x2), values, bias, s.row_ptr, s.col_idx, self.out_features)
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
+
+    def reset_parameters(self) -> None:
+        """Draw ``values`` and ``bias`` again as ``nn.Linear`` initializes its weight and bias."""
+        bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+        with torch.no_grad():
+            self.values.uniform_(-bound, bound)
+            if self.bias is not None:
+                self.bias.uniform_(-bound, bound)
+        self._dense_cache = None
 
     def extra_repr(self) -> str:
         total = self.in_features * self.out_features
