@@ -79,7 +79,6 @@ class SparseLinear(nn.Module):
         self._install_structure(build_structure(m))
         self._dense_cache: tuple[tuple, torch.Tensor] | None = None
         self._structure_version = 0
-        self.small_batch = 0  # TODO: set from measurements
 
     # ----------------------------------------------------------------------------------------------
     # construction and conversion
