@@ -364,9 +364,10 @@ def test_set_mask_keeps_the_parameter_and_zero_starts_new_weights() -> None:
     dense = masked_linear(10, 12, mask, 0)
     sparse = SparseLinear.from_linear(dense, mask)
     values = sparse.values
+    sparse(torch.randn(3, 10)).sum().backward()
     grown = mask | random_mask(12, 10, 0.2, 1)
     sparse.set_mask(grown)
-    assert sparse.values is values and sparse.nnz == int(grown.sum())
+    assert sparse.values is values and sparse.nnz == int(grown.sum()) and sparse.values.grad is None
     assert torch.equal(sparse.weight, dense.weight)  # newly kept weights start at zero
     x = torch.randn(5, 10)
     assert_close(sparse(x), dense(x))
