@@ -10,7 +10,9 @@ per-call time of each, and the speed-ups of the sparse layer.
   values, bias).
 
 The input requires a gradient (a hidden layer). ``--sweep`` prints the sparse/dense time ratio over
-densities, to read off the density below which the sparse layer wins. Example::
+densities, to read off the density below which the sparse layer wins; a Q-network table shows the
+layers chained (activations stay feature-major between sparse layers, so only the input is transposed).
+Example::
 
     python benchmarks/bench_sparse_kernel.py                    # the default table, batch 256, 1 thread
     python benchmarks/bench_sparse_kernel.py --sweep --repeats 5
@@ -98,6 +100,30 @@ def train_step_fns(out_features: int, in_features: int, density: float, batch: i
     }
 
 
+def mlp_fns(width: int, sparsity: float, batch: int, seed: int, in_features: int = 393) -> dict[str, Callable]:
+    """
+    Forward + backward of an SB3-shaped Q-network ``in -> width -> width -> 1`` (ReLU): dense, and with
+    every layer a SparseLinear at ``sparsity`` (the output layer too), on a row-major input batch.
+    """
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    sizes = (in_features, width, width, 1)
+    dense_layers, sparse_layers = [], []
+    for n_in, n_out in zip(sizes, sizes[1:]):
+        dense, mask, sparse = layers(n_out, n_in, 1 - sparsity, int(torch.randint(0, 2**31, (1,), generator=g)))
+        dense_layers.append(dense)
+        sparse_layers.append(sparse)
+    dense_net = nn.Sequential(dense_layers[0], nn.ReLU(), dense_layers[1], nn.ReLU(), dense_layers[2])
+    sparse_net = nn.Sequential(sparse_layers[0], nn.ReLU(), sparse_layers[1], nn.ReLU(), sparse_layers[2])
+    x = torch.randn(batch, in_features)
+
+    def step(net: nn.Module) -> None:
+        net.zero_grad(set_to_none=True)
+        net(x).mean().backward()
+
+    return {"dense": lambda: step(dense_net), "sparse": lambda: step(sparse_net)}
+
+
 def batch1_fns(out_features: int, in_features: int, density: float, seed: int) -> dict[str, Callable]:
     """Forward of one sample without autograd (acting): dense F.linear vs the raw kernel vs the layer."""
     dense, _, sparse = layers(out_features, in_features, density, seed)
@@ -142,6 +168,12 @@ def main() -> None:
             f"{out_f:>5}x{in_f:<5} {sparsity:>8.2f} {t['dense']:>9.0f} {t['masked']:>9.0f} {t['sparse']:>9.0f} "
             f"{t['dense'] / t['sparse']:>8.2f}x {t['masked'] / t['sparse']:>8.2f}x"
         )
+
+    print(f"\nQ-network {393} -> w -> w -> 1 (ReLU), every layer sparse, forward + backward, batch {args.batch}")
+    print(f"{'width':>11} {'sparsity':>8} {'dense':>9} {'sparse':>9} {'vs dense':>9}")
+    for width, sparsity in ((256, 0.9), (256, 0.95), (1024, 0.9), (1024, 0.95)):
+        t = interleaved(mlp_fns(width, sparsity, args.batch, args.seed), args.repeats, args.block)
+        print(f"{width:>11} {sparsity:>8.2f} {t['dense']:>9.0f} {t['sparse']:>9.0f} {t['dense'] / t['sparse']:>8.2f}x")
 
     print("\nbatch-1 forward without autograd (median us per call)")
     print(f"{'shape':>11} {'sparsity':>8} {'dense':>9} {'kernel':>9} {'layer':>9} {'dense/layer':>11}")

@@ -364,9 +364,10 @@ def test_set_mask_keeps_the_parameter_and_zero_starts_new_weights() -> None:
     dense = masked_linear(10, 12, mask, 0)
     sparse = SparseLinear.from_linear(dense, mask)
     values = sparse.values
+    sparse(torch.randn(3, 10)).sum().backward()
     grown = mask | random_mask(12, 10, 0.2, 1)
     sparse.set_mask(grown)
-    assert sparse.values is values and sparse.nnz == int(grown.sum())
+    assert sparse.values is values and sparse.nnz == int(grown.sum()) and sparse.values.grad is None
     assert torch.equal(sparse.weight, dense.weight)  # newly kept weights start at zero
     x = torch.randn(5, 10)
     assert_close(sparse(x), dense(x))
@@ -437,3 +438,24 @@ torch.testing.assert_close(y, torch.nn.functional.linear(x, layer.weight, layer.
 """
     env = {**os.environ, "CXX": "/nonexistent/c++", "SB3_TAR_KERNEL_DIR": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1], env=env)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_layers_fall_back_to_dense_and_keep_state_dicts() -> None:
+    """No kernel on CUDA: F.linear on the scattered weight, same results, same state dicts across devices."""
+    mask = random_mask(64, 48, 0.1, 0)
+    dense = masked_linear(48, 64, mask, 0).cuda()
+    sparse = SparseLinear.from_linear(dense, mask.cuda())
+    assert sparse.values.is_cuda and sparse.row_ptr.is_cuda
+    x_dense = torch.randn(32, 48, device="cuda", requires_grad=True)
+    x_sparse = x_dense.detach().clone().requires_grad_()
+    dense(x_dense).sum().backward()
+    sparse(x_sparse).sum().backward()
+    assert_close(sparse(x_sparse), dense(x_dense), rtol=1e-4, atol=1e-4)
+    assert_close(x_sparse.grad, x_dense.grad, rtol=1e-4, atol=1e-4)
+    assert_close(sparse.values.grad, dense.weight.grad[mask.cuda()], rtol=1e-4, atol=1e-4)
+    on_cpu = SparseLinear.from_linear(masked_linear(48, 64, random_mask(64, 48, 0.3, 1), 1), random_mask(64, 48, 0.3, 1))
+    on_cpu.load_state_dict(sparse.state_dict())  # CUDA -> CPU, other mask
+    assert torch.equal(on_cpu.weight, sparse.weight.cpu()) and torch.equal(on_cpu.mask, mask)
+    moved = copy.deepcopy(on_cpu).cuda()  # CPU -> CUDA after construction
+    assert_close(moved(x_dense.detach()), dense(x_dense.detach()), rtol=1e-4, atol=1e-4)

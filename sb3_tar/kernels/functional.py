@@ -203,7 +203,8 @@ def sparse_linear_function(
     x: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, structure: SparseStructure
 ) -> torch.Tensor:
     """
-    ``y = x @ W^T + b`` with the C++ kernel, differentiable wrt ``x``, ``values`` and ``bias``.
+    ``y = x @ W^T + b`` with the C++ kernel, differentiable wrt ``x``, ``values`` and ``bias``
+    (first-order gradients only: a double backward raises).
 
     The output is returned in feature-major layout (a non-contiguous ``(..., out)`` tensor whose
     transpose is contiguous): element-wise ops keep that layout, so a following sparse layer reads it

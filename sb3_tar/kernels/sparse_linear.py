@@ -94,9 +94,6 @@ class SparseLinear(nn.Linear):
         for name in _STRUCTURE_BUFFERS:
             self.register_buffer(name, None, persistent=False)
         self._install_structure(build_structure(m))
-        self._dense_cache: tuple[tuple, torch.Tensor] | None = None
-        self._structure_version = 0
-        self.small_batch = 0  # TODO: set from measurements
 
     # ----------------------------------------------------------------------------------------------
     # construction and conversion
@@ -171,7 +168,6 @@ class SparseLinear(nn.Linear):
     def _apply(self, fn, recurse: bool = True):  # .to(), .double(), .cuda(), ... replace the buffers
         result = super()._apply(fn, recurse)
         self._refresh_structure()
-        self._dense_cache = None
         return result
 
     @property
@@ -193,7 +189,8 @@ class SparseLinear(nn.Linear):
     def set_mask(self, mask: torch.Tensor, weight: torch.Tensor | None = None) -> None:
         """
         Change the mask, keeping the same ``values`` Parameter object (optimizers hold it; their state
-        for it must be converted by the caller, e.g. with :func:`dense_to_values`).
+        for it must be converted by the caller, e.g. with :func:`dense_to_values`). A gradient of the
+        old length is dropped.
 
         :param mask: New boolean or 0/1 mask ``(out_features, in_features)``.
         :param weight: Dense weight to take the new kept values from; by default the current dense
@@ -214,8 +211,7 @@ class SparseLinear(nn.Linear):
             self.values.copy_(kept)
         else:
             self.values.data = kept
-        self._structure_version += 1
-        self._dense_cache = None
+            self.values.grad = None  # a gradient of the old length could not be accumulated into
 
     # ----------------------------------------------------------------------------------------------
     # dense views

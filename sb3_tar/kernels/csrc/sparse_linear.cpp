@@ -57,23 +57,38 @@ inline void vstore(T* p, const Vec<T>& v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
-// One batch tile of NV vectors (NV * lanes columns from t0) of gather_rows: NV independent FMA chains.
+// One batch tile of NV vectors (NV * lanes columns from t0) of gather_rows. Narrow tiles (small
+// batches) split each row's sum over P = 4 / NV partial accumulators, so there are always about four
+// independent FMA chains to hide the FMA latency.
 template <typename T, int NV>
 inline void gather_tile(const T* __restrict src, int64_t ld, int64_t t0, const int64_t* __restrict ptr,
                         const int32_t* __restrict idx, const T* __restrict w, const T* __restrict init,
                         T* __restrict out, int64_t rows) {
   constexpr int64_t L = kLanes<T>;
+  constexpr int P = NV >= 3 ? 1 : 4 / NV;
   for (int64_t r = 0; r < rows; ++r) {
-    const T a = init ? init[r] : T(0);
-    Vec<T> acc[NV];
-    for (int v = 0; v < NV; ++v) acc[v] = a - Vec<T>{};
-    for (int64_t k = ptr[r]; k < ptr[r + 1]; ++k) {
+    Vec<T> acc[P][NV];
+    for (int p = 0; p < P; ++p)
+      for (int v = 0; v < NV; ++v) acc[p][v] = Vec<T>{};
+    int64_t k = ptr[r];
+    const int64_t end = ptr[r + 1];
+    for (; k + P <= end; k += P) {
+      for (int p = 0; p < P; ++p) {
+        const T wk = w[k + p];
+        const T* __restrict s = src + static_cast<int64_t>(idx[k + p]) * ld + t0;
+        for (int v = 0; v < NV; ++v) acc[p][v] += wk * vload(s + v * L);
+      }
+    }
+    for (; k < end; ++k) {
       const T wk = w[k];
       const T* __restrict s = src + static_cast<int64_t>(idx[k]) * ld + t0;
-      for (int v = 0; v < NV; ++v) acc[v] += wk * vload(s + v * L);
+      for (int v = 0; v < NV; ++v) acc[0][v] += wk * vload(s + v * L);
     }
+    for (int p = 1; p < P; ++p)
+      for (int v = 0; v < NV; ++v) acc[0][v] += acc[p][v];
+    const T a = init ? init[r] : T(0);
     T* __restrict o = out + r * ld + t0;
-    for (int v = 0; v < NV; ++v) vstore(o + v * L, acc[v]);
+    for (int v = 0; v < NV; ++v) vstore(o + v * L, acc[0][v] + a);
   }
 }
 
