@@ -206,33 +206,24 @@ def add_layout_hooks(optimizer: torch.optim.Optimizer) -> None:
     """
     from sb3_tar.kernels import dense_to_values, values_to_dense
 
-    def mask_of(p: nn.Parameter) -> torch.Tensor:
-        return optimizer._sb3_tar_masks[p]().bool()  # type: ignore[attr-defined]
+    def convert(state_dict: dict[str, Any], to_dense_layout: bool) -> dict[str, Any]:
+        state = dict(state_dict["state"])
+        for index, p in _compressed_params(optimizer).items():
+            if index not in state:
+                continue
+            mask = optimizer._sb3_tar_masks[p]().bool()  # type: ignore[attr-defined]
+            layout = p.shape if to_dense_layout else mask.shape  # the layout the entry is converted from
+            change = values_to_dense if to_dense_layout else dense_to_values
+            state[index] = {
+                k: change(v, mask) if isinstance(v, torch.Tensor) and v.shape == layout else v for k, v in state[index].items()
+            }
+        return dict(state_dict, state=state)
 
     def to_dense(opt: torch.optim.Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
-        for index, p in _compressed_params(opt).items():
-            entry = state_dict["state"].get(index)
-            if entry is None:
-                continue
-            mask = mask_of(p)
-            state_dict["state"][index] = {
-                k: values_to_dense(v, mask) if isinstance(v, torch.Tensor) and v.dim() == 1 and v.shape == p.shape else v
-                for k, v in entry.items()
-            }
-        return state_dict
+        return convert(state_dict, to_dense_layout=True)
 
     def to_values(opt: torch.optim.Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
-        state_dict = dict(state_dict, state=dict(state_dict["state"]))
-        for index, p in _compressed_params(opt).items():
-            entry = state_dict["state"].get(index)
-            if entry is None:
-                continue
-            mask = mask_of(p)
-            state_dict["state"][index] = {
-                k: dense_to_values(v, mask) if isinstance(v, torch.Tensor) and v.shape == mask.shape else v
-                for k, v in entry.items()
-            }
-        return state_dict
+        return convert(state_dict, to_dense_layout=False)
 
     optimizer.register_state_dict_post_hook(to_dense)
     optimizer.register_load_state_dict_pre_hook(to_values)
