@@ -109,3 +109,48 @@ def test_probability_of_improvement_counts_pairs(runs: pd.DataFrame) -> None:
             row = table[(table["env"] == env) & (table["comparison"] == name)].iloc[0]
             assert row["probability"] == pytest.approx(sum(pairs) / len(pairs)), (env, name)
             assert row["ci_low"] <= row["probability"] <= row["ci_high"]
+
+
+def test_connectivity_and_layer_tables_from_summary_files(tmp_path) -> None:
+    """Dead units are summed over layers and networks of a cell's report, averaged over seeds by hand."""
+    from sb3_tar.experiments.results import dead_units
+    from sb3_tar.experiments.runner import SUMMARY_FILE
+    from sb3_tar.experiments.tables import connectivity_table, layer_table
+
+    def layer(name, dead_before, dead_after, revived):
+        return dict(name=name, shape=[4, 3], threshold=6, kept_before=2, need=4, floor=1, revived=revived,
+                    density=0.5, dead_before=dead_before, dead_after=dead_after)  # fmt: skip
+
+    folders = []
+    for seed, (a, b) in enumerate([((5, 1), (7, 0)), ((3, 3), (1, 1))]):
+        folder = tmp_path / f"seed_{seed}"
+        folder.mkdir()
+        reports = {"actor": {"layers": [layer("l0", *a, 2)]}, "critic.qf0": {"layers": [layer("0", *b, 3)]}}
+        (folder / SUMMARY_FILE).write_text(json.dumps({"reports": reports}))
+        folders.append(folder)
+    assert dead_units(folders[0]) == {"dead_before": 12.0, "dead_after": 1.0}  # 5 + 7, 1 + 0
+    assert dead_units(folders[1]) == {"dead_before": 4.0, "dead_after": 4.0}
+    empty = tmp_path / "dense"
+    empty.mkdir()
+    assert all(np.isnan(v) for v in dead_units(empty).values())
+    runs = pd.DataFrame(
+        [
+            dict(
+                algo="sac",
+                env="E",
+                method="tar",
+                criterion="magnitude",
+                sparsity=0.9,
+                rr=0.01,
+                width=256,
+                seed=s,
+                label="tar",
+                **dead_units(f),
+            )  # fmt: skip
+            for s, f in enumerate(folders)
+        ]
+    )
+    table = connectivity_table(runs)
+    assert table.loc[0, "n"] == 2 and table.loc[0, "dead_before"] == 8.0 and table.loc[0, "dead_after"] == 2.5
+    rows = layer_table(json.loads((folders[0] / SUMMARY_FILE).read_text())["reports"])
+    assert rows["B_l"].tolist() == [2, 3] and rows["network"].tolist() == ["actor", "critic.qf0"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sb3_tar.experiments import plots, tables
-from sb3_tar.experiments.results import load_results
+from sb3_tar.experiments.results import cell_reports, load_results
 
 
 @dataclass
@@ -18,7 +18,8 @@ class Report:
 
     :param out_dir: Output folder.
     :param markdown: The markdown report (``report.md``).
-    :param csv: CSV files by name (``runs``, ``summary``, ``table``, ``iqm``, ``iqm_aggregate``, ``improvement``).
+    :param csv: CSV files by name (``runs``, ``summary``, ``table``, ``iqm``, ``iqm_aggregate``, ``improvement``,
+        ``connectivity``).
     :param plots: PNG files.
     :param messages: Notes (skipped plots, unfinished cells, seed mismatches).
     :param table_text: The main table as markdown.
@@ -64,6 +65,7 @@ def make_report(
     iqm = tables.iqm_table(runs, reps=reps, seed=seed, progress=progress)
     aggregate, aggregate_message = tables.aggregate_iqm_table(runs, reps=reps, seed=seed)
     improvement = tables.improvement_table(runs, reps=reps, seed=seed)
+    connectivity = tables.connectivity_table(runs)
     report = Report(out_dir=out, markdown=out / "report.md")
     if results.unfinished:
         report.messages.append(f"{len(results.unfinished)} unfinished cell(s) left out, e.g. {results.unfinished[0]}")
@@ -77,6 +79,7 @@ def make_report(
         "iqm": iqm,
         "iqm_aggregate": aggregate,
         "improvement": improvement,
+        "connectivity": connectivity,
     }
     for name, frame in frames.items():
         path = out / f"{name}.csv"
@@ -96,6 +99,7 @@ def make_report(
         report.messages.append("Original-vs-TAR table skipped: the grid has no static or TAR run")
     report.table_text = tables.to_markdown(main) if not main.empty else ""
     text = _markdown(report, main, iqm, aggregate, improvement, summary, len(runs), last_fraction, reps)
+    text += _layer_sections(runs, connectivity)
     report.markdown.write_text(text)
     if report.table_text:
         echo(report.table_text)
@@ -103,6 +107,24 @@ def make_report(
         echo(f"note: {message}")
     echo(f"Report written to {report.markdown} ({len(report.plots)} plot(s))")
     return report
+
+
+def _layer_sections(runs, connectivity) -> str:
+    """Markdown: dead units per configuration, and where TAR put its budget in the lowest seed of each TAR configuration."""
+    if connectivity.empty:
+        return ""
+    lines = ["## Connectivity of the masks (dead units before and after revival, mean over seeds)", ""]
+    columns = ["algo", "env", "label", "n", "dead_before", "dead_after"]
+    lines.append(tables.to_markdown(connectivity[columns].rename(columns={"label": "configuration"})))
+    tar = runs[(runs["method"] == "tar") & runs["dead_before"].notna()]
+    for label, group in tar.groupby("label", sort=False):
+        first = group.sort_values("seed").iloc[0]
+        reports = cell_reports(first["cell_dir"])
+        if reports is None:
+            continue
+        lines += [f"## Where TAR put its budget: {first['env']} {label}, seed {first['seed']}", ""]
+        lines.append(tables.to_markdown(tables.layer_table(reports)))
+    return "\n".join(lines)
 
 
 def _seed_mismatches(comparison) -> list[str]:

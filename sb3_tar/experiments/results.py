@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from sb3_tar.experiments.grid import Cell
-from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE
+from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE, SUMMARY_FILE
 
 #: Columns that identify a configuration (a run without its seed).
 CONFIG_COLUMNS: list[str] = ["algo", "env", "method", "criterion", "sparsity", "rr", "width"]
@@ -63,7 +63,9 @@ class SweepResults:
     Every finished run of a results directory.
 
     :param runs: One row per run: the configuration columns, ``seed``, ``label``, ``final_return``,
-        ``n_evals``, ``last_timestep`` and ``cell_dir``.
+        ``n_evals``, ``last_timestep``, ``cell_dir`` and, from the cell's ``summary.json`` where it has a
+        pruning report, ``dead_before`` / ``dead_after``: dead units of all networks before and after revival
+        (NaN otherwise).
     :param curves: Learning curves by ``cell_dir``: ``(timesteps, returns)``.
     :param unfinished: Cell folders without a done marker (skipped).
     """
@@ -111,12 +113,42 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
                 "n_evals": len(returns),
                 "last_timestep": int(timesteps[-1]),
                 "cell_dir": str(folder),
+                **dead_units(folder),
             }
         )
     if not rows:
         raise FileNotFoundError(f"No finished cell (with {DONE_FILE}) under {root}")
     runs = pd.DataFrame(rows).sort_values([*CONFIG_COLUMNS, "seed"], na_position="first", key=_sort_key)
     return SweepResults(runs.reset_index(drop=True), curves, unfinished)
+
+
+def cell_reports(folder: str | os.PathLike) -> dict | None:
+    """
+    :param folder: A cell folder.
+    :return: The pruning/revival reports stored in its ``summary.json`` (``{network: report dict}``), or
+        ``None`` if it has none (dense cells, or cells run before summaries were written).
+    """
+    path = Path(folder) / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    reports = json.loads(path.read_text()).get("reports")
+    return reports or None
+
+
+def dead_units(folder: str | os.PathLike) -> dict[str, float]:
+    """
+    :param folder: A cell folder.
+    :return: ``{"dead_before", "dead_after"}``: dead units summed over every layer of every network, before
+        and after revival, from the cell's pruning report (NaN without one).
+    """
+    reports = cell_reports(folder)
+    if reports is None:
+        return {"dead_before": float("nan"), "dead_after": float("nan")}
+    layers = [layer for report in reports.values() for layer in report["layers"]]
+    return {
+        "dead_before": float(sum(layer["dead_before"] for layer in layers)),
+        "dead_after": float(sum(layer["dead_after"] for layer in layers)),
+    }
 
 
 def _run_folder(folder: Path, cell: Cell) -> Path:

@@ -311,6 +311,61 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def connectivity_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """
+    Whether each sparse configuration's static mask was connected: dead units (outputs with no incoming
+    and inputs with no outgoing connection, summed over every layer of the actor and the Q-networks)
+    before and after revival, as the pruning reports in the cells' ``summary.json`` give them, averaged over
+    seeds. A baseline with many dead units is a broken network, so a gain over it says little.
+
+    :param runs: Per-run results (with ``dead_before`` / ``dead_after``).
+    :return: Columns of the configuration, ``n``, ``dead_before`` and ``dead_after`` (means); only
+        configurations with reports.
+    """
+    if "dead_before" not in runs:
+        return pd.DataFrame()
+    known = runs[runs["dead_before"].notna()]
+    rows = []
+    for key, group in known.groupby(CONFIG_COLUMNS, dropna=False, sort=False):
+        row = dict(zip(CONFIG_COLUMNS, key))
+        row.update(
+            label=group["label"].iloc[0],
+            n=len(group),
+            dead_before=float(group["dead_before"].mean()),
+            dead_after=float(group["dead_after"].mean()),
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def layer_table(reports: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """
+    :param reports: A cell's pruning reports (``{network: report dict}``, see :meth:`NetworkReport.to_dict
+        <sb3_tar.layer_report.NetworkReport.to_dict>`).
+    :return: One row per layer: network, layer, shape, ``E_l``, ``K_l`` (kept before revival), ``g_l``,
+        ``f_l``, ``B_l`` (revived), final density and dead units before and after revival.
+    """
+    rows = []
+    for network, report in reports.items():
+        for layer in report["layers"]:
+            rows.append(
+                {
+                    "network": network,
+                    "layer": layer["name"],
+                    "shape": "x".join(str(v) for v in layer["shape"]),
+                    "E_l": layer["threshold"],
+                    "K_l": layer["kept_before"],
+                    "g_l": layer["need"],
+                    "f_l": layer["floor"],
+                    "B_l": layer["revived"],
+                    "density": f"{layer['density']:.4f}",
+                    "dead before": layer["dead_before"],
+                    "dead after": layer["dead_after"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """
     Probability of improvement (rliable, Agarwal et al. 2021) of TAR over its Original baseline (same
