@@ -202,3 +202,18 @@ def test_dry_run_lists_commands(tmp_path, capsys):
     assert out.startswith("12 cells (0 finished")
     assert out.count("rl_zoo3.train") == 12
     assert not any(tmp_path.iterdir())
+
+
+def test_committed_cpu60k_cells_resume_as_finished() -> None:
+    """Every committed cell of benchmarks/results/cpu60k is one of the presets' cells and counts as done, so
+    `sb3-tar sweep --preset cpu60k -o benchmarks/results/cpu60k` skips it (no stale cell, nothing redone)."""
+    root = REPO / "benchmarks" / "results" / "cpu60k"
+    committed = sorted(p.parent for p in root.rglob(DONE_FILE))
+    assert committed, "no committed cell"
+    cells = {c.cell_id: c for name in ("cpu60k", "cpu60k-criteria") for c in get_preset(name).expand()}
+    for folder in committed:
+        cell_id = folder.relative_to(root).as_posix()
+        assert cell_id in cells, cell_id
+        assert cell_state(root, cells[cell_id]) == "done", cell_id
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["package"]["commit"] and summary["package"]["dirty"] is False, cell_id

@@ -365,6 +365,20 @@ class GridSpec:
         return cls(**data)
 
 
+#: What the two phases of the one-CPU comparison share.
+_CPU60K: dict[str, Any] = dict(
+    algos=("sac",),
+    envs=("HalfCheetah-v4",),
+    sparsities=(0.9,),
+    rrs=(0.01,),
+    widths=(256,),
+    seeds=(0, 1, 2, 3, 4),
+    n_timesteps=60_000,
+    eval_freq=5_000,
+    eval_episodes=5,
+    hyperparams={"learning_starts": "5000"},
+)
+
 PRESETS: dict[str, GridSpec] = {
     # End-to-end check of the whole pipeline in about a minute on 2 idle CPU cores: every method, tiny
     # budget (600 steps, 400 gradient steps, 6 evaluations of 2 episodes). Checks plumbing, not learning.
@@ -384,38 +398,12 @@ PRESETS: dict[str, GridSpec] = {
         dst_kwargs={"update_interval": 100},
     ),
     # The paper's full grid (for a cluster): 1M steps, 10 seeds, every criterion, sparsity, rr and width.
-    # Evidence on one CPU, phase 1 (README.md, "Results on one CPU"): SAC on HalfCheetah-v4, 60k steps, 5 seeds,
+    # Evidence on one CPU, phase 1 (README "Results on one CPU"): SAC on HalfCheetah-v4, 60k steps, 5 seeds,
     # 90% sparsity, global magnitude; Original, TAR and Uniform Revival (rr 0.01, reserve), SET, RigL, dense.
     # 30 cells, about 20 minutes each with two side by side on 2 cores. Fixed before running.
-    "cpu60k": GridSpec(
-        algos=("sac",),
-        envs=("HalfCheetah-v4",),
-        methods=("dense", "static", "tar", "uniform", "set", "rigl"),
-        criteria=("magnitude",),
-        sparsities=(0.9,),
-        rrs=(0.01,),
-        widths=(256,),
-        seeds=(0, 1, 2, 3, 4),
-        n_timesteps=60_000,
-        eval_freq=5_000,
-        eval_episodes=5,
-        hyperparams={"learning_starts": "5000"},
-    ),
+    "cpu60k": GridSpec(methods=("dense", "static", "tar", "uniform", "set", "rigl"), criteria=("magnitude",), **_CPU60K),
     # Phase 2, into the same results directory: Original and TAR for ERK, SynFlow and layer-wise magnitude.
-    "cpu60k-criteria": GridSpec(
-        algos=("sac",),
-        envs=("HalfCheetah-v4",),
-        methods=("static", "tar"),
-        criteria=("erk", "synflow", "magnitude_layer"),
-        sparsities=(0.9,),
-        rrs=(0.01,),
-        widths=(256,),
-        seeds=(0, 1, 2, 3, 4),
-        n_timesteps=60_000,
-        eval_freq=5_000,
-        eval_episodes=5,
-        hyperparams={"learning_starts": "5000"},
-    ),
+    "cpu60k-criteria": GridSpec(methods=("static", "tar"), criteria=("erk", "synflow", "magnitude_layer"), **_CPU60K),
     "paper": GridSpec(
         algos=("sac", "td3"),
         envs=("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Ant-v4", "Humanoid-v4", "BipedalWalker-v3"),
