@@ -71,9 +71,11 @@ def test_optimizer_state_only_for_kept_weights() -> None:
     assert trained and all(layer.bias.grad is not None for layer in trained)
 
 
-def test_callback_on_a_plain_model_runs_sparse_and_rebuilds_the_users_optimizer() -> None:
-    kwargs = small_kwargs("td3")
-    model = TD3("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(SMALL, optimizer_class=torch.optim.AdamW), **kwargs)
+@pytest.mark.parametrize("algo", ["td3", "tqc"])
+def test_callback_on_a_plain_model_runs_sparse_and_rebuilds_the_users_optimizer(algo: str) -> None:
+    kwargs = small_kwargs(algo)
+    policy_kwargs = dict(kwargs.pop("policy_kwargs", {}), **SMALL, optimizer_class=torch.optim.AdamW)
+    model = POLICIES[algo][0]("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs, **kwargs)
     callback = TARCallback(sparsity=0.9, sparse_execution=True)
     model.learn(200, callback=callback)
     assert callback.sparse_layers and sparse_modules(model)
