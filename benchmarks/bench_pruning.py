@@ -25,7 +25,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
 from sb3_tar import SparsityConfig, prune_and_revive
-from sb3_tar.config import BUDGET_MODES, CRITERIA, REVIVALS
+from sb3_tar.core.config import BUDGET_MODES, CRITERIA, REVIVALS
 
 OBS_DIM, ACT_DIM = 376, 17  # Humanoid-v4
 

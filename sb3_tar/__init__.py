@@ -7,9 +7,9 @@
 - ``sb3_tar.prune_and_revive(network, SparsityConfig(...), seed)``: the pure-PyTorch method.
 """
 
-from sb3_tar.config import SparsityConfig
-from sb3_tar.layer_report import LayerReport, NetworkReport
-from sb3_tar.sparsify import prune_and_revive
+from sb3_tar.core.config import SparsityConfig
+from sb3_tar.core.layer_report import LayerReport, NetworkReport
+from sb3_tar.core.sparsify import prune_and_revive
 
 __version__ = "0.1.0"
 
@@ -20,8 +20,8 @@ _LAZY = {
     "TARCallback": ("sb3_tar.callbacks", "TARCallback"),
     "DSTCallback": ("sb3_tar.callbacks", "DSTCallback"),
     "enforce_masks": ("sb3_tar.callbacks", "enforce_masks"),
-    "masks_of": ("sb3_tar.model_masks", "masks_of"),
-    "sparsity_summary": ("sb3_tar.model_masks", "sparsity_summary"),
+    "masks_of": ("sb3_tar.sb3.model_masks", "masks_of"),
+    "sparsity_summary": ("sb3_tar.sb3.model_masks", "sparsity_summary"),
 }
 
 

@@ -9,17 +9,17 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from sb3_tar.config import SparsityConfig
-from sb3_tar.dynamic import dst_config
-from sb3_tar.enforcement import MaskEnforcer, attached_enforcer
-from sb3_tar.layer_report import NetworkReport
-from sb3_tar.model_masks import enforcer_of, stored_masks
-from sb3_tar.networks import sparse_networks
-from sb3_tar.policies import SparsePolicyMixin, install_masks, masked_policy_class, start_sparse_execution
-from sb3_tar.pruning import draw_seed, role_configs, sparsify_policy
-from sb3_tar.report_logging import log_reports
-from sb3_tar.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState, Rewirer, attached_rewirer, planned_steps_of
-from sb3_tar.sparse_execution import check_option
+from sb3_tar.core.config import SparsityConfig
+from sb3_tar.core.dynamic import dst_config
+from sb3_tar.core.layer_report import NetworkReport
+from sb3_tar.sb3.enforcement import MaskEnforcer, attached_enforcer
+from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
+from sb3_tar.sb3.networks import sparse_networks
+from sb3_tar.sb3.policies import SparsePolicyMixin, install_masks, masked_policy_class, start_sparse_execution
+from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
+from sb3_tar.sb3.report_logging import log_reports
+from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState, Rewirer, attached_rewirer, planned_steps_of
+from sb3_tar.sb3.sparse_execution import check_option
 
 
 def check_supported(model: Any, who: str) -> None:
@@ -46,7 +46,7 @@ class SparseCallback(BaseCallback):
     :param seed: Seed of the masks (default: the model's ``seed``, else drawn from torch).
     :param verbose: Verbosity level.
     :param mask_gradients: Also zero the gradients of pruned weights before each step (see
-        :mod:`sb3_tar.enforcement`).
+        :mod:`sb3_tar.sb3.enforcement`).
     """
 
     def __init__(self, seed: int | None = None, verbose: int = 0, mask_gradients: bool = False) -> None:
@@ -140,9 +140,9 @@ class TARCallback(SparseCallback):
     :param verbose: 0: silent, 1: print the per-layer table.
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``; pruned weights are re-zeroed after every step either way, see
-        :mod:`sb3_tar.enforcement`).
+        :mod:`sb3_tar.sb3.enforcement`).
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the sparse layers on the
-        sparse C++ kernel (:mod:`sb3_tar.sparse_execution`; the actor and critic optimizers are rebuilt with
+        sparse C++ kernel (:mod:`sb3_tar.sb3.sparse_execution`; the actor and critic optimizers are rebuilt with
         the model's optimizer class and options). Saved with the model: a loaded model runs the same way.
     """
 
@@ -235,7 +235,7 @@ class DSTCallback(SparseCallback):
     ``zeta_t = zeta / 2 * (1 + cos(pi * t / T_end))`` and ``T_end = end_fraction * T``. ``T`` is the
     number of gradient steps the first ``learn()`` call plans (re-planned by a later call only while
     no gradient step has been taken yet; see
-    :func:`sb3_tar.dynamic.planned_gradient_steps`: ``total_timesteps - learning_starts`` with one
+    :func:`sb3_tar.core.dynamic.planned_gradient_steps`: ``total_timesteps - learning_starts`` with one
     env, ``train_freq=1`` and ``gradient_steps=1``). Grown weights start at 0.0 with zeroed Adam
     moments; every mask change is copied to the target networks. Each update is logged to SB3's
     logger under ``dst/<network>/{dropped,grown,kept}``, ``dst/drop_fraction``, ``dst/step`` and

@@ -2,17 +2,17 @@
 
 - ``SAC(SparsePolicy, env)``: pruned and revived when built (TAR by default).
 - ``MaskedPolicy`` (and ``MaskedCnnPolicy``, ``MaskedMultiInputPolicy``): the classes SB3 rebuilds when it
-  loads a model that a callback made sparse (see :class:`~sb3_tar.policies.MaskedPolicyMixin`).
+  loads a model that a callback made sparse (see :class:`~sb3_tar.sb3.policies.MaskedPolicyMixin`).
 """
 
 from stable_baselines3.sac.policies import CnnPolicy, MultiInputPolicy, SACPolicy
 
-from sb3_tar.policies import MaskedPolicyMixin, SparsePolicyMixin, register_masked_class
+from sb3_tar.sb3.policies import MaskedPolicyMixin, SparsePolicyMixin, register_masked_class
 
 
 class SparsePolicy(SparsePolicyMixin, SACPolicy):
     """
-    SAC MLP policy whose actor and Q-networks are sparse (see :class:`~sb3_tar.policies.SparsePolicyMixin`
+    SAC MLP policy whose actor and Q-networks are sparse (see :class:`~sb3_tar.sb3.policies.SparsePolicyMixin`
     for the sparsity options, passed through ``policy_kwargs``; the others are SACPolicy's).
     """
 

@@ -2,17 +2,17 @@
 
 - ``TQC(SparsePolicy, env)``: pruned and revived when built (TAR by default).
 - ``MaskedPolicy`` (and ``MaskedCnnPolicy``, ``MaskedMultiInputPolicy``): the classes SB3 rebuilds when it
-  loads a model that a callback made sparse (see :class:`~sb3_tar.policies.MaskedPolicyMixin`).
+  loads a model that a callback made sparse (see :class:`~sb3_tar.sb3.policies.MaskedPolicyMixin`).
 """
 
 from sb3_contrib.tqc.policies import CnnPolicy, MultiInputPolicy, TQCPolicy
 
-from sb3_tar.policies import MaskedPolicyMixin, SparsePolicyMixin, register_masked_class
+from sb3_tar.sb3.policies import MaskedPolicyMixin, SparsePolicyMixin, register_masked_class
 
 
 class SparsePolicy(SparsePolicyMixin, TQCPolicy):
     """
-    TQC MLP policy whose actor and Q-networks are sparse (see :class:`~sb3_tar.policies.SparsePolicyMixin`
+    TQC MLP policy whose actor and Q-networks are sparse (see :class:`~sb3_tar.sb3.policies.SparsePolicyMixin`
     for the sparsity options, passed through ``policy_kwargs``; the others are TQCPolicy's).
     """
 

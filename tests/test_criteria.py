@@ -20,8 +20,8 @@ from conftest import (
 )
 from torch import nn
 
-from sb3_tar.criteria import erk_densities, layer_counts, static_masks, synflow_masks, synflow_scores
-from sb3_tar.masks import linear_layers
+from sb3_tar.core.criteria import erk_densities, layer_counts, static_masks, synflow_masks, synflow_scores
+from sb3_tar.core.masks import linear_layers
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -418,7 +418,7 @@ def test_criteria_follow_the_network_copy_not_a_shared_state() -> None:
 def test_synflow_within_continues_the_schedule_at_the_same_rate(
     monkeypatch: pytest.MonkeyPatch, sparsity: float, rr: float, iters: int, expected_rounds: int
 ) -> None:
-    from sb3_tar import criteria
+    from sb3_tar.core import criteria
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))

@@ -230,7 +230,7 @@ def test_method_worked_example_matches_the_package() -> None:
 
 def test_method_stream_derivation_matches_the_package() -> None:
     """The stream code shown in docs/method.md gives the generators the package uses."""
-    from sb3_tar.streams import stream_generator
+    from sb3_tar.core.streams import stream_generator
 
     text = (ROOT / "docs" / "method.md").read_text(encoding="utf-8")
     code = next(block for block in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "def stream_generator" in block)

@@ -18,13 +18,13 @@ from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
 from sb3_tar.callbacks import DSTCallback, TARCallback
-from sb3_tar.dynamic import RewireResult
-from sb3_tar.enforcement import attached_enforcer
-from sb3_tar.mask_store import MASK_BUFFER
-from sb3_tar.model_masks import masks_of, sparsity_summary
-from sb3_tar.networks import SparseNetwork
-from sb3_tar.rewiring import STATE_ATTRIBUTE, DSTUpdate, attached_rewirer, reset_optimizer_state
+from sb3_tar.core.dynamic import RewireResult
 from sb3_tar.sac import SparsePolicy as SACSparsePolicy
+from sb3_tar.sb3.enforcement import attached_enforcer
+from sb3_tar.sb3.mask_store import MASK_BUFFER
+from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
+from sb3_tar.sb3.networks import SparseNetwork
+from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, DSTUpdate, attached_rewirer, reset_optimizer_state
 from sb3_tar.td3 import SparsePolicy as TD3SparsePolicy
 from sb3_tar.tqc import SparsePolicy as TQCSparsePolicy
 

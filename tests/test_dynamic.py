@@ -1,4 +1,4 @@
-"""SET/RigL mask updates and their schedule (pure PyTorch, no SB3): sb3_tar.dynamic."""
+"""SET/RigL mask updates and their schedule (pure PyTorch, no SB3): sb3_tar.core.dynamic."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from sb3_tar.dynamic import (
+from sb3_tar.core.dynamic import (
     DST_DEFAULTS,
     DSTConfig,
     cosine_drop_fraction,
@@ -268,5 +268,5 @@ def test_planned_gradient_steps_formula_examples() -> None:
 
 
 def test_dynamic_module_does_not_import_sb3() -> None:
-    code = "import sys, sb3_tar.dynamic; sys.exit(int('stable_baselines3' in sys.modules))"
+    code = "import sys, sb3_tar.core.dynamic; sys.exit(int('stable_baselines3' in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

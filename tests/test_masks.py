@@ -7,7 +7,7 @@ import torch
 from conftest import TwoHeadActor, critic_net, mlp
 from torch import nn
 
-from sb3_tar.masks import (
+from sb3_tar.core.masks import (
     apply_masks,
     check_masks,
     dead_units,
@@ -148,3 +148,20 @@ def test_flops_ratio_counts_dense_biases() -> None:
     assert training_flops_ratio(masks) == pytest.approx((5 + 14) / (27 + 14))
     assert training_flops_ratio(masks, [False, True]) == pytest.approx((2 + 14) / (24 + 14))
     assert training_flops_ratio([torch.ones(5, 5, dtype=torch.bool)]) == 1.0
+
+
+def test_the_core_and_the_kernels_do_not_import_sb3() -> None:
+    """The layers show in the folders: every module of sb3_tar.core and sb3_tar.kernels imports without SB3."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import sb3_tar.core
+    import sb3_tar.kernels
+
+    modules = [f"sb3_tar.core.{m.name}" for m in pkgutil.iter_modules(sb3_tar.core.__path__)]
+    modules += [f"sb3_tar.kernels.{m.name}" for m in pkgutil.iter_modules(sb3_tar.kernels.__path__)]
+    assert len(modules) >= 12
+    code = f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+    code += "sys.exit(int('stable_baselines3' in sys.modules or 'gymnasium' in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import ref_tar_allocation, ref_threshold
 
-from sb3_tar.revival import connectivity_threshold, revival_counts, revive, tar_allocation, uniform_counts
+from sb3_tar.core.revival import connectivity_threshold, revival_counts, revive, tar_allocation, uniform_counts
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -11,7 +11,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from sb3_tar import sac
 from sb3_tar.callbacks import TARCallback
-from sb3_tar.model_masks import masks_of
+from sb3_tar.sb3.model_masks import masks_of
 
 
 class _Spy(BaseCallback):
@@ -117,7 +117,7 @@ def test_failed_pruning_leaves_model_unchanged() -> None:
     def broken_forward(*_args, **_kwargs):
         raise RuntimeError("boom")
 
-    from sb3_tar import networks
+    from sb3_tar.sb3 import networks
 
     original = networks._sac_actor_forward
     networks._sac_actor_forward = broken_forward

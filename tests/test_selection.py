@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from sb3_tar.selection import apportion, sample_positions, top_k_mask
+from sb3_tar.core.selection import apportion, sample_positions, top_k_mask
 
 
 def gen(seed: int) -> torch.Generator:

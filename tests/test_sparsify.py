@@ -23,7 +23,7 @@ from conftest import (
 from torch import nn
 
 from sb3_tar import LayerReport, NetworkReport, SparsityConfig, prune_and_revive
-from sb3_tar.masks import dead_units, linear_layers
+from sb3_tar.core.masks import dead_units, linear_layers
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

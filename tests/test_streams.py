@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sb3_tar import SparsityConfig, prune_and_revive
-from sb3_tar.streams import PURPOSES, stream_generator, stream_seed
+from sb3_tar.core.streams import PURPOSES, stream_generator, stream_seed
 
 
 def test_stream_seed_is_the_documented_seed_sequence() -> None:

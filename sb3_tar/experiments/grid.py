@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from sb3_tar.config import CRITERIA, check_int
+from sb3_tar.core.config import CRITERIA, check_int
 
 ALGOS: tuple[str, ...] = ("sac", "td3", "tqc")
 METHODS: tuple[str, ...] = ("dense", "static", "tar", "uniform", "set", "rigl")

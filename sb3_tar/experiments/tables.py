@@ -341,7 +341,7 @@ def connectivity_table(runs: pd.DataFrame) -> pd.DataFrame:
 def layer_table(reports: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """
     :param reports: A cell's pruning reports (``{network: report dict}``, see :meth:`NetworkReport.to_dict
-        <sb3_tar.layer_report.NetworkReport.to_dict>`).
+        <sb3_tar.core.layer_report.NetworkReport.to_dict>`).
     :return: One row per layer: network, layer, shape, ``E_l``, ``K_l`` (kept before revival), ``g_l``,
         ``f_l``, ``B_l`` (revived), final density and dead units before and after revival.
     """

@@ -27,7 +27,7 @@ from sb3_tar.kernels.functional import (
     scatter_dense,
 )
 
-MASK_BUFFER = "weight_mask"  # the name the masked nn.Linear path uses (sb3_tar.mask_store)
+MASK_BUFFER = "weight_mask"  # the name the masked nn.Linear path uses (sb3_tar.sb3.mask_store)
 _STRUCTURE_BUFFERS = ("row_ptr", "col_idx", "col_ptr", "csc_row", "csc_perm", "kept_index")
 _warned_fallback = False
 
@@ -57,7 +57,7 @@ class SparseLinear(nn.Linear):
     """
 
     __constants__ = ["in_features", "out_features"]
-    #: Marks a compressed linear layer for the core (:func:`sb3_tar.masks.is_compressed`): a sparsifiable
+    #: Marks a compressed linear layer for the core (:func:`sb3_tar.core.masks.is_compressed`): a sparsifiable
     #: layer whose pruned weights do not exist, so masks need no re-zeroing.
     sb3_tar_compressed = True
 

@@ -24,8 +24,8 @@ from fractions import Fraction
 import torch
 from torch import nn
 
-from sb3_tar.config import CRITERIA, MAGNITUDE_SCOPES, check_choice
-from sb3_tar.selection import apportion, top_k_mask
+from sb3_tar.core.config import CRITERIA, MAGNITUDE_SCOPES, check_choice
+from sb3_tar.core.selection import apportion, top_k_mask
 
 #: ``forward(network, x) -> outputs``: how SynFlow feeds an input through a network.
 ForwardFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]

@@ -31,9 +31,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from sb3_tar.mask_store import MaskStore
-from sb3_tar.masks import apply_masks, mask_gradients
-from sb3_tar.networks import SparseNetwork
+from sb3_tar.core.masks import apply_masks, mask_gradients
+from sb3_tar.sb3.mask_store import MaskStore
+from sb3_tar.sb3.networks import SparseNetwork
 
 _ATTR = "_sb3_tar_enforcer"
 

@@ -1,4 +1,4 @@
-"""Prune and revive every network of an SB3 policy (thin SB3 glue over :mod:`sb3_tar.sparsify`)."""
+"""Prune and revive every network of an SB3 policy (thin SB3 glue over :mod:`sb3_tar.core.sparsify`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from sb3_tar.config import SparsityConfig, check_number
-from sb3_tar.layer_report import NetworkReport
-from sb3_tar.networks import ROLES, SparseNetwork, sparse_networks
-from sb3_tar.sparsify import prune_and_revive
+from sb3_tar.core.config import SparsityConfig, check_number
+from sb3_tar.core.layer_report import NetworkReport
+from sb3_tar.core.sparsify import prune_and_revive
+from sb3_tar.sb3.networks import ROLES, SparseNetwork, sparse_networks
 
 
 def role_configs(
@@ -25,7 +25,7 @@ def role_configs(
     :param sparsity: Sparsity of both roles, unless overridden.
     :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
     :param critic_sparsity: Sparsity of each Q-network (default: ``sparsity``).
-    :param options: Other :class:`~sb3_tar.config.SparsityConfig` fields (criterion, revival,
+    :param options: Other :class:`~sb3_tar.core.config.SparsityConfig` fields (criterion, revival,
         recovery_ratio, floor_fraction, budget_mode, revived_init, magnitude_scope, synflow_iters).
     :return: ``{"actor": config, "critic": config}``.
     :raises ValueError, TypeError: On any invalid value.
@@ -59,7 +59,7 @@ def sparsify_policy(
     Prune and revive the actor and every Q-network of a policy, and mask the target networks.
 
     Every network draws from its own streams, named by ``(seed, network name, purpose)``
-    (:mod:`sb3_tar.streams`), so no two networks or seeds share a mask. A target network that still equals its
+    (:mod:`sb3_tar.core.streams`), so no two networks or seeds share a mask. A target network that still equals its
     online network (as right after SB3 builds the policy) receives the pruned online weights
     exactly; otherwise (a model that trained dense first) its pruned entries are zeroed and, with
     ``revived_init="zero"``, its revived entries too, like the online network's. If anything fails, the policy's weights

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sb3_tar.networks import SparseNetwork
+from sb3_tar.sb3.networks import SparseNetwork
 
 #: Layers whose mask density is below this run on the sparse kernel (measured: see docs/benchmarks.md).
 DENSITY_THRESHOLD = 0.3

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from stable_baselines3.common.logger import Logger
 
-from sb3_tar.layer_report import NetworkReport
+from sb3_tar.core.layer_report import NetworkReport
 
 
 def log_reports(logger: Logger, reports: Mapping[str, NetworkReport]) -> None:

@@ -18,16 +18,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from sb3_tar import sparse_execution as sparse_exec
-from sb3_tar.config import check_int
-from sb3_tar.dynamic import DEFAULT_END_FRACTION, DSTConfig, dst_config
-from sb3_tar.enforcement import MaskEnforcer
-from sb3_tar.layer_report import NetworkReport
-from sb3_tar.mask_store import BufferStore
-from sb3_tar.masks import ones_masks
-from sb3_tar.networks import SparseNetwork, sparse_networks
-from sb3_tar.pruning import draw_seed, role_configs, sparsify_policy
-from sb3_tar.rewiring import UNKNOWN_TOTAL, BufferState, Rewirer
+from sb3_tar.core.config import check_int
+from sb3_tar.core.dynamic import DEFAULT_END_FRACTION, DSTConfig, dst_config
+from sb3_tar.core.layer_report import NetworkReport
+from sb3_tar.core.masks import ones_masks
+from sb3_tar.sb3 import sparse_execution as sparse_exec
+from sb3_tar.sb3.enforcement import MaskEnforcer
+from sb3_tar.sb3.mask_store import BufferStore
+from sb3_tar.sb3.networks import SparseNetwork, sparse_networks
+from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
+from sb3_tar.sb3.rewiring import UNKNOWN_TOTAL, BufferState, Rewirer
 
 #: Policy buffer recording whether gradients of pruned weights are masked (saved with the policy).
 MASK_GRADIENTS_BUFFER = "sb3_tar_mask_gradients"
@@ -43,12 +43,12 @@ def install_masks(
     """
     Hold ``masks`` in ``weight_mask`` buffers of the policy's sparsified layers (online and target),
     record ``mask_gradients`` and ``sparse_execution`` in the policy buffers ``sb3_tar_mask_gradients`` and
-    ``sb3_tar_sparse_execution``, and attach a :class:`~sb3_tar.enforcement.MaskEnforcer` to the policy's
+    ``sb3_tar_sparse_execution``, and attach a :class:`~sb3_tar.sb3.enforcement.MaskEnforcer` to the policy's
     optimizers. Everything is part of ``policy.state_dict()``, so SB3's ``save()``/``load()`` keep it.
     (Converting layers to sparse execution is :func:`start_sparse_execution`'s job.)
 
     :param policy: An SB3 SAC/TD3/TQC policy, built (its optimizers exist).
-    :param networks: Its sparse networks (:func:`~sb3_tar.networks.sparse_networks`).
+    :param networks: Its sparse networks (:func:`~sb3_tar.sb3.networks.sparse_networks`).
     :param masks: A mask per layer of every network.
     :param mask_gradients: Also zero the gradients of pruned weights before each step.
     :param sparse_execution: The option to record (``"auto"``, ``True`` or ``False``).
@@ -68,7 +68,7 @@ def install_masks(
 def start_sparse_execution(policy: nn.Module, enforcer: MaskEnforcer, option: bool | str) -> list[str]:
     """
     Run the policy's sparse layers on the sparse kernel if ``option`` asks for it and the kernel is
-    available (:mod:`sb3_tar.sparse_execution`), moving the enforcement hooks to the rebuilt optimizers.
+    available (:mod:`sb3_tar.sb3.sparse_execution`), moving the enforcement hooks to the rebuilt optimizers.
 
     :param policy: A policy holding masks.
     :param enforcer: Its attached enforcer.
@@ -235,10 +235,10 @@ class SparsePolicyMixin:
         SB3 seeds from the model's ``seed``.
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``: pruned weights are re-zeroed after every step either way; see
-        :mod:`sb3_tar.enforcement` for why gradient masking is off by default).
+        :mod:`sb3_tar.sb3.enforcement` for why gradient masking is off by default).
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers whose density is
-        below :data:`sb3_tar.sparse_execution.DENSITY_THRESHOLD` on the sparse C++ kernel, online and target
-        (:mod:`sb3_tar.sparse_execution`); ``"auto"`` falls back to the masked dense path with one warning where
+        below :data:`sb3_tar.sb3.sparse_execution.DENSITY_THRESHOLD` on the sparse C++ kernel, online and target
+        (:mod:`sb3_tar.sb3.sparse_execution`); ``"auto"`` falls back to the masked dense path with one warning where
         the kernel cannot be built, ``True`` raises there. Ignored with ``dst_method`` (SET/RigL change the mask).
         ``sparse_layers`` lists the layers that run on the kernel.
     :param dst_method: ``None`` (default: static sparse training, pruned and revived once), or

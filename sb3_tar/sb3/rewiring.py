@@ -1,7 +1,7 @@
-"""SET and RigL inside SB3's training loop (thin SB3 glue over :mod:`sb3_tar.dynamic`).
+"""SET and RigL inside SB3's training loop (thin SB3 glue over :mod:`sb3_tar.core.dynamic`).
 
 SAC, TD3 and TQC take their gradient steps inside ``train()``, where no callback runs. A
-:class:`Rewirer` therefore listens to the :class:`~sb3_tar.enforcement.MaskEnforcer`'s
+:class:`Rewirer` therefore listens to the :class:`~sb3_tar.sb3.enforcement.MaskEnforcer`'s
 optimizer pre-step hooks (``pre_step_listeners``), which run *before* the enforcer masks the
 gradients:
 
@@ -14,7 +14,7 @@ gradients:
   fraction of the update step it belongs to; RigL reads the dense gradient of the policy loss.
   With SAC/TQC that is the same gradient step; with TD3 (``policy_delay``) the next actor step.
 - The optimizer step that follows runs with the new mask: dropped weights are zeroed (online
-  and target, by :meth:`~sb3_tar.enforcement.MaskEnforcer.update_masks`), grown weights are set
+  and target, by :meth:`~sb3_tar.sb3.enforcement.MaskEnforcer.update_masks`), grown weights are set
   to 0.0 (online and target) and their optimizer state (Adam's ``exp_avg``, ``exp_avg_sq``,
   ``max_exp_avg_sq``: every state tensor of the weight's shape) is reset to 0 before the step.
 
@@ -33,9 +33,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from sb3_tar.dynamic import DSTConfig, RewireResult, planned_gradient_steps, rewire_masks, update_generator
-from sb3_tar.enforcement import MaskEnforcer
-from sb3_tar.networks import SparseNetwork
+from sb3_tar.core.dynamic import DSTConfig, RewireResult, planned_gradient_steps, rewire_masks, update_generator
+from sb3_tar.sb3.enforcement import MaskEnforcer
+from sb3_tar.sb3.networks import SparseNetwork
 
 _ATTR = "_sb3_tar_rewirer"
 #: Model attribute holding a callback-driven run's DST state (saved with the model).
@@ -340,7 +340,7 @@ def planned_steps_of(model: Any) -> int:
     """
     Gradient steps the model's current ``learn()`` call will take (call it once ``learn()`` has
     set up the model, e.g. in a callback's ``_on_training_start``); see
-    :func:`sb3_tar.dynamic.planned_gradient_steps` for the formula.
+    :func:`sb3_tar.core.dynamic.planned_gradient_steps` for the formula.
 
     :param model: An SB3 off-policy model.
     :return: The planned gradient steps.

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from sb3_tar.criteria import ForwardFn, default_forward
-from sb3_tar.masks import linear_layers
+from sb3_tar.core.criteria import ForwardFn, default_forward
+from sb3_tar.core.masks import linear_layers
 
 ROLES: tuple[str, ...] = ("actor", "critic")
 

@@ -18,8 +18,8 @@ from fractions import Fraction
 
 import torch
 
-from sb3_tar.config import REVIVALS, check_choice, check_number
-from sb3_tar.selection import apportion, sample_positions
+from sb3_tar.core.config import REVIVALS, check_choice, check_number
+from sb3_tar.core.selection import apportion, sample_positions
 
 
 def connectivity_threshold(n_in: int, n_out: int) -> int:

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sb3_tar.config import SparsityConfig
-from sb3_tar.criteria import ForwardFn, default_forward, static_masks
-from sb3_tar.layer_report import LayerReport, NetworkReport
-from sb3_tar.masks import apply_masks, dead_units, linear_layers, training_flops_ratio
-from sb3_tar.revival import connectivity_threshold, revival_counts, revive
-from sb3_tar.streams import check_seed, stream_generator
+from sb3_tar.core.config import SparsityConfig
+from sb3_tar.core.criteria import ForwardFn, default_forward, static_masks
+from sb3_tar.core.layer_report import LayerReport, NetworkReport
+from sb3_tar.core.masks import apply_masks, dead_units, linear_layers, training_flops_ratio
+from sb3_tar.core.revival import connectivity_threshold, revival_counts, revive
+from sb3_tar.core.streams import check_seed, stream_generator
 
 
 def kept_counts(n_total: int, config: SparsityConfig) -> tuple[int, int, int]:
@@ -51,7 +51,7 @@ def prune_and_revive(
     (the static baseline's mask) and then, within it, ``B`` fewer; revival brings the count
     back to ``round((1 - alpha) N)``. With ``"extra"`` the criterion keeps ``round((1 - alpha) N)``
     and revival adds ``B``. Every draw comes from its own stream named by ``(seed, name, purpose)``
-    (:mod:`sb3_tar.streams`): the static stage, Uniform Revival's split and the revived positions.
+    (:mod:`sb3_tar.core.streams`): the static stage, Uniform Revival's split and the revived positions.
     Runs that differ only in the revival method therefore share their static mask, and networks of
     different names (or seeds) draw independently.
 

@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
-from sb3_tar.config import check_choice, check_int, check_number
-from sb3_tar.selection import sample_positions, top_k_mask
-from sb3_tar.streams import stream_generator
+from sb3_tar.core.config import check_choice, check_int, check_number
+from sb3_tar.core.selection import sample_positions, top_k_mask
+from sb3_tar.core.streams import stream_generator
 
 DST_METHODS: tuple[str, ...] = ("set", "rigl")
 
@@ -176,7 +176,7 @@ def drop_count(fraction: float, kept: int, size: int) -> int:
 def update_generator(seed: int, step: int, network: str) -> torch.Generator:
     """
     The generator of one network's update: the stream ``(seed, network, "dst_update", step)``
-    (:mod:`sb3_tar.streams`), so that a resumed run draws exactly what an uninterrupted one would
+    (:mod:`sb3_tar.core.streams`), so that a resumed run draws exactly what an uninterrupted one would
     and no two networks or seeds share draws.
 
     :param seed: The run's mask seed.

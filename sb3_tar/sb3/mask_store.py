@@ -4,7 +4,7 @@ Every sparse model, built with a ``SparsePolicy`` or made sparse by a callback, 
 in a ``weight_mask`` buffer on every sparsified ``nn.Linear`` of the policy, online and target
 networks alike: part of ``policy.state_dict()``, saved and loaded by SB3 itself. (A callback
 model's saved policy class is switched to a masked variant that registers these buffers when
-SB3 rebuilds it, see :class:`sb3_tar.policies.MaskedPolicyMixin`.)
+SB3 rebuilds it, see :class:`sb3_tar.sb3.policies.MaskedPolicyMixin`.)
 
 Stored masks are 0/1 tensors of the weights' dtype (float32), so that masking a weight or a
 gradient is one multiplication with no conversion on the training hot path; :func:`sb3_tar.masks_of`
@@ -18,7 +18,7 @@ from typing import Protocol
 
 import torch
 
-from sb3_tar.networks import SparseNetwork
+from sb3_tar.sb3.networks import SparseNetwork
 
 MASK_BUFFER = "weight_mask"
 
