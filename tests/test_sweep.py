@@ -16,34 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_utils import REPO, cli_env, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
 SMOKE_ENV = "Pendulum-v1"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    return env
-
-
-def _cli(*args: str, timeout: float = 540) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sb3_tar.cli", *args],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
     root = tmp_path_factory.mktemp("smoke")
-    sweep = _cli("sweep", "--preset", "smoke", "-o", str(root), "--jobs", "2", "--no-progress")
+    sweep = run_cli("sweep", "--preset", "smoke", "-o", str(root), "--jobs", "2", "--no-progress")
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr + _failed_logs(root)
-    report = _cli("report", str(root), "--reps", "500", "--no-progress", timeout=180)
+    report = run_cli("report", str(root), "--reps", "500", "--no-progress", timeout=180)
     assert report.returncode == 0, report.stdout + report.stderr
     return root, sweep, report
 
@@ -161,7 +144,7 @@ def test_rl_zoo_all_plots_reads_the_results(smoke, tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", code, "--", *args],
         cwd=REPO,
-        env=dict(_env(), MPLBACKEND="Agg"),
+        env=dict(cli_env(), MPLBACKEND="Agg"),
         capture_output=True,
         text=True,
         timeout=120,
@@ -188,7 +171,7 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "sb3_tar.cli", *args],
         cwd=REPO,
-        env=_env(),
+        env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -206,7 +189,7 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
     finished = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
     (cells[1] / "leftover_from_killed_run").write_text("x")
 
-    resumed = _cli(*args, timeout=240)
+    resumed = run_cli(*args, timeout=240)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "3 cells (1 finished, 1 partial" in resumed.stdout
     assert "2 ran, 1 already finished, 0 failed" in resumed.stdout
@@ -216,7 +199,7 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
         assert [p.name for p in (cell / "sac").iterdir()] == [f"{SMOKE_ENV}_1"]  # a redone cell starts clean
     assert not (cells[1] / "leftover_from_killed_run").exists()
 
-    again = _cli(*args, timeout=120)
+    again = run_cli(*args, timeout=120)
     assert "0 ran, 3 already finished" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")} == finished
 

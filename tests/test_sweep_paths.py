@@ -13,21 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_utils import REPO, cli_env, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
 ENV = "Pendulum-v1"
 TINY = ["--envs", ENV, "--widths", "32", "--eval-freq", "100", "--eval-episodes", "1", "--no-progress"]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    return env
-
-
-def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "sb3_tar.cli", *args]
-    return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def _children(pid: int) -> list[int]:
@@ -53,7 +42,7 @@ def _alive(pid: int) -> bool:
 
 def test_failing_cell_is_listed_with_its_log_and_exit_status_1(tmp_path: Path) -> None:
     root = tmp_path / "fail"
-    run = _cli("sweep", "--methods", "tar", "--seeds", "0", "-n", "200", *TINY, "-o", str(root), "--tar-kwargs", "bogus:1")
+    run = run_cli("sweep", "--methods", "tar", "--seeds", "0", "-n", "200", *TINY, "-o", str(root), "--tar-kwargs", "bogus:1")
     assert run.returncode == 1, run.stdout + run.stderr
     cell = root / "sac" / ENV / "tar_magnitude_sp0.9_rr0.01_w32" / "seed_0"
     assert f"FAILED sac/{ENV}/tar_magnitude_sp0.9_rr0.01_w32/seed_0 (exit code 1); log: {cell / 'train.log'}" in run.stderr
@@ -64,13 +53,13 @@ def test_failing_cell_is_listed_with_its_log_and_exit_status_1(tmp_path: Path) -
 
 def test_overwrite_reruns_a_cell_finished_with_another_budget(tmp_path: Path) -> None:
     root = tmp_path / "over"
-    first = _cli("sweep", "--methods", "dense", "--seeds", "0", "-n", "200", *TINY, "-o", str(root))
+    first = run_cli("sweep", "--methods", "dense", "--seeds", "0", "-n", "200", *TINY, "-o", str(root))
     assert first.returncode == 0, first.stdout + first.stderr
     cell = root / "sac" / ENV / "dense_w32" / "seed_0"
-    refused = _cli("sweep", "--methods", "dense", "--seeds", "0", "-n", "300", *TINY, "-o", str(root))
+    refused = run_cli("sweep", "--methods", "dense", "--seeds", "0", "-n", "300", *TINY, "-o", str(root))
     assert refused.returncode == 2 and "--overwrite" in refused.stderr
     assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 200
-    again = _cli("sweep", "--methods", "dense", "--seeds", "0", "-n", "300", *TINY, "-o", str(root), "--overwrite")
+    again = run_cli("sweep", "--methods", "dense", "--seeds", "0", "-n", "300", *TINY, "-o", str(root), "--overwrite")
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 300
     with np.load(cell / "sac" / f"{ENV}_1" / "evaluations.npz") as data:
@@ -86,7 +75,7 @@ def test_signal_stops_the_sweep_and_its_children_with_exit_130(tmp_path: Path, s
     proc = subprocess.Popen(
         [sys.executable, "-m", "sb3_tar.cli", *args],
         cwd=REPO,
-        env=_env(),
+        env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -121,7 +110,7 @@ def test_ray_backend_runs_a_tiny_grid_on_a_local_instance(tmp_path: Path, monkey
     from sb3_tar.experiments.runner import run_sweep
 
     grid = GridSpec(envs=[ENV], methods=["tar"], widths=[32], seeds=[0], n_timesteps=200, eval_freq=100, eval_episodes=1)
-    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])  # Ray workers import sb3_tar from this checkout
+    monkeypatch.setenv("PYTHONPATH", cli_env()["PYTHONPATH"])  # Ray workers import sb3_tar from this checkout
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         summary = run_sweep(grid, tmp_path / "ray", backend="ray", progress=False)
