@@ -154,3 +154,18 @@ def test_connectivity_and_layer_tables_from_summary_files(tmp_path) -> None:
     assert table.loc[0, "n"] == 2 and table.loc[0, "dead_before"] == 8.0 and table.loc[0, "dead_after"] == 2.5
     rows = layer_table(json.loads((folders[0] / SUMMARY_FILE).read_text())["reports"])
     assert rows["B_l"].tolist() == [2, 3] and rows["network"].tolist() == ["actor", "critic.qf0"]
+
+
+def test_package_commit_of_a_cell(tmp_path) -> None:
+    from sb3_tar.experiments.results import package_commit_of
+
+    (tmp_path / "done.json").write_text(
+        json.dumps({"package": {"commit": "0123456789abcdef" * 2 + "01234567", "dirty": True}})
+    )
+    assert package_commit_of(tmp_path) == "0123456789ab+dirty"
+    (tmp_path / "done.json").write_text("{}")
+    assert package_commit_of(tmp_path) == "unknown"
+
+
+def test_runs_carry_the_commit_column(runs: pd.DataFrame) -> None:
+    assert set(runs["commit"]) == {"unknown"}  # the synthetic cells record none

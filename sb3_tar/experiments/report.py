@@ -70,6 +70,13 @@ def make_report(
     if results.unfinished:
         report.messages.append(f"{len(results.unfinished)} unfinished cell(s) left out, e.g. {results.unfinished[0]}")
     report.messages += _seed_mismatches(comparison)
+    commits = runs["commit"].value_counts()
+    if len(commits) > 1:
+        report.messages.append(
+            "cells were run by several sb3-tar commits ("
+            + ", ".join(f"{commit}: {count}" for commit, count in commits.items())
+            + "); compare them only if no commit between them changed how masks are drawn"
+        )
     if aggregate_message:
         report.messages.append(aggregate_message)
     frames = {

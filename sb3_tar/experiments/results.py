@@ -63,7 +63,8 @@ class SweepResults:
     Every finished run of a results directory.
 
     :param runs: One row per run: the configuration columns, ``seed``, ``label``, ``final_return``,
-        ``n_evals``, ``last_timestep``, ``cell_dir`` and, from the cell's ``summary.json`` where it has a
+        ``n_evals``, ``last_timestep``, ``cell_dir``, ``commit`` (:func:`package_commit_of`) and, from the cell's
+        ``summary.json`` where it has a
         pruning report, ``dead_before`` / ``dead_after``: dead units of all networks before and after revival
         (NaN otherwise).
     :param curves: Learning curves by ``cell_dir``: ``(timesteps, returns)``.
@@ -113,6 +114,7 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
                 "n_evals": len(returns),
                 "last_timestep": int(timesteps[-1]),
                 "cell_dir": str(folder),
+                "commit": package_commit_of(folder),
                 **dead_units(folder),
             }
         )
@@ -120,6 +122,20 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
         raise FileNotFoundError(f"No finished cell (with {DONE_FILE}) under {root}")
     runs = pd.DataFrame(rows).sort_values([*CONFIG_COLUMNS, "seed"], na_position="first", key=_sort_key)
     return SweepResults(runs.reset_index(drop=True), curves, unfinished)
+
+
+def package_commit_of(folder: str | os.PathLike) -> str:
+    """
+    :param folder: A finished cell folder.
+    :return: The sb3-tar commit that ran it, from its ``done.json`` (``"unknown"`` if not recorded), with
+        ``+dirty`` when the package had uncommitted changes.
+    """
+    try:
+        package = json.loads((Path(folder) / DONE_FILE).read_text()).get("package") or {}
+    except (OSError, ValueError):
+        package = {}
+    commit = package.get("commit") or "unknown"
+    return f"{commit[:12]}+dirty" if package.get("dirty") else commit[:12] if commit != "unknown" else commit
 
 
 def cell_reports(folder: str | os.PathLike) -> dict | None:
