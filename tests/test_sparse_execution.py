@@ -131,11 +131,11 @@ def test_masked_model_loads_onto_the_kernel(tmp_path: Path, monkeypatch: pytest.
     model = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(SMALL), **small_kwargs("sac"))
     with pytest.warns(RuntimeWarning, match="masked dense path"):
         model.learn(150, callback=TARCallback(sparsity=0.9))
-    assert not sparse_modules(model)
+    assert not sparse_modules(model) and model.policy.sparse_layers == []
     model.save(tmp_path / "m.zip")
     monkeypatch.undo()
     loaded = SAC.load(tmp_path / "m.zip", env=model.get_env())
-    assert sparse_modules(loaded)
+    assert sparse_modules(loaded) and loaded.policy.sparse_layers
     obs = np.stack([model.observation_space.sample() for _ in range(16)])
     np.testing.assert_allclose(
         loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0], atol=1e-6

@@ -73,10 +73,12 @@ def start_sparse_execution(policy: nn.Module, enforcer: MaskEnforcer, option: bo
     :param policy: A policy holding masks.
     :param enforcer: Its attached enforcer.
     :param option: ``"auto"``, ``True`` or ``False``.
-    :return: The converted layers (``"<network>/<layer>"``); empty on the masked path.
+    :return: The converted layers (``"<network>/<layer>"``; also ``policy.sparse_layers``); empty on the
+        masked path.
     :raises RuntimeError: With ``option=True`` when the kernel is not available.
     """
     if not sparse_exec.resolve(option):
+        policy.sparse_layers = []
         return []
     converted = sparse_exec.enable(policy, enforcer.networks)
     enforcer.attach(policy)
