@@ -160,12 +160,16 @@ def test_package_commit_of_a_cell(tmp_path) -> None:
     from sb3_tar.experiments.results import package_commit_of
 
     (tmp_path / "done.json").write_text(
-        json.dumps({"package": {"commit": "0123456789abcdef" * 2 + "01234567", "dirty": True}})
+        json.dumps({"package": {"commit": "0123456789abcdef" * 2 + "01234567", "dirty": True}, "wall_s": 90.5})
     )
     assert package_commit_of(tmp_path) == "0123456789ab+dirty"
+    from sb3_tar.experiments.results import _wall_seconds
+
+    assert _wall_seconds(tmp_path) == 90.5
     (tmp_path / "done.json").write_text("{}")
     assert package_commit_of(tmp_path) == "unknown"
 
 
 def test_runs_carry_the_commit_column(runs: pd.DataFrame) -> None:
     assert set(runs["commit"]) == {"unknown"}  # the synthetic cells record none
+    assert runs["wall_s"].isna().all()

@@ -70,6 +70,12 @@ def make_report(
     if results.unfinished:
         report.messages.append(f"{len(results.unfinished)} unfinished cell(s) left out, e.g. {results.unfinished[0]}")
     report.messages += _seed_mismatches(comparison)
+    wall = runs["wall_s"].dropna()
+    if len(wall):
+        report.messages.append(
+            f"{len(wall)} cell(s) with recorded times took {wall.sum() / 3600:.1f} h of training in all "
+            f"(median {wall.median() / 60:.0f} min per cell; cells ran side by side)"
+        )
     commits = runs["commit"].value_counts()
     if len(commits) > 1:
         report.messages.append(

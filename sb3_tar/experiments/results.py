@@ -63,7 +63,8 @@ class SweepResults:
     Every finished run of a results directory.
 
     :param runs: One row per run: the configuration columns, ``seed``, ``label``, ``final_return``,
-        ``n_evals``, ``last_timestep``, ``cell_dir``, ``commit`` (:func:`package_commit_of`) and, from the cell's
+        ``n_evals``, ``last_timestep``, ``cell_dir``, ``commit`` (:func:`package_commit_of`), ``wall_s`` (seconds
+        of training, from ``done.json``) and, from the cell's
         ``summary.json`` where it has a
         pruning report, ``dead_before`` / ``dead_after``: dead units of all networks before and after revival
         (NaN otherwise).
@@ -115,6 +116,7 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
                 "last_timestep": int(timesteps[-1]),
                 "cell_dir": str(folder),
                 "commit": package_commit_of(folder),
+                "wall_s": _wall_seconds(folder),
                 **dead_units(folder),
             }
         )
@@ -136,6 +138,14 @@ def package_commit_of(folder: str | os.PathLike) -> str:
         package = {}
     commit = package.get("commit") or "unknown"
     return f"{commit[:12]}+dirty" if package.get("dirty") else commit[:12] if commit != "unknown" else commit
+
+
+def _wall_seconds(folder: Path) -> float:
+    """Seconds the cell's training took, from its ``done.json`` (NaN if not recorded)."""
+    try:
+        return float(json.loads((folder / DONE_FILE).read_text()).get("wall_s", float("nan")))
+    except (OSError, ValueError, TypeError):
+        return float("nan")
 
 
 def cell_reports(folder: str | os.PathLike) -> dict | None:
