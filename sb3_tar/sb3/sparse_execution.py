@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sb3_tar.core.masks import is_compressed
 from sb3_tar.sb3.networks import SparseNetwork
 
 #: Layers whose mask density is below this run on the sparse kernel (measured: see docs/benchmarks.md).
@@ -106,11 +107,6 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def is_sparse(layer: nn.Module) -> bool:
-    """:return: Whether ``layer`` runs on the sparse kernel (a :class:`~sb3_tar.kernels.SparseLinear`)."""
-    return bool(getattr(type(layer), "sb3_tar_compressed", False))
-
-
 @torch.no_grad()
 def convert_networks(
     policy: nn.Module, networks: Sequence[SparseNetwork], threshold: float = DENSITY_THRESHOLD
@@ -131,7 +127,7 @@ def convert_networks(
     replaced: dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor | None]] = {}
     for net in networks:
         for i, (name, layer) in enumerate(net.layers):
-            if is_sparse(layer):
+            if is_compressed(layer):
                 continue
             mask = layer.weight_mask.bool()
             if float(mask.float().mean()) >= threshold:
@@ -234,7 +230,7 @@ def register_owner(optimizer: torch.optim.Optimizer, networks: Sequence[SparseNe
     owners: dict[nn.Parameter, Any] = {}
     for net in networks:
         for _, layer in net.layers:
-            if is_sparse(layer):
+            if is_compressed(layer):
                 owners[layer.values] = lambda layer=layer: layer.weight_mask
     optimizer._sb3_tar_masks = owners  # type: ignore[attr-defined]
 
@@ -257,4 +253,4 @@ def enable(policy: nn.Module, networks: Sequence[SparseNetwork], threshold: floa
         elif not hasattr(holder.optimizer, "_sb3_tar_masks"):
             add_layout_hooks(holder.optimizer)
         register_owner(holder.optimizer, [n for n in networks if n.role == role])
-    return [f"{net.name}/{name}" for net in networks for name, layer in net.layers if is_sparse(layer)]
+    return [f"{net.name}/{name}" for net in networks for name, layer in net.layers if is_compressed(layer)]
