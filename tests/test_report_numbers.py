@@ -128,8 +128,9 @@ def test_connectivity_and_layer_tables_from_summary_files(tmp_path) -> None:
         reports = {"actor": {"layers": [layer("l0", *a, 2)]}, "critic.qf0": {"layers": [layer("0", *b, 3)]}}
         (folder / SUMMARY_FILE).write_text(json.dumps({"reports": reports}))
         folders.append(folder)
-    assert dead_units(folders[0]) == {"dead_before": 12.0, "dead_after": 1.0}  # 5 + 7, 1 + 0
-    assert dead_units(folders[1]) == {"dead_before": 4.0, "dead_after": 4.0}
+    # 5 + 7 and 1 + 0 dead, among (4 + 3) + (4 + 3) units
+    assert dead_units(folders[0]) == {"dead_before": 12.0, "dead_after": 1.0, "units": 14.0}
+    assert dead_units(folders[1]) == {"dead_before": 4.0, "dead_after": 4.0, "units": 14.0}
     empty = tmp_path / "dense"
     empty.mkdir()
     assert all(np.isnan(v) for v in dead_units(empty).values())
@@ -173,3 +174,57 @@ def test_package_commit_of_a_cell(tmp_path) -> None:
 def test_runs_carry_the_commit_column(runs: pd.DataFrame) -> None:
     assert set(runs["commit"]) == {"unknown"}  # the synthetic cells record none
     assert runs["wall_s"].isna().all()
+
+
+def test_probability_of_improvement_over_set_and_rigl_ignores_their_criterion() -> None:
+    """SET/RigL start from ERK, TAR from magnitude: they are compared at the same algo, env, sparsity and width."""
+
+    def run(method: str, criterion: str, seed: int, value: float, rr: float = float("nan")) -> dict:
+        return dict(algo="sac", env="E", method=method, criterion=criterion, sparsity=0.9, rr=rr, width=256,
+                    seed=seed, final_return=value)  # fmt: skip
+
+    tar = [300.0, 500.0, 700.0]
+    set_ = [400.0, 600.0]
+    rigl = [100.0, 200.0, 800.0]
+    rows = [run("tar", "magnitude", s, v, rr=0.01) for s, v in enumerate(tar)]
+    rows += [run("set", "erk", s, v) for s, v in enumerate(set_)]
+    rows += [run("rigl", "erk", s, v) for s, v in enumerate(rigl)]
+    rows.append({**run("set", "erk", 0, 1e9), "sparsity": 0.95})  # another sparsity: not compared
+    table = improvement_table(pd.DataFrame(rows), reps=200).set_index("comparison")
+    assert set(table.index) == {"TAR > SET", "TAR > RigL"}  # no Original or Uniform runs
+    # TAR > SET: pairs (300,400) no, (300,600) no, (500,400) yes, (500,600) no, (700,400) yes, (700,600) yes -> 3/6
+    assert table.loc["TAR > SET", "probability"] == pytest.approx(3 / 6)
+    assert table.loc["TAR > SET", "n_y"] == 2
+    # TAR > RigL: 300 beats 100, 200; 500 beats 100, 200; 700 beats 100, 200 -> 6/9
+    assert table.loc["TAR > RigL", "probability"] == pytest.approx(6 / 9)
+
+
+def test_grid_wall_clock_is_the_union_of_cell_intervals() -> None:
+    from sb3_tar.experiments.results import wall_clock_seconds
+
+    # intervals [0, 100], [50, 150] (side by side: union 150 s), a gap, then [1000, 1060] and a cell without times
+    runs = pd.DataFrame({"wall_s": [100.0, 100.0, 60.0, float("nan")], "finished": [100.0, 150.0, 1060.0, 5000.0]})
+    assert wall_clock_seconds(runs) == 150.0 + 60.0
+    assert wall_clock_seconds(runs.iloc[3:]) == 0.0
+    nested = pd.DataFrame({"wall_s": [100.0, 10.0], "finished": [100.0, 50.0]})  # [0, 100] holds [40, 50]
+    assert wall_clock_seconds(nested) == 100.0
+
+
+def test_connectivity_counts_units_and_formats_them(tmp_path) -> None:
+    from sb3_tar.experiments.results import dead_units
+    from sb3_tar.experiments.runner import SUMMARY_FILE
+    from sb3_tar.experiments.tables import connectivity_table, format_connectivity
+
+    layers = [
+        dict(name="0", shape=[4, 3], dead_before=2, dead_after=0),
+        dict(name="1", shape=[1, 4], dead_before=1, dead_after=1),
+    ]
+    (tmp_path / SUMMARY_FILE).write_text(json.dumps({"reports": {"actor": {"layers": layers}}}))
+    units = dead_units(tmp_path)
+    assert units == {"dead_before": 3.0, "dead_after": 1.0, "units": 12.0}  # (4 + 3) + (1 + 4) outputs plus inputs
+    runs = pd.DataFrame([dict(algo="sac", env="E", method="static", criterion="magnitude", sparsity=0.9, rr=float("nan"),
+                              width=256, seed=0, label="static", **units)])  # fmt: skip
+    text = format_connectivity(connectivity_table(runs))
+    assert text.loc[0, "Algo"] == "SAC"
+    assert text.loc[0, "Dead units before revival"] == "3.0 of 12"
+    assert text.loc[0, "Dead units after revival"] == "1.0 of 12"

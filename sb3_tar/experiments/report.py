@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sb3_tar.experiments import plots, tables
-from sb3_tar.experiments.results import cell_reports, load_results
+from sb3_tar.experiments.results import cell_reports, load_results, wall_clock_seconds
 
 
 @dataclass
@@ -74,7 +74,9 @@ def make_report(
     if len(wall):
         report.messages.append(
             f"{len(wall)} cell(s) with recorded times took {wall.sum() / 3600:.1f} h of training in all "
-            f"(median {wall.median() / 60:.0f} min per cell; cells ran side by side)"
+            f"(median {wall.median() / 60:.0f} min per cell) and {wall_clock_seconds(runs) / 3600:.1f} h of "
+            "wall-clock time (the union of their run intervals: cells that ran side by side count once, "
+            "time between sessions not at all)"
         )
     commits = runs["commit"].value_counts()
     if len(commits) > 1:
@@ -111,8 +113,7 @@ def make_report(
     if main.empty:
         report.messages.append("Original-vs-TAR table skipped: the grid has no static or TAR run")
     report.table_text = tables.to_markdown(main) if not main.empty else ""
-    text = _markdown(report, main, iqm, aggregate, improvement, summary, len(runs), last_fraction, reps)
-    text += _layer_sections(runs, connectivity)
+    text = _markdown(report, main, iqm, aggregate, improvement, summary, runs, connectivity, last_fraction, reps)
     report.markdown.write_text(text)
     if report.table_text:
         echo(report.table_text)
@@ -122,13 +123,18 @@ def make_report(
     return report
 
 
-def _layer_sections(runs, connectivity) -> str:
-    """Markdown: dead units per configuration, and where TAR put its budget in the lowest seed of each TAR configuration."""
+def _layer_sections(runs, connectivity) -> list[str]:
+    """Markdown lines: dead units per configuration, and where TAR put its budget in the lowest seed of each TAR
+    configuration."""
     if connectivity.empty:
-        return ""
-    lines = ["## Connectivity of the masks (dead units before and after revival, mean over seeds)", ""]
-    columns = ["algo", "env", "label", "n", "dead_before", "dead_after"]
-    lines.append(tables.to_markdown(connectivity[columns].rename(columns={"label": "configuration"})))
+        return []
+    lines = ["## Connectivity of the masks (dead units, mean over seeds)", ""]
+    lines.append(
+        "A unit is dead in a layer when it has no incoming (an output) or no outgoing (an input) connection; the "
+        "counts are summed over every layer of the actor and both Q-networks, among each layer's outputs plus "
+        "inputs. For Original, Uniform and TAR, *before revival* is the shared static mask.\n"
+    )
+    lines.append(tables.to_markdown(tables.format_connectivity(connectivity)))
     tar = runs[(runs["method"] == "tar") & runs["dead_before"].notna()]
     for label, group in tar.groupby("label", sort=False):
         first = group.sort_values("seed").iloc[0]
@@ -136,8 +142,13 @@ def _layer_sections(runs, connectivity) -> str:
         if reports is None:
             continue
         lines += [f"## Where TAR put its budget: {first['env']} {label}, seed {first['seed']}", ""]
+        lines.append(
+            "`E_l`: topology proxy; `K_l`: weights the static mask kept; `g_l = max(0, E_l - K_l)`: the layer's "
+            "need; `f_l`: connectivity floor; `B_l`: weights revived; density after revival; dead units before "
+            "and after revival.\n"
+        )
         lines.append(tables.to_markdown(tables.layer_table(reports)))
-    return "\n".join(lines)
+    return lines
 
 
 def _seed_mismatches(comparison) -> list[str]:
@@ -151,10 +162,12 @@ def _seed_mismatches(comparison) -> list[str]:
     return notes
 
 
-def _markdown(report: Report, main, iqm, aggregate, improvement, summary, n_runs: int, last_fraction: float, reps: int) -> str:
+def _markdown(
+    report: Report, main, iqm, aggregate, improvement, summary, runs, connectivity, last_fraction: float, reps: int
+) -> str:
     lines = ["# sb3-tar results", ""]
     lines.append(
-        f"{n_runs} run(s). Final return = mean of the last {last_fraction:.0%} of evaluations (each evaluation = "
+        f"{len(runs)} run(s). Final return = mean of the last {last_fraction:.0%} of evaluations (each evaluation = "
         "mean of its episodes); mean ± standard error over seeds. Percent change = 100·(x − baseline)/|baseline|. "
         f"IQM with 95% stratified-bootstrap intervals from rliable ({reps} replications)."
     )
@@ -169,10 +182,9 @@ def _markdown(report: Report, main, iqm, aggregate, improvement, summary, n_runs
         lines.append(tables.to_markdown(text))
     if len(improvement):
         lines += ["## Probability of improvement (95% CI)", ""]
-        cis = zip(improvement["probability"], improvement["ci_low"], improvement["ci_high"])
-        text = improvement.assign(**{"P(X > Y) [95% CI]": [f"{p:.2f} [{lo:.2f}, {hi:.2f}]" for p, lo, hi in cis]})
-        lines.append(tables.to_markdown(text.drop(columns=["probability", "ci_low", "ci_high"])))
+        lines.append(tables.to_markdown(tables.format_improvement(improvement)))
     lines += ["## Every configuration", "", tables.to_markdown(tables.format_summary(summary))]
+    lines += _layer_sections(runs, connectivity)
     if report.plots:
         lines += ["## Plots", ""]
         lines += [f"![{p.stem}]({p.name})" for p in report.plots]

@@ -117,6 +117,7 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
                 "cell_dir": str(folder),
                 "commit": package_commit_of(folder),
                 "wall_s": _wall_seconds(folder),
+                "finished": _finished_at(folder),
                 **dead_units(folder),
             }
         )
@@ -140,12 +141,46 @@ def package_commit_of(folder: str | os.PathLike) -> str:
     return f"{commit[:12]}+dirty" if package.get("dirty") else commit[:12] if commit != "unknown" else commit
 
 
-def _wall_seconds(folder: Path) -> float:
-    """Seconds the cell's training took, from its ``done.json`` (NaN if not recorded)."""
+def _done_field(folder: Path, key: str) -> float:
+    """A number from the cell's ``done.json`` (NaN if not recorded)."""
     try:
-        return float(json.loads((folder / DONE_FILE).read_text()).get("wall_s", float("nan")))
+        return float(json.loads((folder / DONE_FILE).read_text()).get(key, float("nan")))
     except (OSError, ValueError, TypeError):
         return float("nan")
+
+
+def _wall_seconds(folder: Path) -> float:
+    """Seconds the cell's training took, from its ``done.json`` (NaN if not recorded)."""
+    return _done_field(folder, "wall_s")
+
+
+def _finished_at(folder: Path) -> float:
+    """When the cell finished (Unix time), from its ``done.json`` (NaN if not recorded)."""
+    return _done_field(folder, "finished")
+
+
+def wall_clock_seconds(runs: pd.DataFrame) -> float:
+    """
+    Wall-clock time a grid took: the length of the union of its cells' run intervals
+    ``[finished - wall_s, finished]``. Cells that ran side by side count once, and the gaps between
+    working sessions (when nothing ran) not at all.
+
+    :param runs: Per-run results (columns ``wall_s`` and ``finished``).
+    :return: Seconds (0.0 when no cell recorded both times).
+    """
+    known = runs[["wall_s", "finished"]].dropna() if {"wall_s", "finished"} <= set(runs) else pd.DataFrame()
+    intervals = sorted((end - wall, end) for wall, end in zip(known["wall_s"], known["finished"])) if len(known) else []
+    total, current_start, current_end = 0.0, None, None
+    for start, end in intervals:
+        if current_end is None or start > current_end:
+            if current_end is not None:
+                total += current_end - current_start
+            current_start, current_end = start, end
+        else:
+            current_end = max(current_end, end)
+    if current_end is not None:
+        total += current_end - current_start
+    return total
 
 
 def cell_reports(folder: str | os.PathLike) -> dict | None:
@@ -164,16 +199,18 @@ def cell_reports(folder: str | os.PathLike) -> dict | None:
 def dead_units(folder: str | os.PathLike) -> dict[str, float]:
     """
     :param folder: A cell folder.
-    :return: ``{"dead_before", "dead_after"}``: dead units summed over every layer of every network, before
-        and after revival, from the cell's pruning report (NaN without one).
+    :return: ``{"dead_before", "dead_after", "units"}``: dead units summed over every layer of every network,
+        before and after revival, from the cell's pruning report, and the number of units they are counted
+        among (each layer's outputs plus inputs, summed the same way); NaN without a report.
     """
     reports = cell_reports(folder)
     if reports is None:
-        return {"dead_before": float("nan"), "dead_after": float("nan")}
+        return {"dead_before": float("nan"), "dead_after": float("nan"), "units": float("nan")}
     layers = [layer for report in reports.values() for layer in report["layers"]]
     return {
         "dead_before": float(sum(layer["dead_before"] for layer in layers)),
         "dead_after": float(sum(layer["dead_after"] for layer in layers)),
+        "units": float(sum(layer["shape"][0] + layer["shape"][1] for layer in layers)),
     }
 
 

@@ -318,9 +318,9 @@ def connectivity_table(runs: pd.DataFrame) -> pd.DataFrame:
     before and after revival, as the pruning reports in the cells' ``summary.json`` give them, averaged over
     seeds. A baseline with many dead units is a broken network, so a gain over it says little.
 
-    :param runs: Per-run results (with ``dead_before`` / ``dead_after``).
-    :return: Columns of the configuration, ``n``, ``dead_before`` and ``dead_after`` (means); only
-        configurations with reports.
+    :param runs: Per-run results (with ``dead_before`` / ``dead_after`` and, when known, ``units``).
+    :return: Columns of the configuration, ``n``, ``dead_before``, ``dead_after`` (means) and ``units`` (the
+        units they are counted among: each layer's outputs plus inputs); only configurations with reports.
     """
     if "dead_before" not in runs:
         return pd.DataFrame()
@@ -333,9 +333,34 @@ def connectivity_table(runs: pd.DataFrame) -> pd.DataFrame:
             n=len(group),
             dead_before=float(group["dead_before"].mean()),
             dead_after=float(group["dead_after"].mean()),
+            units=float(group["units"].mean()) if "units" in group else float("nan"),
         )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def format_connectivity(table: pd.DataFrame) -> pd.DataFrame:
+    """
+    :param table: Output of :func:`connectivity_table`.
+    :return: The table as text: algorithm, env, configuration, seeds, and dead units before and after revival
+        (one decimal: they are means over seeds) out of the units they are counted among.
+    """
+    if table.empty:
+        return table
+
+    def of(value: float, units: float) -> str:
+        return f"{value:.1f}" if np.isnan(units) else f"{value:.1f} of {units:.0f}"
+
+    return pd.DataFrame(
+        {
+            "Algo": table["algo"].str.upper(),
+            "Env": table["env"],
+            "Configuration": table["label"],
+            "Seeds": table["n"],
+            "Dead units before revival": [of(v, u) for v, u in zip(table["dead_before"], table["units"])],
+            "Dead units after revival": [of(v, u) for v, u in zip(table["dead_after"], table["units"])],
+        }
+    )
 
 
 def layer_table(reports: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -369,8 +394,9 @@ def layer_table(reports: dict[str, dict[str, Any]]) -> pd.DataFrame:
 def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """
     Probability of improvement (rliable, Agarwal et al. 2021) of TAR over its Original baseline (same
-    criterion and sparsity) and over Uniform Revival (same rr), per (algo, env, criterion, sparsity, width, rr),
-    with 95% stratified-bootstrap intervals (the runs of each method resampled independently).
+    criterion and sparsity), over Uniform Revival (same rr) and over SET and RigL (same sparsity, whatever
+    their criterion), per (algo, env, criterion, sparsity, width, rr), with 95% stratified-bootstrap intervals
+    (the runs of each method resampled independently).
 
     ``P(X > Y)`` is the probability that a run of X, drawn at random, ends with a higher final return than a
     run of Y, ties counting one half: the Mann-Whitney U statistic over ``n_X * n_Y`` pairs.
@@ -378,19 +404,25 @@ def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd
     :param runs: Per-run results.
     :param reps: Bootstrap replications.
     :param seed: Seed of the bootstrap (NumPy's global generator is restored afterwards).
-    :return: Columns algo, env, criterion, sparsity, width, rr, comparison (``"TAR > Original"`` or
-        ``"TAR > Uniform"``), n_x, n_y, probability, ci_low, ci_high.
+    :return: Columns algo, env, criterion, sparsity, width, rr, comparison (``"TAR > Original"``,
+        ``"TAR > Uniform"``, ``"TAR > SET"`` or ``"TAR > RigL"``), n_x, n_y, probability, ci_low, ci_high.
     """
     library, metrics = import_rliable()
     rows = []
     keys = ["algo", "env", "criterion", "sparsity", "width"]
+    shared = ["algo", "env", "sparsity", "width"]
     for key, group in runs[runs["method"] == "tar"].groupby([*keys, "rr"], sort=False):
         base = dict(zip([*keys, "rr"], key))
         same = runs[(runs[keys] == pd.Series(dict(zip(keys, key)))).all(axis=1)]
-        original = same[same["method"] == "static"]
-        uniform = same[(same["method"] == "uniform") & np.isclose(same["rr"].astype(float), float(base["rr"]))]
+        any_criterion = runs[(runs[shared] == pd.Series({k: base[k] for k in shared})).all(axis=1)]
+        others = (
+            ("TAR > Original", same[same["method"] == "static"]),
+            ("TAR > Uniform", same[(same["method"] == "uniform") & np.isclose(same["rr"].astype(float), float(base["rr"]))]),
+            ("TAR > SET", any_criterion[any_criterion["method"] == "set"]),
+            ("TAR > RigL", any_criterion[any_criterion["method"] == "rigl"]),
+        )
         tar = group["final_return"].to_numpy()[:, None]
-        for name, other in (("TAR > Original", original), ("TAR > Uniform", uniform)):
+        for name, other in others:
             if other.empty:
                 continue
             pair = (tar, other["final_return"].to_numpy()[:, None])
@@ -416,6 +448,29 @@ def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd
                 }
             )
     return pd.DataFrame(rows)
+
+
+def format_improvement(table: pd.DataFrame) -> pd.DataFrame:
+    """
+    :param table: Output of :func:`improvement_table`.
+    :return: The table as text, ``P(X > Y)`` with its interval to two decimals.
+    """
+    if table.empty:
+        return table
+    cis = zip(table["probability"], table["ci_low"], table["ci_high"])
+    return pd.DataFrame(
+        {
+            "Algo": table["algo"].str.upper(),
+            "Env": table["env"],
+            "Criterion": table["criterion"],
+            "Sparsity": table["sparsity"],
+            "Width": table["width"],
+            "rr": table["rr"],
+            "Comparison": table["comparison"],
+            "Runs (X, Y)": [f"{x}, {y}" for x, y in zip(table["n_x"], table["n_y"])],
+            "P(X > Y) [95% CI]": [f"{p:.2f} [{lo:.2f}, {hi:.2f}]" for p, lo, hi in cis],
+        }
+    )
 
 
 def aggregate_iqm_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, str]:
