@@ -87,6 +87,13 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     report.add_argument("--no-plots", action="store_true", help="tables only")
     report.add_argument("--no-progress", action="store_true", help="no progress bars")
+    report.add_argument(
+        "--readme",
+        default=None,
+        metavar="FILE",
+        help="also rewrite the generated block of this markdown file (between its sb3-tar report markers) "
+        "with the report's digest",
+    )
     return parser
 
 
@@ -165,6 +172,7 @@ def _report(args: argparse.Namespace) -> int:
         seed=args.seed,
         make_plots=not args.no_plots,
         progress=not args.no_progress,
+        readme=args.readme,
     )
     return 0
 

@@ -30,3 +30,26 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
         if line and not line.startswith(("#", "set ", "cd ", "export "))
     ]
     assert ci_lines == [_readme_commands()[1].strip()]
+
+
+def test_readme_results_are_the_report_of_the_committed_cells(tmp_path) -> None:
+    """The README's one-CPU results block is what `sb3-tar report ... --readme README.md` writes from the cells
+    committed under benchmarks/results/cpu60k: regenerate it into a copy and compare, and check its plots exist."""
+    from sb3_tar.experiments.report import make_report, readme_block
+
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    make_report(
+        ROOT / "benchmarks" / "results" / "cpu60k",
+        tmp_path / "report",
+        last_fraction=0.25,
+        make_plots=False,
+        progress=False,
+        echo=lambda _: None,
+        readme=readme,
+    )
+    committed = readme_block(ROOT / "README.md")
+    # the copy's plot links point into tmp_path/report instead of the committed report folder
+    assert readme_block(readme) == committed.replace("](benchmarks/results/cpu60k/report/", "](report/")
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", committed)
+    assert links and all((ROOT / link).is_file() for link in links), links

@@ -190,3 +190,29 @@ def test_missing_axes_skip_their_plots_with_a_message(results_dir, tmp_path, cap
     assert main(["report", str(only), "--reps", "200", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "rr-sensitivity plot skipped" in out and "Original-vs-TAR table skipped" in out
+
+
+def test_readme_block_is_rewritten_between_its_markers_only(results_dir, tmp_path, capsys):
+    from sb3_tar.experiments.report import DIGEST_BEGIN, DIGEST_END, readme_block
+
+    subset = tmp_path / "subset"
+    shutil.copytree(results_dir / "sac/HalfCheetah-v4", subset / "sac/HalfCheetah-v4")
+    readme = tmp_path / "docs" / "RESULTS.md"
+    readme.parent.mkdir()
+    readme.write_text(f"# Title\n\nprose before\n\n{DIGEST_BEGIN}\nstale numbers\n{DIGEST_END}\n\nprose after\n")
+    assert main(["report", str(subset), "--reps", "200", "--no-progress", "--no-plots", "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nprose before\n\n" + DIGEST_BEGIN) and text.endswith(DIGEST_END + "\n\nprose after\n")
+    block = readme_block(readme)
+    assert "stale numbers" not in block
+    assert block == (subset / "report" / "digest.md").read_text().replace("](curves_", "](../subset/report/curves_")
+    # the main table's TAR cell at width 256, checked against the raw evaluation files
+    finals = _raw_finals(subset, method="tar", width=256, rr=0.01, criterion="magnitude")
+    assert f"{np.mean(finals):.1f} ± {np.std(finals, ddof=1) / math.sqrt(len(finals)):.1f}" in block
+    assert "](../subset/report/curves_sac_HalfCheetah-v4_w256.png)" in block  # relative to the file's folder
+    # a file without markers: exit 2, a message naming the markers, the file unchanged
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers here\n")
+    assert main(["report", str(subset), "--reps", "200", "--no-progress", "--readme", str(plain)]) == 2
+    assert "has no generated block" in capsys.readouterr().err
+    assert plain.read_text() == "no markers here\n"

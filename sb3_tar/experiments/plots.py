@@ -73,6 +73,11 @@ def _mean_curve(
     return timesteps, values.mean(axis=0), se
 
 
+def curves_file(out_dir: str | Path, algo: str, env: str, width: int) -> Path:
+    """:return: Where :func:`learning_curves` writes the plot of one algo, env and width."""
+    return Path(out_dir) / f"curves_{algo}_{_safe(env)}_w{width}.png"
+
+
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-._" else "_" for c in text)
 
@@ -122,7 +127,7 @@ def learning_curves(
                     ax.fill_between(timesteps, mean - se, mean + se, color=color, alpha=0.15)
                 title = env if sparsity is None else f"{env}, sparsity {sparsity:g}"
                 _style_axis(ax, title + (f", {criterion}" if criterion else ""), "timesteps", "eval return")
-        path = out_dir / f"curves_{algo}_{_safe(env)}_w{width}.png"
+        path = curves_file(out_dir, algo, env, width)
         written.append(_save_figure(plt, fig, f"{algo.upper()} learning curves (width {width}; mean ± s.e. over seeds)", path))
     return written, []
 
