@@ -4,6 +4,7 @@ Examples::
 
     sb3-tar sweep --preset smoke                          # ~1-2 min on 2 cores, results/smoke
     sb3-tar report results/smoke                          # tables + PNGs in results/smoke/report
+    sb3-tar verify-masks results/smoke                    # this package draws the cells' masks again, identically
     sb3-tar sweep --preset paper --backend ray -o /shared/tar   # the paper's grid on a Ray cluster
     sb3-tar sweep --envs HalfCheetah-v4 --methods static tar uniform --n-seeds 3 -n 20000 -o results/hc
 
@@ -94,6 +95,17 @@ def _build_parser() -> argparse.ArgumentParser:
         help="also rewrite the generated block of this markdown file (between its sb3-tar report markers) "
         "with the report's digest",
     )
+
+    verify = sub.add_parser(
+        "verify-masks",
+        help="re-draw the masks of finished cells with this package and compare (exit 1 if any differ)",
+        description="Run each finished sparse cell's configuration again for a few steps (no gradient step) and "
+        "compare its per-layer pruning report and nonzero-pattern fingerprint with the committed ones, proving "
+        "that the commits which ran a grid drew the same masks as this one.",
+    )
+    verify.add_argument("results_dir", help="directory written by `sb3-tar sweep`")
+    verify.add_argument("--cells", nargs="+", default=None, help="cell folders to check (default: every sparse one)")
+    verify.add_argument("--conf-dir", default=None, help="folder with sac.yml/td3.yml (default: ./hyperparams)")
     return parser
 
 
@@ -177,18 +189,28 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from sb3_tar.experiments.verify import verify_masks
+
+    outcome = verify_masks(args.results_dir, args.cells, args.conf_dir)
+    differing = sorted(cell for cell, differences in outcome.items() if differences)
+    print(f"{len(outcome) - len(differing)} of {len(outcome)} cell(s) drew the same masks with this package")
+    return 1 if differing else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """
     Entry point of the ``sb3-tar`` console script.
 
     :param argv: Arguments (default: ``sys.argv[1:]``).
-    :return: Exit code (0 ok, 1 failed cells, 2 bad arguments, 130 interrupted).
+    :return: Exit code (0 ok, 1 failed cells or differing masks, 2 bad arguments, 130 interrupted).
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        return _sweep(args) if args.command == "sweep" else _report(args)
-    except (ValueError, FileNotFoundError, ImportError) as e:
+        commands = {"sweep": _sweep, "report": _report, "verify-masks": _verify}
+        return commands[args.command](args)
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         print(f"sb3-tar {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -4,6 +4,7 @@ layout), and a sweep killed mid-cell that resumes without redoing finished cells
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -88,6 +89,9 @@ def test_smoke_set_and_rigl_models_load_sparse_with_exact_counts(smoke):
         summary = json.loads((cell / "summary.json").read_text())
         for name, entry in summary["final_sparsity"].items():
             assert entry["nonzero"] <= round(0.1 * entry["total"]), (cell, name)
+            layers = [m for m in networks[name][0].modules() if isinstance(m, torch.nn.Linear)]
+            digest = hashlib.sha256(b"".join((layer.weight != 0).numpy().tobytes() for layer in layers)).hexdigest()
+            assert entry["pattern_sha256"] == digest, (cell, name)
 
 
 def test_smoke_report_files_and_printed_table(smoke):

@@ -97,7 +97,8 @@ def make_report(
         report.messages.append(
             "cells were run by several sb3-tar commits ("
             + ", ".join(f"{commit}: {count}" for commit, count in commits.items())
-            + "); compare them only if no commit between them changed how masks are drawn"
+            + f"); compare them only if none changed how masks are drawn: `sb3-tar verify-masks {results_dir}` "
+            "re-draws every sparse cell's masks with the installed package and compares"
         )
     if aggregate_message:
         report.messages.append(aggregate_message)

@@ -22,6 +22,7 @@ directory can be committed without its model zips and a sweep resumes from the c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -161,11 +162,14 @@ def measured_sparsity(params: dict[str, Any]) -> dict[str, dict[str, float]]:
     Measure a saved policy's sparsity from its weights alone (no sb3-tar state is trusted).
 
     :param params: ``policy`` state dict of a saved SAC/TD3/TQC model.
-    :return: ``{network: {"total", "nonzero", "sparsity", "target_nonzero"}}`` for ``actor`` and each
-        ``critic.qf<i>``, counting the 2-D ``.weight`` tensors of its linear layers (features extractors
-        excluded); ``target_nonzero`` counts the nonzero weights of its target network (absent if none).
+    :return: ``{network: {"total", "nonzero", "sparsity", "target_nonzero", "pattern_sha256"}}`` for ``actor``
+        and each ``critic.qf<i>``, counting the 2-D ``.weight`` tensors of its linear layers (features extractors
+        excluded); ``target_nonzero`` counts the nonzero weights of its target network (absent if none), and
+        ``pattern_sha256`` fingerprints where the online weights are nonzero (SHA-256 of each layer's nonzero
+        pattern as bytes, in state-dict order), so two runs can be checked for the same mask without their models.
     """
     out: dict[str, dict[str, float]] = {}
+    digests: dict[str, Any] = {}
 
     def network_of(key: str) -> tuple[str, bool] | None:
         parts = key.split(".")
@@ -188,8 +192,11 @@ def measured_sparsity(params: dict[str, Any]) -> dict[str, dict[str, float]]:
         else:
             entry["total"] += tensor.numel()
             entry["nonzero"] += int((tensor != 0).sum())
-    for entry in out.values():
+            digests.setdefault(name, hashlib.sha256()).update((tensor != 0).cpu().numpy().tobytes())
+    for name, entry in out.items():
         entry["sparsity"] = 1.0 - entry["nonzero"] / entry["total"] if entry["total"] else float("nan")
+        if name in digests:
+            entry["pattern_sha256"] = digests[name].hexdigest()
     return out
 
 
