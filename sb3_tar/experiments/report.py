@@ -97,7 +97,7 @@ def make_report(
         report.messages.append(
             "cells were run by several sb3-tar commits ("
             + ", ".join(f"{commit}: {count}" for commit, count in commits.items())
-            + f"); compare them only if none changed how masks are drawn: `sb3-tar verify-masks {results_dir}` "
+            + "); compare them only if none changed how masks are drawn: `sb3-tar verify-masks <results dir>` "
             "re-draws every sparse cell's masks with the installed package and compares"
         )
     if aggregate_message:
