@@ -22,7 +22,7 @@ _COLORS = {
 }
 _NAMES = {"dense": "Dense", "static": "Original", "tar": "TAR", "uniform": "Uniform", "set": "SET", "rigl": "RigL"}
 _MARKERS = {"magnitude": "o", "erk": "s", "synflow": "^", "random": "v"}
-_DPI = 90
+_DPI = 130
 
 
 def _pyplot():
