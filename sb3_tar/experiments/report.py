@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from sb3_tar.experiments import plots, tables
 from sb3_tar.experiments.results import cell_reports, load_results, wall_clock_seconds
 
@@ -146,7 +148,8 @@ def make_report(
 
 def _layer_sections(runs, connectivity, first_only: bool = False) -> list[str]:
     """Markdown lines: dead units per configuration, and where TAR put its budget in the lowest seed of each TAR
-    configuration (of the first one only with ``first_only``)."""
+    configuration; with ``first_only``, of one configuration: the first with the global magnitude criterion (the
+    paper's default) if there is one, else the first."""
     if connectivity.empty:
         return []
     lines = ["## Connectivity of the masks (dead units, mean over seeds)", ""]
@@ -157,6 +160,8 @@ def _layer_sections(runs, connectivity, first_only: bool = False) -> list[str]:
     )
     lines.append(tables.to_markdown(tables.format_connectivity(connectivity)))
     tar = runs[(runs["method"] == "tar") & runs["dead_before"].notna()]
+    if first_only:  # global magnitude first (stable: the order within each part is kept)
+        tar = pd.concat([tar[tar["criterion"] == "magnitude"], tar[tar["criterion"] != "magnitude"]])
     for label, group in tar.groupby("label", sort=False):
         first = group.sort_values("seed").iloc[0]
         reports = cell_reports(first["cell_dir"])
