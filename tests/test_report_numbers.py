@@ -255,3 +255,31 @@ def test_digest_shows_the_budget_table_of_global_magnitude_before_other_criteria
     assert "Where TAR put its budget: HalfCheetah-v4 tar_magnitude_sp0.9_rr0.01_w256, seed 0" in report.digest
     assert "| actor   | mu    | 6x256 | 730 | 72  | 658 | 37  | 7   |" in report.digest
     assert report.markdown.read_text().count("Where TAR put its budget") == 2  # the full report shows both
+
+
+def test_static_stage_check_reads_the_reports_of_each_seed(tmp_path) -> None:
+    """Seed 0 pairs up (TAR and Uniform share a stage of 20 kept weights, within Original's 22); seed 1's Uniform
+    was drawn from another stage and its TAR keeps more than its Original."""
+    from sb3_tar.experiments.runner import SUMMARY_FILE
+    from sb3_tar.experiments.tables import static_stage_check
+
+    def cell(method: str, seed: int, kept: int, dead: int) -> dict:
+        folder = tmp_path / f"{method}_{seed}"
+        folder.mkdir()
+        layer = dict(name="mu", shape=[6, 256], kept_before=kept, dead_before=dead)
+        (folder / SUMMARY_FILE).write_text(json.dumps({"reports": {"actor": {"layers": [layer]}}}))
+        rr = float("nan") if method == "static" else 0.01
+        return dict(algo="sac", env="E", method=method, criterion="magnitude", sparsity=0.9, rr=rr, width=256,
+                    seed=seed, cell_dir=str(folder))  # fmt: skip
+
+    good = [cell("static", 0, 22, 180), cell("tar", 0, 20, 190), cell("uniform", 0, 20, 190)]
+    checked, problems = static_stage_check(pd.DataFrame(good))
+    assert (checked, problems) == (1, [])
+    bad = [cell("static", 1, 22, 180), cell("tar", 1, 23, 190), cell("uniform", 1, 23, 185)]
+    checked, problems = static_stage_check(pd.DataFrame(good + bad))
+    assert checked == 2
+    assert problems == [
+        "sac E magnitude 0.9 256 seed 1 rr 0.01: actor mu dead_before is 190 for TAR but 185 for Uniform "
+        "(their static stages differ)",
+        "sac E magnitude 0.9 256 seed 1 rr 0.01: actor mu keeps 23 before revival, more than Original's 22",
+    ]

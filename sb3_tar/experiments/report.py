@@ -102,6 +102,14 @@ def make_report(
             + "); compare them only if none changed how masks are drawn: `sb3-tar verify-masks <results dir>` "
             "re-draws every sparse cell's masks with the installed package and compares"
         )
+    checked, problems = tables.static_stage_check(runs)
+    if problems:
+        report.messages += [f"paired design broken: {line}" for line in problems]
+    elif checked:
+        report.messages.append(
+            f"paired design checked in {checked} configuration-seed group(s) from the pruning reports: TAR and Uniform "
+            "share their static stage, and it keeps no more weights than Original in any layer"
+        )
     if aggregate_message:
         report.messages.append(aggregate_message)
     frames = {
@@ -156,7 +164,8 @@ def _layer_sections(runs, connectivity, first_only: bool = False) -> list[str]:
     lines.append(
         "A unit is dead in a layer when it has no incoming (an output) or no outgoing (an input) connection; the "
         "counts are summed over every layer of the actor and both Q-networks, among each layer's outputs plus "
-        "inputs. For Original, Uniform and TAR, *before revival* is the shared static mask.\n"
+        "inputs. *Before revival* is the static stage: Original's final mask; for TAR and Uniform (one shared static "
+        "stage per seed), in reserve mode, the mask pruned to sparsity + rr that leaves room for the revived weights.\n"
     )
     lines.append(tables.to_markdown(tables.format_connectivity(connectivity)))
     tar = runs[(runs["method"] == "tar") & runs["dead_before"].notna()]

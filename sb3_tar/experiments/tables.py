@@ -528,3 +528,61 @@ def aggregate_iqm_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> 
             )
     table = pd.DataFrame(rows)
     return table, "" if len(table) else "aggregate IQM skipped: no method has runs in two or more envs"
+
+
+def static_stage_check(runs: pd.DataFrame) -> tuple[int, list[str]]:
+    """
+    Check from the cells' pruning reports that the paired design held: in every seed, TAR and Uniform Revival
+    (same rr) share their static stage (equal kept weights and dead units before revival, layer by layer), and
+    that stage is a subset of Original's mask in count (no layer keeps more weights than Original's). In
+    reserve mode the static stage is pruned to ``sparsity + rr``, so it keeps fewer weights than Original; in
+    extra mode it keeps as many.
+
+    :param runs: Per-run results (with ``cell_dir``).
+    :return: ``(groups checked, problems)``: how many (configuration, seed) groups with a TAR run and a report
+        were compared against at least one partner, and one line per disagreement.
+    """
+    from sb3_tar.experiments.results import cell_reports
+
+    def layers(row: pd.Series) -> dict[tuple[str, str], dict[str, Any]] | None:
+        reports = cell_reports(row["cell_dir"])
+        if reports is None:
+            return None
+        return {(net, layer["name"]): layer for net, report in reports.items() for layer in report["layers"]}
+
+    keys = ["algo", "env", "criterion", "sparsity", "width", "seed"]
+    checked, problems = 0, []
+    sparse = runs[runs["method"].isin(["static", "tar", "uniform"])]
+    for key, group in sparse.groupby(keys, sort=False):
+        where = " ".join(str(v) for v in key[:-1]) + f" seed {key[-1]}"
+        static = [layers(r) for _, r in group[group["method"] == "static"].iterrows()]
+        static = next((s for s in static if s is not None), None)
+        compared = False
+        for _, tar_row in group[group["method"] == "tar"].iterrows():
+            tar = layers(tar_row)
+            if tar is None:
+                continue
+            same_rr = group[(group["method"] == "uniform") & np.isclose(group["rr"].astype(float), float(tar_row["rr"]))]
+            for _, uniform_row in same_rr.iterrows():
+                uniform = layers(uniform_row)
+                if uniform is None:
+                    continue
+                compared = True
+                for name, layer in tar.items():
+                    other = uniform.get(name, {})
+                    for field in ("kept_before", "dead_before"):
+                        if layer.get(field) != other.get(field):
+                            problems.append(
+                                f"{where} rr {tar_row['rr']:g}: {name[0]} {name[1]} {field} is {layer.get(field)} for TAR "
+                                f"but {other.get(field)} for Uniform (their static stages differ)"
+                            )
+            if static is not None:
+                compared = True
+                for name, layer in tar.items():
+                    if name not in static or layer["kept_before"] > static[name]["kept_before"]:
+                        problems.append(
+                            f"{where} rr {tar_row['rr']:g}: {name[0]} {name[1]} keeps {layer['kept_before']} before "
+                            f"revival, more than Original's {static.get(name, {}).get('kept_before')}"
+                        )
+        checked += compared
+    return checked, problems
