@@ -173,6 +173,10 @@ def _pct(value: float) -> str:
     return "–" if not np.isfinite(value) else f"{value:+.1f}%"
 
 
+#: How the main table names the dynamic sparse training methods.
+_NAMES_DST = {"set": "SET", "rigl": "RigL"}
+
+
 def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
     """
     :param table: Output of :func:`comparison_table`.
@@ -200,7 +204,7 @@ def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
             out["Uniform vs Original"] = table["uniform_vs_original_pct"].map(_pct)
     if table["best_dst_n"].sum() > 0:
         out["Best SET/RigL"] = [
-            "–" if n == 0 else f"{_mean_se(m, s, n)} ({name.upper()})"
+            "–" if n == 0 else f"{_mean_se(m, s, n)} ({_NAMES_DST.get(name, name)})"
             for m, s, n, name in zip(table["best_dst_mean"], table["best_dst_se"], table["best_dst_n"], table["best_dst"])
         ]
         if table["tar_n"].sum() > 0:
