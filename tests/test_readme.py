@@ -53,3 +53,18 @@ def test_readme_results_are_the_report_of_the_committed_cells(tmp_path) -> None:
     assert readme_block(readme) == committed.replace("](benchmarks/results/cpu60k/report/", "](report/")
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", committed)
     assert links and all((ROOT / link).is_file() for link in links), links
+
+
+def test_numbers_quoted_in_the_results_prose_are_in_the_generated_block() -> None:
+    """The prose above the one-CPU block quotes returns, percentages and dead-unit counts; each must be one the
+    block (regenerated from the data by the test above) prints, so the prose cannot drift from the data."""
+    from sb3_tar.experiments.report import DIGEST_BEGIN, readme_block
+
+    text = (ROOT / "README.md").read_text()
+    prose = text[text.index("## Results on one CPU") : text.index(DIGEST_BEGIN)]
+    block = readme_block(ROOT / "README.md")
+    quoted = re.findall(r"\d+\.\d+%?", prose)
+    assert len(quoted) >= 8, quoted
+    paper = {"13.5%", "37.9%"}  # the paper's own figures, quoted for comparison
+    missing = [number for number in quoted if number not in block and number not in paper]
+    assert not missing, missing

@@ -72,7 +72,12 @@ def test_sparse_cells_skip_dense_and_unfinished(tmp_path) -> None:
     cells = sparse_cells(GRID)
     assert cells and all("dense" not in str(c) and (c / "done.json").is_file() for c in cells)
     assert TAR_SEED_0 in cells
-    with pytest.raises(FileNotFoundError, match="No finished sparse cell"):
-        from sb3_tar.experiments.verify import verify_masks
+    from sb3_tar.experiments.verify import verify_masks
 
+    with pytest.raises(FileNotFoundError, match="No finished sparse cell"):
         verify_masks(tmp_path)
+    dense = GRID / "sac" / "HalfCheetah-v4" / "dense_w256" / "seed_0"
+    lines = []
+    with pytest.raises(FileNotFoundError, match="No finished sparse cell"):  # named explicitly, still nothing to draw
+        verify_masks(GRID, cells=[dense], echo=lines.append)
+    assert lines == [f"skipped: {dense} is dense (no mask to draw)"]

@@ -96,13 +96,18 @@ def verify_masks(
     Re-draw the masks of finished sparse cells with the installed package and compare (see the module doc).
 
     :param results_dir: Results directory written by ``sb3-tar sweep``.
-    :param cells: Cell folders to check (default: every finished sparse cell, :func:`sparse_cells`).
+    :param cells: Cell folders to check (default: every finished sparse cell, :func:`sparse_cells`); dense ones
+        are skipped with a line.
     :param conf_dir: Folder of hyperparameter files.
     :param echo: Where to print one line per cell.
     :return: ``{cell_id: differences}`` for every checked cell (an empty list: same masks).
     :raises FileNotFoundError: If there is no finished sparse cell to check.
     """
     folders = [Path(c) for c in cells] if cells is not None else sparse_cells(results_dir)
+    skipped = [f for f in folders if json.loads((f / CELL_FILE).read_text()).get("method") == "dense"]
+    for folder in skipped:
+        echo(f"skipped: {folder} is dense (no mask to draw)")
+    folders = [f for f in folders if f not in skipped]
     if not folders:
         raise FileNotFoundError(f"No finished sparse cell (with {DONE_FILE}, method other than dense) under {results_dir}")
     outcome: dict[str, list[str]] = {}
