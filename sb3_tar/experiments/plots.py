@@ -104,29 +104,31 @@ def learning_curves(
             panels = sorted({(s, None) for s in group["sparsity"].dropna()}) or [(None, None)]
         sparsities = sorted({s for s, _ in panels if s is not None}) or [None]
         criteria = sorted({c for _, c in panels if c is not None}, key=str) or [None]
-        fig, axes = plt.subplots(
-            len(sparsities), len(criteria), figsize=(4.2 * len(criteria), 3.2 * len(sparsities)), squeeze=False
-        )
-        for i, sparsity in enumerate(sparsities):
-            for j, criterion in enumerate(criteria):
-                ax = axes[i][j]
-                panel = group[group["method"] == "dense"]
-                if sparsity is not None:
-                    same = np.isclose(group["sparsity"].astype(float), sparsity)
-                    dst = group[group["method"].isin(["set", "rigl"]) & same]
-                    mine = group[group["method"].isin(["static", "tar", "uniform"]) & same]
-                    if criterion is not None:
-                        mine = mine[mine["criterion"] == criterion]
-                    panel = pd.concat([panel, mine, dst])
-                for _, config in panel.groupby(["method", "criterion", "rr"], dropna=False, sort=False):
-                    timesteps, mean, se = _mean_curve(list(config["cell_dir"]), curves)
-                    row = config.iloc[0]
-                    style = "--" if row["method"] == "uniform" else "-"
-                    color = _COLORS[row["method"]]
-                    ax.plot(timesteps, mean, style, color=color, label=f"{_line_label(row)} (n={len(config)})")
-                    ax.fill_between(timesteps, mean - se, mean + se, color=color, alpha=0.15)
-                title = env if sparsity is None else f"{env}, sparsity {sparsity:g}"
-                _style_axis(ax, title + (f", {criterion}" if criterion else ""), "timesteps", "eval return")
+        cells = [(sparsity, criterion) for sparsity in sparsities for criterion in criteria]
+        # one row per sparsity; a single sparsity with many criteria wraps into rows of two panels
+        ncols = len(criteria) if len(sparsities) > 1 else min(2, len(criteria))
+        nrows = math.ceil(len(cells) / ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+        for extra in axes.flat[len(cells) :]:
+            extra.set_visible(False)
+        for ax, (sparsity, criterion) in zip(axes.flat, cells):
+            panel = group[group["method"] == "dense"]
+            if sparsity is not None:
+                same = np.isclose(group["sparsity"].astype(float), sparsity)
+                dst = group[group["method"].isin(["set", "rigl"]) & same]
+                mine = group[group["method"].isin(["static", "tar", "uniform"]) & same]
+                if criterion is not None:
+                    mine = mine[mine["criterion"] == criterion]
+                panel = pd.concat([panel, mine, dst])
+            for _, config in panel.groupby(["method", "criterion", "rr"], dropna=False, sort=False):
+                timesteps, mean, se = _mean_curve(list(config["cell_dir"]), curves)
+                row = config.iloc[0]
+                style = "--" if row["method"] == "uniform" else "-"
+                color = _COLORS[row["method"]]
+                ax.plot(timesteps, mean, style, color=color, label=f"{_line_label(row)} (n={len(config)})")
+                ax.fill_between(timesteps, mean - se, mean + se, color=color, alpha=0.15)
+            title = env if sparsity is None else f"{env}, sparsity {sparsity:g}"
+            _style_axis(ax, title + (f", {criterion}" if criterion else ""), "timesteps", "eval return")
         path = curves_file(out_dir, algo, env, width)
         written.append(_save_figure(plt, fig, f"{algo.upper()} learning curves (width {width}; mean ± s.e. over seeds)", path))
     return written, []
