@@ -140,11 +140,11 @@ def make_report(
     report.table_text = tables.to_markdown(main) if not main.empty else ""
     text = _markdown(report, main, iqm, aggregate, improvement, summary, runs, connectivity, last_fraction, reps)
     report.markdown.write_text(text)
-    parts = (main, iqm, improvement, runs, connectivity, last_fraction, reps)
-    report.digest = _digest(report, *parts, link_base=out)
+    digest_tables = _digest_tables(report, iqm, improvement, runs, connectivity, last_fraction, reps)
+    report.digest = _digest(report, digest_tables, runs, link_base=out)
     (out / "digest.md").write_text(report.digest)
     if readme is not None:
-        splice_digest(readme, _digest(report, *parts, link_base=out, relative_to=Path(readme).parent))
+        splice_digest(readme, _digest(report, digest_tables, runs, link_base=out, relative_to=Path(readme).parent))
         report.messages.append(f"{readme}: the generated block was rewritten")
     if report.table_text:
         echo(report.table_text)
@@ -154,13 +154,13 @@ def make_report(
     return report
 
 
-def _layer_sections(runs, connectivity, first_only: bool = False) -> list[str]:
+def _layer_sections(runs, connectivity, first_only: bool = False, heading: str = "##") -> list[str]:
     """Markdown lines: dead units per configuration, and where TAR put its budget in the lowest seed of each TAR
     configuration; with ``first_only``, of one configuration: the first with the global magnitude criterion (the
-    paper's default) if there is one, else the first."""
+    paper's default) if there is one, else the first. ``heading`` is the markdown heading of each section."""
     if connectivity.empty:
         return []
-    lines = ["## Connectivity of the masks (dead units, mean over seeds)", ""]
+    lines = [f"{heading} Connectivity of the masks (dead units, mean over seeds)", ""]
     lines.append(
         "A unit is dead in a layer when it has no incoming (an output) or no outgoing (an input) connection; the "
         "counts are summed over every layer of the actor and both Q-networks, among each layer's outputs plus "
@@ -176,7 +176,7 @@ def _layer_sections(runs, connectivity, first_only: bool = False) -> list[str]:
         reports = cell_reports(first["cell_dir"])
         if reports is None:
             continue
-        lines += [f"## Where TAR put its budget: {first['env']} {label}, seed {first['seed']}", ""]
+        lines += [f"{heading} Where TAR put its budget: {first['env']} {label}, seed {first['seed']}", ""]
         lines.append(
             "`E_l`: topology proxy; `K_l`: weights the static mask kept; `g_l = max(0, E_l - K_l)`: the layer's "
             "need; `f_l`: connectivity floor; `B_l`: weights revived; density after revival; dead units before "
@@ -233,13 +233,8 @@ def _markdown(
     return "\n".join(lines)
 
 
-def _digest(
-    report: Report, main, iqm, improvement, runs, connectivity, last_fraction: float, reps: int,
-    link_base: Path, relative_to: Path | None = None,
-) -> str:  # fmt: skip
-    """The compact markdown of a report; plot links point into ``link_base``, relative to ``relative_to``
-    (default: ``link_base`` itself). The same results give the same text whether or not plots were drawn."""
-    relative_to = link_base if relative_to is None else relative_to
+def _digest_tables(report: Report, iqm, improvement, runs, connectivity, last_fraction: float, reps: int) -> list[str]:
+    """Markdown lines of the digest's tables (everything but the plot links and notes)."""
     lines = [
         f"{len(runs)} runs. Final return: the mean of each run's last {last_fraction:.0%} of evaluations (each the "
         "mean of its episodes), then mean ± standard error over seeds; IQM with 95% stratified-bootstrap "
@@ -255,14 +250,19 @@ def _digest(
     if len(improvement):
         lines += ["#### Probability of improvement (95% CI)", ""]
         lines.append(tables.to_markdown(tables.format_improvement(improvement)))
-    lines += [
-        line.replace("## ", "#### ", 1) if line.startswith("## ") else line
-        for line in _layer_sections(runs, connectivity, first_only=True)
-    ]
+    return lines + _layer_sections(runs, connectivity, first_only=True, heading="####")
+
+
+def _digest(report: Report, table_lines: list[str], runs, link_base: Path, relative_to: Path | None = None) -> str:
+    """The compact markdown of a report: its tables (:func:`_digest_tables`), the learning curves linked into
+    ``link_base`` relative to ``relative_to`` (default: ``link_base`` itself), and the notes. The same results
+    give the same text whether or not plots were drawn."""
+    relative_to = link_base if relative_to is None else relative_to
+    lines = list(table_lines)
     for algo, env, width in runs[["algo", "env", "width"]].drop_duplicates().itertuples(index=False):
         path = plots.curves_file(link_base, algo, env, width)
         lines += [f"![{algo.upper()} {env} learning curves, width {width}]({os.path.relpath(path, relative_to)})", ""]
-    lines += [f"- {m}" for m in report.messages if "skipped" not in m and "generated block" not in m]
+    lines += [f"- {m}" for m in report.messages if "skipped" not in m]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -292,5 +292,6 @@ def readme_block(path: str | os.PathLike) -> str:
     :return: The block's text as :func:`splice_digest` wrote it (the digest).
     :raises ValueError: If the file lacks the markers.
     """
-    head, tail = _split_at_markers(Path(path).read_text(), path)
-    return Path(path).read_text()[len(head) : -len(tail)].strip("\n") + "\n"
+    text = Path(path).read_text()
+    head, tail = _split_at_markers(text, path)
+    return text[len(head) : len(text) - len(tail)].strip("\n") + "\n"

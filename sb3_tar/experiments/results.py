@@ -98,6 +98,7 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
             unfinished.append(str(folder))
             continue
         cell = Cell.from_dict(json.loads(cell_file.read_text()))
+        done = _done_record(folder)
         timesteps, returns = load_evaluations(_run_folder(folder, cell))
         curves[str(folder)] = (timesteps, returns)
         rows.append(
@@ -115,9 +116,9 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
                 "n_evals": len(returns),
                 "last_timestep": int(timesteps[-1]),
                 "cell_dir": str(folder),
-                "commit": package_commit_of(folder),
-                "wall_s": _wall_seconds(folder),
-                "finished": _finished_at(folder),
+                "commit": _commit_label(done),
+                "wall_s": _number(done, "wall_s"),
+                "finished": _number(done, "finished"),
                 **dead_units(folder),
             }
         )
@@ -127,36 +128,42 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
     return SweepResults(runs.reset_index(drop=True), curves, unfinished)
 
 
+def _done_record(folder: str | os.PathLike) -> dict:
+    """The cell's ``done.json`` (empty if missing or unreadable)."""
+    try:
+        record = json.loads((Path(folder) / DONE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _commit_label(done: dict) -> str:
+    """The commit recorded in a ``done.json`` record: 12 characters, ``+dirty`` if so, ``"unknown"`` if none."""
+    package = done.get("package") or {}
+    commit = package.get("commit") or "unknown"
+    return f"{commit[:12]}+dirty" if package.get("dirty") else commit[:12] if commit != "unknown" else commit
+
+
+def _number(done: dict, key: str) -> float:
+    """A number from a ``done.json`` record (NaN if not recorded)."""
+    try:
+        return float(done.get(key, float("nan")))
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def package_commit_of(folder: str | os.PathLike) -> str:
     """
     :param folder: A finished cell folder.
     :return: The sb3-tar commit that ran it, from its ``done.json`` (``"unknown"`` if not recorded), with
         ``+dirty`` when the package had uncommitted changes.
     """
-    try:
-        package = json.loads((Path(folder) / DONE_FILE).read_text()).get("package") or {}
-    except (OSError, ValueError):
-        package = {}
-    commit = package.get("commit") or "unknown"
-    return f"{commit[:12]}+dirty" if package.get("dirty") else commit[:12] if commit != "unknown" else commit
+    return _commit_label(_done_record(folder))
 
 
-def _done_field(folder: Path, key: str) -> float:
-    """A number from the cell's ``done.json`` (NaN if not recorded)."""
-    try:
-        return float(json.loads((folder / DONE_FILE).read_text()).get(key, float("nan")))
-    except (OSError, ValueError, TypeError):
-        return float("nan")
-
-
-def _wall_seconds(folder: Path) -> float:
+def _wall_seconds(folder: str | os.PathLike) -> float:
     """Seconds the cell's training took, from its ``done.json`` (NaN if not recorded)."""
-    return _done_field(folder, "wall_s")
-
-
-def _finished_at(folder: Path) -> float:
-    """When the cell finished (Unix time), from its ``done.json`` (NaN if not recorded)."""
-    return _done_field(folder, "finished")
+    return _number(_done_record(folder), "wall_s")
 
 
 def wall_clock_seconds(runs: pd.DataFrame) -> float:
@@ -168,8 +175,10 @@ def wall_clock_seconds(runs: pd.DataFrame) -> float:
     :param runs: Per-run results (columns ``wall_s`` and ``finished``).
     :return: Seconds (0.0 when no cell recorded both times).
     """
-    known = runs[["wall_s", "finished"]].dropna() if {"wall_s", "finished"} <= set(runs) else pd.DataFrame()
-    intervals = sorted((end - wall, end) for wall, end in zip(known["wall_s"], known["finished"])) if len(known) else []
+    if not {"wall_s", "finished"} <= set(runs):
+        return 0.0
+    known = runs[["wall_s", "finished"]].dropna()
+    intervals = sorted((end - wall, end) for wall, end in zip(known["wall_s"], known["finished"]))
     total, current_start, current_end = 0.0, None, None
     for start, end in intervals:
         if current_end is None or start > current_end:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sb3_tar.experiments.results import CONFIG_COLUMNS
+from sb3_tar.experiments.results import CONFIG_COLUMNS, cell_reports
 
 
 def import_rliable() -> tuple[Any, Any]:
@@ -546,7 +546,6 @@ def static_stage_check(runs: pd.DataFrame) -> tuple[int, list[str]]:
     :return: ``(groups checked, problems)``: how many (configuration, seed) groups with a TAR run and a report
         were compared against at least one partner, and one line per disagreement.
     """
-    from sb3_tar.experiments.results import cell_reports
 
     def layers(row: pd.Series) -> dict[tuple[str, str], dict[str, Any]] | None:
         reports = cell_reports(row["cell_dir"])

@@ -76,14 +76,17 @@ def compare_draws(committed: dict[str, Any], redrawn: dict[str, Any], rewired: b
     return differences
 
 
+def _is_dense(folder: Path) -> bool:
+    """Whether a cell folder holds a dense run (no mask to draw)."""
+    return json.loads((folder / CELL_FILE).read_text()).get("method") == "dense"
+
+
 def sparse_cells(results_dir: str | os.PathLike) -> list[Path]:
     """:return: The finished cell folders of a results directory whose method prunes (every one but dense)."""
-    folders = []
-    for cell_file in sorted(Path(results_dir).glob(f"*/*/*/seed_*/{CELL_FILE}")):
-        folder = cell_file.parent
-        if (folder / DONE_FILE).is_file() and json.loads(cell_file.read_text()).get("method") != "dense":
-            folders.append(folder)
-    return folders
+    finished = [
+        f.parent for f in sorted(Path(results_dir).glob(f"*/*/*/seed_*/{CELL_FILE}")) if (f.parent / DONE_FILE).is_file()
+    ]
+    return [folder for folder in finished if not _is_dense(folder)]
 
 
 def verify_masks(
@@ -104,7 +107,7 @@ def verify_masks(
     :raises FileNotFoundError: If there is no finished sparse cell to check.
     """
     folders = [Path(c) for c in cells] if cells is not None else sparse_cells(results_dir)
-    skipped = [f for f in folders if json.loads((f / CELL_FILE).read_text()).get("method") == "dense"]
+    skipped = [f for f in folders if _is_dense(f)]
     for folder in skipped:
         echo(f"skipped: {folder} is dense (no mask to draw)")
     folders = [f for f in folders if f not in skipped]
