@@ -32,6 +32,29 @@ def test_smoke_preset_has_every_method_once_per_seed():
     assert len({c.cell_id for c in cells}) == len(cells)
 
 
+def test_cpu60k_phases_share_one_budget_and_never_share_a_cell():
+    """The three phases of the one-CPU comparison write into one folder: same budget, disjoint cells, and
+    phase 3 is TD3 with dense, Original and TAR (global magnitude), five seeds."""
+    phases = {name: get_preset(name).expand() for name in ("cpu60k", "cpu60k-criteria", "cpu60k-td3")}
+    assert {name: len(cells) for name, cells in phases.items()} == {"cpu60k": 30, "cpu60k-criteria": 30, "cpu60k-td3": 15}
+    every = [c for cells in phases.values() for c in cells]
+    assert len({c.cell_id for c in every}) == 75
+    assert {(c.env, c.n_timesteps, c.eval_freq, c.eval_episodes, c.hyperparams) for c in every} == {
+        ("HalfCheetah-v4", 60_000, 5_000, 5, (("learning_starts", "5000"),))
+    }
+    td3 = phases["cpu60k-td3"]
+    assert {c.algo for c in td3} == {"td3"}
+    assert Counter((c.method, c.criterion) for c in td3) == {
+        ("dense", None): 5,
+        ("static", "magnitude"): 5,
+        ("tar", "magnitude"): 5,
+    }
+    conf = find_conf_dir(REPO / "hyperparams")
+    tar = next(c for c in td3 if c.method == "tar")
+    params = _zoo_params(zoo_command(tar, Path("/tmp/x"), conf / "td3.yml"))
+    assert params["callback"] == tar.callback() and params["learning_starts"] == 5000
+
+
 def test_irrelevant_axes_are_collapsed():
     grid = GridSpec(
         envs=["Pendulum-v1"],
@@ -210,7 +233,7 @@ def test_committed_cpu60k_cells_resume_as_finished() -> None:
     root = REPO / "benchmarks" / "results" / "cpu60k"
     committed = sorted(p.parent for p in root.rglob(DONE_FILE))
     assert committed, "no committed cell"
-    cells = {c.cell_id: c for name in ("cpu60k", "cpu60k-criteria") for c in get_preset(name).expand()}
+    cells = {c.cell_id: c for name in ("cpu60k", "cpu60k-criteria", "cpu60k-td3") for c in get_preset(name).expand()}
     for folder in committed:
         cell_id = folder.relative_to(root).as_posix()
         assert cell_id in cells, cell_id

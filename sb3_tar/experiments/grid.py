@@ -400,10 +400,12 @@ PRESETS: dict[str, GridSpec] = {
     # The paper's full grid (for a cluster): 1M steps, 10 seeds, every criterion, sparsity, rr and width.
     # Evidence on one CPU, phase 1 (README "Results on one CPU"): SAC on HalfCheetah-v4, 60k steps, 5 seeds,
     # 90% sparsity, global magnitude; Original, TAR and Uniform Revival (rr 0.01, reserve), SET, RigL, dense.
-    # 30 cells, about 20 minutes each with two side by side on 2 cores. Fixed before running.
+    # 30 cells, 10-20 minutes each with two side by side on 2 cores (docs/experiments.md). Fixed before running.
     "cpu60k": GridSpec(methods=("dense", "static", "tar", "uniform", "set", "rigl"), criteria=("magnitude",), **_CPU60K),
     # Phase 2, into the same results directory: Original and TAR for ERK, SynFlow and layer-wise magnitude.
     "cpu60k-criteria": GridSpec(methods=("static", "tar"), criteria=("erk", "synflow", "magnitude_layer"), **_CPU60K),
+    # Phase 3, into the same results directory: TD3 with Original, TAR (global magnitude) and dense.
+    "cpu60k-td3": GridSpec(methods=("dense", "static", "tar"), criteria=("magnitude",), **{**_CPU60K, "algos": ("td3",)}),
     "paper": GridSpec(
         algos=("sac", "td3"),
         envs=("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Ant-v4", "Humanoid-v4", "BipedalWalker-v3"),
