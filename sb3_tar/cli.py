@@ -104,7 +104,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "that the commits which ran a grid drew the same masks as this one.",
     )
     verify.add_argument("results_dir", help="directory written by `sb3-tar sweep`")
-    verify.add_argument("--cells", nargs="+", default=None, help="cell folders to check (default: every sparse one)")
+    verify.add_argument(
+        "--cells",
+        nargs="+",
+        default=None,
+        help="cells to check: folders, or cell ids under results_dir (default: every sparse one)",
+    )
     verify.add_argument("--conf-dir", default=None, help="folder with sac.yml/td3.yml (default: ./hyperparams)")
     return parser
 

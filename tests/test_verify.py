@@ -81,3 +81,22 @@ def test_sparse_cells_skip_dense_and_unfinished(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="No finished sparse cell"):  # named explicitly, still nothing to draw
         verify_masks(GRID, cells=[dense], echo=lines.append)
     assert lines == [f"skipped: {dense} is dense (no mask to draw)"]
+
+
+def test_cells_are_named_by_folder_or_by_cell_id(tmp_path, capsys) -> None:
+    """`--cells` takes the ids the tool prints as well as folders; a name that is neither, or an unfinished
+    cell, stops with a message naming it before anything runs."""
+    from sb3_tar.experiments.verify import resolve_cells
+
+    cell_id = TAR_SEED_0.relative_to(GRID).as_posix()
+    assert resolve_cells(GRID, [cell_id]) == [GRID / cell_id]
+    assert resolve_cells(GRID, [TAR_SEED_0]) == [TAR_SEED_0]
+    with pytest.raises(FileNotFoundError, match="No cell 'sac/HalfCheetah-v4/tar_nothing/seed_0'"):
+        resolve_cells(GRID, [cell_id, "sac/HalfCheetah-v4/tar_nothing/seed_0"])
+    copy = _copy_cell(TAR_SEED_0, tmp_path)
+    (copy / "done.json").unlink()
+    with pytest.raises(FileNotFoundError, match="has not finished"):
+        resolve_cells(tmp_path, [cell_id])
+    assert main(["verify-masks", str(GRID), "--cells", "seed_9"]) == 2
+    err = capsys.readouterr().err
+    assert "No cell 'seed_9'" in err and str(GRID / "seed_9") in err

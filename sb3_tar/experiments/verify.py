@@ -89,6 +89,30 @@ def sparse_cells(results_dir: str | os.PathLike) -> list[Path]:
     return [folder for folder in finished if not _is_dense(folder)]
 
 
+def resolve_cells(results_dir: str | os.PathLike, cells: Sequence[str | os.PathLike]) -> list[Path]:
+    """
+    :param results_dir: Results directory written by ``sb3-tar sweep``.
+    :param cells: Cells, each a folder path or a cell id relative to ``results_dir`` (as ``verify_masks`` and
+        ``sb3-tar sweep`` print them, e.g. ``sac/HalfCheetah-v4/tar_magnitude_sp0.9_rr0.01_w256/seed_0``).
+    :return: Their folders.
+    :raises FileNotFoundError: If one is neither, or its cell has not finished (no ``done.json``); nothing
+        is checked then.
+    """
+    folders = []
+    for cell in cells:
+        candidates = [Path(cell), Path(results_dir) / cell]
+        folder = next((c for c in candidates if (c / CELL_FILE).is_file()), None)
+        if folder is None:
+            raise FileNotFoundError(
+                f"No cell {str(cell)!r}: neither {candidates[0]} nor {candidates[1]} holds a {CELL_FILE} "
+                f"(give a cell folder or a cell id under {results_dir})"
+            )
+        if not (folder / DONE_FILE).is_file():
+            raise FileNotFoundError(f"Cell {folder} has not finished (no {DONE_FILE}): there is no committed draw to compare")
+        folders.append(folder)
+    return folders
+
+
 def verify_masks(
     results_dir: str | os.PathLike,
     cells: Sequence[str | os.PathLike] | None = None,
@@ -99,14 +123,14 @@ def verify_masks(
     Re-draw the masks of finished sparse cells with the installed package and compare (see the module doc).
 
     :param results_dir: Results directory written by ``sb3-tar sweep``.
-    :param cells: Cell folders to check (default: every finished sparse cell, :func:`sparse_cells`); dense ones
-        are skipped with a line.
+    :param cells: Cells to check, as folders or cell ids (:func:`resolve_cells`; default: every finished sparse
+        cell, :func:`sparse_cells`); dense ones are skipped with a line.
     :param conf_dir: Folder of hyperparameter files.
     :param echo: Where to print one line per cell.
     :return: ``{cell_id: differences}`` for every checked cell (an empty list: same masks).
-    :raises FileNotFoundError: If there is no finished sparse cell to check.
+    :raises FileNotFoundError: If there is no finished sparse cell to check, or a given cell is not one.
     """
-    folders = [Path(c) for c in cells] if cells is not None else sparse_cells(results_dir)
+    folders = resolve_cells(results_dir, cells) if cells is not None else sparse_cells(results_dir)
     skipped = [f for f in folders if _is_dense(f)]
     for folder in skipped:
         echo(f"skipped: {folder} is dense (no mask to draw)")
