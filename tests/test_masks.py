@@ -12,6 +12,7 @@ from sb3_tar.core.masks import (
     check_masks,
     dead_units,
     density,
+    hidden_unit_states,
     kept_count,
     layer_densities,
     linear_layers,
@@ -108,6 +109,24 @@ def test_counts_and_densities() -> None:
     dense = ones_masks([nn.Linear(5, 4), nn.Linear(4, 2)])
     assert [m.dtype for m in dense] == [torch.bool, torch.bool]
     assert density(dense) == 1.0
+
+
+def test_hidden_unit_states_tell_removed_units_from_half_connected_ones() -> None:
+    # 4 hidden units computed from 3 inputs, read by two parallel heads of 2 outputs each
+    producer = torch.zeros(4, 3, dtype=torch.bool)
+    producer[0, 0] = producer[1, 2] = True  # units 0 and 1 have an input; 2 and 3 none
+    head_a = torch.zeros(2, 4, dtype=torch.bool)
+    head_b = torch.zeros(2, 4, dtype=torch.bool)
+    head_a[0, 0] = True  # unit 0 feeds head a
+    head_b[1, 2] = True  # unit 2 feeds head b only
+    # unit 0 live; unit 1 input but no output, unit 2 output but no input: half-connected; unit 3 removed
+    assert hidden_unit_states(producer, [head_a, head_b]) == (1, 2, 1)
+    assert hidden_unit_states(producer, [head_a]) == (2, 1, 1)  # without head b, unit 2 is removed whole
+    assert hidden_unit_states(torch.ones(4, 3), [torch.ones(2, 4)]) == (0, 0, 4)
+    with pytest.raises(ValueError, match=r"\(2, 5\): expected \(n_out, 4\)"):
+        hidden_unit_states(producer, [torch.ones(2, 5)])
+    with pytest.raises(ValueError, match="at least one consumer"):
+        hidden_unit_states(producer, [])
 
 
 def test_dead_units_counts_outputs_without_inputs_and_inputs_without_outputs() -> None:

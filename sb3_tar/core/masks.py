@@ -155,6 +155,33 @@ def dead_units(mask: torch.Tensor) -> tuple[int, int]:
     return int((~m.any(dim=1)).sum()), int((~m.any(dim=0)).sum())
 
 
+def hidden_unit_states(producer: torch.Tensor, consumers: Sequence[torch.Tensor]) -> tuple[int, int, int]:
+    """
+    Classify the hidden units between one layer and the layers that read its output.
+
+    A per-layer dead-unit count cannot tell a unit removed whole (no input and no output: the network is
+    narrower but still connected, as SynFlow leaves it) from a half-connected one (its input weights feed
+    nothing, or its output weights read a constant), which wastes the weights it keeps.
+
+    :param producer: Mask of the layer that computes the hidden units, shape ``(n_hidden, n_in)``.
+    :param consumers: Masks of every layer that reads them (one, or parallel heads such as SAC's ``mu``
+        and ``log_std``), each of shape ``(n_out, n_hidden)``.
+    :return: ``(removed whole, half-connected, live)`` unit counts; they sum to ``n_hidden``.
+    :raises ValueError: If there is no consumer or a consumer's input size is not ``n_hidden``.
+    """
+    if not consumers:
+        raise ValueError("hidden_unit_states needs at least one consumer mask")
+    n_hidden = producer.shape[0]
+    for c in consumers:
+        if c.shape[1] != n_hidden:
+            raise ValueError(f"a consumer mask has shape {tuple(c.shape)}: expected (n_out, {n_hidden})")
+    has_input = producer.bool().any(dim=1)
+    has_output = torch.stack([c.bool().any(dim=0) for c in consumers]).any(dim=0)
+    removed = int((~has_input & ~has_output).sum())
+    live = int((has_input & has_output).sum())
+    return removed, n_hidden - removed - live, live
+
+
 def masks_from_weights(layers: Sequence[nn.Linear]) -> list[torch.Tensor]:
     """
     Recover masks from the weights: a weight is kept iff it is not exactly ``0.0``.
