@@ -10,9 +10,11 @@ the static masks of SB3's own ``SACPolicy`` for HalfCheetah-v4 (17-dim observati
 hidden units of the actor and both Q-networks with :func:`sb3_tar.core.masks.hidden_unit_states`.
 
 Its masks are fresh draws for seeds 0..n-1 of freshly built policies, not the one-CPU grid's cells (those
-were built inside RL-Zoo3 runs); they use the same criteria, networks and budgets. Example::
+were built inside RL-Zoo3 runs); they use the same criteria, networks and budgets. Its output with the
+defaults is committed as ``benchmarks/results/unit_connectivity.md`` (the README quotes it; a test
+regenerates it)::
 
-    python benchmarks/unit_connectivity.py               # sparsity 0.9, rr 0.01 (reserve), seeds 0-4
+    python benchmarks/unit_connectivity.py > benchmarks/results/unit_connectivity.md   # sparsity 0.9, rr 0.01, seeds 0-4
 """
 
 from __future__ import annotations

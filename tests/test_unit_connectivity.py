@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -36,3 +38,23 @@ def test_a_dense_policy_has_every_hidden_unit_live() -> None:
         0,
         48,
     )
+
+
+def test_committed_table_is_what_the_script_prints() -> None:
+    """The README quotes benchmarks/results/unit_connectivity.md: it must be the script's current output."""
+    committed = (SCRIPT.parent / "results" / "unit_connectivity.md").read_text()
+    docs = (SCRIPT.parents[1] / "docs" / "benchmarks.md").read_text()
+    assert all(line in docs for line in committed.splitlines() if line.startswith("|")), "docs/benchmarks.md table"
+    out = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, check=True).stdout
+
+    def rows(text: str) -> dict[tuple[str, str], list[float]]:
+        cells = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+        return {(r[0], r[1]): [float(x) for x in r[2:]] for r in cells[2:]}  # after the header and its rule
+
+    ours, theirs = rows(out), rows(committed)
+    assert len(theirs) == 8 and ours.keys() == theirs.keys()
+    assert out.splitlines()[:2] == committed.splitlines()[:2]
+    for key, counts in theirs.items():
+        assert abs(sum(counts) - 1536) < 1e-6, key
+        # exact on this project's machine; SynFlow's float scores may flip a borderline weight on another CPU
+        assert all(abs(a - b) <= 2.0 for a, b in zip(ours[key], counts)), (key, ours[key], counts)
