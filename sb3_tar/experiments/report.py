@@ -165,7 +165,10 @@ def _layer_sections(runs, connectivity, first_only: bool = False, heading: str =
         "A unit is dead in a layer when it has no incoming (an output) or no outgoing (an input) connection; the "
         "counts are summed over every layer of the actor and both Q-networks, among each layer's outputs plus "
         "inputs. *Before revival* is the static stage: Original's final mask; for TAR and Uniform (one shared static "
-        "stage per seed), in reserve mode, the mask pruned to sparsity + rr that leaves room for the revived weights.\n"
+        "stage per seed), in reserve mode, the mask pruned to sparsity + rr that leaves room for the revived weights. "
+        "A hidden unit removed whole (no input and no output, as SynFlow removes them: a narrower network, still "
+        "connected) counts in two layers, like one left half-connected; `benchmarks/unit_connectivity.py` tells "
+        "them apart.\n"
     )
     lines.append(tables.to_markdown(tables.format_connectivity(connectivity)))
     tar = runs[(runs["method"] == "tar") & runs["dead_before"].notna()]
