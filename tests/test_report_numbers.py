@@ -231,12 +231,18 @@ def test_connectivity_counts_units_and_formats_them(tmp_path) -> None:
 
 
 def test_digest_shows_the_budget_table_of_global_magnitude_before_other_criteria(tmp_path) -> None:
-    """ERK sorts before magnitude, but the README's one per-layer table is the paper's default criterion's."""
+    """ERK sorts before magnitude, but the README's one per-layer table is the paper's default criterion's; SAC
+    and TD3 cells of one configuration get a table each, named by their algorithm."""
     from sb3_tar.experiments.report import make_report
     from sb3_tar.experiments.runner import SUMMARY_FILE
 
     grid = GridSpec(
-        envs=["HalfCheetah-v4"], methods=["static", "tar"], criteria=["erk", "magnitude"], rrs=[0.01], seeds=[0, 1]
+        algos=["sac", "td3"],
+        envs=["HalfCheetah-v4"],
+        methods=["static", "tar"],
+        criteria=["erk", "magnitude"],
+        rrs=[0.01],
+        seeds=[0, 1],
     )
     for cell in grid.expand():
         run = run_dir(tmp_path, cell)
@@ -245,16 +251,19 @@ def test_digest_shows_the_budget_table_of_global_magnitude_before_other_criteria
         (folder / CELL_FILE).write_text(json.dumps(cell.to_dict()))
         np.savez(run / "evaluations.npz", timesteps=np.arange(1, 5) * 1000, results=np.full((4, 2), 1.0 + cell.seed),
                  ep_lengths=np.full((4, 2), 1000))  # fmt: skip
-        revived = 7 if cell.criterion == "magnitude" else 3
+        revived = (7 if cell.criterion == "magnitude" else 3) + (2 if cell.algo == "td3" else 0)
         layer = dict(name="mu", shape=[6, 256], threshold=730, kept_before=72, need=658, floor=37, revived=revived,
                      density=0.2, dead_before=192, dead_after=45)  # fmt: skip
         (folder / SUMMARY_FILE).write_text(json.dumps({"reports": {"actor": {"layers": [layer]}}}))
         (folder / DONE_FILE).write_text("{}")
     report = make_report(tmp_path, reps=100, make_plots=False, progress=False, echo=lambda _: None)
     assert report.digest.count("Where TAR put its budget") == 1
-    assert "Where TAR put its budget: HalfCheetah-v4 tar_magnitude_sp0.9_rr0.01_w256, seed 0" in report.digest
+    assert "Where TAR put its budget: SAC HalfCheetah-v4 tar_magnitude_sp0.9_rr0.01_w256, seed 0" in report.digest
     assert "| actor   | mu    | 6x256 | 730 | 72  | 658 | 37  | 7   |" in report.digest
-    assert report.markdown.read_text().count("Where TAR put its budget") == 2  # the full report shows both
+    full = report.markdown.read_text()
+    assert full.count("Where TAR put its budget") == 4  # the full report shows every algorithm and criterion
+    assert "Where TAR put its budget: TD3 HalfCheetah-v4 tar_magnitude_sp0.9_rr0.01_w256, seed 0" in full
+    assert "| actor   | mu    | 6x256 | 730 | 72  | 658 | 37  | 9   |" in full
 
 
 def test_static_stage_check_reads_the_reports_of_each_seed(tmp_path) -> None:

@@ -174,12 +174,12 @@ def _layer_sections(runs, connectivity, first_only: bool = False, heading: str =
     tar = runs[(runs["method"] == "tar") & runs["dead_before"].notna()]
     if first_only:  # global magnitude first (stable: the order within each part is kept)
         tar = pd.concat([tar[tar["criterion"] == "magnitude"], tar[tar["criterion"] != "magnitude"]])
-    for label, group in tar.groupby("label", sort=False):
-        first = group.sort_values("seed").iloc[0]
+    for (algo, env, label), group in tar.groupby(["algo", "env", "label"], sort=False):
+        first = group.sort_values("seed", kind="stable").iloc[0]
         reports = cell_reports(first["cell_dir"])
         if reports is None:
             continue
-        lines += [f"{heading} Where TAR put its budget: {first['env']} {label}, seed {first['seed']}", ""]
+        lines += [f"{heading} Where TAR put its budget: {algo.upper()} {env} {label}, seed {first['seed']}", ""]
         lines.append(
             "`E_l`: topology proxy; `K_l`: weights the static mask kept; `g_l = max(0, E_l - K_l)`: the layer's "
             "need; `f_l`: connectivity floor; `B_l`: weights revived; density after revival; dead units before "
