@@ -164,9 +164,9 @@ def test_package_commit_of_a_cell(tmp_path) -> None:
         json.dumps({"package": {"commit": "0123456789abcdef" * 2 + "01234567", "dirty": True}, "wall_s": 90.5})
     )
     assert package_commit_of(tmp_path) == "0123456789ab+dirty"
-    from sb3_tar.experiments.results import _wall_seconds
+    from sb3_tar.experiments.results import _done_record, _number
 
-    assert _wall_seconds(tmp_path) == 90.5
+    assert _number(_done_record(tmp_path), "wall_s") == 90.5  # what load_results puts in the wall_s column
     (tmp_path / "done.json").write_text("{}")
     assert package_commit_of(tmp_path) == "unknown"
 

@@ -161,11 +161,6 @@ def package_commit_of(folder: str | os.PathLike) -> str:
     return _commit_label(_done_record(folder))
 
 
-def _wall_seconds(folder: str | os.PathLike) -> float:
-    """Seconds the cell's training took, from its ``done.json`` (NaN if not recorded)."""
-    return _number(_done_record(folder), "wall_s")
-
-
 def wall_clock_seconds(runs: pd.DataFrame) -> float:
     """
     Wall-clock time a grid took: the length of the union of its cells' run intervals
