@@ -406,6 +406,23 @@ PRESETS: dict[str, GridSpec] = {
     "cpu60k-criteria": GridSpec(methods=("static", "tar"), criteria=("erk", "synflow", "magnitude_layer"), **_CPU60K),
     # Phase 3, into the same results directory: TD3 with Original, TAR (global magnitude) and dense.
     "cpu60k-td3": GridSpec(methods=("dense", "static", "tar"), criteria=("magnitude",), **{**_CPU60K, "algos": ("td3",)}),
+    # Five times the budget (README "At 300,000 steps"), its own results directory: SAC on HalfCheetah-v4, width
+    # 256, 90% sparsity, 300k steps with learning_starts 5000, 5 episodes every 10,000 steps, seeds 0-4; dense,
+    # static ERK (Original), TAR on ERK (rr 0.01, reserve) and RigL (its defaults, ERK start). Fixed before running.
+    "cpu300k": GridSpec(
+        algos=("sac",),
+        envs=("HalfCheetah-v4",),
+        methods=("dense", "static", "tar", "rigl"),
+        criteria=("erk",),
+        sparsities=(0.9,),
+        rrs=(0.01,),
+        widths=(256,),
+        seeds=(0, 1, 2, 3, 4),
+        n_timesteps=300_000,
+        eval_freq=10_000,
+        eval_episodes=5,
+        hyperparams={"learning_starts": "5000"},
+    ),
     "paper": GridSpec(
         algos=("sac", "td3"),
         envs=("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Ant-v4", "Humanoid-v4", "BipedalWalker-v3"),
