@@ -95,6 +95,21 @@ def _build_parser() -> argparse.ArgumentParser:
         help="also rewrite the generated block of this markdown file (between its sb3-tar report markers) "
         "with the report's digest",
     )
+    report.add_argument(
+        "--block",
+        default=None,
+        metavar="NAME",
+        help="with --readme: rewrite the block named NAME (markers '<!-- sb3-tar report NAME: begin ... -->' and "
+        "'<!-- sb3-tar report NAME: end -->'), for a file with one block per results directory",
+    )
+    report.add_argument(
+        "--at-steps",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="STEP",
+        help="also rank the configurations at these environment steps, read from the same runs (e.g. 60000 150000 300000)",
+    )
 
     verify = sub.add_parser(
         "verify-masks",
@@ -190,6 +205,8 @@ def _report(args: argparse.Namespace) -> int:
         make_plots=not args.no_plots,
         progress=not args.no_progress,
         readme=args.readme,
+        block=args.block,
+        at_steps=args.at_steps,
     )
     return 0
 
