@@ -481,7 +481,7 @@ def format_improvement(table: pd.DataFrame) -> pd.DataFrame:
             "Criterion": table["criterion"],
             "Sparsity": table["sparsity"],
             "Width": table["width"],
-            "rr": table["rr"],
+            "rr": [("–" if pd.isna(rr) else rr) for rr in table["rr"]],  # RigL > dense: RigL has no rr
             "Comparison": table["comparison"],
             "Runs (X, Y)": [f"{x}, {y}" for x, y in zip(table["n_x"], table["n_y"])],
             "P(X > Y) [95% CI]": [f"{p:.2f} [{lo:.2f}, {hi:.2f}]" for p, lo, hi in cis],
