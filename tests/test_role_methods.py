@@ -16,14 +16,14 @@ import gymnasium as gym
 import pytest
 import torch
 from stable_baselines3 import SAC, TD3
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
 from sb3_tar.callbacks import DSTCallback, TARCallback
 from sb3_tar.sac import SparsePolicy as SACSparsePolicy
 from sb3_tar.sb3.enforcement import attached_enforcer
 from sb3_tar.sb3.model_masks import masks_of
 from sb3_tar.sb3.networks import sparse_networks
-from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, attached_rewirer
+from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, AttributeState, attached_rewirer
 from sb3_tar.td3 import SparsePolicy as TD3SparsePolicy
 
 ENV = "Pendulum-v1"
@@ -152,6 +152,31 @@ def test_sparse_policy_static_critic_rigl_actor_sac() -> None:
     assert attached_rewirer(model.policy).config.method == "rigl"
     reports = model.policy.sparsity_reports
     assert (reports["actor"].criterion, reports["critic.qf0"].criterion) == ("erk", "magnitude")
+
+
+def test_a_loaded_run_keeps_rewiring_only_its_dst_roles(tmp_path: Any) -> None:
+    model = make(SAC)
+    callback = DSTCallback(method="set", update_interval=INTERVAL, role_methods={"actor": "static"}, seed=4)
+    checkpoint = CheckpointCallback(save_freq=150, save_path=str(tmp_path), name_prefix="run")
+    model.learn(TOTAL, callback=[callback, checkpoint])  # saved at timestep 150: 99 gradient steps, updates at 40, 80
+    loaded = SAC.load(tmp_path / "run_150_steps.zip", env=gym.make(ENV))
+    assert getattr(loaded, STATE_ATTRIBUTE)["role_methods"] == {"actor": "static", "critic": "set"}
+    actor_before = masks_of(loaded)["actor"]
+    with pytest.warns(UserWarning, match="stored settings"):  # this callback would rewire both roles: the stored run wins
+        loaded.learn(TOTAL - 150, callback=DSTCallback(method="set", update_interval=INTERVAL), reset_num_timesteps=False)
+    rewirer = attached_rewirer(loaded.policy)
+    assert sorted({(u.network, u.step) for u in rewirer.history}) == [("critic.qf0", 120), ("critic.qf1", 120)]
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, masks_of(loaded)["actor"]))
+
+
+def test_a_run_saved_before_the_new_settings_resumes_with_their_defaults() -> None:
+    model = make(SAC)
+    model.learn(LEARNING_STARTS + 5, callback=DSTCallback(method="rigl", update_interval=1000))
+    state = getattr(model, STATE_ATTRIBUTE)
+    del state["prune_criterion"], state["role_methods"]  # as written by the previous version
+    config = AttributeState(model).config()
+    assert (config.method, config.prune_criterion, config.role_methods) == ("rigl", "magnitude", None)
+    assert config.role_method("actor") == config.role_method("critic") == "rigl"
 
 
 @pytest.mark.parametrize(
