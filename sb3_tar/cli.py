@@ -55,7 +55,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("-o", "--out", default=None, help="results directory (default: results/<preset or sweep>)")
     sweep.add_argument("--algos", nargs="+", choices=ALGOS)
     sweep.add_argument("--envs", nargs="+")
-    sweep.add_argument("--methods", nargs="+", choices=METHODS)
+    sweep.add_argument(
+        "--methods", nargs="+", help=f"from {list(METHODS)}, or per role: <actor method>+<critic method> (e.g. tar+rigl)"
+    )
     sweep.add_argument("--criteria", nargs="+", choices=GRID_CRITERIA, help="magnitude_layer: magnitude, per-layer scope")
     sweep.add_argument("--sparsities", nargs="+", type=float)
     sweep.add_argument("--rrs", nargs="+", type=float, help="recovery ratios of TAR/Uniform (0 = static)")

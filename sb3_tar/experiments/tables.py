@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sb3_tar.experiments import role_cells
 from sb3_tar.experiments.results import CONFIG_COLUMNS, cell_reports
 
 
@@ -219,8 +220,9 @@ def _method_label(row: pd.Series) -> str:
     method = row["method"]
     if method == "dense":
         return "Dense"
-    name = {"static": "Original", "tar": "TAR", "uniform": "Uniform", "set": "SET", "rigl": "RigL"}[method]
-    if method in ("tar", "uniform"):
+    names = {"static": "Original", "tar": "TAR", "uniform": "Uniform", "set": "SET", "rigl": "RigL"}
+    name = names.get(method, role_cells.display_name(method))
+    if method in ("tar", "uniform") or role_cells.revives(method):
         return f"{name} ({row['criterion']}, rr={row['rr']:g})"
     return f"{name} ({row['criterion']})"
 

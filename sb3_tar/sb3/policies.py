@@ -28,6 +28,7 @@ from sb3_tar.sb3.mask_store import BufferStore
 from sb3_tar.sb3.networks import SparseNetwork, sparse_networks
 from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
 from sb3_tar.sb3.rewiring import UNKNOWN_TOTAL, BufferState, Rewirer
+from sb3_tar.sb3.role_methods import policy_role_setup
 
 #: Policy buffer recording whether gradients of pruned weights are masked (saved with the policy).
 MASK_GRADIENTS_BUFFER = "sb3_tar_mask_gradients"
@@ -184,6 +185,7 @@ DST_DEFAULTS: dict[str, Any] = dict(
     drop_fraction=None,
     end_fraction=DEFAULT_END_FRACTION,
     dst_total_steps=None,
+    prune_criterion="magnitude",
 )
 
 
@@ -193,10 +195,14 @@ def _dst_setup(dst: dict[str, Any], options: dict[str, Any], criterion_given: bo
         given = [key for key in ("update_interval", "drop_fraction", "dst_total_steps") if dst[key] is not None]
         if dst["end_fraction"] != DEFAULT_END_FRACTION:
             given.append("end_fraction")
+        if dst["prune_criterion"] != "magnitude":
+            given.append("prune_criterion")
         if given:
             raise ValueError(f"{given} only apply to dynamic sparse training: set dst_method to one of ['set', 'rigl']")
         return None
-    config = dst_config(dst["dst_method"], dst["update_interval"], dst["drop_fraction"], dst["end_fraction"])
+    config = dst_config(
+        dst["dst_method"], dst["update_interval"], dst["drop_fraction"], dst["end_fraction"], dst["prune_criterion"]
+    )
     if dst["dst_total_steps"] is not None:
         check_int("dst_total_steps", dst["dst_total_steps"], 0)
     if revival_given and options["revival"] != "none":
@@ -256,15 +262,27 @@ class SparsePolicyMixin:
         (``T_end = end_fraction * dst_total_steps``). The policy cannot know it: give it here, or
         leave it ``None`` and pass ``callback=sb3_tar.DSTCallback()`` to ``learn()``, which fills it
         in from the ``learn()`` call (and sends the updates to SB3's logger).
+    :param prune_criterion: Which active weights a SET/RigL update drops: ``"magnitude"`` (default), ``"set"``,
+        ``"mest"``, ``"snip"``, ``"sensitivity"``, ``"reciprocal_sensitivity"`` or ``"random"`` (Nowak et al. 2023;
+        :mod:`sb3_tar.core.prune_criteria`). Only with dynamic sparse training.
+    :param role_methods: A method per role, e.g. ``{"actor": "tar", "critic": "rigl"}`` or ``{"actor": "dense"}``:
+        ``"dense"``, ``"static"``, ``"tar"``, ``"uniform"``, ``"set"`` or ``"rigl"`` (:mod:`sb3_tar.core.role_methods`).
+        A role it does not name runs ``dst_method`` if given, else the static method of ``revival``. A dense role has
+        sparsity 0; a SET/RigL role starts from ``criterion`` (default ``"erk"``) and is rewired on the schedule of
+        ``dst_method`` (default: the SET/RigL method named here); the other roles keep their masks fixed (default
+        criterion ``"magnitude"``). ``None`` (default): every role runs the one method.
     """
 
     sparsity_reports: dict[str, NetworkReport]
     mask_enforcer: MaskEnforcer
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        role_methods = kwargs.pop("role_methods", None)
         dst = {key: kwargs.pop(key, default) for key, default in DST_DEFAULTS.items()}
-        criterion_given, revival_given = "criterion" in kwargs, "revival" in kwargs
+        criterion_given, revival_given = kwargs.get("criterion") is not None, "revival" in kwargs
         options = {key: kwargs.pop(key, default) for key, default in SPARSITY_DEFAULTS.items()}
+        if options["criterion"] is None:  # saved so by a policy whose roles took their methods' default criteria
+            options["criterion"] = SPARSITY_DEFAULTS["criterion"]
         seed = options.pop("sparsity_seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"sparsity_seed must be an int or None, got {seed!r}")
@@ -272,17 +290,26 @@ class SparsePolicyMixin:
         if not isinstance(mask_gradients, bool):
             raise TypeError(f"mask_gradients must be a bool, got {mask_gradients!r}")
         sparse_execution = sparse_exec.check_option(options.pop("sparse_execution"))
-        self.dst_config = _dst_setup(dst, options, criterion_given, revival_given)
+        #: The method of each role (``None``: every role runs the policy's one method).
+        self.role_methods: dict[str, str] | None = None
+        if role_methods is None:
+            self.dst_config = _dst_setup(dst, options, criterion_given, revival_given)
+            self.sparsity_configs = role_configs(**options)  # validated before anything is built
+        else:
+            self.dst_config, self.role_methods, self.sparsity_configs = policy_role_setup(
+                role_methods, dst, options, criterion_given
+            )
         if self.dst_config is not None and sparse_execution is True:
             raise ValueError(
                 "sparse_execution=True cannot be combined with dst_method: SET/RigL change the mask during training "
                 "and run on the masked dense path (use sparse_execution='auto' or False)"
             )
         self.dst_options = dst
-        self.sparsity_configs = role_configs(**options)  # validated before anything is built
         self.sparsity_options = dict(
             options, sparsity_seed=seed, mask_gradients=mask_gradients, sparse_execution=sparse_execution
         )
+        if self.role_methods is not None and not criterion_given:
+            self.sparsity_options["criterion"] = None  # each role keeps its method's default criterion on load
         super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule: Any) -> None:
@@ -328,4 +355,5 @@ class SparsePolicyMixin:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
         data.update(self.sparsity_options)
         data.update(self.dst_options)
+        data["role_methods"] = self.role_methods
         return data
