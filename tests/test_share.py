@@ -85,13 +85,13 @@ def shared(tmp_path_factory):
         out = str(folder / f"{name}_plain.zip")
         if source == "model":
             written = sb3_tar.to_sb3(model, out)
-        else:
+        elif source == "path":
             model.save(folder / name)
-            if source == "path":
-                written = sb3_tar.to_sb3(folder / f"{name}.zip", out)
-            else:
-                assert main(["to-sb3", str(folder / f"{name}.zip"), out]) == 0  # the command line, in this process
-                written = out
+            written = sb3_tar.to_sb3(folder / f"{name}.zip", out)
+        else:  # the command line, in this process, writing over its input
+            model.save(out)
+            assert main(["to-sb3", out, out]) == 0
+            written = out
         assert written == out
         cases[name] = dict(algo=algo, model=model, out=out, predicted=model.predict(obs, deterministic=True)[0])
     env = dict(os.environ, PYTHONPATH="", OMP_NUM_THREADS="1")  # not this checkout; the prelude blocks the installed one
