@@ -227,3 +227,23 @@ def test_export_actor_leaves_model_unchanged_and_validates(tmp_path):
     after = model.policy.state_dict()
     assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
     assert model.policy.sparse_layers  # still on the kernel
+
+
+def test_sparse_linear_is_recorded_exactly_by_tracers(tmp_path):
+    """One SparseLinear on the kernel, traced under no_grad and exported while its values require grad."""
+    from sb3_tar.kernels import SparseLinear
+
+    torch.manual_seed(0)
+    dense = nn.Linear(16, 8)
+    mask = torch.rand(8, 16) < 0.2
+    layer = SparseLinear.from_linear(dense, mask)
+    assert layer.values.requires_grad
+    x = torch.randn(5, 16)
+    expected = x.double() @ torch.where(mask, dense.weight, 0.0).detach().double().T + dense.bias.detach().double()
+    with torch.no_grad():
+        traced = torch.jit.trace(layer, torch.randn(1, 16))
+        torch.testing.assert_close(traced(x).double(), expected, atol=1e-6, rtol=0)
+    path = str(tmp_path / "layer.onnx")
+    torch.onnx.export(layer, torch.randn(1, 16), path, input_names=["x"], dynamic_axes={"x": {0: "n"}}, dynamo=False)
+    out = ort.InferenceSession(path).run(None, {"x": x.numpy()})[0]
+    np.testing.assert_allclose(out, expected.numpy(), atol=1e-6, rtol=0)
