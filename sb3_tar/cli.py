@@ -216,7 +216,11 @@ def _verify(args: argparse.Namespace) -> int:
 def _to_sb3(args: argparse.Namespace) -> int:
     from sb3_tar.sb3.share import to_sb3
 
-    print(f"wrote {to_sb3(args.model, args.out)}")
+    try:
+        print(f"wrote {to_sb3(args.model, args.out)}")
+    except TypeError as e:  # a file that is not an SB3 SAC/TD3/TQC model
+        print(f"sb3-tar to-sb3: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -164,3 +164,14 @@ def test_to_sb3_validates_its_input(tmp_path, capsys):
     assert not (tmp_path / "out.zip").exists()
     assert main(["to-sb3", str(tmp_path / "missing.zip"), str(tmp_path / "out.zip")]) == 2
     assert "No saved model" in capsys.readouterr().err
+
+
+def test_to_sb3_writes_a_dense_model_unchanged(tmp_path):
+    model = ALGOS["sac"]("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL, **small_kwargs("sac"))
+    out = sb3_tar.to_sb3(model, tmp_path / "dense")
+    assert out == str(tmp_path / "dense.zip")
+    data, params, _ = load_from_zip_file(out, device="cpu")
+    assert data["policy_class"] is SACPolicy and data["policy_kwargs"] == model.policy_kwargs
+    original = model.policy.state_dict()
+    assert params["policy"].keys() == original.keys()
+    assert all(torch.equal(params["policy"][k], v) for k, v in original.items())

@@ -13,6 +13,7 @@ The plain model is a *dense* model with zeros in it: nothing keeps those zeros i
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import pathlib
@@ -42,6 +43,17 @@ def plain_policy_class(policy_class: type) -> type:
         if isinstance(cls, type) and issubclass(cls, BasePolicy) and not cls.__module__.startswith(_PACKAGE):
             return cls
     raise TypeError(f"{policy_class!r} is not an SB3 policy class")
+
+
+def _plain_kwargs(plain_class: type, policy_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``policy_kwargs`` without the sb3-tar options (those of ``SparsePolicy``, and any the plain class does not take)."""
+    parameters = inspect.signature(plain_class.__init__).parameters
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    return {
+        k: v
+        for k, v in policy_kwargs.items()
+        if k not in SPARSITY_DEFAULTS and k not in DST_DEFAULTS and (open_ended or k in parameters)
+    }
 
 
 def _sb3_tar_modules(value: Any) -> set[str]:
@@ -125,7 +137,7 @@ def to_sb3(model_or_path: Any, out_path: str | os.PathLike) -> str:
         out = out.with_suffix(".zip")
     data, params, variables = _read(model_or_path)
     plain_class = plain_policy_class(data["policy_class"])
-    kwargs = {k: v for k, v in data.get("policy_kwargs", {}).items() if k not in SPARSITY_DEFAULTS and k not in DST_DEFAULTS}
+    kwargs = _plain_kwargs(plain_class, data.get("policy_kwargs", {}))
     build_kwargs = {k: v for k, v in kwargs.items() if k != "device"}
     with torch.random.fork_rng(devices=[]):  # building the policy draws weights: leave torch's global stream as it was
         plain_policy = plain_class(data["observation_space"], data["action_space"], lambda _: 0.0, **build_kwargs)
