@@ -5,6 +5,7 @@ Examples::
     sb3-tar sweep --preset smoke                          # ~1-2 min on 2 cores, results/smoke
     sb3-tar report results/smoke                          # tables + PNGs in results/smoke/report
     sb3-tar verify-masks results/smoke                    # this package draws the cells' masks again, identically
+    sb3-tar to-sb3 sparse_sac.zip plain_sac.zip           # a plain SB3 file: SAC.load opens it without sb3-tar
     sb3-tar sweep --preset paper --backend ray -o /shared/tar   # the paper's grid on a Ray cluster
     sb3-tar sweep --envs HalfCheetah-v4 --methods static tar uniform --n-seeds 3 -n 20000 -o results/hc
 
@@ -128,6 +129,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="cells to check: folders, or cell ids under results_dir (default: every sparse one)",
     )
     verify.add_argument("--conf-dir", default=None, help="folder with sac.yml/td3.yml (default: ./hyperparams)")
+
+    to_sb3 = sub.add_parser(
+        "to-sb3",
+        help="write a sparse model as a plain SB3 file that loads without sb3-tar",
+        description="Rewrite a saved sparse SAC/TD3/TQC model for SB3's own policy class, masks baked into the weights "
+        "(zeros at pruned positions): SAC.load/TD3.load/TQC.load open it without sb3-tar (sharing, Hugging Face Hub).",
+    )
+    to_sb3.add_argument("model", help="saved model (.zip)")
+    to_sb3.add_argument("out", help="plain SB3 file to write (.zip)")
     return parser
 
 
@@ -222,6 +232,17 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if differing else 0
 
 
+def _to_sb3(args: argparse.Namespace) -> int:
+    from sb3_tar.sb3.share import to_sb3
+
+    try:
+        print(f"wrote {to_sb3(args.model, args.out)}")
+    except TypeError as e:  # a file that is not an SB3 SAC/TD3/TQC model
+        print(f"sb3-tar to-sb3: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """
     Entry point of the ``sb3-tar`` console script.
@@ -232,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        commands = {"sweep": _sweep, "report": _report, "verify-masks": _verify}
+        commands = {"sweep": _sweep, "report": _report, "verify-masks": _verify, "to-sb3": _to_sb3}
         return commands[args.command](args)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         print(f"sb3-tar {args.command}: error: {e}", file=sys.stderr)

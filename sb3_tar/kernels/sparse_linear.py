@@ -32,6 +32,16 @@ _STRUCTURE_BUFFERS = ("row_ptr", "col_idx", "col_ptr", "csc_row", "csc_perm", "k
 _warned_fallback = False
 
 
+def is_recording() -> bool:
+    """
+    Whether a tracer or exporter is recording this call (``torch.jit.trace``, ``torch.onnx.export``,
+    ``torch.export``): it cannot see inside the C++ kernel (a trace would hold its output as a constant),
+    so :class:`SparseLinear` then runs ``F.linear`` on the scattered dense weight, which it records exactly.
+    """
+    exporting = getattr(torch.compiler, "is_exporting", None)
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or (exporting is not None and exporting())
+
+
 class SparseLinear(nn.Linear):
     """
     ``y = x @ W^T + b`` with ``W = values`` scattered into a fixed mask.
@@ -42,8 +52,9 @@ class SparseLinear(nn.Linear):
 
     Execution: on the CPU in float32/float64 with the kernel available, the C++ kernel (output in
     feature-major layout: a non-contiguous ``(..., out)`` tensor; use ``.reshape``, not ``.view``);
-    otherwise (another device or dtype, or no C++ compiler) ``F.linear`` on the scattered dense weight,
-    same results, no speed-up. The kernel runs on one thread whatever ``torch.get_num_threads()``.
+    otherwise (another device or dtype, or no C++ compiler), and while a tracer or exporter records the call
+    (:func:`is_recording`), ``F.linear`` on the scattered dense weight, same results, no speed-up. The kernel
+    runs on one thread whatever ``torch.get_num_threads()``.
 
     :param in_features: Size of each input sample.
     :param out_features: Size of each output sample.
@@ -261,8 +272,10 @@ class SparseLinear(nn.Linear):
         """
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"input has shape {tuple(x.shape)}, expected (..., {self.in_features})")
-        kernel = self._kernel()
+        kernel = None if is_recording() else self._kernel()
         if kernel is None:
+            if torch.onnx.is_in_onnx_export():  # values are not in the state dict: the exporter records them as a constant
+                return F.linear(x, scatter_dense(self.values.data, self._structure), self.bias)
             return F.linear(x, self.dense_weight(), self.bias)
         values, bias, s = self.values, self.bias, self._structure
         if x.dtype != values.dtype:
