@@ -22,6 +22,7 @@ _LAZY = {
     "enforce_masks": ("sb3_tar.callbacks", "enforce_masks"),
     "masks_of": ("sb3_tar.sb3.model_masks", "masks_of"),
     "sparsity_summary": ("sb3_tar.sb3.model_masks", "sparsity_summary"),
+    "pruning_reports": ("sb3_tar.sb3.reports", "pruning_reports"),
 }
 
 

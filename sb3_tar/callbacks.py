@@ -17,7 +17,7 @@ from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.policies import SparsePolicyMixin, install_masks, masked_policy_class, start_sparse_execution
 from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
-from sb3_tar.sb3.report_logging import log_reports
+from sb3_tar.sb3.report_logging import attach_curves
 from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState, Rewirer, attached_rewirer, planned_steps_of
 from sb3_tar.sb3.sparse_execution import check_option
 
@@ -89,7 +89,7 @@ class SparseCallback(BaseCallback):
             {role: c.to_dict() for role, c in configs.items()} | {"seed": seed, "mask_gradients": self.mask_gradients} | record
         )
         self.model.sb3_tar_reports = {name: report.to_dict() for name, report in self.reports.items()}
-        log_reports(self.logger, self.reports)
+        attach_curves(self.model)
         return enforcer
 
     def _print_reports(self) -> None:
@@ -122,8 +122,9 @@ class TARCallback(SparseCallback):
     rebuilds a policy that keeps them, so the loaded model stays sparse through ``learn()`` with
     or without this callback.
 
-    The per-layer report is logged to SB3's logger under ``sparsity/...`` and printed with
-    ``verbose >= 1``.
+    The model's measured sparsity, pruned-but-nonzero count and dead units are recorded at every dump of
+    SB3's logger under ``sparse/<network>/...``, the per-layer allocation once as text (``docs/masks.md``,
+    "What is logged"); the per-layer table is printed with ``verbose >= 1``.
 
     :param sparsity: Sparsity of actor and critic in ``[0, 1)``.
     :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
@@ -201,8 +202,7 @@ class TARCallback(SparseCallback):
 
     def _report_existing(self, why: str, reports: dict[str, NetworkReport]) -> None:
         self.reports = dict(reports)
-        if reports:
-            log_reports(self.logger, reports)
+        attach_curves(self.model)
         self._say(f"not pruning, {why}")
 
 
@@ -298,7 +298,6 @@ class DSTCallback(SparseCallback):
             if policy.dst_options["dst_total_steps"] is None and (rewirer.total_steps == UNKNOWN_TOTAL or rewirer.step == 0):
                 rewirer.set_total_steps(rewirer.step + planned_steps_of(self.model))
             self.reports = dict(policy.sparsity_reports)
-            log_reports(self.logger, self.reports)
             self._say(f"the SparsePolicy runs {rewirer.config.method.upper()} itself")
         elif isinstance(getattr(self.model, STATE_ATTRIBUTE, None), dict):
             rewirer = self._resume(policy)
@@ -309,10 +308,9 @@ class DSTCallback(SparseCallback):
             )
         else:
             rewirer = self._start(policy)
-        rewirer.logger = self.logger
         rewirer.verbose = max(rewirer.verbose, self.verbose)
         self.rewirer = rewirer
-        self.logger.record("dst/total_steps", rewirer.total_steps)
+        attach_curves(self.model)  # counts this rewirer's updates
         if rewirer.finished and rewirer.step > 0:
             warnings.warn(
                 f"{name}: the DST schedule ended at gradient step {rewirer.end_step:g} (end_fraction of the "
