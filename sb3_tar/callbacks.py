@@ -46,7 +46,7 @@ class SparseCallback(BaseCallback):
     :param seed: Seed of the masks (default: the model's ``seed``, else drawn from torch).
     :param verbose: Verbosity level.
     :param mask_gradients: Also zero the gradients of pruned weights before each step (see
-        :mod:`sb3_tar.sb3.enforcement`).
+        :mod:`sb3_tar.sb3.enforcement`; on automatically for optimizers that are not elementwise).
     """
 
     def __init__(self, seed: int | None = None, verbose: int = 0, mask_gradients: bool = False) -> None:
@@ -142,6 +142,10 @@ class TARCallback(SparseCallback):
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``; pruned weights are re-zeroed after every step either way, see
         :mod:`sb3_tar.sb3.enforcement`).
+        Gradient masking is switched on automatically, whatever this option, for optimizers that are not
+        elementwise (an ``optimizer_class`` that is not exactly SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop
+        or Adagrad, :data:`sb3_tar.sb3.enforcement.ELEMENTWISE_OPTIMIZERS`; subclasses included), whose step could
+        otherwise let the gradients at pruned positions change the kept weights.
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the sparse layers on the
         sparse C++ kernel (:mod:`sb3_tar.sb3.sparse_execution`; the actor and critic optimizers are rebuilt with
         the model's optimizer class and options). Saved with the model: a loaded model runs the same way.

@@ -286,6 +286,10 @@ class SparsePolicyMixin:
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``: pruned weights are re-zeroed after every step either way; see
         :mod:`sb3_tar.sb3.enforcement` for why gradient masking is off by default).
+        Gradient masking is switched on automatically, whatever this option, for optimizers that are not
+        elementwise (an ``optimizer_class`` that is not exactly SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop
+        or Adagrad, :data:`sb3_tar.sb3.enforcement.ELEMENTWISE_OPTIMIZERS`; subclasses included), whose step could
+        otherwise let the gradients at pruned positions change the kept weights.
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers whose density is
         below :data:`sb3_tar.sb3.sparse_execution.DENSITY_THRESHOLD` on the sparse C++ kernel, online and target
         (:mod:`sb3_tar.sb3.sparse_execution`); ``"auto"`` falls back to the masked dense path with one warning where
