@@ -241,9 +241,10 @@ class DSTCallback(SparseCallback):
     no gradient step has been taken yet; see
     :func:`sb3_tar.core.dynamic.planned_gradient_steps`: ``total_timesteps - learning_starts`` with one
     env, ``train_freq=1`` and ``gradient_steps=1``). Grown weights start at 0.0 with zeroed Adam
-    moments; every mask change is copied to the target networks. Each update is logged to SB3's
-    logger under ``dst/<network>/{dropped,grown,kept}``, ``dst/drop_fraction``, ``dst/step`` and
-    ``dst/updates``.
+    moments; every mask change is copied to the target networks. At every dump of SB3's logger the
+    updates so far are recorded (``sparse/dst/updates``, ``sparse/dst/drop_fraction`` and the cumulative
+    ``sparse/<network>/dropped`` and ``sparse/<network>/grown``, ``docs/dst.md``), with each network's
+    measured sparsity.
 
     With a plain ``MlpPolicy`` the masks are kept in ``weight_mask`` buffers (as with
     :class:`TARCallback`) and the schedule (its settings, the gradient-step clock, ``T`` and the
