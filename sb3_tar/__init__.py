@@ -26,6 +26,7 @@ _LAZY = {
     "sparsity_summary": ("sb3_tar.sb3.model_masks", "sparsity_summary"),
     "export_actor": ("sb3_tar.sb3.export", "export_actor"),
     "to_sb3": ("sb3_tar.sb3.share", "to_sb3"),
+    "pruning_reports": ("sb3_tar.sb3.reports", "pruning_reports"),
 }
 
 

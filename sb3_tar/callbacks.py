@@ -18,7 +18,7 @@ from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.policies import SparsePolicyMixin, install_masks, masked_policy_class, start_sparse_execution
 from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
-from sb3_tar.sb3.report_logging import log_reports
+from sb3_tar.sb3.report_logging import attach_curves
 from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState, Rewirer, attached_rewirer, planned_steps_of
 from sb3_tar.sb3.role_methods import has_dynamic_role, method_configs
 from sb3_tar.sb3.sparse_execution import check_option
@@ -48,7 +48,7 @@ class SparseCallback(BaseCallback):
     :param seed: Seed of the masks (default: the model's ``seed``, else drawn from torch).
     :param verbose: Verbosity level.
     :param mask_gradients: Also zero the gradients of pruned weights before each step (see
-        :mod:`sb3_tar.sb3.enforcement`).
+        :mod:`sb3_tar.sb3.enforcement`; on automatically for optimizers that are not elementwise).
     """
 
     def __init__(self, seed: int | None = None, verbose: int = 0, mask_gradients: bool = False) -> None:
@@ -91,7 +91,7 @@ class SparseCallback(BaseCallback):
             {role: c.to_dict() for role, c in configs.items()} | {"seed": seed, "mask_gradients": self.mask_gradients} | record
         )
         self.model.sb3_tar_reports = {name: report.to_dict() for name, report in self.reports.items()}
-        log_reports(self.logger, self.reports)
+        attach_curves(self.model)
         return enforcer
 
     def _print_reports(self) -> None:
@@ -124,8 +124,9 @@ class TARCallback(SparseCallback):
     rebuilds a policy that keeps them, so the loaded model stays sparse through ``learn()`` with
     or without this callback.
 
-    The per-layer report is logged to SB3's logger under ``sparsity/...`` and printed with
-    ``verbose >= 1``.
+    The model's measured sparsity, pruned-but-nonzero count and dead units are recorded at every dump of
+    SB3's logger under ``sparse/<network>/...``, the per-layer allocation once as text (``docs/masks.md``,
+    "What is logged"); the per-layer table is printed with ``verbose >= 1``.
 
     :param sparsity: Sparsity of actor and critic in ``[0, 1)``.
     :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
@@ -143,6 +144,10 @@ class TARCallback(SparseCallback):
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``; pruned weights are re-zeroed after every step either way, see
         :mod:`sb3_tar.sb3.enforcement`).
+        Gradient masking is switched on automatically, whatever this option, for optimizers that are not
+        elementwise (an ``optimizer_class`` that is not exactly SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop
+        or Adagrad, :data:`sb3_tar.sb3.enforcement.ELEMENTWISE_OPTIMIZERS`; subclasses included), whose step could
+        otherwise let the gradients at pruned positions change the kept weights.
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the sparse layers on the
         sparse C++ kernel (:mod:`sb3_tar.sb3.sparse_execution`; the actor and critic optimizers are rebuilt with
         the model's optimizer class and options). Saved with the model: a loaded model runs the same way.
@@ -228,8 +233,7 @@ class TARCallback(SparseCallback):
 
     def _report_existing(self, why: str, reports: dict[str, NetworkReport]) -> None:
         self.reports = dict(reports)
-        if reports:
-            log_reports(self.logger, reports)
+        attach_curves(self.model)
         self._say(f"not pruning, {why}")
 
 
@@ -264,9 +268,10 @@ class DSTCallback(SparseCallback):
     no gradient step has been taken yet; see
     :func:`sb3_tar.core.dynamic.planned_gradient_steps`: ``total_timesteps - learning_starts`` with one
     env, ``train_freq=1`` and ``gradient_steps=1``). Grown weights start at 0.0 with zeroed Adam
-    moments; every mask change is copied to the target networks. Each update is logged to SB3's
-    logger under ``dst/<network>/{dropped,grown,kept}``, ``dst/drop_fraction``, ``dst/step`` and
-    ``dst/updates``.
+    moments; every mask change is copied to the target networks. At every dump of SB3's logger the
+    updates so far are recorded (``sparse/dst/updates``, ``sparse/dst/drop_fraction`` and the cumulative
+    ``sparse/<network>/dropped`` and ``sparse/<network>/grown``, ``docs/dst.md``), with each network's
+    measured sparsity.
 
     With a plain ``MlpPolicy`` the masks are kept in ``weight_mask`` buffers (as with
     :class:`TARCallback`) and the schedule (its settings, the gradient-step clock, ``T`` and the
@@ -348,7 +353,6 @@ class DSTCallback(SparseCallback):
             if policy.dst_options["dst_total_steps"] is None and (rewirer.total_steps == UNKNOWN_TOTAL or rewirer.step == 0):
                 rewirer.set_total_steps(rewirer.step + planned_steps_of(self.model))
             self.reports = dict(policy.sparsity_reports)
-            log_reports(self.logger, self.reports)
             self._say(f"the SparsePolicy runs {rewirer.config.method.upper()} itself")
         elif isinstance(getattr(self.model, STATE_ATTRIBUTE, None), dict):
             rewirer = self._resume(policy)
@@ -359,10 +363,9 @@ class DSTCallback(SparseCallback):
             )
         else:
             rewirer = self._start(policy)
-        rewirer.logger = self.logger
         rewirer.verbose = max(rewirer.verbose, self.verbose)
         self.rewirer = rewirer
-        self.logger.record("dst/total_steps", rewirer.total_steps)
+        attach_curves(self.model)  # counts this rewirer's updates
         if rewirer.finished and rewirer.step > 0:
             warnings.warn(
                 f"{name}: the DST schedule ended at gradient step {rewirer.end_step:g} (end_fraction of the "

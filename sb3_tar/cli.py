@@ -8,6 +8,7 @@ Examples::
     sb3-tar to-sb3 sparse_sac.zip plain_sac.zip           # a plain SB3 file: SAC.load opens it without sb3-tar
     sb3-tar sweep --preset paper --backend ray -o /shared/tar   # the paper's grid on a Ray cluster
     sb3-tar sweep --envs HalfCheetah-v4 --methods static tar uniform --n-seeds 3 -n 20000 -o results/hc
+    sb3-tar hyperparams sac                               # path of the shipped sac.yml, for rl_zoo3.train -conf
 
 Also runnable as ``python -m sb3_tar.cli``.
 """
@@ -78,7 +79,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("-j", "--jobs", type=int, default=None, help="cells at once (default: number of CPU cores)")
     sweep.add_argument("--backend", choices=BACKENDS, default="local", help="local processes, or a Ray cluster")
     sweep.add_argument("--ray-address", default=None, help="Ray cluster address (default: ray.init() default)")
-    sweep.add_argument("--conf-dir", default=None, help="folder with sac.yml/td3.yml (default: ./hyperparams)")
+    sweep.add_argument(
+        "--conf-dir",
+        default=None,
+        help="folder with sac.yml/td3.yml/tqc.yml (default: the shipped ones: sb3-tar hyperparams)",
+    )
     sweep.add_argument("--overwrite", action="store_true", help="re-run cells finished with another configuration")
     sweep.add_argument("--dry-run", action="store_true", help="list the cells and commands, run nothing")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -128,7 +133,20 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="cells to check: folders, or cell ids under results_dir (default: every sparse one)",
     )
-    verify.add_argument("--conf-dir", default=None, help="folder with sac.yml/td3.yml (default: ./hyperparams)")
+    verify.add_argument(
+        "--conf-dir",
+        default=None,
+        help="folder with sac.yml/td3.yml/tqc.yml (default: the shipped ones: sb3-tar hyperparams)",
+    )
+
+    hyper = sub.add_parser(
+        "hyperparams",
+        help="print the path of a shipped hyperparameter file (for `python -m rl_zoo3.train -conf`)",
+        description="Print the path of the RL-Zoo3 hyperparameter file shipped with sb3-tar for ALGO (or of their "
+        'folder), e.g. python -m rl_zoo3.train --algo sac --env HalfCheetah-v4 -conf "$(sb3-tar hyperparams sac)" '
+        "--num-threads 1",
+    )
+    hyper.add_argument("algo", nargs="?", choices=ALGOS, help="algorithm (default: print the folder)")
 
     to_sb3 = sub.add_parser(
         "to-sb3",
@@ -243,6 +261,14 @@ def _to_sb3(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hyperparams(args: argparse.Namespace) -> int:
+    from sb3_tar.experiments.runner import conf_file, find_conf_dir
+
+    folder = find_conf_dir()
+    print(conf_file(folder, args.algo) if args.algo else folder)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """
     Entry point of the ``sb3-tar`` console script.
@@ -253,7 +279,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        commands = {"sweep": _sweep, "report": _report, "verify-masks": _verify, "to-sb3": _to_sb3}
+        commands = {
+            "sweep": _sweep,
+            "report": _report,
+            "verify-masks": _verify,
+            "to-sb3": _to_sb3,
+            "hyperparams": _hyperparams,
+        }
         return commands[args.command](args)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         print(f"sb3-tar {args.command}: error: {e}", file=sys.stderr)

@@ -118,11 +118,12 @@ def make_report(
     report.messages += _seed_mismatches(comparison)
     wall = runs["wall_s"].dropna()
     if len(wall):
+        median = wall.median()
         report.messages.append(
-            f"{len(wall)} cell(s) with recorded times took {wall.sum() / 3600:.1f} h of training in all "
-            f"(median {wall.median() / 60:.0f} min per cell) and {wall_clock_seconds(runs) / 3600:.1f} h of "
-            "wall-clock time (the union of their run intervals: cells that ran side by side count once, "
-            "time between sessions not at all)"
+            f"{len(wall)} cell(s) with recorded times took {_duration(wall.sum())} of training in all "
+            f"(median {f'{median / 60:.0f} min' if median >= 60 else f'{median:.0f} s'} per cell) and "
+            f"{_duration(wall_clock_seconds(runs))} of wall-clock time (the union of their run intervals: cells that "
+            "ran side by side count once, time between sessions not at all)"
         )
     commits = runs["commit"].value_counts()
     if len(commits) > 1:
@@ -224,6 +225,29 @@ def _layer_sections(runs, connectivity, first_only: bool = False, heading: str =
     return lines
 
 
+def _duration(seconds: float) -> str:
+    """:return: ``seconds`` in hours from one hour on (``"14.9 h"``), else in minutes or seconds (never ``"0.0 h"``)."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+#: Runs per side below which a probability of improvement is flagged as not a result.
+MIN_IMPROVEMENT_RUNS = 5
+
+
+def _improvement_caveat(improvement) -> str | None:
+    """:return: A warning when some comparison has fewer than :data:`MIN_IMPROVEMENT_RUNS` runs on a side, else None."""
+    smallest = int(min(improvement["n_x"].min(), improvement["n_y"].min())) if len(improvement) else MIN_IMPROVEMENT_RUNS
+    if smallest >= MIN_IMPROVEMENT_RUNS:
+        return None
+    return (
+        f"**Not a result where a side has fewer than {MIN_IMPROVEMENT_RUNS} runs** (the smallest here: {smallest}): with "
+        "so few runs P(X > Y) takes only a few values and its interval spans most of [0, 1]; run more seeds "
+        "before reading these rows.\n"
+    )
+
+
 def _seed_mismatches(comparison) -> list[str]:
     notes = []
     for _, row in comparison.iterrows():
@@ -254,7 +278,8 @@ def _markdown(
         "mean of its episodes); mean ± standard error over seeds. Percent change = 100·(x − baseline)/|baseline|. "
         f"IQM with 95% stratified-bootstrap intervals from rliable ({reps} replications)."
     )
-    lines += ["", "## Original (static) vs TAR, and TAR vs the best of SET/RigL", ""]
+    has_dst = runs["method"].isin(["set", "rigl"]).any()
+    lines += ["", f"## Original (static) vs TAR{', and TAR vs the best of SET/RigL' if has_dst else ''}", ""]
     lines.append(report.table_text or "_(no static or TAR run)_\n")
     lines += ["## IQM of the final return (95% CI)", "", tables.to_markdown(tables.format_iqm(iqm))]
     if len(aggregate):
@@ -265,6 +290,8 @@ def _markdown(
         lines.append(tables.to_markdown(text))
     if len(improvement):
         lines += ["## Probability of improvement (95% CI)", ""]
+        caveat = _improvement_caveat(improvement)
+        lines += [caveat] if caveat else []
         lines.append(tables.to_markdown(tables.format_improvement(improvement)))
     lines += _ranking_section(ranking, last_fraction)
     lines += ["## Every configuration", "", tables.to_markdown(tables.format_summary(summary))]

@@ -51,23 +51,27 @@ BACKENDS: tuple[str, ...] = ("local", "ray")
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+#: The hyperparameter files shipped with the package (``sac.yml``, ``td3.yml``, ``tqc.yml``; package data, so
+#: they are in the wheel; the repository's top-level ``hyperparams/`` is a link to this folder).
+PACKAGE_CONF_DIR = Path(__file__).resolve().parents[1] / "hyperparams"
 
 
 def find_conf_dir(conf_dir: str | os.PathLike | None = None) -> Path:
     """
-    Locate the folder holding ``sac.yml`` / ``td3.yml``.
+    Locate the folder holding ``sac.yml`` / ``td3.yml`` / ``tqc.yml``.
 
-    :param conf_dir: An explicit folder; ``None`` tries ``./hyperparams`` then the repository's ``hyperparams/``.
+    :param conf_dir: An explicit folder; ``None``: the files shipped with the package (:data:`PACKAGE_CONF_DIR`,
+        also in an installed wheel).
     :return: The folder (absolute).
     :raises FileNotFoundError: If no such folder exists.
     """
-    candidates = [Path(conf_dir)] if conf_dir is not None else [Path("hyperparams"), _REPO_ROOT / "hyperparams"]
+    candidates = [Path(conf_dir)] if conf_dir is not None else [PACKAGE_CONF_DIR]
     for candidate in candidates:
         if candidate.is_dir():
             return candidate.resolve()
     raise FileNotFoundError(
         f"No hyperparameter folder found (tried {[str(c) for c in candidates]}); pass --conf-dir pointing to the "
-        "folder with sac.yml/td3.yml of the sb3-tar repository"
+        "folder with sac.yml/td3.yml/tqc.yml of the sb3-tar repository"
     )
 
 

@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
+from typing import Any, ClassVar
 
 import torch
+from gymnasium import spaces
 from torch import nn
 
 from sb3_tar.core.config import check_int
@@ -27,6 +29,7 @@ from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.mask_store import BufferStore
 from sb3_tar.sb3.networks import SparseNetwork, sparse_networks
 from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
+from sb3_tar.sb3.report_logging import attach_from_caller
 from sb3_tar.sb3.rewiring import UNKNOWN_TOTAL, BufferState, Rewirer
 from sb3_tar.sb3.role_methods import policy_role_setup
 
@@ -108,6 +111,11 @@ class MaskedPolicyMixin:
         masks = {n.name: ones_masks(n.linears) for n in networks}
         self.mask_enforcer = install_masks(self, networks, masks, mask_gradients=False)  # type: ignore[arg-type]
         self.sparse_layers: list[str] = []
+
+    def set_training_mode(self, mode: bool) -> None:
+        """Also make the calling model's logger record sb3-tar's curves (:mod:`sb3_tar.sb3.report_logging`)."""
+        attach_from_caller(self)
+        super().set_training_mode(mode)  # type: ignore[misc]
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """
@@ -216,6 +224,46 @@ def _dst_setup(dst: dict[str, Any], options: dict[str, Any], criterion_given: bo
     return config
 
 
+def _building_algorithm() -> Any:
+    """:return: The SB3 algorithm whose constructor is building a policy right now (found on the call stack), or None."""
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    frame = sys._getframe(2)
+    for _ in range(8):  # SB3: algorithm.__init__ -> _setup_model -> policy __init__ (a few frames, mixins included)
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, BaseAlgorithm):
+            return owner
+        frame = frame.f_back
+    return None
+
+
+def check_policy_use(policy_class: type, observation_space: Any) -> None:
+    """
+    Refuse a ``SparsePolicy`` built for the wrong algorithm or observation space, before anything is built.
+
+    :param policy_class: The ``SparsePolicy`` class being built.
+    :param observation_space: The observation space it is given.
+    :raises TypeError: With a dict observation space (use ``MultiInputPolicy`` with a callback), or when the
+        SB3 algorithm building the policy is not the one it is for (e.g. ``PPO(sb3_tar.sac.SparsePolicy, env)``).
+    """
+    name = f"{policy_class.__module__}.{policy_class.__name__}"
+    if isinstance(observation_space, spaces.Dict):
+        raise TypeError(
+            f"{name} takes Box observations, got a Dict observation space: for dict observations (goal-conditioned "
+            "envs, HER) use policy='MultiInputPolicy' and make it sparse with callback=sb3_tar.TARCallback(...) "
+            "(or sb3_tar.DSTCallback(...)) in learn()"
+        )
+    expected = getattr(policy_class, "algorithm_class", None)
+    algorithm = _building_algorithm()
+    if expected is not None and algorithm is not None and not isinstance(algorithm, expected):
+        raise TypeError(
+            f"{name} is a policy for {expected.__name__}, got {type(algorithm).__name__}: sb3-tar supports SAC "
+            "(sb3_tar.sac.SparsePolicy), TD3 (sb3_tar.td3.SparsePolicy) and TQC (sb3_tar.tqc.SparsePolicy)"
+        )
+
+
 class SparsePolicyMixin:
     """
     Adds static sparsity with Topology-Aware Revival to an SB3 actor-critic policy.
@@ -244,6 +292,10 @@ class SparsePolicyMixin:
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``: pruned weights are re-zeroed after every step either way; see
         :mod:`sb3_tar.sb3.enforcement` for why gradient masking is off by default).
+        Gradient masking is switched on automatically, whatever this option, for optimizers that are not
+        elementwise (an ``optimizer_class`` that is not exactly SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop
+        or Adagrad, :data:`sb3_tar.sb3.enforcement.ELEMENTWISE_OPTIMIZERS`; subclasses included), whose step could
+        otherwise let the gradients at pruned positions change the kept weights.
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers whose density is
         below :data:`sb3_tar.sb3.sparse_execution.DENSITY_THRESHOLD` on the sparse C++ kernel, online and target
         (:mod:`sb3_tar.sb3.sparse_execution`); ``"auto"`` falls back to the masked dense path with one warning where
@@ -275,8 +327,11 @@ class SparsePolicyMixin:
 
     sparsity_reports: dict[str, NetworkReport]
     mask_enforcer: MaskEnforcer
+    #: The algorithm class this policy is for (``SAC``, ``TD3``, ``TQC``), set by each ``SparsePolicy``.
+    algorithm_class: ClassVar[type | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        check_policy_use(type(self), args[0] if args else kwargs.get("observation_space"))
         role_methods = kwargs.pop("role_methods", None)
         dst = {key: kwargs.pop(key, default) for key, default in DST_DEFAULTS.items()}
         criterion_given, revival_given = kwargs.get("criterion") is not None, "revival" in kwargs
@@ -327,6 +382,11 @@ class SparsePolicyMixin:
             state = BufferState.register(self, UNKNOWN_TOTAL if total is None else total, self.sparsity_seed_used)
             self.dst_rewirer = Rewirer(self.mask_enforcer, self.dst_config, state)
             self.dst_rewirer.attach(self)
+
+    def set_training_mode(self, mode: bool) -> None:
+        """Also make the calling model's logger record sb3-tar's curves (:mod:`sb3_tar.sb3.report_logging`)."""
+        attach_from_caller(self)
+        super().set_training_mode(mode)  # type: ignore[misc]
 
     def get_extra_state(self) -> torch.Tensor:
         """

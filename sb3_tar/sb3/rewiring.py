@@ -177,7 +177,9 @@ class Rewirer:
     :param enforcer: The policy's mask enforcer (its store holds the masks that change).
     :param config: Method and schedule.
     :param state: Where the schedule's position lives.
-    :param logger: SB3 logger receiving ``dst/...`` records (``None``: history only; bind one later
+    :param logger: SB3 logger receiving per-update ``dst/...`` records (``None``: history only; the callbacks and
+        policies leave it ``None`` and record cumulative ``sparse/...`` curves at every dump instead,
+        :mod:`sb3_tar.sb3.report_logging`; bind one later
         by setting :attr:`logger`).
     :param verbose: 2: print every update.
     """
