@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sb3_tar.experiments import plots, tables
+from sb3_tar.experiments import diagnostics, plots, tables
 from sb3_tar.experiments.results import cell_reports, load_results, wall_clock_seconds
 
 
@@ -130,6 +130,7 @@ def make_report(
             (plots.learning_curves, (runs, results.curves, out)),
             (plots.rr_sensitivity, (runs, out)),
             (plots.width_scaling, (runs, out)),
+            (diagnostics.diagnostics_plots, (runs, out)),
         ):
             written, messages = func(*args)
             report.plots += written
