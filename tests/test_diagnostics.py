@@ -217,6 +217,9 @@ def test_training_is_unchanged_by_the_callback():
 
 
 def test_bad_arguments_and_unsupported_models_are_refused():
+    import sb3_tar
+
+    assert sb3_tar.DiagnosticsCallback is DiagnosticsCallback
     for kwargs, match in (
         (dict(every=0), "every=0"),
         (dict(batch_size=1), "batch_size=1"),
