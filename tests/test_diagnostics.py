@@ -147,7 +147,7 @@ def _expected(model, batch) -> dict[str, float]:
         layers = [m for m in module.modules() if isinstance(m, nn.Linear)]
         for layer in layers:
             mask = getattr(layer, "weight_mask", torch.ones_like(layer.weight)).bool()
-            squares += float(layer.weight.detach().double()[mask].pow(2).sum() + layer.bias.double().pow(2).sum())
+            squares += float(layer.weight.detach().double()[mask].pow(2).sum() + layer.bias.detach().double().pow(2).sum())
             if hasattr(layer, "values"):  # on the sparse kernel: the kept weights' gradient only
                 grad = layer.values.grad.double().pow(2).sum()
             else:
