@@ -21,6 +21,7 @@ _LAZY = {
     "TQCSparsePolicy": ("sb3_tar.tqc", "SparsePolicy"),
     "TARCallback": ("sb3_tar.callbacks", "TARCallback"),
     "DSTCallback": ("sb3_tar.callbacks", "DSTCallback"),
+    "DiagnosticsCallback": ("sb3_tar.diagnostics", "DiagnosticsCallback"),
     "enforce_masks": ("sb3_tar.callbacks", "enforce_masks"),
     "masks_of": ("sb3_tar.sb3.model_masks", "masks_of"),
     "sparsity_summary": ("sb3_tar.sb3.model_masks", "sparsity_summary"),

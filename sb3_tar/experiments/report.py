@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sb3_tar.experiments import milestones, plots, tables
+from sb3_tar.experiments import diagnostics, milestones, plots, tables
 from sb3_tar.experiments.results import cell_reports, load_results, wall_clock_seconds
 
 
@@ -163,6 +163,7 @@ def make_report(
             (plots.learning_curves, (runs, results.curves, out)),
             (plots.rr_sensitivity, (runs, out)),
             (plots.width_scaling, (runs, out)),
+            (diagnostics.diagnostics_plots, (runs, out)),
         ):
             written, messages = func(*args)
             report.plots += written

@@ -10,13 +10,15 @@ Layout of a results directory (``root``)::
         <algo>/<env>_1/<env>.zip                      final model (not meant for version control)
         summary.json                                  compact record: package commit, measured final sparsity
                                                       of every network (online and target), pruning report
+        diagnostics.csv                               plasticity diagnostics through training (dormant units,
+                                                      srank, weight and gradient norms; docs/diagnostics.md)
         done.json                                     written last: the cell is finished (with the commit)
     root/zoo/<label>/<algo>/<env>_seed<k>             symlinks: every seed of one configuration in one
                                                       folder, for ``python -m rl_zoo3.plots.all_plots``
 
 A cell without ``done.json`` is unfinished (interrupted or failed): it is wiped and run again on the next
 sweep, while finished cells are never touched again. The compact files (``cell.json``, ``train.log``,
-``evaluations.npz``, ``summary.json``, ``done.json``) are all that ``sb3-tar report`` reads, so a results
+``evaluations.npz``, ``summary.json``, ``diagnostics.csv``, ``done.json``) are all that ``sb3-tar report`` reads, so a results
 directory can be committed without its model zips and a sweep resumes from the committed cells.
 """
 
@@ -45,6 +47,8 @@ CELL_FILE = "cell.json"
 DONE_FILE = "done.json"
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "train.log"
+DIAGNOSTICS_FILE = "diagnostics.csv"
+DIAGNOSTICS_CALLBACK = "sb3_tar.diagnostics.DiagnosticsCallback"
 BACKENDS: tuple[str, ...] = ("local", "ray")
 
 #: Environment variables that pin every numerical library to one thread per cell.
@@ -116,7 +120,9 @@ def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
     return kwargs
 
 
-def zoo_command(cell: Cell, folder: Path, conf: Path, python: str = sys.executable) -> list[str]:
+def zoo_command(
+    cell: Cell, folder: Path, conf: Path, python: str = sys.executable, diagnostics_every: int | None = None
+) -> list[str]:
     """
     The RL-Zoo3 command line that trains one cell.
 
@@ -124,9 +130,16 @@ def zoo_command(cell: Cell, folder: Path, conf: Path, python: str = sys.executab
     :param folder: RL-Zoo log folder (``-f``) for the cell.
     :param conf: Hyperparameter file (``-conf``).
     :param python: Python interpreter.
+    :param diagnostics_every: Also attach :class:`~sb3_tar.diagnostics.DiagnosticsCallback` with this interval,
+        writing ``<folder>/diagnostics.csv`` (what :func:`run_cell` does, see :func:`diagnostics_interval`);
+        ``None``: no diagnostics.
     :return: The argument list (no shell quoting needed).
     """
-    params = [f"policy_kwargs:{policy_kwargs_for(cell, conf)!r}", f"callback:{cell.callback()!r}"]
+    callbacks = cell.callback()
+    if diagnostics_every is not None:
+        diagnostics = {"every": diagnostics_every, "path": str(Path(folder) / DIAGNOSTICS_FILE)}
+        callbacks = [*(callbacks or []), {DIAGNOSTICS_CALLBACK: diagnostics}]
+    params = [f"policy_kwargs:{policy_kwargs_for(cell, conf)!r}", f"callback:{callbacks!r}"]
     params += [f"{key}:{value}" for key, value in cell.hyperparams if key != "policy_kwargs"]
     cmd = [python, "-m", "rl_zoo3.train", "--algo", cell.algo, "--env", cell.env, "-conf", str(conf)]
     cmd += ["-f", str(folder), "--seed", str(cell.seed), "--num-threads", "1"]
@@ -134,6 +147,19 @@ def zoo_command(cell: Cell, folder: Path, conf: Path, python: str = sys.executab
     if cell.n_timesteps is not None:
         cmd += ["-n", str(cell.n_timesteps)]
     return [*cmd, "-params", *params]
+
+
+def diagnostics_interval(cell: Cell) -> int:
+    """
+    :param cell: The cell.
+    :return: The interval of its diagnostics: :data:`sb3_tar.diagnostics.DEFAULT_EVERY`, or a twentieth of the
+        budget (at least 1) when that is shorter, so that a short run still gets twenty measurements.
+    """
+    from sb3_tar.diagnostics import DEFAULT_EVERY
+
+    if cell.n_timesteps is None:
+        return DEFAULT_EVERY
+    return max(1, min(DEFAULT_EVERY, cell.n_timesteps // 20))
 
 
 def package_commit() -> dict[str, Any]:
@@ -342,7 +368,7 @@ def run_cell(
     folder.mkdir(parents=True)
     (folder / CELL_FILE).write_text(json.dumps(cell.to_dict(), indent=2))
     conf = conf_file(find_conf_dir(conf_dir), cell.algo)
-    cmd = zoo_command(cell, folder, conf, python)
+    cmd = zoo_command(cell, folder, conf, python, diagnostics_every=diagnostics_interval(cell))
     commit = package_commit()
     env = dict(os.environ, **SINGLE_THREAD_ENV)
     env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
