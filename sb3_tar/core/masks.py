@@ -107,8 +107,20 @@ def check_masks(layers: Sequence[nn.Linear], masks: Sequence[torch.Tensor]) -> N
     if len(layers) != len(masks):
         raise ValueError(f"Got {len(masks)} masks for {len(layers)} layers")
     for i, (layer, mask) in enumerate(zip(layers, masks)):
-        if tuple(mask.shape) != tuple(layer.weight.shape):
-            raise ValueError(f"Mask {i} has shape {tuple(mask.shape)}, layer weight has shape {tuple(layer.weight.shape)}")
+        shape = weight_shape(layer)
+        if tuple(mask.shape) != shape:
+            raise ValueError(f"Mask {i} has shape {tuple(mask.shape)}, layer weight has shape {shape}")
+
+
+def weight_shape(layer: nn.Module) -> tuple[int, ...]:
+    """
+    :param layer: A sparsifiable layer.
+    :return: The shape of its weight, read without building a tensor (a compressed layer's ``weight`` is a
+        dense copy built on every read, so its shape is ``(out_features, in_features)``).
+    """
+    if is_compressed(layer):
+        return (layer.out_features, layer.in_features)
+    return tuple(layer.weight.shape)
 
 
 def kept_count(masks: Sequence[torch.Tensor]) -> int:
