@@ -28,7 +28,6 @@ from sb3_tar.core.masks import is_compressed
 from sb3_tar.kernels import SparseLinear, load_kernel
 from sb3_tar.sb3.enforcement import attached_enforcer
 from sb3_tar.sb3.model_masks import sparsity_summary
-from sb3_tar.sb3.policies import follow_device
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A hang check, not a speed claim: a process that finishes at all finishes far within this.
@@ -97,7 +96,8 @@ def test_a_killed_build_does_not_hang_the_next_process(tmp_path: Path) -> None:
 
 def test_waiting_for_a_live_build_is_bounded_and_names_the_lock(tmp_path: Path) -> None:
     """Another process holds the build lock: the wait ends after the bound with a one-line reason naming the lock
-    (the reason the 'auto' fallback warning prints, see the test below)."""
+    (the reason the 'auto' fallback warning prints, see the test below). Deciding for another device than the
+    CPU builds nothing (it would have to wait for that lock)."""
     fcntl = pytest.importorskip("fcntl")
     env = no_compiler_env(tmp_path) | {"SB3_TAR_KERNEL_LOCK_TIMEOUT": "1"}
     kernel_dir = Path(env["SB3_TAR_KERNEL_DIR"])
@@ -106,7 +106,21 @@ def test_waiting_for_a_live_build_is_bounded_and_names_the_lock(tmp_path: Path) 
     with open(lock_path, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # a live builder
         code = f"""
-        from sb3_tar.kernels import kernel_available, kernel_summary
+        import torch
+        from sb3_tar.kernels import _build, kernel_available, kernel_summary
+        from sb3_tar.sb3 import sparse_execution as sparse_exec
+
+        # 6: another device decides the masked path without building anything (a build would wait here)
+        assert sparse_exec.resolve("auto", torch.device("cuda")) is False
+        assert _build._kernel is None and _build._error is None, "a build was tried"
+        try:
+            sparse_exec.resolve(True, "cuda")
+        except RuntimeError as exc:
+            assert "the model is on cuda" in str(exc), exc
+        else:
+            raise AssertionError("True on cuda did not raise")
+        assert _build._error is None
+
         assert not kernel_available()
         summary = kernel_summary()
         assert "timed out" in summary and {str(lock_path)!r} in summary and "\\n" not in summary, summary
@@ -144,16 +158,6 @@ def test_files_saved_with_true_load_without_a_compiler(tmp_path: Path) -> None:
     from sb3_tar.kernels import SparseLinear, _build
     from sb3_tar.sb3 import sparse_execution as sparse_exec
     from sb3_tar.sb3.model_masks import sparsity_summary
-
-    # 6: another device decides the masked path without compiling anything
-    assert sparse_exec.resolve("auto", torch.device("cuda")) is False
-    assert _build._kernel is None and _build._error is None, "something was compiled"
-    try:
-        sparse_exec.resolve(True, "cuda")
-    except RuntimeError as exc:
-        assert "the model is on cuda" in str(exc), exc
-    else:
-        raise AssertionError("True on cuda did not raise")
 
     tmp = {str(tmp_path)!r}
     obs = np.load(tmp + "/obs.npy")
@@ -193,6 +197,8 @@ def test_files_saved_with_true_load_without_a_compiler(tmp_path: Path) -> None:
 
 def test_the_device_decides_the_path_both_ways() -> None:
     """Deciding for another device puts a sparse policy back on the masked path; back on the CPU it runs sparse."""
+    from sb3_tar.sb3.policies import follow_device
+
     model = SAC(sac.SparsePolicy, "Pendulum-v1", policy_kwargs=dict(SMALL, sparsity=0.9), **small_kwargs("sac"))
     model.learn(120)
     policy = model.policy
