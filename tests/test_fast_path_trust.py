@@ -308,11 +308,18 @@ def _one_step_each(policy: nn.Module, seed: int = 0) -> None:
         optimizer.step()
 
 
-@pytest.mark.parametrize("option", [True, False], ids=["sparse", "masked"])
-def test_copies_are_independent_and_stay_sparse(option: bool) -> None:
+@pytest.mark.parametrize(
+    "option, how", [(True, "policy"), (False, "policy"), (True, "callback")], ids=["sparse", "masked", "callback-sparse"]
+)
+def test_copies_are_independent_and_stay_sparse(option: bool, how: str) -> None:
     kwargs = small_kwargs("sac", learning_rate=0.05)  # large steps: an unmasked pruned weight moves visibly
-    model = SAC(sac.SparsePolicy, "Pendulum-v1", policy_kwargs=dict(SMALL, sparsity=0.9, sparse_execution=option), **kwargs)
-    model.learn(80)
+    if how == "policy":
+        policy_kwargs = dict(SMALL, sparsity=0.9, sparse_execution=option)
+        model = SAC(sac.SparsePolicy, "Pendulum-v1", policy_kwargs=policy_kwargs, **kwargs)
+        model.learn(80)
+    else:  # the live policy of a model made sparse by a callback in this process
+        model = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(SMALL), **kwargs)
+        model.learn(80, callback=TARCallback(sparsity=0.9, sparse_execution=option))
     original = {k: v.clone() for k, v in model.policy.state_dict().items()}
     for copied in (copy.deepcopy(model.policy), pickle.loads(pickle.dumps(model.policy))):
         assert bool(sparse_modules(copied)) == option

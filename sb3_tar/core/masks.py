@@ -107,20 +107,10 @@ def check_masks(layers: Sequence[nn.Linear], masks: Sequence[torch.Tensor]) -> N
     if len(layers) != len(masks):
         raise ValueError(f"Got {len(masks)} masks for {len(layers)} layers")
     for i, (layer, mask) in enumerate(zip(layers, masks)):
-        shape = weight_shape(layer)
+        # (out, in) from the attributes: a compressed layer's ``weight`` is a dense copy built on each read
+        shape = (layer.out_features, layer.in_features)
         if tuple(mask.shape) != shape:
             raise ValueError(f"Mask {i} has shape {tuple(mask.shape)}, layer weight has shape {shape}")
-
-
-def weight_shape(layer: nn.Module) -> tuple[int, ...]:
-    """
-    :param layer: A sparsifiable layer.
-    :return: The shape of its weight, read without building a tensor (a compressed layer's ``weight`` is a
-        dense copy built on every read, so its shape is ``(out_features, in_features)``).
-    """
-    if is_compressed(layer):
-        return (layer.out_features, layer.in_features)
-    return tuple(layer.weight.shape)
 
 
 def kept_count(masks: Sequence[torch.Tensor]) -> int:

@@ -258,9 +258,8 @@ class SparseLinear(nn.Linear):
     def set_mask(self, mask: torch.Tensor, weight: torch.Tensor | None = None) -> None:
         """
         Change the mask, keeping the same ``values`` Parameter object (optimizers hold it; their state
-        for it must be converted by the caller, e.g. with :func:`dense_to_values`; inside an sb3-tar policy
-        the mask enforcer re-gathers it before the next step, see
-        :func:`sb3_tar.sb3.sparse_execution.realign_state`). A gradient of the old length is dropped.
+        for it must be converted by the caller, e.g. with :func:`dense_to_values`). A gradient of the
+        old length is dropped.
 
         :param mask: New boolean or 0/1 mask ``(out_features, in_features)``.
         :param weight: Dense weight to take the new kept values from; by default the current dense
