@@ -264,6 +264,7 @@ def test_load_state_dict_with_other_masks_moves_the_optimizer_state(change: str)
     policy = model.policy
     name, layer = _critic_layer(policy)
     optimizer = policy.critic.optimizer
+    optimizer.load_state_dict(optimizer.state_dict())  # as in a resumed run: state loaded, no step since
     old_mask = layer.mask.clone()
     dense_avg = torch.zeros(old_mask.shape)
     dense_avg[old_mask] = optimizer.state[layer.values]["exp_avg"]  # by hand: the moments where they belong

@@ -289,8 +289,13 @@ def add_layout_hooks(optimizer: torch.optim.Optimizer) -> None:
     def to_values(opt: torch.optim.Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
         return convert(state_dict, to_dense_layout=False)
 
+    def forget_alignment(opt: torch.optim.Optimizer) -> None:  # loaded state is in the current layout: record it so
+        opt.__dict__.pop("_sb3_tar_aligned", None)
+        realign_state(opt)
+
     optimizer.register_state_dict_post_hook(to_dense)
     optimizer.register_load_state_dict_pre_hook(to_values)
+    optimizer.register_load_state_dict_post_hook(forget_alignment)
 
 
 def register_owner(optimizer: torch.optim.Optimizer, networks: Sequence[SparseNetwork]) -> None:
@@ -325,12 +330,13 @@ def realign_state(optimizer: torch.optim.Optimizer) -> None:
     Keep an optimizer's per-weight state on the right weights when a compressed layer's mask changed.
 
     Called before and after every optimizer step (by the mask enforcer) and before the state is saved. It
-    records, per compressed parameter, the layer's index arrays and the state tensors it saw; if the layer's
-    mask changed since while the optimizer still holds those same state tensors (``load_state_dict`` with
-    other masks, ``set_mask``), each per-weight state tensor is re-gathered: a kept weight keeps its state
-    where it was kept before, a newly kept weight starts at zero. State that was replaced meanwhile (by
-    ``optimizer.load_state_dict``, which converts with the current mask, or by code that converted it
-    itself) is taken as it is.
+    records, per compressed parameter, the layer's index arrays and the state tensors it saw (optimizers
+    update their state in place); if the layer's mask changed since while the optimizer still holds those
+    same state tensors (``load_state_dict`` with other masks, ``set_mask``), each per-weight state tensor is
+    re-gathered: a kept weight keeps its state where it was kept before, a newly kept weight starts at zero.
+    State that was replaced meanwhile (by ``optimizer.load_state_dict``, which converts with the current
+    mask, or by code that converted it itself along with the mask) is taken as it is. When nothing changed it
+    costs one identity check per compressed parameter.
 
     :param optimizer: An optimizer of a policy with compressed layers (a no-op for any other).
     """
@@ -339,9 +345,11 @@ def realign_state(optimizer: torch.optim.Optimizer) -> None:
         return
     aligned = optimizer.__dict__.setdefault("_sb3_tar_aligned", {})
     for p, layer in layers.items():
-        index = layer.kept_index
+        index = layer.structure.kept_index  # a plain attribute: cheaper than the buffer lookup
+        record = aligned.get(id(p))  # keyed by id: hashing a tensor is a Python call
+        if record is not None and record[0] is index and record[1]:  # the hot path: nothing changed
+            continue
         state = optimizer.state.get(p)
-        record = aligned.get(p)
         if state and record is not None and record[0] is not index:
             old_index, tensors = record
             if tensors and all(state.get(k) is v for k, v in tensors.items()):
@@ -351,7 +359,7 @@ def realign_state(optimizer: torch.optim.Optimizer) -> None:
                         dense = v.new_zeros(size)
                         dense[old_index.to(v.device)] = v
                         state[k] = dense[index.to(v.device)]
-        aligned[p] = (index, {k: v for k, v in (state or {}).items() if isinstance(v, torch.Tensor)})
+        aligned[id(p)] = (index, {k: v for k, v in (state or {}).items() if isinstance(v, torch.Tensor)})
 
 
 @torch.no_grad()
