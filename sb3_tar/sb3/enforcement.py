@@ -165,7 +165,7 @@ class MaskEnforcer:
     def _post_step_hook(self, role: str, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         for net in self.role_networks(role):
             apply_masks(net.linears, self.store.get(net.name))
-        realign_state(optimizer)  # records the state tensors the step created
+        realign_state(optimizer, record_only=True)  # records the layout and the state tensors the step left
 
     def _forward_pre_hook(self, module: nn.Module, args: tuple) -> None:
         """On a copy's first forward pass: attach to the copied policy's optimizers (see the module docstring)."""

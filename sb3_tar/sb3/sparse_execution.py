@@ -291,7 +291,7 @@ def add_layout_hooks(optimizer: torch.optim.Optimizer) -> None:
 
     def forget_alignment(opt: torch.optim.Optimizer) -> None:  # loaded state is in the current layout: record it so
         opt.__dict__.pop("_sb3_tar_aligned", None)
-        realign_state(opt)
+        realign_state(opt, record_only=True)
 
     optimizer.register_state_dict_post_hook(to_dense)
     optimizer.register_load_state_dict_pre_hook(to_values)
@@ -325,7 +325,7 @@ def hook_optimizer(optimizer: torch.optim.Optimizer, networks: Sequence[SparseNe
 
 
 @torch.no_grad()
-def realign_state(optimizer: torch.optim.Optimizer) -> None:
+def realign_state(optimizer: torch.optim.Optimizer, record_only: bool = False) -> None:
     """
     Keep an optimizer's per-weight state on the right weights when a compressed layer's mask changed.
 
@@ -339,6 +339,8 @@ def realign_state(optimizer: torch.optim.Optimizer) -> None:
     costs one identity check per compressed parameter.
 
     :param optimizer: An optimizer of a policy with compressed layers (a no-op for any other).
+    :param record_only: Only record the current layout and state (after a step: a mask changed inside the step's
+        pre-hooks, as SET/RigL do, came with its state already moved).
     """
     layers = getattr(optimizer, "_sb3_tar_layers", None)
     if not layers:
@@ -350,7 +352,7 @@ def realign_state(optimizer: torch.optim.Optimizer) -> None:
         if record is not None and record[0] is index and record[1]:  # the hot path: nothing changed
             continue
         state = optimizer.state.get(p)
-        if state and record is not None and record[0] is not index:
+        if state and record is not None and record[0] is not index and not record_only:
             old_index, tensors = record
             if tensors and all(state.get(k) is v for k, v in tensors.items()):
                 size = layer.out_features * layer.in_features
