@@ -167,7 +167,7 @@ def test_to_sb3_validates_its_input(tmp_path, capsys):
 
 
 def test_to_sb3_writes_a_dense_model_unchanged(tmp_path):
-    model = ALGOS["sac"]("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL, **small_kwargs("sac"))
+    model = ALGOS["sac"]("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(SMALL), **small_kwargs("sac"))
     out = sb3_tar.to_sb3(model, tmp_path / "dense")
     assert out == str(tmp_path / "dense.zip")
     data, params, _ = load_from_zip_file(out, device="cpu")

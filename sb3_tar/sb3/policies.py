@@ -23,7 +23,7 @@ from torch import nn
 from sb3_tar.core.config import check_int
 from sb3_tar.core.dynamic import DEFAULT_END_FRACTION, DSTConfig, dst_config
 from sb3_tar.core.layer_report import NetworkReport
-from sb3_tar.core.masks import ones_masks
+from sb3_tar.core.masks import is_compressed, ones_masks
 from sb3_tar.sb3 import sparse_execution as sparse_exec
 from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.mask_store import BufferStore
@@ -69,25 +69,58 @@ def install_masks(
     return enforcer
 
 
-def start_sparse_execution(policy: nn.Module, enforcer: MaskEnforcer, option: bool | str) -> list[str]:
+def start_sparse_execution(
+    policy: nn.Module, enforcer: MaskEnforcer, option: bool | str, loading: bool | None = None
+) -> list[str]:
     """
     Run the policy's sparse layers on the sparse kernel if ``option`` asks for it and the kernel is
-    available (:mod:`sb3_tar.sb3.sparse_execution`), moving the enforcement hooks to the rebuilt optimizers.
+    available on the policy's device (:mod:`sb3_tar.sb3.sparse_execution`), moving the enforcement hooks
+    to the rebuilt optimizers.
 
     :param policy: A policy holding masks.
     :param enforcer: Its attached enforcer.
     :param option: ``"auto"``, ``True`` or ``False``.
+    :param loading: Whether the option comes from a file being loaded (``True`` then falls back with a
+        warning instead of raising); default: whether SB3's ``load()`` is under way.
     :return: The converted layers (``"<network>/<layer>"``; also ``policy.sparse_layers``); empty on the
         masked path.
-    :raises RuntimeError: With ``option=True`` when the kernel is not available.
+    :raises RuntimeError: With ``option=True`` when the kernel is not available (not while loading).
     """
-    if not sparse_exec.resolve(option):
+    device, in_load = sparse_exec.sb3_context(policy)
+    policy._sb3_tar_path_device = device.type  # what follow_device compares with
+    if not sparse_exec.resolve(option, device, in_load if loading is None else loading):
         policy.sparse_layers = []
         return []
     converted = sparse_exec.enable(policy, enforcer.networks)
     enforcer.attach(policy)
     policy.sparse_layers = converted
     return converted
+
+
+def follow_device(policy: nn.Module, enforcer: MaskEnforcer, device: torch.device | str | None = None) -> None:
+    """
+    Put a policy on the path its device allows after it moved (``policy.to(...)``): off the CPU, compressed
+    layers go back to the masked path; back on the CPU, the saved ``sparse_execution`` option decides again.
+
+    :param policy: A policy holding masks (its option in the ``sb3_tar_sparse_execution`` buffer).
+    :param enforcer: Its attached enforcer.
+    :param device: The device to decide for (default: that of the policy's parameters).
+    """
+    if not hasattr(policy, sparse_exec.FLAG_BUFFER):
+        return
+    if device is None:
+        device = next((p.device for p in policy.parameters()), torch.device("cpu"))
+    device = torch.device(device)
+    compressed = any(is_compressed(layer) for net in enforcer.networks for layer in net.linears)
+    if device.type != "cpu":
+        policy._sb3_tar_path_device = device.type
+        if compressed:
+            sparse_exec.disable(policy, enforcer.networks)
+            enforcer.attach(policy)
+            policy.sparse_layers = []
+    elif not compressed and getattr(policy, "_sb3_tar_path_device", "cpu") != "cpu":  # back from another device
+        option = sparse_exec.option_from_code(int(getattr(policy, sparse_exec.FLAG_BUFFER)))
+        start_sparse_execution(policy, enforcer, option, loading=True)
 
 
 class MaskedPolicyMixin:
@@ -126,7 +159,13 @@ class MaskedPolicyMixin:
         self.mask_enforcer.mask_gradients = bool(getattr(self, MASK_GRADIENTS_BUFFER))
         option = sparse_exec.option_from_code(int(getattr(self, sparse_exec.FLAG_BUFFER)))
         if not self.sparse_layers:
-            start_sparse_execution(self, self.mask_enforcer, option)  # type: ignore[arg-type]
+            start_sparse_execution(self, self.mask_enforcer, option, loading=True)  # type: ignore[arg-type]
+        return result
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:  # .to(), .cuda(), .cpu(): the device decides the path
+        result = super()._apply(fn, recurse)  # type: ignore[misc]
+        if getattr(self, "mask_enforcer", None) is not None:
+            follow_device(self, self.mask_enforcer)  # type: ignore[arg-type]
         return result
 
 
@@ -387,6 +426,12 @@ class SparsePolicyMixin:
         """Also make the calling model's logger record sb3-tar's curves (:mod:`sb3_tar.sb3.report_logging`)."""
         attach_from_caller(self)
         super().set_training_mode(mode)  # type: ignore[misc]
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:  # .to(), .cuda(), .cpu(): the device decides the path
+        result = super()._apply(fn, recurse)  # type: ignore[misc]
+        if getattr(self, "mask_enforcer", None) is not None:
+            follow_device(self, self.mask_enforcer)  # type: ignore[arg-type]
+        return result
 
     def get_extra_state(self) -> torch.Tensor:
         """
