@@ -464,6 +464,15 @@ def _prepare(model: Any, path: Path, callbacks: list[BaseCallback], config: Any)
     meta_path = path / META_FILE
     if meta["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(meta_path, f"checkpoint format {meta['format']}, this package reads format {CHECKPOINT_FORMAT}")
+    for file, expected in meta["files"].items():
+        file_path = path / file
+        if not file_path.is_file():
+            raise CheckpointError(file_path, "missing")
+        size = file_path.stat().st_size
+        if size != expected["bytes"]:
+            raise CheckpointError(file_path, f"truncated or changed: {size} bytes, {expected['bytes']} written")
+        if _sha256(file_path) != expected["sha256"]:
+            raise CheckpointError(file_path, "corrupted: its SHA-256 differs from the one written")
     versions = package_versions()
     changed = {k: (meta["versions"].get(k), v) for k, v in versions.items() if meta["versions"].get(k) != v}
     if changed:
@@ -475,15 +484,6 @@ def _prepare(model: Any, path: Path, callbacks: list[BaseCallback], config: Any)
     signature = _normalized(_signature(model, callbacks))
     if meta["signature"] != signature:
         raise CheckpointError(meta_path, f"written by another kind of run: {_differences(meta['signature'], signature)}")
-    for file, expected in meta["files"].items():
-        file_path = path / file
-        if not file_path.is_file():
-            raise CheckpointError(file_path, "missing")
-        size = file_path.stat().st_size
-        if size != expected["bytes"]:
-            raise CheckpointError(file_path, f"truncated or changed: {size} bytes, {expected['bytes']} written")
-        if _sha256(file_path) != expected["sha256"]:
-            raise CheckpointError(file_path, "corrupted: its SHA-256 differs from the one written")
     try:
         with open(path / STATE_FILE, "rb") as f:
             state = pickle.load(f)
