@@ -20,6 +20,7 @@ _LAZY = {
     "TARCallback": ("sb3_tar.callbacks", "TARCallback"),
     "DSTCallback": ("sb3_tar.callbacks", "DSTCallback"),
     "enforce_masks": ("sb3_tar.callbacks", "enforce_masks"),
+    "ExactCheckpointCallback": ("sb3_tar.sb3.checkpoint", "ExactCheckpointCallback"),
     "masks_of": ("sb3_tar.sb3.model_masks", "masks_of"),
     "sparsity_summary": ("sb3_tar.sb3.model_masks", "sparsity_summary"),
 }

@@ -24,6 +24,7 @@ from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.save_util import load_from_zip_file
 
+from sb3_tar import ExactCheckpointCallback as TopLevel
 from sb3_tar.callbacks import TARCallback
 from sb3_tar.sb3.checkpoint import (
     META_FILE,
@@ -297,6 +298,7 @@ def test_refused_checkpoint_restarts_from_step_0_as_a_fresh_run(written, tmp_pat
 
 
 def test_callback_arguments_and_order_are_checked(tmp_path):
+    assert TopLevel is ExactCheckpointCallback
     with pytest.raises(ValueError, match=r"save_freq=-1 is outside the allowed range \[0, inf\)"):
         ExactCheckpointCallback(tmp_path, save_freq=-1)
     with pytest.raises(ValueError, match=r"keep=0 is outside"):
@@ -314,3 +316,11 @@ def test_sweep_refuses_a_negative_checkpoint_interval(tmp_path, capsys):
     assert main(["sweep", "--preset", "smoke", "--checkpoint-every", "-5", "-o", str(tmp_path / "r")]) == 2
     assert "checkpoint_every=-5 is outside the allowed range [0, inf)" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_cell_checkpoints_are_ignored_by_git():
+    path = "benchmarks/results/cpu/sac/HalfCheetah-v4/tar_magnitude_sp0.9_rr0.01_w256/seed_0/checkpoints/step_1/meta.json"
+    git = ["git", "-C", str(REPO), "check-ignore", "--no-index", "-q"]
+    check = subprocess.run([*git, path], capture_output=True)
+    assert check.returncode == 0, check.stderr  # ignored, although committed results live under benchmarks/results
+    assert subprocess.run([*git, path.replace("checkpoints", "x")]).returncode == 1
