@@ -297,6 +297,27 @@ def test_refused_checkpoint_restarts_from_step_0_as_a_fresh_run(written, tmp_pat
         _assert_same_bits(dict(a), dict(b))
 
 
+def test_replay_buffer_is_stored_compact_and_restored_whole(tmp_path):
+    from sb3_tar.sb3.checkpoint import save_checkpoint
+
+    model = _tiny_run(tmp_path, steps=120, checkpoints=False)
+    path = save_checkpoint(model, tmp_path / "ck")
+    original = model.replay_buffer
+    row_bytes = sum(getattr(original, k)[0].nbytes for k in ("observations", "next_observations", "actions", "rewards"))
+    assert original.buffer_size == 1_000_000 and original.pos == 120
+    assert (path / "replay_buffer.pkl").stat().st_size < 120 * row_bytes * 2 + 100_000  # not the 1M allocated rows
+    fresh = _fresh_model()
+    fresh._setup_learn(120)
+    load_checkpoint(fresh, path)
+    restored = fresh.replay_buffer
+    assert restored is not original and (restored.pos, restored.full) == (120, False)
+    for key in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        a, b = getattr(original, key), getattr(restored, key)
+        assert a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b), key  # every row, zeros included
+    assert float(np.abs(restored.observations[:120]).sum()) > 0 and not restored.observations[120:].any()
+    _assert_same_bits(fresh.policy.state_dict(), model.policy.state_dict())
+
+
 def test_callback_arguments_and_order_are_checked(tmp_path):
     assert TopLevel is ExactCheckpointCallback
     with pytest.raises(ValueError, match=r"save_freq=-1 is outside the allowed range \[0, inf\)"):
@@ -307,7 +328,7 @@ def test_callback_arguments_and_order_are_checked(tmp_path):
         ExactCheckpointCallback(tmp_path, config={"x": object()})
     model = _fresh_model()
     with pytest.raises(ValueError, match="ExactCheckpointCallback must come before TARCallback"):
-        model.learn(10, callback=[TARCallback(sparsity=0.8), ExactCheckpointCallback(tmp_path / "ck")])
+        model.learn(10, callback=[TARCallback(sparsity=0.8, sparse_execution=False), ExactCheckpointCallback(tmp_path / "ck")])
 
 
 def test_sweep_refuses_a_negative_checkpoint_interval(tmp_path, capsys):

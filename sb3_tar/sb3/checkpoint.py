@@ -7,7 +7,8 @@ when complete (a killed run leaves either a whole checkpoint or none), holding:
   and target), the actor/critic optimizers (and SAC/TQC's entropy-coefficient optimizer), the DST schedule
   (``model.sb3_tar_dst_state`` or a ``SparsePolicy``'s buffers), ``num_timesteps``, ``_n_updates``,
   ``_episode_num``, the last observation, the episode-info buffers and TD3's action noise;
-- ``replay_buffer.pkl``: the replay buffer;
+- ``replay_buffer.pkl``: the replay buffer, its filled part only (SB3 allocates all ``buffer_size`` rows up
+  front; the rows not yet written are zeros and are allocated again on load);
 - ``state.pkl``: what ``model.save()`` does not keep: the random state of Python's ``random``, NumPy and
   torch, the random state of the model's action and observation spaces, the state of every layer of the
   training environment (vectorized env wrappers, each env's gymnasium wrappers and the env itself: its own
@@ -65,7 +66,6 @@ from stable_baselines3.common.callbacks import (
 )
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 #: Version of the checkpoint layout; a checkpoint of another version is refused.
@@ -320,6 +320,56 @@ def _restore_callback(cb: BaseCallback, state: dict[str, Any], eval_layers: list
             )
 
 
+# -- replay buffer -------------------------------------------------------------------------------------------
+class _Rows:
+    """The first ``rows`` rows of a ``buffer_size``-row array of a replay buffer (the rest are zeros)."""
+
+    def __init__(self, array: np.ndarray, rows: int) -> None:
+        self.shape, self.dtype, self.rows = array.shape, array.dtype, np.ascontiguousarray(array[:rows])
+
+    def expand(self) -> np.ndarray:
+        array = np.zeros(self.shape, dtype=self.dtype)
+        array[: len(self.rows)] = self.rows
+        return array
+
+
+def _save_buffer(buffer: Any, path: Path) -> None:
+    """Pickle a replay buffer with only its written rows (its ``buffer_size``-row arrays cut to ``pos``)."""
+    size = int(buffer.buffer_size)
+    rows = size if buffer.full else int(buffer.pos)
+    state = dict(buffer.__getstate__())
+
+    def compact(value: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == size:
+            return _Rows(value, rows)
+        if isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
+            return {k: compact(v) for k, v in value.items()}
+        return value
+
+    with open(path, "wb") as f:
+        pickle.dump((type(buffer), {key: compact(value) for key, value in state.items()}), f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _load_buffer(path: Path) -> Any:
+    with open(path, "rb") as f:
+        cls, state = pickle.load(f)
+
+    def expand(value: Any) -> Any:
+        if isinstance(value, _Rows):
+            return value.expand()
+        if isinstance(value, dict):
+            return {k: expand(v) for k, v in value.items()}
+        return value
+
+    buffer = cls.__new__(cls)
+    state = {key: expand(value) for key, value in state.items()}
+    if hasattr(buffer, "__setstate__"):
+        buffer.__setstate__(state)
+    else:
+        vars(buffer).update(state)
+    return buffer
+
+
 # -- save ----------------------------------------------------------------------------------------------------
 def _check_model(model: Any) -> None:
     if not isinstance(model, OffPolicyAlgorithm):
@@ -380,7 +430,7 @@ def save_checkpoint(
         "callbacks": [_callback_state(cb, not_saved, i) for i, cb in enumerate(callbacks)],
     }
     model.save(tmp / MODEL_FILE)
-    model.save_replay_buffer(tmp / BUFFER_FILE)
+    _save_buffer(model.replay_buffer, tmp / BUFFER_FILE)
     with open(tmp / STATE_FILE, "wb") as f:
         pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
     files = {
@@ -501,7 +551,7 @@ def _prepare(model: Any, path: Path, callbacks: list[BaseCallback], config: Any)
         has_env = "eval_env" in cb_state
         eval_layers.append(_check_env(cb.eval_env, cb_state["eval_env"], meta_path, "evaluation") if has_env else None)
     try:
-        buffer = load_from_pkl(path / BUFFER_FILE)
+        buffer = _load_buffer(path / BUFFER_FILE)
     except Exception as e:
         raise CheckpointError(path / BUFFER_FILE, f"unreadable ({type(e).__name__}: {e})") from e
     try:
@@ -553,6 +603,8 @@ def load_checkpoint(
     buffer = prepared["buffer"]
     buffer.device = model.device
     model.replay_buffer = buffer
+    if hasattr(buffer, "set_env"):  # HerReplayBuffer: its env is not saved
+        buffer.set_env(model.get_env())
     _restore_env(prepared["env_layers"], state["env"])
     _restore_space(model.observation_space, state["observation_space"])
     _restore_space(model.action_space, state["action_space"])
