@@ -79,14 +79,23 @@ def test_sweep_cells_killed_after_a_checkpoint_resume_bit_for_bit(uninterrupted,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    killed: dict[str, int] = {}
     try:
         deadline = time.time() + 300
-        while len(_cells(root)) < 2 or not all(latest_checkpoint(c / "checkpoints") for c in _cells(root)):
-            assert proc.poll() is None and time.time() < deadline, "sweep ended or hung before every cell saved a checkpoint"
-            time.sleep(0.1)
+        while len(killed) < 2:
+            assert proc.poll() is None and time.time() < deadline, f"sweep ended or hung before both kills: {killed}"
+            for cell in _cells(root):
+                if cell.parent.name not in killed and latest_checkpoint(cell / "checkpoints") is not None:
+                    zoo = _zoo_child_of(cell)
+                    assert zoo is not None, f"{cell} has a checkpoint but no RL-Zoo process"
+                    os.kill(zoo[0], signal.SIGKILL)  # kill -9 the cell's training, mid-run
+                    killed[cell.parent.name] = zoo[0]
+            time.sleep(0.05)
+        assert proc.wait(timeout=120) == 1  # the sweep reports both cells as failed
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # kill -9 the sweep and both RL-Zoo children, mid-run
-        proc.wait()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     cells = _cells(root)
     assert [c.name for c in cells] == ["seed_0", "seed_0"] and not any((c / "done.json").exists() for c in cells)
     steps = {c.parent.name: int(latest_checkpoint(c / "checkpoints").name.split("_")[1]) for c in cells}
@@ -326,6 +335,15 @@ def test_callback_arguments_and_order_are_checked(tmp_path):
         ExactCheckpointCallback(tmp_path, keep=0)
     with pytest.raises(TypeError, match="JSON-serialisable"):
         ExactCheckpointCallback(tmp_path, config={"x": object()})
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    remote = SAC("MlpPolicy", make_vec_env(ENV, n_envs=1, vec_env_cls=SubprocVecEnv), learning_starts=5)
+    try:
+        with pytest.raises(TypeError, match="DummyVecEnv.*got SubprocVecEnv"):  # before any step, not at the first save
+            remote.learn(10, callback=ExactCheckpointCallback(tmp_path / "remote"))
+        assert remote.num_timesteps == 0
+    finally:
+        remote.env.close()
     model = _fresh_model()
     with pytest.raises(ValueError, match="ExactCheckpointCallback must come before TARCallback"):
         model.learn(10, callback=[TARCallback(sparsity=0.8, sparse_execution=False), ExactCheckpointCallback(tmp_path / "ck")])

@@ -686,6 +686,16 @@ class ExactCheckpointCallback(BaseCallback):
                 f"{type(self).__name__} must come before {', '.join(early)} in the callback list, so that they "
                 "find the restored masks and schedule"
             )
+        _env_layers(self.model.env)  # refuse environments in other processes now, not at the first checkpoint
+        for cb in self._callbacks:
+            if isinstance(cb, EvalCallback):
+                _env_layers(cb.eval_env)
+        if getattr(self.model, "use_sde", False):
+            warnings.warn(
+                f"{type(self).__name__}: with use_sde=True a resumed run is not exact (gSDE redraws its noise at the "
+                "start of each rollout, after the checkpoint)",
+                stacklevel=2,
+            )
         if self.resume:
             self._resume()
         self._saved_at = int(self.model.num_timesteps)
