@@ -23,6 +23,7 @@ _LAZY = {
     "DSTCallback": ("sb3_tar.callbacks", "DSTCallback"),
     "DiagnosticsCallback": ("sb3_tar.diagnostics", "DiagnosticsCallback"),
     "enforce_masks": ("sb3_tar.callbacks", "enforce_masks"),
+    "ExactCheckpointCallback": ("sb3_tar.sb3.checkpoint", "ExactCheckpointCallback"),
     "masks_of": ("sb3_tar.sb3.model_masks", "masks_of"),
     "sparsity_summary": ("sb3_tar.sb3.model_masks", "sparsity_summary"),
     "export_actor": ("sb3_tar.sb3.export", "export_actor"),

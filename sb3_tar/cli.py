@@ -23,7 +23,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from sb3_tar.experiments.grid import ALGOS, CRITERIA, GRID_CRITERIA, METHODS, PRESETS, GridSpec, get_preset
-from sb3_tar.experiments.runner import BACKENDS, cell_state, run_sweep, zoo_command
+from sb3_tar.experiments.runner import (
+    BACKENDS,
+    DEFAULT_CHECKPOINT_EVERY,
+    cell_state,
+    check_checkpoint_every,
+    run_sweep,
+    zoo_command,
+)
 
 
 def _key_values(items: Sequence[str] | None, literal: bool) -> dict[str, Any]:
@@ -83,6 +90,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "--conf-dir",
         default=None,
         help="folder with sac.yml/td3.yml/tqc.yml (default: the shipped ones: sb3-tar hyperparams)",
+    )
+    sweep.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=DEFAULT_CHECKPOINT_EVERY,
+        metavar="N",
+        help="checkpoint each cell every N steps; an interrupted cell resumes from its latest checkpoint, exactly "
+        f"(default {DEFAULT_CHECKPOINT_EVERY}; 0: no checkpoints, an interrupted cell starts again from step 0)",
     )
     sweep.add_argument("--overwrite", action="store_true", help="re-run cells finished with another configuration")
     sweep.add_argument("--dry-run", action="store_true", help="list the cells and commands, run nothing")
@@ -186,6 +201,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
 
 def _sweep(args: argparse.Namespace) -> int:
     grid = grid_from_args(args)
+    check_checkpoint_every(args.checkpoint_every)
     out = args.out or os.path.join("results", args.preset or "sweep")
     cells = grid.expand()
     states = [cell_state(out, c) for c in cells]
@@ -199,7 +215,9 @@ def _sweep(args: argparse.Namespace) -> int:
         conf = find_conf_dir(args.conf_dir)
         for cell, state in zip(cells, states):
             print(f"[{state}] {cell.cell_id}")
-            print("    " + " ".join(zoo_command(cell, cell_dir(os.path.abspath(out), cell), conf_file(conf, cell.algo))))
+            folder = cell_dir(os.path.abspath(out), cell)
+            command = zoo_command(cell, folder, conf_file(conf, cell.algo), checkpoint_every=args.checkpoint_every)
+            print("    " + " ".join(command))
         return 0
     try:
         summary = run_sweep(
@@ -211,6 +229,7 @@ def _sweep(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             overwrite=args.overwrite,
             ray_address=args.ray_address,
+            checkpoint_every=args.checkpoint_every,
         )
     except KeyboardInterrupt:
         print("Interrupted: finished cells are kept; run the same command again to resume.", file=sys.stderr)

@@ -116,6 +116,20 @@ class DiagnosticsCallback(BaseCallback):
     def _on_step(self) -> bool:
         return True
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        """
+        :return: What an exact resume needs (:class:`~sb3_tar.sb3.checkpoint.ExactCheckpointCallback` saves it):
+            the fixed batch, the measurements so far and the schedule position.
+        """
+        return {"batch": self.batch, "rows": list(self.rows), "next": self._next, "last": self._last}
+
+    def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """
+        :param state: Output of :meth:`checkpoint_state`: a resumed run measures on the same batch at the same
+            steps, and its file holds the measurements made before the checkpoint.
+        """
+        self.batch, self.rows, self._next, self._last = state["batch"], list(state["rows"]), state["next"], state["last"]
+
     def _on_training_end(self) -> None:
         if self._last != self.model.num_timesteps:
             self.measure()
