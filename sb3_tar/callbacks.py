@@ -265,6 +265,10 @@ class DSTCallback(SparseCallback):
     :param seed: Seed of the initial mask and of the update draws (default: the model's ``seed``,
         else drawn from torch).
     :param verbose: 0: silent, 1: print the initial per-layer table, 2: also print every update.
+    :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers below the density
+        threshold on the sparse C++ kernel between mask updates, online and target, with optimizer state for
+        kept weights only; each update rebuilds them in place (:mod:`sb3_tar.sb3.compressed_dst`). Saved with
+        the model. As for :class:`TARCallback`; ignored when the policy is a ``SparsePolicy`` or already sparse.
     """
 
     def __init__(
@@ -279,8 +283,10 @@ class DSTCallback(SparseCallback):
         end_fraction: float = 0.8,
         seed: int | None = None,
         verbose: int = 0,
+        sparse_execution: bool | str = "auto",
     ) -> None:
         super().__init__(seed, verbose)
+        self.sparse_execution = check_option(sparse_execution)
         self.config = dst_config(method, update_interval, drop_fraction, end_fraction)
         self.configs = role_configs(sparsity, actor_sparsity, critic_sparsity, criterion=criterion, revival="none")
         self.rewirer: Rewirer | None = None
@@ -324,7 +330,7 @@ class DSTCallback(SparseCallback):
     def _start(self, policy: Any) -> Rewirer:
         total = planned_steps_of(self.model)  # may refuse the setup: nothing is modified before
         seed = self._mask_seed()
-        enforcer = self._sparsify_model(self.configs, seed, dst=self.config.to_dict())
+        enforcer = self._sparsify_model(self.configs, seed, self.sparse_execution, dst=self.config.to_dict())
         state = AttributeState.create(self.model, self.config, total, seed)
         rewirer = Rewirer(enforcer, self.config, state)
         rewirer.attach(policy)
