@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from sb3_tar.core.masks import is_compressed
+from sb3_tar.kernels.functional import build_structure
 
 
 class LayerCapture:
@@ -113,11 +114,31 @@ class GradientCapture:
         return None if capture is None else capture.dense_grad()
 
 
-def _moved(tensor: torch.Tensor, old: torch.Tensor, new: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
-    """A per-kept-weight tensor in the layout of ``new``: survivors keep their entries, others take ``fill`` (or 0)."""
-    dense = tensor.new_zeros(old.shape) if fill is None else fill.to(device=tensor.device, dtype=tensor.dtype).clone()
-    dense[old] = tensor
-    return dense[new]
+class _Move:
+    """
+    Where each weight kept by a new mask was in the old layout (one pass over the dense shape), to move
+    per-kept-weight tensors (values, optimizer state, gradient) without going through the dense layout.
+
+    :param old_index: Flat dense index of each old kept weight (row-major, as ``values``).
+    :param new_index: Flat dense index of each new kept weight.
+    :param size: Number of dense positions.
+    """
+
+    def __init__(self, old_index: torch.Tensor, new_index: torch.Tensor, size: int) -> None:
+        position = torch.full((size,), -1, dtype=torch.int64, device=old_index.device)
+        position[old_index] = torch.arange(old_index.numel(), device=old_index.device)
+        source = position[new_index]
+        self.survivor = source >= 0  # per new kept weight: it was kept before
+        self.source = source[self.survivor]  # its index in the old layout
+        self.grown_index = new_index[~self.survivor]  # flat dense index of each grown weight
+
+    def __call__(self, tensor: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
+        """:return: ``tensor`` in the new layout; grown weights take their entry of the dense ``fill`` (or 0)."""
+        moved = tensor.new_zeros(self.survivor.shape)
+        moved[self.survivor] = tensor[self.source]
+        if fill is not None:
+            moved[~self.survivor] = fill.reshape(-1)[self.grown_index].to(device=tensor.device, dtype=tensor.dtype)
+        return moved
 
 
 @torch.no_grad()
@@ -142,18 +163,19 @@ def rewire_compressed(
     :param target: The matching layer of the target network (a SparseLinear), if any.
     """
     values = layer.values
-    old = layer.mask.to(values.device)
     new = mask.to(device=values.device, dtype=torch.bool)
-    if int(new.sum()) != values.numel():
-        raise ValueError(f"the new mask keeps {int(new.sum())} weights, the layer holds {values.numel()}")
+    structure = build_structure(new)
+    if structure.nnz != values.numel():
+        raise ValueError(f"the new mask keeps {structure.nnz} weights, the layer holds {values.numel()}")
+    move = _Move(layer.structure.kept_index, structure.kept_index.to(values.device), new.numel())
     state: dict[str, Any] = optimizer.state.get(values, {})
     for value in state.values():
         if isinstance(value, torch.Tensor) and value.shape == values.shape:
-            value.copy_(_moved(value, old, new))
+            value.copy_(move(value))
     grad = values.grad
-    new_grad = None if grad is None else _moved(grad, old, new, dense_grad)
-    layer.set_mask(new)  # same nnz: values are copied in place, the index arrays are rebuilt
+    new_grad = None if grad is None else move(grad, dense_grad)
+    layer.set_mask(new, structure=structure)  # same nnz: values are copied in place
     if new_grad is not None:
         values.grad.copy_(new_grad)
     if target is not None:
-        target.set_mask(new)
+        target.set_mask(new, structure=structure)  # the same index arrays
