@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import gymnasium as gym
 import pytest
 import torch
 from stable_baselines3 import SAC, TD3
@@ -151,3 +152,25 @@ def test_kernel_layers_keep_optimizer_state_for_kept_weights_only() -> None:
                 assert layer.values.shape == (nnz,)
                 assert optimizer.state[layer.values]["exp_avg"].shape == (nnz,)
     assert len(recorder.records) >= 5
+
+
+def test_a_run_loaded_one_step_before_an_update_records_the_dense_gradient(tmp_path: Any, recwarn: Any) -> None:
+    """Saved after gradient step 19 (update at 20), loaded and trained on: the update finds its dense gradient."""
+    kwargs = dict(net_arch=[64, 64], sparsity=0.9, dst_method="rigl", update_interval=INTERVAL, dst_total_steps=200)
+    common = dict(learning_starts=LEARNING_STARTS, batch_size=64, buffer_size=5_000, seed=0, device="cpu")
+    model = SAC(sac.SparsePolicy, "Pendulum-v1", policy_kwargs=kwargs, **common)
+    model.learn(LEARNING_STARTS + INTERVAL - 1)
+    assert attached_rewirer(model.policy).step == INTERVAL - 1
+    model.save(tmp_path / "rigl")
+    loaded = SAC.load(tmp_path / "rigl", env=gym.make("Pendulum-v1"), device="cpu")
+    rewirer = attached_rewirer(loaded.policy)
+    assert rewirer.step == INTERVAL - 1 and loaded.policy.sparse_layers
+    before = {k: v.clone() for k, v in loaded.policy.state_dict().items() if k.endswith("weight_mask")}
+    updates: list[DSTUpdate] = []
+    rewirer.update_listeners.append(lambda update, net, result: updates.append(update))
+    loaded.learn(3, reset_num_timesteps=False)
+    assert [u.step for u in updates] == [INTERVAL] * len(rewirer.enforcer.networks)
+    assert not [w for w in recwarn if "no dense gradient" in str(w.message)]
+    after = loaded.policy.state_dict()
+    changed = [k for k, v in before.items() if not torch.equal(after[k], v)]
+    assert any(k.startswith("critic.") and "qf0.2" in k for k in changed), changed  # a layer on the kernel rewired
