@@ -306,6 +306,10 @@ class DSTCallback(SparseCallback):
         does not name runs ``method``. Only SET/RigL roles are rewired; at least one role must be. Stored with the
         DST state.
     :param recovery_ratio: Revival budget rr of a ``"tar"`` / ``"uniform"`` role (default 0.01).
+    :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers below the density
+        threshold on the sparse C++ kernel between mask updates, online and target, with optimizer state for
+        kept weights only; each update rebuilds them in place (:mod:`sb3_tar.sb3.compressed_dst`). Saved with
+        the model. As for :class:`TARCallback`; ignored when the policy is a ``SparsePolicy`` or already sparse.
     """
 
     def __init__(
@@ -323,8 +327,10 @@ class DSTCallback(SparseCallback):
         prune_criterion: str = "magnitude",
         role_methods: dict[str, str] | None = None,
         recovery_ratio: float = 0.01,
+        sparse_execution: bool | str = "auto",
     ) -> None:
         super().__init__(seed, verbose)
+        self.sparse_execution = check_option(sparse_execution)
         methods = None
         if role_methods is not None:
             methods = resolve_role_methods(role_methods, check_choice("method", method, DST_METHODS))
@@ -377,7 +383,7 @@ class DSTCallback(SparseCallback):
     def _start(self, policy: Any) -> Rewirer:
         total = planned_steps_of(self.model)  # may refuse the setup: nothing is modified before
         seed = self._mask_seed()
-        enforcer = self._sparsify_model(self.configs, seed, dst=self.config.to_dict())
+        enforcer = self._sparsify_model(self.configs, seed, self.sparse_execution, dst=self.config.to_dict())
         state = AttributeState.create(self.model, self.config, total, seed)
         rewirer = Rewirer(enforcer, self.config, state)
         rewirer.attach(policy)

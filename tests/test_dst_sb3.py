@@ -19,6 +19,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
 from sb3_tar.callbacks import DSTCallback, TARCallback
 from sb3_tar.core.dynamic import RewireResult
+from sb3_tar.core.masks import is_compressed
+from sb3_tar.kernels import values_to_dense
 from sb3_tar.sac import SparsePolicy as SACSparsePolicy
 from sb3_tar.sb3.enforcement import attached_enforcer
 from sb3_tar.sb3.mask_store import MASK_BUFFER
@@ -102,7 +104,10 @@ class Probe(BaseCallback):
             # Grown weights are 0.0 online and in the target, with zeroed Adam moments.
             weight = layer.weight.detach().cpu()
             assert (weight[grown] == 0).all() and (weight[~mask] == 0).all()
-            state = role_optimizer.state[layer.weight]
+            if is_compressed(layer):  # on the kernel: state of the kept values, in the order of the new mask
+                state = {k: values_to_dense(v, mask) for k, v in role_optimizer.state[layer.values].items() if v.dim()}
+            else:
+                state = role_optimizer.state[layer.weight]
             for key in ("exp_avg", "exp_avg_sq"):
                 assert (state[key].cpu()[grown] == 0).all(), key
             if net.target_layers:  # the target carries the new mask
@@ -115,7 +120,8 @@ class Probe(BaseCallback):
             if k and (previous & ~dropped).any():
                 assert before[dropped].max() <= before[previous & ~dropped].min()
             # RigL grows where the dense gradient (still unmasked here) is largest.
-            if self.rewirer.config.method == "rigl" and k and (~previous & ~grown).any():
+            # (A layer on the kernel has no dense .grad: tests/test_dst_kernel.py shows it grows the same.)
+            if self.rewirer.config.method == "rigl" and k and (~previous & ~grown).any() and not is_compressed(layer):
                 grad = layer.weight.grad.detach().abs().cpu()
                 assert grad[grown].min() >= grad[~previous & ~grown].max()
             if not torch.equal(mask, old):

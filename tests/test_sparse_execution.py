@@ -158,15 +158,19 @@ def test_bad_option_values_are_refused(bad) -> None:
         SAC(sac.SparsePolicy, "Pendulum-v1", policy_kwargs=dict(SMALL, sparse_execution=bad), **small_kwargs("sac"))
 
 
-def test_dst_stays_on_the_masked_path() -> None:
-    with pytest.raises(ValueError, match="SET/RigL change the mask"):
-        SAC(
-            sac.SparsePolicy,
-            "Pendulum-v1",
-            policy_kwargs=dict(SMALL, dst_method="set", dst_total_steps=100, sparse_execution=True),
-            **small_kwargs("sac"),
-        )
-    model = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(SMALL), **small_kwargs("sac"))
-    model.learn(120, callback=DSTCallback("set", sparsity=0.9, update_interval=20))
-    assert not sparse_modules(model)
-    assert all(isinstance(m, nn.Linear) for m in model.policy.critic.qf0 if not isinstance(m, nn.ReLU))
+def test_dst_runs_on_the_kernel_by_default() -> None:
+    """SET/RigL: True is accepted, "auto" (the default of DSTCallback and SparsePolicy) converts, False does not."""
+    model = SAC(
+        sac.SparsePolicy,
+        "Pendulum-v1",
+        policy_kwargs=dict(SMALL, sparsity=0.9, dst_method="set", dst_total_steps=100, sparse_execution=True),
+        **small_kwargs("sac"),
+    )
+    assert sparse_modules(model) and model.policy.sparse_layers
+    for option, converted in (("auto", True), (False, False)):
+        model = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(SMALL), **small_kwargs("sac"))
+        callback = DSTCallback("set", sparsity=0.9, update_interval=20) if option == "auto" else None
+        callback = callback or DSTCallback("set", sparsity=0.9, update_interval=20, sparse_execution=option)
+        model.learn(120, callback=callback)
+        assert bool(sparse_modules(model)) == converted
+        assert any(isinstance(m, nn.Linear) and not isinstance(m, SparseLinear) for m in model.policy.critic.qf0)

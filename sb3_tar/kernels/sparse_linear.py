@@ -266,7 +266,9 @@ class SparseLinear(nn.Linear):
         return getattr(self, MASK_BUFFER) != 0
 
     @torch.no_grad()
-    def set_mask(self, mask: torch.Tensor, weight: torch.Tensor | None = None) -> None:
+    def set_mask(
+        self, mask: torch.Tensor, weight: torch.Tensor | None = None, structure: SparseStructure | None = None
+    ) -> None:
         """
         Change the mask, keeping the same ``values`` Parameter object (optimizers hold it; their state
         for it must be converted by the caller, e.g. with :func:`dense_to_values`). A gradient of the
@@ -275,6 +277,8 @@ class SparseLinear(nn.Linear):
         :param mask: New boolean or 0/1 mask ``(out_features, in_features)``.
         :param weight: Dense weight to take the new kept values from; by default the current dense
             weight (so newly kept positions start at zero).
+        :param structure: The new mask's structure if the caller has it (another layer's, e.g. the online
+            layer's for its target: the index arrays are then shared, not built again).
         :raises ValueError: If a shape differs from ``(out_features, in_features)`` or the mask is not 0/1.
         """
         shape = (self.out_features, self.in_features)
@@ -285,7 +289,7 @@ class SparseLinear(nn.Linear):
             raise ValueError(f"weight has shape {tuple(weight.shape)}, expected {shape}")
         kept = weight.detach().to(device=self.values.device, dtype=self.values.dtype)[m]
         if not torch.equal(m, self.mask):
-            self._install_structure(build_structure(m))
+            self._install_structure(build_structure(m) if structure is None else structure)
             getattr(self, MASK_BUFFER).copy_(m)
         if kept.shape == self.values.shape:
             self.values.copy_(kept)

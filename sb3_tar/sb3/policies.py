@@ -338,7 +338,8 @@ class SparsePolicyMixin:
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers whose density is
         below :data:`sb3_tar.sb3.sparse_execution.DENSITY_THRESHOLD` on the sparse C++ kernel, online and target
         (:mod:`sb3_tar.sb3.sparse_execution`); ``"auto"`` falls back to the masked dense path with one warning where
-        the kernel cannot be built, ``True`` raises there. Ignored with ``dst_method`` (SET/RigL change the mask).
+        the kernel cannot be built, ``True`` raises there. With ``dst_method`` the layers stay on the kernel
+        between mask updates and are rebuilt in place at each update (:mod:`sb3_tar.sb3.compressed_dst`).
         ``sparse_layers`` lists the layers that run on the kernel.
     :param dst_method: ``None`` (default: static sparse training, pruned and revived once), or
         ``"set"`` / ``"rigl"``: dynamic sparse training (``docs/dst.md``). The initial mask is then
@@ -393,11 +394,6 @@ class SparsePolicyMixin:
             self.dst_config, self.role_methods, self.sparsity_configs = policy_role_setup(
                 role_methods, dst, options, criterion_given
             )
-        if self.dst_config is not None and sparse_execution is True:
-            raise ValueError(
-                "sparse_execution=True cannot be combined with dst_method: SET/RigL change the mask during training "
-                "and run on the masked dense path (use sparse_execution='auto' or False)"
-            )
         self.dst_options = dst
         self.sparsity_options = dict(
             options, sparsity_seed=seed, mask_gradients=mask_gradients, sparse_execution=sparse_execution
@@ -411,7 +407,7 @@ class SparsePolicyMixin:
         seed = self.sparsity_options["sparsity_seed"]
         self.sparsity_seed_used = draw_seed() if seed is None else seed
         networks, masks, self.sparsity_reports = sparsify_policy(self, self.sparsity_configs, self.sparsity_seed_used)
-        option = self.sparsity_options["sparse_execution"] if self.dst_config is None else False
+        option = self.sparsity_options["sparse_execution"]
         self.mask_enforcer = install_masks(self, networks, masks, self.sparsity_options["mask_gradients"], option)
         #: Layers running on the sparse kernel (``"<network>/<layer>"``); empty on the masked dense path.
         self.sparse_layers: list[str] = start_sparse_execution(self, self.mask_enforcer, option)

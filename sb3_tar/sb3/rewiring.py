@@ -30,6 +30,7 @@ schedule.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -38,7 +39,9 @@ import torch
 from torch import nn
 
 from sb3_tar.core.dynamic import DSTConfig, RewireResult, planned_gradient_steps, rewire_masks, update_generator
+from sb3_tar.core.masks import is_compressed
 from sb3_tar.core.prune_criteria import needs_gradient
+from sb3_tar.sb3.compressed_dst import GradientCapture, rewire_compressed
 from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.networks import SparseNetwork
 
@@ -198,6 +201,9 @@ class Rewirer:
         self.history: list[DSTUpdate] = []
         #: Called after each network's update (see :data:`UpdateListener`).
         self.update_listeners: list[UpdateListener] = []
+        #: Records the dense gradient of layers on the sparse kernel around update steps.
+        self.capture = GradientCapture()
+        self._load_hook: Any = None
 
     # -- schedule ---------------------------------------------------------------------------
     @property
@@ -222,6 +228,7 @@ class Rewirer:
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 0:
             raise ValueError(f"total_steps={total_steps!r} is outside the allowed range [0, inf)")
         self.state.set("total_steps", total_steps)
+        self.prepare_capture()
 
     @property
     def finished(self) -> bool:
@@ -241,11 +248,17 @@ class Rewirer:
             previous.detach(policy)
         self.enforcer.pre_step_listeners.append(self)
         object.__setattr__(policy, _ATTR, self)
+        self._load_hook = policy.register_load_state_dict_post_hook(self._on_load)
+        self.prepare_capture()
 
     def detach(self, policy: nn.Module | None = None) -> None:
         """Stop listening (and forget the rewirer on ``policy``)."""
         if self in self.enforcer.pre_step_listeners:
             self.enforcer.pre_step_listeners.remove(self)
+        if self._load_hook is not None:
+            self._load_hook.remove()
+            self._load_hook = None
+        self.capture.disarm([layer for net in self.enforcer.networks for layer in net.linears])
         if policy is not None and getattr(policy, _ATTR, None) is self:
             object.__delattr__(policy, _ATTR)
 
@@ -261,17 +274,37 @@ class Rewirer:
             self.state.set("step", step)
             if self.config.is_update_step(step, self.total_steps) and self.config.role_method("critic") is not None:
                 self._rewire_role("critic", step, optimizer)
+            self.prepare_capture()
         elif role == "actor" and self.config.role_method("actor") is not None:
             due = self.config.last_update_step(self.step, max(self.total_steps, 0))
             if due > self.state.get("actor_step"):
                 self._rewire_role("actor", due, optimizer)
                 self.state.set("actor_step", due)
+                self.prepare_capture()  # with update_interval=1 the next step updates again
+
+    def _on_load(self, module: nn.Module, incompatible_keys: Any) -> None:
+        """Load-state-dict post hook of the policy: the loaded schedule may be one step before an update."""
+        self.prepare_capture()
+
+    def prepare_capture(self) -> None:
+        """
+        Arm the dense-gradient capture of the layers on the sparse kernel when the next gradient step
+        updates the mask (the actor stays armed until its own update, which may come later with TD3);
+        called after every critic step, when the rewirer is attached, when the policy's state is loaded
+        and when ``total_steps`` is set. Costs nothing on the masked dense path.
+        """
+        if self.total_steps < 0 or not self.config.is_update_step(self.step + 1, self.total_steps):
+            return
+        rewired = [net for net in self.enforcer.networks if self.config.role_method(net.role) is not None]
+        self.capture.arm([layer for net in rewired for layer in net.linears])  # roles with fixed masks: never
 
     # -- the update -------------------------------------------------------------------------
     @torch.no_grad()
     def _rewire_role(self, role: str, step: int, optimizer: torch.optim.Optimizer) -> None:
         fraction = self.config.fraction(step, self.total_steps)
-        updates = [self._rewire(net, step, fraction, optimizer) for net in self.enforcer.role_networks(role)]
+        networks = self.enforcer.role_networks(role)
+        updates = [self._rewire(net, step, fraction, optimizer) for net in networks]
+        self.capture.disarm([layer for net in networks for layer in net.linears])
         if self.logger is not None:
             for update in updates:
                 prefix = f"dst/{update.network}"
@@ -285,19 +318,40 @@ class Rewirer:
             counts = ", ".join(f"{u.network} -{sum(u.dropped)}/+{sum(u.grown)}" for u in updates)
             print(f"{self.config.method.upper()} update at gradient step {step} (drop fraction {fraction:.4f}): {counts}")
 
+    def _dense_grad(self, layer: nn.Module) -> torch.Tensor | None:
+        """The dense gradient of a layer on the sparse kernel, from the capture (see :mod:`sb3_tar.sb3.compressed_dst`)."""
+        grad = self.capture.dense_grad(layer)
+        if grad is None and layer.values.grad is not None:
+            warnings.warn(
+                "sb3-tar: no dense gradient was recorded for a layer on the sparse kernel at this DST update "
+                "(was the policy's training step driven from outside SB3's train()?); RigL scores its growth "
+                "candidates 0 (random growth) and grown weights take gradient 0 at this step",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return grad
+
     def _rewire(self, net: SparseNetwork, step: int, fraction: float, optimizer: torch.optim.Optimizer) -> DSTUpdate:
         masks = self.enforcer.store.get(net.name)
-        weights = [layer.weight for layer in net.linears]
+        weights = [layer.weight for layer in net.linears]  # a SparseLinear's weight is a dense copy
         method = self.config.role_method(net.role)
-        # Dense gradients, read here in the optimizer's pre-step hook (the critic's .grad holds the TD loss's only now).
+        # Dense gradients, read here in the optimizer's pre-step hook (the critic's .grad holds the TD loss's only now);
+        # a layer on the sparse kernel has its dense gradient formed from the capture (sb3_tar.sb3.compressed_dst).
+        dense_grads = [self._dense_grad(layer) if is_compressed(layer) else layer.weight.grad for layer in net.linears]
         reads_grad = method == "rigl" or needs_gradient(self.config.prune_criterion)
-        grads = [w.grad for w in weights] if reads_grad else None
+        grads = dense_grads if reads_grad else None
         generator = update_generator(self.state.get("seed"), step, net.name)
         result = rewire_masks(weights, masks, fraction, method, generator, grads, self.config.prune_criterion)
+        for i, layer in enumerate(net.linears):  # before the masks are stored: set_mask compares with the old one
+            if is_compressed(layer):
+                target = net.target_layers[i] if net.target_layers else None
+                rewire_compressed(layer, result.masks[i], optimizer, dense_grads[i], target)
         self.enforcer.update_masks(
             net.name, [m.to(device=mask.device, dtype=mask.dtype) for m, mask in zip(result.masks, masks)]
         )
         for i, (layer, grown) in enumerate(zip(net.linears, result.grown)):
+            if is_compressed(layer):
+                continue
             grown = grown.to(layer.weight.device)
             layer.weight.masked_fill_(grown, 0.0)
             if net.target_layers:

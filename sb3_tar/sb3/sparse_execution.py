@@ -15,7 +15,8 @@ often stays ~75% dense under global magnitude pruning) keep the masked dense pat
   ``weight`` with its ``weight_mask``, and hooks on the optimizers save their per-weight state in the
   dense layout (zeros at pruned positions) and read either layout back. A model trained with sparse
   execution therefore loads with or without the kernel, and the other way round.
-- SET and RigL change the mask during training: they stay on the masked dense path.
+- SET and RigL change the mask during training: their layers stay converted and are rebuilt in place
+  at each update (:mod:`sb3_tar.sb3.compressed_dst`).
 
 ``sparse_execution`` takes ``"auto"`` (default: sparse execution where the kernel builds, else the
 masked path with one warning), ``True`` (raise a clear error if the kernel is not available) or
