@@ -117,6 +117,7 @@ class GMPCallback(SparseCallback):
         networks = sparse_networks(policy)
         enforcer = install_masks(policy, networks, {n.name: ones_masks(n.linears) for n in networks}, False, False)
         self.model.policy_class = masked_class
+        policy.sparse_layers = []  # none until the mask is fixed
         self.pruned = True
         state = new_state(self.config, self.sparsities, total, seed)
         state["sparse_execution"] = sparse_exec.option_code(self.sparse_execution)
