@@ -90,7 +90,10 @@ def cell_training_flops(summary: dict[str, Any] | None, method: str) -> float:
         return math.nan
     sparse = dense = 0.0
     for report in reports.values():
-        cost = sum(flops_per_sample(o * i, o) for o, i in (layer["shape"] for layer in report["layers"]))
+        layers = report.get("layers") or []
+        if not isinstance(report.get("flops_ratio"), (int, float)) or not all("shape" in layer for layer in layers):
+            return math.nan
+        cost = sum(flops_per_sample(o * i, o) for o, i in (layer["shape"] for layer in layers))
         sparse += report["flops_ratio"] * cost
         dense += cost
     return sparse / dense if dense else math.nan
