@@ -1,6 +1,6 @@
-"""Gradual magnitude pruning (GMPCallback) on real SAC/TD3 runs: the exact kept count of every network at every
+"""Gradual magnitude pruning (GMPCallback) on real SAC/TD3/TQC runs: the exact kept count of every network at every
 gradient step against hand-computed numbers, the magnitude ranking of each prune, pruned weights at 0.0 online
-and in the targets, a fixed mask after t1, the sparse kernel after t1, the integrated training FLOPs, and a run
+and in the targets, a fixed mask after t1, the sparse kernel after t1, the integrated training FLOPs (SAC), and a run
 saved mid-schedule resumed in a fresh process."""
 
 from __future__ import annotations
@@ -30,20 +30,27 @@ torch.set_num_threads(1)
 #                                    c_210 = 1 - (1/6)^3 = 215/216,      c_240 = 1.
 # Weights N per network (3 observations, 1 action):
 #   SAC actor  3*32 + 32*32 + 32*1 (mu) + 32*1 (log_std) = 1184;  Q-network 4*32 + 32*32 + 32*1 = 1184;
-#   TD3 actor  3*32 + 32*32 + 32*1 = 1152.
-# K_f = round(0.1 N): 118 (N = 1184), 115 (N = 1152). K_t = N - floor(c_t (N - K_f) + 1/2):
+#   TD3 actor  3*32 + 32*32 + 32*1 = 1152;  TQC Q-network (5 quantiles) 4*32 + 32*32 + 32*5 = 1312.
+# K_f = round(0.1 N): 118 (N = 1184), 115 (N = 1152), 131 (N = 1312). K_t = N - floor(c_t (N - K_f) + 1/2):
 #   N = 1184, N - K_f = 1066: 3635*1066/5832 = 664.42 -> 520;  665*1066/729 = 972.41 -> 212;
 #                             215*1066/216 = 1061.06 -> 123;   1066 -> 118.
 #   N = 1152, N - K_f = 1037: 3635*1037/5832 = 646.35 -> 506;  665*1037/729 = 945.96 -> 206;
 #                             215*1037/216 = 1032.20 -> 120;   1037 -> 115.
-SCHEDULE = {1184: {110: 520, 160: 212, 210: 123, 240: 118}, 1152: {110: 506, 160: 206, 210: 120, 240: 115}}
+#   N = 1312, N - K_f = 1181: 3635*1181/5832 = 736.10 -> 576;  665*1181/729 = 1077.30 -> 235;
+#                             215*1181/216 = 1175.53 -> 136;   1181 -> 131.
+SCHEDULE = {
+    1184: {110: 520, 160: 212, 210: 123, 240: 118},
+    1152: {110: 506, 160: 206, 210: 120, 240: 115},
+    1312: {110: 576, 160: 235, 210: 136, 240: 131},
+}
 GMP = dict(sparsity=0.9, interval=50, seed=3)
 
 
 def make(algo: str) -> Any:
     """A fresh model of the setting above (SB3 adds keys to the policy_kwargs it is given: never share them)."""
     kwargs = dict(learning_starts=100, batch_size=32, buffer_size=2_000, seed=0, device="cpu")
-    return ALGOS[algo]("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[32, 32]), **kwargs)
+    policy_kwargs = dict(net_arch=[32, 32], **(dict(n_critics=2, n_quantiles=5) if algo == "tqc" else {}))
+    return ALGOS[algo]("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs, **kwargs)
 
 
 def expected_kept(n_total: int, step: int) -> int:
@@ -107,7 +114,7 @@ class Observer(BaseCallback):
         return True
 
 
-@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize("algo", ["sac", "td3", "tqc"])
 def test_gmp_kept_counts_follow_the_hand_computed_schedule(algo: str) -> None:
     model = make(algo)
     observer = Observer()
@@ -115,7 +122,8 @@ def test_gmp_kept_counts_follow_the_hand_computed_schedule(algo: str) -> None:
     model.learn(400, callback=[gmp, observer])
     assert observer.step == 300 and model.sb3_tar_gmp_state["step"] == 300
     assert observer.problems == []
-    totals = {"actor": 1184 if algo == "sac" else 1152, "critic.qf0": 1184, "critic.qf1": 1184}
+    q_total = 1312 if algo == "tqc" else 1184
+    totals = {"actor": 1152 if algo == "td3" else 1184, "critic.qf0": q_total, "critic.qf1": q_total}
     seen = {name: set() for name in totals}
     for record in observer.records:
         assert record["kept"] == expected_kept(totals[record["network"]], record["step"]), record
@@ -129,6 +137,13 @@ def test_gmp_kept_counts_follow_the_hand_computed_schedule(algo: str) -> None:
     assert all(r["kept"] == SCHEDULE[totals[r["network"]]][240] for r in observer.records if r["step"] >= 241)
     for name, masks in final.items():
         assert sum(int(m.sum()) for m in masks) == SCHEDULE[totals[name]][240]
+    if algo == "sac":
+        # Training FLOPs integrated over the run. Per step and sample a network costs 2K + B, with B = 32 + 32 + 1 + 1
+        # = 66 (actor) and 65 (Q-network): dense 3 * 2 * 1184 + 66 + 65 + 65 = 7300 per step. Gradient steps 1-109
+        # are dense, 110-159 at K = 520, 160-209 at 212, 210-239 at 123, 240-300 at 118 (all three networks).
+        cost = {k: 6 * k + 196 for k in (1184, 520, 212, 123, 118)}
+        expected = (109 * cost[1184] + 50 * cost[520] + 50 * cost[212] + 30 * cost[123] + 61 * cost[118]) / (300 * 7300)
+        assert gmp.training_flops == pytest.approx(expected, rel=1e-12)  # 1118064 / 2190000 = 0.5105
 
 
 def test_gmp_pure_schedule_matches_the_hand_numbers() -> None:
@@ -149,19 +164,6 @@ def test_gmp_pure_schedule_matches_the_hand_numbers() -> None:
         n_final = round(0.1 * n_total)
         assert {t: kept_at(cubic_progress(t, t0, t1), n_total, n_final) for t in counts} == counts
         assert kept_at(cubic_progress(t0, t0, t1), n_total, n_final) == n_total
-
-
-def test_gmp_training_flops_integrate_the_density() -> None:
-    """SAC: per step and sample each network costs 2K + B; B = 32 + 32 + 1 + 1 = 66 (actor), 65 (Q-network).
-    Dense: 3 * 2 * 1184 + 66 + 65 + 65 = 7300. Gradient steps 1-109 dense, 110-159 at K=520, 160-209 at 212,
-    210-239 at 123, 240-300 at 118."""
-    model = make("sac")
-    gmp = GMPCallback(**GMP, sparse_execution=False)
-    model.learn(400, callback=gmp)
-    cost = {k: 6 * k + 196 for k in (1184, 520, 212, 123, 118)}
-    expected = (109 * cost[1184] + 50 * cost[520] + 50 * cost[212] + 30 * cost[123] + 61 * cost[118]) / (300 * 7300)
-    assert gmp.training_flops == pytest.approx(expected, rel=1e-12)
-    assert 0.5 < gmp.training_flops < 0.52  # 1118064 / 2190000
 
 
 def test_gmp_moves_layers_onto_the_sparse_kernel_after_t1_and_loads_alike(tmp_path) -> None:

@@ -60,3 +60,9 @@ def test_sweep_runs_gmp_and_small_dense_and_reports_training_flops(tmp_path) -> 
     assert "Training FLOPs vs dense" in text
     assert f"{expected_small:.3f}x" in text and f"{summary['training_flops']:.3f}x" in text
     assert "GMP (magnitude)" in text and "Small dense" in text
+
+    # neither draws a mask at initialization: both are skipped, and nothing is left to check
+    verify = run_cli("verify-masks", str(root), "--cells", str(gmp), str(small), timeout=120)
+    assert verify.returncode != 0 and "No finished sparse cell" in verify.stderr + verify.stdout
+    assert f"skipped: {gmp} prunes during training (no mask to draw)" in verify.stdout
+    assert f"skipped: {small} is dense (no mask to draw)" in verify.stdout
