@@ -270,3 +270,32 @@ def test_gmp_refuses_a_model_that_already_has_masks() -> None:
         model.learn(10, reset_num_timesteps=False, callback=GMPCallback(**GMP))
     after = model.policy.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_gmp_layer_budgets_keep_hand_computed_counts_of_the_largest_weights() -> None:
+    """Two layers of 12 and 8 weights (N = 20), s_f = 0.5: K_f = 10; at c = 1/2 the network keeps
+    K = 20 - floor(5 + 1/2) = 15.
+    layer: final counts 12*10/20 = 6 and 8*10/20 = 4; shares 12 - 6/2 = 9 and 8 - 4/2 = 6.
+    erk: (4+3)/12 = 7/12 and (2+4)/8 = 3/4; eps = 10 / (7 + 6) gives 12*eps*7/12 = 5.38 and 8*eps*3/4 = 4.62,
+    largest remainder: 5 and 5; shares 12 - 7/2 = 8.5 and 8 - 3/2 = 6.5, floors 8 + 6, the tie goes to the
+    first layer: 9 and 6. global: the 15 largest of all 20."""
+    from sb3_tar.core.gmp import final_layer_counts, prune_step_masks
+
+    torch.manual_seed(0)
+    weights = [torch.randn(4, 3), torch.randn(2, 4)]
+    masks = [torch.ones(4, 3, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool)]
+    shapes = [(4, 3), (2, 4)]
+    assert kept_at(Fraction(1, 2), 20, 10) == 15
+    assert final_layer_counts("layer", shapes, 10) == [6, 4] and final_layer_counts("erk", shapes, 10) == [5, 5]
+    for scope, counts in (("layer", [9, 6]), ("erk", [9, 6])):
+        finals = final_layer_counts(scope, shapes, 10)
+        new = prune_step_masks(weights, masks, 15, Fraction(1, 2), finals, torch.Generator().manual_seed(0))
+        assert [int(m.sum()) for m in new] == counts
+        for w, m, k in zip(weights, new, counts):  # the k largest |w| of each layer
+            assert torch.equal(m.flatten(), w.abs().flatten() >= w.abs().flatten().sort(descending=True).values[k - 1])
+    new = prune_step_masks(weights, masks, 15, Fraction(1, 2), None, torch.Generator().manual_seed(0))
+    flat = torch.cat([w.abs().flatten() for w in weights])
+    assert torch.equal(torch.cat([m.flatten() for m in new]), flat >= flat.sort(descending=True).values[14])
+    # nested: a further prune keeps a subset of the weights kept now
+    again = prune_step_masks(weights, new, 12, Fraction(4, 5), None, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a & b, a) for a, b in zip(again, new)) and sum(int(m.sum()) for m in again) == 12
