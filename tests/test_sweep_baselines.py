@@ -60,6 +60,10 @@ def test_sweep_runs_gmp_and_small_dense_and_reports_training_flops(tmp_path) -> 
     assert "Training FLOPs vs dense" in text
     assert f"{expected_small:.3f}x" in text and f"{summary['training_flops']:.3f}x" in text
     assert "GMP (magnitude)" in text and "Small dense" in text
+    section = text[text.index("## Small dense: widths and weight counts") :]
+    rows = [line for line in section.splitlines() if line.startswith("| SAC ")]
+    assert len(rows) == 3 and all("442 of 4416" in row and "[19, 18]" in row for row in rows)
+    assert "| 435 " in rows[0] and "-1.58%" in rows[0]  # actor: (435 - 442) / 442
 
     # neither draws a mask at initialization: both are skipped, and nothing is left to check
     verify = run_cli("verify-masks", str(root), "--cells", str(gmp), str(small), timeout=120)
