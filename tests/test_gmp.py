@@ -252,6 +252,7 @@ def _network_sums(masks: dict[str, int]) -> dict[str, int]:
     "kwargs, error, pattern",
     [
         (dict(start_fraction=0.5, end_fraction=0.4), ValueError, r"end_fraction=0.4 is outside the allowed range"),
+        (dict(start_fraction=0.0, end_fraction=0.0), ValueError, r"end_fraction=0.0 is outside the allowed range \(0, 1\]"),
         (dict(interval=0), ValueError, r"interval"),
         (dict(scope="random"), ValueError, r"Unknown scope 'random'"),
         (dict(sparsity=1.0), ValueError, r"outside the allowed range \[0, 1\)"),

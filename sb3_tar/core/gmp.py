@@ -45,7 +45,7 @@ class GMPConfig:
     Validated settings of a gradual magnitude pruning run.
 
     :param start_fraction: ``t0`` as a fraction of the planned gradient steps ``T``, in ``[0, 1]``.
-    :param end_fraction: ``t1`` as a fraction of ``T``, in ``[start_fraction, 1]``.
+    :param end_fraction: ``t1`` as a fraction of ``T``, in ``(0, 1]`` and ``>= start_fraction``.
     :param interval: Gradient steps between prune steps (``>= 1``).
     :param scope: ``"global"``, ``"layer"`` or ``"erk"`` (see the module docstring).
     """
@@ -57,7 +57,7 @@ class GMPConfig:
 
     def __post_init__(self) -> None:
         check_number("start_fraction", self.start_fraction, 0.0, 1.0)
-        check_number("end_fraction", self.end_fraction, 0.0, 1.0)
+        check_number("end_fraction", self.end_fraction, 0.0, 1.0, low_open=True)
         if self.end_fraction < self.start_fraction:
             raise ValueError(
                 f"end_fraction={self.end_fraction!r} is outside the allowed range [start_fraction={self.start_fraction!r}, 1]"
@@ -68,10 +68,14 @@ class GMPConfig:
     def window(self, total_steps: int) -> tuple[int, int]:
         """
         :param total_steps: Planned gradient steps ``T`` of the run.
-        :return: ``(t0, t1) = (round(start_fraction * T), round(end_fraction * T))`` (Python's ``round``).
+        :return: ``(t0, t1) = (round(start_fraction * T), round(end_fraction * T))`` (Python's ``round``), with
+            ``t1`` at least 1 when ``T >= 1`` (so a short run still reaches its final sparsity).
         """
         check_int("total_steps", total_steps, 0)
-        return round(self.start_fraction * total_steps), round(self.end_fraction * total_steps)
+        t1 = round(self.end_fraction * total_steps)
+        if total_steps >= 1:
+            t1 = max(t1, 1)
+        return min(round(self.start_fraction * total_steps), t1), t1
 
     def is_prune_step(self, step: int, total_steps: int) -> bool:
         """:return: Whether gradient step ``step`` prunes (see :func:`is_prune_step`)."""

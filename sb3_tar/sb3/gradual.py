@@ -130,9 +130,10 @@ class GradualPruner:
 
     @property
     def finished(self) -> bool:
-        """Whether every network has been pruned to its final count (the mask is fixed from now on)."""
+        """Whether every network has been pruned to its final count (the mask is fixed from now on); never before
+        the run's first gradient step (a run planned with ``T = 0`` plans again on its next ``learn()``)."""
         t1 = self.window[1]
-        return self.step >= t1 and int(self.state["actor_step"]) >= t1
+        return self.step >= 1 and self.total_steps > 0 and self.step >= t1 and int(self.state["actor_step"]) >= t1
 
     def kept_at_step(self, name: str, step: int) -> int:
         """:return: The kept count of network ``name`` after the latest prune step ``<= step``."""
