@@ -40,8 +40,9 @@ class GMPCallback(SparseCallback):
     (t1 - t0))^3`` and ``K_f = round((1 - sparsity) * N)``: the weights of largest ``|w|`` among those kept so
     far, ranked over the network (``scope="global"``) or per layer (``"layer"``, ``"erk"``; see
     :mod:`sb3_tar.core.gmp`). Pruned weights are zeroed online and in the targets and held at ``0.0`` between
-    prune steps. After ``t1`` the mask is fixed and the layers whose density is below
-    :data:`~sb3_tar.sb3.sparse_execution.DENSITY_THRESHOLD` move onto the sparse kernel (``sparse_execution``).
+    prune steps. After ``t1`` the mask is fixed. A layer whose density falls below
+    :data:`~sb3_tar.sb3.sparse_execution.DENSITY_THRESHOLD` moves onto the sparse kernel (``sparse_execution``)
+    right after the prune step, and is pruned there at later prune steps.
 
     The schedule's settings and position are kept in ``model.sb3_tar_gmp_state`` and saved by ``model.save()``:
     a second ``learn()``, or a model loaded with ``SAC.load(path, env)`` and trained with a ``GMPCallback``,
@@ -59,8 +60,8 @@ class GMPCallback(SparseCallback):
     :param scope: ``"global"`` (default), ``"layer"`` or ``"erk"``.
     :param seed: Seed of the tie-breaking draws (default: the model's ``seed``, else drawn from torch).
     :param verbose: 0: silent, 1: say what happens, 2: also print every prune step.
-    :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: once the mask is fixed, train the
-        layers below the density threshold on the sparse C++ kernel (:mod:`sb3_tar.sb3.sparse_execution`).
+    :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers that fall below the
+        density threshold on the sparse C++ kernel (:mod:`sb3_tar.sb3.sparse_execution`).
     """
 
     def __init__(
@@ -108,7 +109,7 @@ class GMPCallback(SparseCallback):
         pruner.verbose = max(pruner.verbose, self.verbose)
         self.pruner = pruner
         self.logger.record("gmp/total_steps", pruner.total_steps)
-        self._convert_when_fixed()
+        self._convert_when_due()
 
     def _start(self, policy: Any) -> GradualPruner:
         total = planned_steps_of(self.model)  # may refuse the setup: nothing is modified before
@@ -152,20 +153,24 @@ class GMPCallback(SparseCallback):
         self._say(f"continuing GMP at gradient step {pruner.step} of {pruner.total_steps}")
         return pruner
 
-    def _convert_when_fixed(self) -> None:
-        """Once every network has its final mask, move the sparse layers onto the kernel (outside any optimizer step)."""
+    def _convert_when_due(self) -> None:
+        """After a prune, move the layers that fell below the density threshold onto the sparse kernel (here, between
+        training calls: never inside an optimizer step, whose parameters the conversion replaces)."""
         pruner = self.pruner
         policy = self.model.policy
-        if pruner is None or not pruner.finished or getattr(policy, "sparse_layers", None):
+        if pruner is None or not pruner.conversion_due or pruner.step == 0:
             return
+        pruner.conversion_due = False
         option = sparse_exec.option_from_code(int(pruner.state.get("sparse_execution", 0)))
         getattr(policy, sparse_exec.FLAG_BUFFER).fill_(sparse_exec.option_code(option))  # saved: a loaded model runs alike
+        before = list(getattr(policy, "sparse_layers", []))
         self.sparse_layers = start_sparse_execution(policy, pruner.enforcer, option)
-        if self.sparse_layers:
-            self._say(f"mask fixed: sparse execution (C++ kernel) for {', '.join(self.sparse_layers)}")
+        added = [name for name in self.sparse_layers if name not in before]
+        if added:
+            self._say(f"at gradient step {pruner.step}, sparse execution (C++ kernel) for {', '.join(added)}")
 
     def _on_step(self) -> bool:
-        self._convert_when_fixed()
+        self._convert_when_due()
         return True
 
 

@@ -166,31 +166,54 @@ def test_gmp_pure_schedule_matches_the_hand_numbers() -> None:
         assert kept_at(cubic_progress(t0, t0, t1), n_total, n_final) == n_total
 
 
-def test_gmp_moves_layers_onto_the_sparse_kernel_after_t1_and_loads_alike(tmp_path) -> None:
+def _layers(policy) -> dict[str, tuple[torch.nn.Linear, torch.nn.Linear | None]]:
+    """``{"<network>/<layer>": (online layer, target layer or None)}`` of a SAC policy."""
+    out = {f"actor/{n}": (m, None) for n, m in policy.actor.named_modules() if isinstance(m, torch.nn.Linear)}
+    for i, (q, qt) in enumerate(zip(policy.critic.q_networks, policy.critic_target.q_networks)):
+        targets = dict(qt.named_modules())
+        out |= {f"critic.qf{i}/{n}": (m, targets[n]) for n, m in q.named_modules() if isinstance(m, torch.nn.Linear)}
+    return out
+
+
+def test_gmp_moves_layers_onto_the_sparse_kernel_below_the_threshold_and_prunes_them_there(tmp_path) -> None:
+    """A layer moves onto the kernel right after the prune that takes it below density 0.3 (by the prune at 160 at the
+    latest: 212 kept weights are below 0.3 of the 1024 of the hidden layer), later prunes shrink it there with its Adam
+    state, the final counts stay exact, and the saved model loads with the same layers on the kernel."""
     from stable_baselines3 import SAC
 
     from sb3_tar.kernels import SparseLinear
 
     model = make("sac")
-    converted_at = []
+    converted: dict[str, Any] = {}
 
     class Watch(BaseCallback):
         def _on_step(self) -> bool:
-            if self.model.policy.sparse_layers and not converted_at:
-                converted_at.append(self.model.sb3_tar_gmp_state["step"])
+            if self.model.policy.sparse_layers and not converted:
+                converted["step"] = self.model.sb3_tar_gmp_state["step"]
+                layers = _layers(self.model.policy)
+                converted["nnz"] = {name: int(layers[name][0].weight_mask.sum()) for name in self.model.policy.sparse_layers}
             return True
 
     model.learn(400, callback=[GMPCallback(**GMP, sparse_execution=True), Watch()])
-    assert converted_at and converted_at[0] >= 240  # not before the mask is fixed
+    assert 110 <= converted["step"] <= 161  # right after the prune at 110 or at 160, long before t1 = 240
     policy = model.policy
-    layers = {"actor/" + n: m for n, m in policy.actor.named_modules() if isinstance(m, torch.nn.Linear)}
-    layers |= {f"critic.qf{i}/{n}": m for i, q in enumerate(policy.critic.q_networks) for n, m in q.named_modules() if n}
-    for name, layer in layers.items():
-        if not isinstance(layer, torch.nn.Linear):
-            continue
-        density = float(layer.weight_mask.float().mean())
-        assert isinstance(layer, SparseLinear) == (density < 0.3), (name, density)
-        assert (name in policy.sparse_layers) == (density < 0.3)
+    layers = _layers(policy)
+    assert any(int(layers[name][0].weight_mask.sum()) < nnz for name, nnz in converted["nnz"].items())  # pruned there
+    kept: dict[str, int] = {}
+    for name, (layer, target) in layers.items():
+        mask = layer.weight_mask.bool()
+        density = float(mask.float().mean())
+        assert isinstance(layer, SparseLinear) == (density < 0.3) == (name in policy.sparse_layers), (name, density)
+        assert int((layer.weight[~mask] != 0).sum()) == 0
+        if target is not None:
+            assert torch.equal(target.weight_mask.bool(), mask) and int((target.weight[~mask] != 0).sum()) == 0
+            assert isinstance(target, SparseLinear) == isinstance(layer, SparseLinear)
+        if isinstance(layer, SparseLinear):
+            optimizer = (policy.actor if name.startswith("actor") else policy.critic).optimizer
+            assert layer.values.numel() == int(mask.sum()) == optimizer.state[layer.values]["exp_avg"].numel()
+        network = name.split("/")[0]
+        kept[network] = kept.get(network, 0) + int(mask.sum())
+    assert kept == {"actor": 118, "critic.qf0": 118, "critic.qf1": 118}
     masks = {k: v.clone() for k, v in policy.state_dict().items() if k.endswith("weight_mask")}
     model.save(tmp_path / "gmp.zip")
     loaded = SAC.load(tmp_path / "gmp.zip", device="cpu")
@@ -208,34 +231,39 @@ import gymnasium as gym
 model = SAC.load(sys.argv[1], env=gym.make("Pendulum-v1"), device="cpu")
 online = lambda k: k.endswith("weight_mask") and "target" not in k
 masks = lambda: {k: int(v.sum()) for k, v in model.policy.state_dict().items() if online(k)}
-loaded = masks()
+loaded, kernel = masks(), list(model.policy.sparse_layers)
 step = model.sb3_tar_gmp_state["step"]
-model.learn(150, reset_num_timesteps=False, callback=GMPCallback(sparsity=0.9, interval=50, seed=3, sparse_execution=False))
-print(json.dumps({"loaded": loaded, "step": step, "state": model.sb3_tar_gmp_state, "final": masks()}))
+model.learn(int(sys.argv[2]), reset_num_timesteps=False, callback=GMPCallback(sparsity=0.9, interval=50, seed=3))
+out = {"loaded": loaded, "kernel": kernel, "step": step, "state": model.sb3_tar_gmp_state, "final": masks()}
+print(json.dumps(out | {"final_kernel": list(model.policy.sparse_layers)}))
 """
 
 
-def test_gmp_saved_mid_schedule_resumes_in_a_fresh_process(tmp_path) -> None:
-    """Stop at 250 env steps (gradient step 149, after the prune at 110), save, load in a new process and train
-    the remaining 150 steps: the schedule keeps T = 300 and ends at the final counts."""
+@pytest.mark.parametrize("stop, kernel", [(250, False), (280, True)])
+def test_gmp_saved_mid_schedule_resumes_in_a_fresh_process(tmp_path, stop: int, kernel: bool) -> None:
+    """Stop at 250 env steps (gradient step 149, after the prune at 110) or, with sparse execution, at 280 (gradient
+    step 179, after the prune at 160 and layers moved onto the kernel), save, load in a new process and train the
+    remaining steps: the schedule keeps T = 300, prunes at 210 and 240 (on the kernel in the second case) and ends
+    at the final counts."""
 
     class Stop(BaseCallback):
         def _on_step(self) -> bool:
-            return self.model.num_timesteps < 250
+            return self.model.num_timesteps < stop
 
     model = make("sac")
-    model.learn(400, callback=[GMPCallback(**GMP, sparse_execution=False), Stop()])
-    assert model.sb3_tar_gmp_state["step"] == 149  # env steps 101-249 each took one
+    model.learn(400, callback=[GMPCallback(**GMP, sparse_execution=kernel), Stop()])
+    assert model.sb3_tar_gmp_state["step"] == stop - 101  # env steps 101 to stop - 1 each took one
     model.save(tmp_path / "mid.zip")
-    out = subprocess.run(
-        [sys.executable, "-c", RESUME, str(tmp_path / "mid.zip")], env=cli_env(), capture_output=True, text=True, timeout=300
-    )
+    args = [sys.executable, "-c", RESUME, str(tmp_path / "mid.zip"), str(400 - stop)]
+    out = subprocess.run(args, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["step"] == 149
-    assert _network_sums(result["loaded"]) == {"actor": 520, "critic.qf0": 520, "critic.qf1": 520}  # pruned at 110
+    assert result["step"] == stop - 101
+    expected = 520 if stop == 250 else 212  # pruned at 110, or at 160
+    assert _network_sums(result["loaded"]) == {"actor": expected, "critic.qf0": expected, "critic.qf1": expected}
     assert _network_sums(result["final"]) == {"actor": 118, "critic.qf0": 118, "critic.qf1": 118}
-    # env steps 251-400 take 150 more (env step 250 was collected when Stop ended the run, without a gradient step)
+    assert bool(result["kernel"]) == kernel and bool(result["final_kernel"]) == kernel
+    # the env step at `stop` was collected when Stop ended the run, without a gradient step: 299 in all
     assert result["state"]["step"] == 299 and result["state"]["total_steps"] == 300  # the plan was kept
     assert result["state"]["actor_step"] == 240
 

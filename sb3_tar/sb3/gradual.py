@@ -11,6 +11,9 @@ gradient steps inside ``train()`` where no callback runs:
   pass, which still needs the weights it read) to the kept count of the latest prune step; with TD3 that is
   the next delayed actor step, and ``actor_target`` is masked with it.
 - Between prune steps the enforcer's post-step hooks keep the pruned weights at exactly ``0.0``.
+- Once a layer's density falls below the sparse-execution threshold, the callback moves it onto the sparse kernel
+  between two training calls (:mod:`sb3_tar.sb3.sparse_execution`); later prunes of such a layer shrink its kept
+  values and their optimizer state in place (:func:`shrink_compressed`).
 
 The schedule's position and settings live in a dict on the model, ``model.sb3_tar_gmp_state``, which
 ``model.save()`` stores with the model (so does any checkpoint made with ``model.save()``): a run loaded from
@@ -27,6 +30,7 @@ import torch
 
 from sb3_tar.core.gmp import GMPConfig, cubic_progress, final_kept, final_layer_counts, flops_per_sample, kept_at
 from sb3_tar.core.gmp import prune_step_masks as core_prune_step_masks
+from sb3_tar.core.masks import is_compressed
 from sb3_tar.core.streams import stream_generator
 from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.networks import SparseNetwork
@@ -111,6 +115,9 @@ class GradualPruner:
             self.plans[net.name] = _Plan(total, final, bias_ops, final_layer_counts(self.config.scope, shapes, final))
         #: ``(step, network, kept)`` of every prune of this process, in order.
         self.history: list[tuple[int, str, int]] = []
+        #: Set by a prune: layers may have fallen below the sparse-execution threshold (the callback converts
+        #: them between training calls, never inside an optimizer step).
+        self.conversion_due = True
 
     # -- schedule ---------------------------------------------------------------------------
     @property
@@ -163,7 +170,7 @@ class GradualPruner:
             step = self.step + 1
             self.state["step"] = step
             if self.config.is_prune_step(step, self.total_steps):
-                self._prune_role("critic", step)
+                self._prune_role("critic", step, optimizer)
             self.state["flops_sum"] = int(self.state["flops_sum"]) + sum(
                 flops_per_sample(self.kept_at_step(name, step), plan.bias_ops) for name, plan in self.plans.items()
             )
@@ -172,16 +179,17 @@ class GradualPruner:
         elif role == "actor":
             due = self.config.last_prune_step(self.step, self.total_steps)
             if due > int(self.state["actor_step"]):
-                self._prune_role("actor", due)
+                self._prune_role("actor", due, optimizer)
                 self.state["actor_step"] = due
 
     # -- the prune --------------------------------------------------------------------------
     @torch.no_grad()
-    def _prune_role(self, role: str, step: int) -> None:
+    def _prune_role(self, role: str, step: int, optimizer: torch.optim.Optimizer) -> None:
         t0, t1 = self.window
         progress = cubic_progress(step, t0, t1)
+        self.conversion_due = True
         for net in self.enforcer.role_networks(role):
-            kept = self._prune(net, step, progress)
+            kept = self._prune(net, step, progress, optimizer)
             if self.logger is not None:
                 self.logger.record(f"gmp/{net.name}/kept", kept)
                 self.logger.record(f"gmp/{net.name}/sparsity", 1 - kept / self.plans[net.name].total)
@@ -192,16 +200,60 @@ class GradualPruner:
             counts = ", ".join(f"{n}={k}" for s, n, k in self.history if s == step and n in names)
             print(f"GMP prune at gradient step {step} (progress {float(progress):.4f}): kept {counts}")
 
-    def _prune(self, net: SparseNetwork, step: int, progress: Any) -> int:
+    def _prune(self, net: SparseNetwork, step: int, progress: Any, optimizer: torch.optim.Optimizer) -> int:
         plan = self.plans[net.name]
         masks = self.enforcer.store.get(net.name)
         n_keep = kept_at(progress, plan.total, plan.final)
         generator = stream_generator(int(self.state["seed"]), f"gmp/{net.name}", "dst_update", step)
         weights = [layer.weight for layer in net.linears]
         new = core_prune_step_masks(weights, masks, n_keep, progress, plan.final_counts, generator)
+        for i, layer in enumerate(net.linears):  # layers already on the sparse kernel shrink their kept values
+            if is_compressed(layer):
+                targets = [net.target_layers[i]] if net.target_layers else []
+                shrink_compressed(layer, new[i], optimizer, targets)
         self.enforcer.update_masks(net.name, [m.to(device=old.device, dtype=old.dtype) for m, old in zip(new, masks)])
         self.history.append((step, net.name, n_keep))
         return n_keep
+
+
+@torch.no_grad()
+def shrink_compressed(
+    layer: torch.nn.Module, mask: torch.Tensor, optimizer: torch.optim.Optimizer, targets: list[torch.nn.Module]
+) -> None:
+    """
+    Prune a layer that runs on the sparse kernel (a :class:`~sb3_tar.kernels.SparseLinear`) to ``mask``, a subset of
+    its mask: its kept values and the optimizer's per-value state (Adam's moments, ...) are gathered at the new kept
+    positions, and its target layers get the same mask.
+
+    :param layer: The online layer.
+    :param mask: Its new boolean mask.
+    :param optimizer: The optimizer stepping ``layer.values``.
+    :param targets: Its target layers (also on the kernel).
+    """
+    from sb3_tar.kernels import dense_to_values, values_to_dense
+
+    new = mask.to(device=layer.values.device).bool()
+    old = layer.mask
+    if torch.equal(new, old):
+        return
+    previous = layer.values
+    state = optimizer.state.pop(previous, None)
+    if state:
+        for key, value in list(state.items()):
+            if isinstance(value, torch.Tensor) and value.shape == previous.shape:
+                state[key] = dense_to_values(values_to_dense(value, old), new)
+    for module in (layer, *targets):
+        module.set_mask(new.to(module.values.device))
+        # A new Parameter: autograd caches a leaf's gradient accumulator with the leaf's shape, so a Parameter whose
+        # data changed length could not receive gradients of the new length.
+        module.values = torch.nn.Parameter(module.values.detach().clone(), requires_grad=module.values.requires_grad)
+    for group in optimizer.param_groups:
+        group["params"] = [layer.values if p is previous else p for p in group["params"]]
+    if state:
+        optimizer.state[layer.values] = state
+    owners = getattr(optimizer, "_sb3_tar_masks", None)
+    if isinstance(owners, dict) and previous in owners:
+        owners[layer.values] = owners.pop(previous)
 
 
 def attached_pruner(policy: torch.nn.Module) -> GradualPruner | None:
@@ -215,5 +267,6 @@ __all__ = [
     "attached_pruner",
     "config_of_state",
     "new_state",
+    "shrink_compressed",
     "training_flops_of_state",
 ]
