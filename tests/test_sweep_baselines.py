@@ -70,3 +70,31 @@ def test_sweep_runs_gmp_and_small_dense_and_reports_training_flops(tmp_path) -> 
     assert verify.returncode != 0 and "No finished sparse cell" in verify.stderr + verify.stdout
     assert f"skipped: {gmp} prunes during training (no mask to draw)" in verify.stdout
     assert f"skipped: {small} is dense (no mask to draw)" in verify.stdout
+
+
+def test_grid_expands_gmp_by_magnitude_criteria_and_small_dense_by_sparsity() -> None:
+    from sb3_tar.experiments.grid import GridSpec
+
+    grid = GridSpec(
+        methods=("gmp", "small_dense"),
+        criteria=("random", "magnitude", "magnitude_layer", "erk"),
+        sparsities=(0.8, 0.9),
+        widths=(256,),
+        seeds=(0,),
+        gmp_kwargs={"interval": 500},
+    )
+    cells = {c.label: c for c in grid.expand()}
+    assert sorted(cells) == sorted(
+        [f"gmp_{c}_sp{s}_w256" for c in ("magnitude", "magnitude_layer", "erk") for s in (0.8, 0.9)]
+        + ["small_dense_sp0.8_w256", "small_dense_sp0.9_w256"]
+    )
+    scopes = {c.criterion: c.callback()[0]["sb3_tar.baselines.GMPCallback"] for c in cells.values() if c.method == "gmp"}
+    assert {k: (v["scope"], v["interval"]) for k, v in scopes.items()} == {
+        "magnitude": ("global", 500),
+        "magnitude_layer": ("layer", 500),
+        "erk": ("erk", 500),
+    }
+    small = cells["small_dense_sp0.8_w256"].callback()[0]["sb3_tar.baselines.SmallDenseCallback"]
+    assert small == {"reference_width": 256, "sparsity": 0.8, "verbose": 1}
+    with pytest.raises(ValueError, match="Method 'gmp' ranks by magnitude"):
+        GridSpec(methods=("gmp",), criteria=("random", "synflow")).validate()
