@@ -124,7 +124,7 @@ class GMPCallback(SparseCallback):
         state["sparse_execution"] = sparse_exec.option_code(self.sparse_execution)
         setattr(self.model, GMP_STATE_ATTRIBUTE, state)
         self.model.sb3_tar_config = {"gmp": self.config.to_dict() | {"sparsities": dict(self.sparsities), "seed": seed}}
-        pruner = GradualPruner(enforcer, state)
+        pruner = GradualPruner(enforcer, self.model)
         pruner.attach(policy)
         t0, t1 = pruner.window
         self._say(
@@ -145,8 +145,8 @@ class GMPCallback(SparseCallback):
         if enforcer is None:
             raise ValueError(f"The model has a GMP state ({GMP_STATE_ATTRIBUTE}) but no masks (weight_mask buffers)")
         pruner = attached_pruner(policy)
-        if pruner is None or pruner.enforcer is not enforcer or pruner.state is not state:
-            pruner = GradualPruner(enforcer, state)
+        if pruner is None or pruner.enforcer is not enforcer or pruner.model is not self.model:
+            pruner = GradualPruner(enforcer, self.model)
             pruner.attach(policy)
         if pruner.step == 0:  # no gradient step yet: plan again from this learn() call
             pruner.set_total_steps(planned_steps_of(self.model))

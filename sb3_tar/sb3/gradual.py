@@ -95,14 +95,16 @@ class GradualPruner:
     Runs gradual magnitude pruning on a policy holding masks, driven by its optimizers' pre-step hooks.
 
     :param enforcer: The policy's mask enforcer (its store holds the masks that shrink).
-    :param state: ``model.sb3_tar_gmp_state`` (read and written in place).
+    :param model: The SB3 model; its ``sb3_tar_gmp_state`` dict is read and written in place, looked up at every use
+        (so a model whose attributes are restored from a checkpoint goes on with the restored state).
     :param logger: SB3 logger receiving ``gmp/...`` records (``None``: none; bind one later).
     :param verbose: 2: print every prune step.
     """
 
-    def __init__(self, enforcer: MaskEnforcer, state: dict[str, Any], logger: Any = None, verbose: int = 0) -> None:
+    def __init__(self, enforcer: MaskEnforcer, model: Any, logger: Any = None, verbose: int = 0) -> None:
         self.enforcer = enforcer
-        self.state = state
+        self.model = model
+        state = self.state
         self.config = config_of_state(state)
         self.logger = logger
         self.verbose = verbose
@@ -120,6 +122,11 @@ class GradualPruner:
         self.conversion_due = True
 
     # -- schedule ---------------------------------------------------------------------------
+    @property
+    def state(self) -> dict[str, Any]:
+        """``model.sb3_tar_gmp_state``."""
+        return getattr(self.model, GMP_STATE_ATTRIBUTE)
+
     @property
     def step(self) -> int:
         """Gradient steps taken so far."""
