@@ -5,6 +5,8 @@
 - ``model.learn(..., callback=sb3_tar.TARCallback(sparsity=0.9))``: the same on an existing
   project's plain ``MlpPolicy`` model.
 - ``sb3_tar.prune_and_revive(network, SparsityConfig(...), seed)``: the pure-PyTorch method.
+- ``sb3_tar.export_actor(model, "actor.onnx")`` / ``sb3_tar.to_sb3(model, "plain.zip")``: an ONNX/TorchScript
+  actor, or a plain SB3 file that loads without sb3-tar.
 """
 
 from sb3_tar.core.config import SparsityConfig
@@ -19,9 +21,14 @@ _LAZY = {
     "TQCSparsePolicy": ("sb3_tar.tqc", "SparsePolicy"),
     "TARCallback": ("sb3_tar.callbacks", "TARCallback"),
     "DSTCallback": ("sb3_tar.callbacks", "DSTCallback"),
+    "DiagnosticsCallback": ("sb3_tar.diagnostics", "DiagnosticsCallback"),
     "enforce_masks": ("sb3_tar.callbacks", "enforce_masks"),
+    "ExactCheckpointCallback": ("sb3_tar.sb3.checkpoint", "ExactCheckpointCallback"),
     "masks_of": ("sb3_tar.sb3.model_masks", "masks_of"),
     "sparsity_summary": ("sb3_tar.sb3.model_masks", "sparsity_summary"),
+    "export_actor": ("sb3_tar.sb3.export", "export_actor"),
+    "to_sb3": ("sb3_tar.sb3.share", "to_sb3"),
+    "pruning_reports": ("sb3_tar.sb3.reports", "pruning_reports"),
 }
 
 

@@ -9,16 +9,18 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from sb3_tar.core.config import SparsityConfig
-from sb3_tar.core.dynamic import dst_config
+from sb3_tar.core.config import REVIVALS, SparsityConfig, check_choice
+from sb3_tar.core.dynamic import DST_METHODS, dst_config
 from sb3_tar.core.layer_report import NetworkReport
+from sb3_tar.core.role_methods import FIXED_ROLE_METHODS, resolve_role_methods, static_method
 from sb3_tar.sb3.enforcement import MaskEnforcer, attached_enforcer
 from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.policies import SparsePolicyMixin, install_masks, masked_policy_class, start_sparse_execution
 from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
-from sb3_tar.sb3.report_logging import log_reports
+from sb3_tar.sb3.report_logging import attach_curves
 from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState, Rewirer, attached_rewirer, planned_steps_of
+from sb3_tar.sb3.role_methods import has_dynamic_role, method_configs
 from sb3_tar.sb3.sparse_execution import check_option
 
 
@@ -46,7 +48,7 @@ class SparseCallback(BaseCallback):
     :param seed: Seed of the masks (default: the model's ``seed``, else drawn from torch).
     :param verbose: Verbosity level.
     :param mask_gradients: Also zero the gradients of pruned weights before each step (see
-        :mod:`sb3_tar.sb3.enforcement`).
+        :mod:`sb3_tar.sb3.enforcement`; on automatically for optimizers that are not elementwise).
     """
 
     def __init__(self, seed: int | None = None, verbose: int = 0, mask_gradients: bool = False) -> None:
@@ -89,7 +91,7 @@ class SparseCallback(BaseCallback):
             {role: c.to_dict() for role, c in configs.items()} | {"seed": seed, "mask_gradients": self.mask_gradients} | record
         )
         self.model.sb3_tar_reports = {name: report.to_dict() for name, report in self.reports.items()}
-        log_reports(self.logger, self.reports)
+        attach_curves(self.model)
         return enforcer
 
     def _print_reports(self) -> None:
@@ -122,8 +124,9 @@ class TARCallback(SparseCallback):
     rebuilds a policy that keeps them, so the loaded model stays sparse through ``learn()`` with
     or without this callback.
 
-    The per-layer report is logged to SB3's logger under ``sparsity/...`` and printed with
-    ``verbose >= 1``.
+    The model's measured sparsity, pruned-but-nonzero count and dead units are recorded at every dump of
+    SB3's logger under ``sparse/<network>/...``, the per-layer allocation once as text (``docs/masks.md``,
+    "What is logged"); the per-layer table is printed with ``verbose >= 1``.
 
     :param sparsity: Sparsity of actor and critic in ``[0, 1)``.
     :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
@@ -141,9 +144,16 @@ class TARCallback(SparseCallback):
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``; pruned weights are re-zeroed after every step either way, see
         :mod:`sb3_tar.sb3.enforcement`).
+        Gradient masking is switched on automatically, whatever this option, for optimizers that are not
+        elementwise (an ``optimizer_class`` that is not exactly SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop
+        or Adagrad, :data:`sb3_tar.sb3.enforcement.ELEMENTWISE_OPTIMIZERS`; subclasses included), whose step could
+        otherwise let the gradients at pruned positions change the kept weights.
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the sparse layers on the
         sparse C++ kernel (:mod:`sb3_tar.sb3.sparse_execution`; the actor and critic optimizers are rebuilt with
         the model's optimizer class and options). Saved with the model: a loaded model runs the same way.
+    :param role_methods: A fixed-mask method per role, e.g. ``{"actor": "dense"}`` (a dense actor with a TAR critic):
+        ``"dense"`` (sparsity 0), ``"static"``, ``"tar"`` or ``"uniform"``; a role it does not name follows ``revival``
+        (``docs/method.md``). For SET/RigL in one role use :class:`DSTCallback`'s ``role_methods``.
     """
 
     def __init__(
@@ -163,9 +173,30 @@ class TARCallback(SparseCallback):
         verbose: int = 0,
         mask_gradients: bool = False,
         sparse_execution: bool | str = "auto",
+        role_methods: dict[str, str] | None = None,
     ) -> None:
         super().__init__(seed, verbose, mask_gradients)
         self.sparse_execution = check_option(sparse_execution)
+        #: The method of each role (``None``: both follow ``revival``).
+        self.role_methods: dict[str, str] | None = None
+        if role_methods is not None:
+            self.role_methods = resolve_role_methods(
+                role_methods, static_method(check_choice("revival", revival, REVIVALS)), FIXED_ROLE_METHODS
+            )
+            self.configs = method_configs(
+                self.role_methods,
+                sparsity,
+                actor_sparsity,
+                critic_sparsity,
+                criterion,
+                recovery_ratio=recovery_ratio,
+                floor_fraction=floor_fraction,
+                budget_mode=budget_mode,
+                revived_init=revived_init,
+                magnitude_scope=magnitude_scope,
+                synflow_iters=synflow_iters,
+            )
+            return
         self.configs = role_configs(
             sparsity,
             actor_sparsity,
@@ -190,7 +221,8 @@ class TARCallback(SparseCallback):
             self._report_existing("the model already has masks", {})
             return
         seed = self._mask_seed()
-        self._sparsify_model(self.configs, seed, self.sparse_execution)
+        record = {} if self.role_methods is None else {"role_methods": self.role_methods}
+        self._sparsify_model(self.configs, seed, self.sparse_execution, **record)
         self._say(f"pruned and revived with seed {seed}")
         self._say(
             f"sparse execution (C++ kernel) for {len(self.sparse_layers)} layers: {', '.join(self.sparse_layers)}"
@@ -201,8 +233,7 @@ class TARCallback(SparseCallback):
 
     def _report_existing(self, why: str, reports: dict[str, NetworkReport]) -> None:
         self.reports = dict(reports)
-        if reports:
-            log_reports(self.logger, reports)
+        attach_curves(self.model)
         self._say(f"not pruning, {why}")
 
 
@@ -237,9 +268,10 @@ class DSTCallback(SparseCallback):
     no gradient step has been taken yet; see
     :func:`sb3_tar.core.dynamic.planned_gradient_steps`: ``total_timesteps - learning_starts`` with one
     env, ``train_freq=1`` and ``gradient_steps=1``). Grown weights start at 0.0 with zeroed Adam
-    moments; every mask change is copied to the target networks. Each update is logged to SB3's
-    logger under ``dst/<network>/{dropped,grown,kept}``, ``dst/drop_fraction``, ``dst/step`` and
-    ``dst/updates``.
+    moments; every mask change is copied to the target networks. At every dump of SB3's logger the
+    updates so far are recorded (``sparse/dst/updates``, ``sparse/dst/drop_fraction`` and the cumulative
+    ``sparse/<network>/dropped`` and ``sparse/<network>/grown``, ``docs/dst.md``), with each network's
+    measured sparsity.
 
     With a plain ``MlpPolicy`` the masks are kept in ``weight_mask`` buffers (as with
     :class:`TARCallback`) and the schedule (its settings, the gradient-step clock, ``T`` and the
@@ -257,7 +289,8 @@ class DSTCallback(SparseCallback):
     :param sparsity: Sparsity of actor and critic in ``[0, 1)``.
     :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
     :param critic_sparsity: Sparsity of each Q-network (default: ``sparsity``).
-    :param criterion: Initial mask: ``"erk"`` (default), ``"random"``, ``"magnitude"`` or ``"synflow"``.
+    :param criterion: Initial mask: ``"erk"``, ``"random"``, ``"magnitude"`` or ``"synflow"``; ``None`` (default):
+        ``"erk"`` (with ``role_methods``: ``"erk"`` for SET/RigL roles, ``"magnitude"`` for the others).
     :param update_interval: Gradient steps between mask updates, ``>= 1`` (default: SET 250, RigL 1000).
     :param drop_fraction: Initial drop fraction zeta in ``(0, 1)`` (default: SET 0.3, RigL 0.5).
     :param end_fraction: Fraction of the planned gradient steps during which the mask is updated,
@@ -265,6 +298,14 @@ class DSTCallback(SparseCallback):
     :param seed: Seed of the initial mask and of the update draws (default: the model's ``seed``,
         else drawn from torch).
     :param verbose: 0: silent, 1: print the initial per-layer table, 2: also print every update.
+    :param prune_criterion: Which active weights an update drops: ``"magnitude"`` (default), ``"set"``, ``"mest"``,
+        ``"snip"``, ``"sensitivity"``, ``"reciprocal_sensitivity"`` or ``"random"`` (Nowak et al. 2023;
+        ``docs/method.md``). The gradient criteria read the dense gradient in the optimizer's pre-step hook, as RigL does.
+    :param role_methods: A method per role, e.g. ``{"actor": "tar"}`` (RigL critic, static TAR actor) or
+        ``{"actor": "dense"}``: ``"dense"``, ``"static"``, ``"tar"``, ``"uniform"``, ``"set"`` or ``"rigl"``; a role it
+        does not name runs ``method``. Only SET/RigL roles are rewired; at least one role must be. Stored with the
+        DST state.
+    :param recovery_ratio: Revival budget rr of a ``"tar"`` / ``"uniform"`` role (default 0.01).
     """
 
     def __init__(
@@ -273,16 +314,30 @@ class DSTCallback(SparseCallback):
         sparsity: float | None = 0.8,
         actor_sparsity: float | None = None,
         critic_sparsity: float | None = None,
-        criterion: str = "erk",
+        criterion: str | None = None,
         update_interval: int | None = None,
         drop_fraction: float | None = None,
         end_fraction: float = 0.8,
         seed: int | None = None,
         verbose: int = 0,
+        prune_criterion: str = "magnitude",
+        role_methods: dict[str, str] | None = None,
+        recovery_ratio: float = 0.01,
     ) -> None:
         super().__init__(seed, verbose)
-        self.config = dst_config(method, update_interval, drop_fraction, end_fraction)
-        self.configs = role_configs(sparsity, actor_sparsity, critic_sparsity, criterion=criterion, revival="none")
+        methods = None
+        if role_methods is not None:
+            methods = resolve_role_methods(role_methods, check_choice("method", method, DST_METHODS))
+            if not has_dynamic_role(methods):
+                raise ValueError(f"role_methods={methods} rewires no role: use TARCallback for fixed masks")
+        self.config = dst_config(method, update_interval, drop_fraction, end_fraction, prune_criterion, methods)
+        if methods is None:
+            criterion = "erk" if criterion is None else criterion
+            self.configs = role_configs(sparsity, actor_sparsity, critic_sparsity, criterion=criterion, revival="none")
+        else:
+            self.configs = method_configs(
+                methods, sparsity, actor_sparsity, critic_sparsity, criterion, recovery_ratio=recovery_ratio
+            )
         self.rewirer: Rewirer | None = None
 
     def _on_training_start(self) -> None:
@@ -298,7 +353,6 @@ class DSTCallback(SparseCallback):
             if policy.dst_options["dst_total_steps"] is None and (rewirer.total_steps == UNKNOWN_TOTAL or rewirer.step == 0):
                 rewirer.set_total_steps(rewirer.step + planned_steps_of(self.model))
             self.reports = dict(policy.sparsity_reports)
-            log_reports(self.logger, self.reports)
             self._say(f"the SparsePolicy runs {rewirer.config.method.upper()} itself")
         elif isinstance(getattr(self.model, STATE_ATTRIBUTE, None), dict):
             rewirer = self._resume(policy)
@@ -309,10 +363,9 @@ class DSTCallback(SparseCallback):
             )
         else:
             rewirer = self._start(policy)
-        rewirer.logger = self.logger
         rewirer.verbose = max(rewirer.verbose, self.verbose)
         self.rewirer = rewirer
-        self.logger.record("dst/total_steps", rewirer.total_steps)
+        attach_curves(self.model)  # counts this rewirer's updates
         if rewirer.finished and rewirer.step > 0:
             warnings.warn(
                 f"{name}: the DST schedule ended at gradient step {rewirer.end_step:g} (end_fraction of the "

@@ -5,8 +5,10 @@ Examples::
     sb3-tar sweep --preset smoke                          # ~1-2 min on 2 cores, results/smoke
     sb3-tar report results/smoke                          # tables + PNGs in results/smoke/report
     sb3-tar verify-masks results/smoke                    # this package draws the cells' masks again, identically
+    sb3-tar to-sb3 sparse_sac.zip plain_sac.zip           # a plain SB3 file: SAC.load opens it without sb3-tar
     sb3-tar sweep --preset paper --backend ray -o /shared/tar   # the paper's grid on a Ray cluster
     sb3-tar sweep --envs HalfCheetah-v4 --methods static tar uniform --n-seeds 3 -n 20000 -o results/hc
+    sb3-tar hyperparams sac                               # path of the shipped sac.yml, for rl_zoo3.train -conf
 
 Also runnable as ``python -m sb3_tar.cli``.
 """
@@ -21,7 +23,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from sb3_tar.experiments.grid import ALGOS, CRITERIA, GRID_CRITERIA, METHODS, PRESETS, GridSpec, get_preset
-from sb3_tar.experiments.runner import BACKENDS, cell_state, run_sweep, zoo_command
+from sb3_tar.experiments.runner import (
+    BACKENDS,
+    DEFAULT_CHECKPOINT_EVERY,
+    cell_state,
+    check_checkpoint_every,
+    run_sweep,
+    zoo_command,
+)
 
 
 def _key_values(items: Sequence[str] | None, literal: bool) -> dict[str, Any]:
@@ -55,7 +64,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("-o", "--out", default=None, help="results directory (default: results/<preset or sweep>)")
     sweep.add_argument("--algos", nargs="+", choices=ALGOS)
     sweep.add_argument("--envs", nargs="+")
-    sweep.add_argument("--methods", nargs="+", choices=METHODS)
+    sweep.add_argument(
+        "--methods", nargs="+", help=f"from {list(METHODS)}, or per role: <actor method>+<critic method> (e.g. tar+rigl)"
+    )
     sweep.add_argument("--criteria", nargs="+", choices=GRID_CRITERIA, help="magnitude_layer: magnitude, per-layer scope")
     sweep.add_argument("--sparsities", nargs="+", type=float)
     sweep.add_argument("--rrs", nargs="+", type=float, help="recovery ratios of TAR/Uniform (0 = static)")
@@ -78,7 +89,19 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("-j", "--jobs", type=int, default=None, help="cells at once (default: number of CPU cores)")
     sweep.add_argument("--backend", choices=BACKENDS, default="local", help="local processes, or a Ray cluster")
     sweep.add_argument("--ray-address", default=None, help="Ray cluster address (default: ray.init() default)")
-    sweep.add_argument("--conf-dir", default=None, help="folder with sac.yml/td3.yml (default: ./hyperparams)")
+    sweep.add_argument(
+        "--conf-dir",
+        default=None,
+        help="folder with sac.yml/td3.yml/tqc.yml (default: the shipped ones: sb3-tar hyperparams)",
+    )
+    sweep.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=DEFAULT_CHECKPOINT_EVERY,
+        metavar="N",
+        help="checkpoint each cell every N steps; an interrupted cell resumes from its latest checkpoint, exactly "
+        f"(default {DEFAULT_CHECKPOINT_EVERY}; 0: no checkpoints, an interrupted cell starts again from step 0)",
+    )
     sweep.add_argument("--overwrite", action="store_true", help="re-run cells finished with another configuration")
     sweep.add_argument("--dry-run", action="store_true", help="list the cells and commands, run nothing")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -98,6 +121,21 @@ def _build_parser() -> argparse.ArgumentParser:
         help="also rewrite the generated block of this markdown file (between its sb3-tar report markers) "
         "with the report's digest",
     )
+    report.add_argument(
+        "--block",
+        default=None,
+        metavar="NAME",
+        help="with --readme: rewrite the block named NAME (markers '<!-- sb3-tar report NAME: begin ... -->' and "
+        "'<!-- sb3-tar report NAME: end -->'), for a file with one block per results directory",
+    )
+    report.add_argument(
+        "--at-steps",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="STEP",
+        help="also rank the configurations at these environment steps, read from the same runs (e.g. 60000 150000 300000)",
+    )
 
     verify = sub.add_parser(
         "verify-masks",
@@ -113,7 +151,29 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="cells to check: folders, or cell ids under results_dir (default: every sparse one)",
     )
-    verify.add_argument("--conf-dir", default=None, help="folder with sac.yml/td3.yml (default: ./hyperparams)")
+    verify.add_argument(
+        "--conf-dir",
+        default=None,
+        help="folder with sac.yml/td3.yml/tqc.yml (default: the shipped ones: sb3-tar hyperparams)",
+    )
+
+    hyper = sub.add_parser(
+        "hyperparams",
+        help="print the path of a shipped hyperparameter file (for `python -m rl_zoo3.train -conf`)",
+        description="Print the path of the RL-Zoo3 hyperparameter file shipped with sb3-tar for ALGO (or of their "
+        'folder), e.g. python -m rl_zoo3.train --algo sac --env HalfCheetah-v4 -conf "$(sb3-tar hyperparams sac)" '
+        "--num-threads 1",
+    )
+    hyper.add_argument("algo", nargs="?", choices=ALGOS, help="algorithm (default: print the folder)")
+
+    to_sb3 = sub.add_parser(
+        "to-sb3",
+        help="write a sparse model as a plain SB3 file that loads without sb3-tar",
+        description="Rewrite a saved sparse SAC/TD3/TQC model for SB3's own policy class, masks baked into the weights "
+        "(zeros at pruned positions): SAC.load/TD3.load/TQC.load open it without sb3-tar (sharing, Hugging Face Hub).",
+    )
+    to_sb3.add_argument("model", help="saved model (.zip)")
+    to_sb3.add_argument("out", help="plain SB3 file to write (.zip)")
     return parser
 
 
@@ -145,6 +205,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
 
 def _sweep(args: argparse.Namespace) -> int:
     grid = grid_from_args(args)
+    check_checkpoint_every(args.checkpoint_every)
     out = args.out or os.path.join("results", args.preset or "sweep")
     cells = grid.expand()
     states = [cell_state(out, c) for c in cells]
@@ -158,7 +219,9 @@ def _sweep(args: argparse.Namespace) -> int:
         conf = find_conf_dir(args.conf_dir)
         for cell, state in zip(cells, states):
             print(f"[{state}] {cell.cell_id}")
-            print("    " + " ".join(zoo_command(cell, cell_dir(os.path.abspath(out), cell), conf_file(conf, cell.algo))))
+            folder = cell_dir(os.path.abspath(out), cell)
+            command = zoo_command(cell, folder, conf_file(conf, cell.algo), checkpoint_every=args.checkpoint_every)
+            print("    " + " ".join(command))
         return 0
     try:
         summary = run_sweep(
@@ -170,6 +233,7 @@ def _sweep(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             overwrite=args.overwrite,
             ray_address=args.ray_address,
+            checkpoint_every=args.checkpoint_every,
         )
     except KeyboardInterrupt:
         print("Interrupted: finished cells are kept; run the same command again to resume.", file=sys.stderr)
@@ -194,6 +258,8 @@ def _report(args: argparse.Namespace) -> int:
         make_plots=not args.no_plots,
         progress=not args.no_progress,
         readme=args.readme,
+        block=args.block,
+        at_steps=args.at_steps,
     )
     return 0
 
@@ -207,6 +273,25 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if differing else 0
 
 
+def _to_sb3(args: argparse.Namespace) -> int:
+    from sb3_tar.sb3.share import to_sb3
+
+    try:
+        print(f"wrote {to_sb3(args.model, args.out)}")
+    except TypeError as e:  # a file that is not an SB3 SAC/TD3/TQC model
+        print(f"sb3-tar to-sb3: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _hyperparams(args: argparse.Namespace) -> int:
+    from sb3_tar.experiments.runner import conf_file, find_conf_dir
+
+    folder = find_conf_dir()
+    print(conf_file(folder, args.algo) if args.algo else folder)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """
     Entry point of the ``sb3-tar`` console script.
@@ -217,7 +302,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        commands = {"sweep": _sweep, "report": _report, "verify-masks": _verify}
+        commands = {
+            "sweep": _sweep,
+            "report": _report,
+            "verify-masks": _verify,
+            "to-sb3": _to_sb3,
+            "hyperparams": _hyperparams,
+        }
         return commands[args.command](args)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         print(f"sb3-tar {args.command}: error: {e}", file=sys.stderr)

@@ -6,6 +6,7 @@
 """
 
 from stable_baselines3.sac.policies import CnnPolicy, MultiInputPolicy, SACPolicy
+from stable_baselines3.sac.sac import SAC
 
 from sb3_tar.sb3.policies import MaskedPolicyMixin, SparsePolicyMixin, register_masked_class
 
@@ -15,6 +16,8 @@ class SparsePolicy(SparsePolicyMixin, SACPolicy):
     SAC MLP policy whose actor and Q-networks are sparse (see :class:`~sb3_tar.sb3.policies.SparsePolicyMixin`
     for the sparsity options, passed through ``policy_kwargs``; the others are SACPolicy's).
     """
+
+    algorithm_class = SAC
 
 
 class MaskedPolicy(MaskedPolicyMixin, SACPolicy):

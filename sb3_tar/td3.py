@@ -6,6 +6,7 @@
 """
 
 from stable_baselines3.td3.policies import CnnPolicy, MultiInputPolicy, TD3Policy
+from stable_baselines3.td3.td3 import TD3
 
 from sb3_tar.sb3.policies import MaskedPolicyMixin, SparsePolicyMixin, register_masked_class
 
@@ -15,6 +16,8 @@ class SparsePolicy(SparsePolicyMixin, TD3Policy):
     TD3 MLP policy whose actor and Q-networks are sparse (see :class:`~sb3_tar.sb3.policies.SparsePolicyMixin`
     for the sparsity options, passed through ``policy_kwargs``; the others are TD3Policy's).
     """
+
+    algorithm_class = TD3
 
 
 class MaskedPolicy(MaskedPolicyMixin, TD3Policy):

@@ -5,6 +5,7 @@
   loads a model that a callback made sparse (see :class:`~sb3_tar.sb3.policies.MaskedPolicyMixin`).
 """
 
+from sb3_contrib import TQC
 from sb3_contrib.tqc.policies import CnnPolicy, MultiInputPolicy, TQCPolicy
 
 from sb3_tar.sb3.policies import MaskedPolicyMixin, SparsePolicyMixin, register_masked_class
@@ -15,6 +16,8 @@ class SparsePolicy(SparsePolicyMixin, TQCPolicy):
     TQC MLP policy whose actor and Q-networks are sparse (see :class:`~sb3_tar.sb3.policies.SparsePolicyMixin`
     for the sparsity options, passed through ``policy_kwargs``; the others are TQCPolicy's).
     """
+
+    algorithm_class = TQC
 
 
 class MaskedPolicy(MaskedPolicyMixin, TQCPolicy):

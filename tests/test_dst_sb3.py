@@ -24,6 +24,7 @@ from sb3_tar.sb3.enforcement import attached_enforcer
 from sb3_tar.sb3.mask_store import MASK_BUFFER
 from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
 from sb3_tar.sb3.networks import SparseNetwork
+from sb3_tar.sb3.report_logging import attach_curves
 from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, DSTUpdate, attached_rewirer, reset_optimizer_state
 from sb3_tar.td3 import SparsePolicy as TD3SparsePolicy
 from sb3_tar.tqc import SparsePolicy as TQCSparsePolicy
@@ -148,6 +149,13 @@ def check_run(model: Any, probe: Probe, interval: int, start: int = 0) -> None:
     assert all(s["pruned_nonzero"] == 0 for s in sparsity_summary(model).values())
 
 
+def _curves(model) -> dict:
+    """What the model's logger records at its next dump (recorded now, without dumping)."""
+    curves = attach_curves(model)
+    curves.record(model.logger)
+    return dict(model.logger.name_to_value)
+
+
 @pytest.mark.parametrize(
     "algo, method, interval",
     [(SAC, "set", 20), (SAC, "rigl", 20), (TD3, "set", 25), (TD3, "rigl", 25), (TQC, "rigl", 20)],
@@ -165,13 +173,13 @@ def test_dst_callback_updates_follow_the_schedule(algo: type, method: str, inter
     last = {u.network: u for u in probe.updates}
     assert max(u.step for u in probe.updates) < 0.8 * PLANNED
     assert all(u.kept == [int(m.sum()) for m in masks_of(model)[name]] for name, u in last.items())
-    # Logged through SB3's logger; the schedule lives on the model.
-    logged = model.logger.name_to_value
+    # Recorded into SB3's logger at its next dump: every update counted; the schedule lives on the model.
+    logged = _curves(model)
     for name in last:
-        assert logged[f"dst/{name}/dropped"] == sum(last[name].dropped)
-        assert logged[f"dst/{name}/grown"] == sum(last[name].grown)
-    assert logged["dst/step"] == max(u.step for u in probe.updates)
-    assert logged["dst/drop_fraction"] == pytest.approx(last["critic.qf0"].drop_fraction)
+        assert logged[f"sparse/{name}/dropped"] == sum(sum(u.dropped) for u in probe.updates if u.network == name)
+        assert logged[f"sparse/{name}/grown"] == sum(sum(u.grown) for u in probe.updates if u.network == name)
+    assert logged["sparse/dst/updates"] == max(u.step for u in probe.updates) // interval
+    assert logged["sparse/dst/drop_fraction"] == pytest.approx(last["critic.qf0"].drop_fraction)
     state = getattr(model, STATE_ATTRIBUTE)
     assert state["method"] == method and state["step"] == PLANNED and state["total_steps"] == PLANNED
     assert model.sb3_tar_config["dst"]["method"] == method and model.sb3_tar_config["seed"] == 3
@@ -206,7 +214,7 @@ def test_dst_callback_fills_in_the_sparse_policy_total_and_logs() -> None:
     model.learn(TOTAL, callback=[DSTCallback(method="rigl"), probe])  # the policy's settings win
     assert model.policy.dst_rewirer.total_steps == PLANNED and model.policy.dst_rewirer.config.method == "set"
     check_run(model, probe, 20)
-    assert "dst/critic.qf0/grown" in model.logger.name_to_value
+    assert _curves(model)["sparse/critic.qf0/grown"] == sum(sum(u.grown) for u in probe.updates if u.network == "critic.qf0")
 
 
 def test_sparse_policy_without_total_steps_explains_what_to_do() -> None:

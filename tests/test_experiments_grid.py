@@ -55,6 +55,37 @@ def test_cpu60k_phases_share_one_budget_and_never_share_a_cell():
     assert params["callback"] == tar.callback() and params["learning_starts"] == 5000
 
 
+def test_cpu300k_preset_is_the_five_times_budget_grid():
+    """cpu300k: SAC on HalfCheetah-v4, width 256, 90% sparsity, seeds 0-4, 300,000 steps with learning_starts
+    5000 and 5 evaluation episodes every 10,000 steps (30 evaluations); dense, Original on ERK, TAR on ERK at
+    rr 0.01 (reserve) and RigL from its default ERK start, no cell shared with the 60k grid's cells."""
+    cells = get_preset("cpu300k").expand()
+    assert {(c.algo, c.env, c.width, c.n_timesteps, c.eval_freq, c.eval_episodes, c.hyperparams) for c in cells} == {
+        ("sac", "HalfCheetah-v4", 256, 300_000, 10_000, 5, (("learning_starts", "5000"),))
+    }
+    assert 300_000 // 10_000 == 30
+    by_method = Counter((c.method, c.criterion, c.sparsity, c.rr) for c in cells)
+    assert by_method == {
+        ("dense", None, None, None): 5,
+        ("static", "erk", 0.9, 0.0): 5,
+        ("tar", "erk", 0.9, 0.01): 5,
+        ("rigl", "erk", 0.9, None): 5,
+    }
+    for method in ("dense", "static", "tar", "rigl"):
+        assert sorted(c.seed for c in cells if c.method == method) == [0, 1, 2, 3, 4]
+    tar = next(c for c in cells if c.method == "tar")
+    (kwargs,) = tar.callback()[0].values()
+    assert (kwargs["criterion"], kwargs["revival"], kwargs["recovery_ratio"], kwargs["sparsity"]) == ("erk", "tar", 0.01, 0.9)
+    assert kwargs.get("budget_mode", "reserve") == "reserve"
+    rigl = next(c for c in cells if c.method == "rigl")
+    (kwargs,) = rigl.callback()[0].values()
+    assert kwargs["method"] == "rigl" and kwargs.get("criterion", "erk") == "erk"
+    conf = find_conf_dir(REPO / "hyperparams")
+    cmd = zoo_command(tar, Path("/tmp/x"), conf / "sac.yml")
+    assert cmd[cmd.index("-n") + 1] == "300000" and cmd[cmd.index("--eval-freq") + 1] == "10000"
+    assert _zoo_params(cmd)["learning_starts"] == 5000
+
+
 def test_irrelevant_axes_are_collapsed():
     grid = GridSpec(
         envs=["Pendulum-v1"],

@@ -216,3 +216,79 @@ def test_readme_block_is_rewritten_between_its_markers_only(results_dir, tmp_pat
     assert main(["report", str(subset), "--reps", "200", "--no-progress", "--readme", str(plain)]) == 2
     assert "has no generated block" in capsys.readouterr().err
     assert plain.read_text() == "no markers here\n"
+
+
+def _raw_curve(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(next(folder.glob("*/*_1/evaluations.npz"))) as data:
+        return data["timesteps"], data["results"].mean(axis=1)
+
+
+def test_ranking_at_steps_reads_each_run_as_if_stopped_there(results_dir, tmp_path):
+    """`--at-steps`: each configuration's mean over seeds of the mean of the last ceil(10%) of the evaluations
+    made up to the step, ranked within algo/env/width, recomputed here from the raw files."""
+    subset = tmp_path / "subset"
+    shutil.copytree(results_dir / "sac/HalfCheetah-v4", subset / "sac/HalfCheetah-v4")
+    report = make_report(subset, reps=200, progress=False, make_plots=False, echo=lambda s: None, at_steps=[10_000, 25_000])
+    ranking = pd.read_csv(report.csv["ranking"])
+    expected = {}
+    for cell_file in sorted(subset.glob(f"*/*/*/seed_*/{CELL_FILE}")):
+        cell = json.loads(cell_file.read_text())
+        if not (cell_file.parent / DONE_FILE).exists():
+            continue
+        timesteps, returns = _raw_curve(cell_file.parent)
+        for step in (10_000, 25_000):
+            upto = returns[timesteps <= step]  # 10 evaluations at 10k -> the last 1; 25 at 25k -> the last 3
+            n_last = {10_000: 1, 25_000: 3}[step]
+            key = (cell["width"], cell["method"], cell["criterion"], cell["rr"], step)
+            expected.setdefault(key, []).append(upto[-n_last:].mean())
+    assert len(ranking) == len(expected)
+    label_of = {}
+    for _, row in pd.read_csv(report.csv["runs"]).iterrows():
+        rr = None if pd.isna(row["rr"]) else row["rr"]
+        criterion = None if pd.isna(row["criterion"]) else row["criterion"]
+        label_of[(row["width"], row["method"], criterion, rr)] = row["label"]
+    for (width, method, criterion, rr, step), values in expected.items():
+        row = ranking[(ranking["width"] == width) & (ranking["label"] == label_of[(width, method, criterion, rr)])]
+        row = row[row["step"] == step].iloc[0]
+        assert row["n"] == len(values) == 3
+        assert row["mean"] == pytest.approx(np.mean(values), rel=1e-12)
+        assert row["se"] == pytest.approx(np.std(values, ddof=1) / math.sqrt(3), rel=1e-9)
+        same = [np.mean(v) for (w, *_, s), v in expected.items() if w == width and s == step]
+        assert row["rank"] == 1 + sum(m > np.mean(values) for m in same)
+    text = report.markdown.read_text()
+    assert "## Ranking at 10,000, 25,000 steps" in text and "(#1)" in text
+    with pytest.raises(ValueError, match="strictly increasing"):
+        make_report(subset, reps=200, progress=False, make_plots=False, echo=lambda s: None, at_steps=[25_000, 10_000])
+
+
+def test_named_readme_block_is_rewritten_and_the_other_block_kept(results_dir, tmp_path, capsys):
+    from sb3_tar.experiments.report import DIGEST_BEGIN, DIGEST_END, block_markers, readme_block
+
+    subset = tmp_path / "subset"
+    shutil.copytree(results_dir / "sac/HalfCheetah-v4", subset / "sac/HalfCheetah-v4")
+    begin, end = block_markers("cpu300k")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n\n{DIGEST_BEGIN}\nfirst block\n{DIGEST_END}\n\nmiddle\n\n{begin}\nstale\n{end}\n\nlast\n")
+    args = ["report", str(subset), "--reps", "200", "--no-progress", "--no-plots", "--readme", str(readme)]
+    assert main([*args, "--block", "cpu300k", "--at-steps", "10000", "25000"]) == 0
+    assert readme_block(readme) == "first block\n"
+    block = readme_block(readme, "cpu300k")
+    assert "stale" not in block and "#### Ranking at 10,000, 25,000 steps" in block
+    assert readme.read_text().endswith(f"{end}\n\nlast\n")
+    assert main([*args, "--block", "other"]) == 2
+    assert "no generated block named 'other'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="block name"):
+        block_markers("two words")
+
+
+def test_rigl_over_dense_is_the_mann_whitney_fraction_of_pairs(report, results_dir):
+    """P(RigL > dense) per RigL configuration: the fraction of (RigL run, dense run) pairs that RigL wins."""
+    table = pd.read_csv(report.csv["improvement"])
+    rows = table[table["comparison"] == "RigL > dense"]
+    assert len(rows) == 4  # 2 envs x 2 widths, RigL from ERK only
+    for _, row in rows.iterrows():
+        rigl = _raw_finals(results_dir, env=row["env"], width=row["width"], method="rigl")
+        dense = _raw_finals(results_dir, env=row["env"], width=row["width"], method="dense")
+        wins = [(x > y) + 0.5 * (x == y) for x in rigl for y in dense]
+        assert (row["n_x"], row["n_y"]) == (3, 3)
+        assert row["probability"] == pytest.approx(np.mean(wins))

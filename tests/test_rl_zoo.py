@@ -82,6 +82,11 @@ def test_default_yml_gives_a_sparse_tar_model(trained):
     model = SAC.load(folder / f"{ENV}.zip", device="cpu")
     assert model.policy_kwargs["net_arch"] == [256, 256]
     _check_counts(model, extra_fraction=0.0)  # reserve mode: exactly 90% sparse, like the static baseline
+    from sb3_tar import pruning_reports
+
+    reports = pruning_reports(model)  # the documented place for the reports, on a model RL-Zoo trained and saved
+    assert set(reports) == {"actor", "critic.qf0", "critic.qf1"} and reports["actor"].revival == "tar"
+    assert all(r.kept == round(0.1 * r.total) for r in reports.values())
 
 
 def test_params_override_revives_on_top_of_the_static_mask(trained):

@@ -145,7 +145,7 @@ def test_masked_model_loads_onto_the_kernel(tmp_path: Path, monkeypatch: pytest.
 
 def test_true_without_kernel_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sb3_tar.kernels.kernel_available", lambda: False)
-    monkeypatch.setattr("sb3_tar.kernels.kernel_error", lambda: "no C++ compiler (simulated)")
+    monkeypatch.setattr("sb3_tar.kernels.kernel_summary", lambda: "no C++ compiler (simulated)")
     with pytest.raises(RuntimeError, match=r"sparse_execution=True, but the sparse kernel is not available here: no C\+\+"):
         SAC(sac.SparsePolicy, "Pendulum-v1", policy_kwargs=dict(SMALL, sparse_execution=True), **small_kwargs("sac"))
 

@@ -100,14 +100,43 @@ def test_smoke_report_files_and_printed_table(smoke):
     for name in ("report.md", "runs.csv", "summary.csv", "table.csv", "iqm.csv"):
         assert (out / name).is_file(), name
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["curves_sac_Pendulum-v1_w64.png", "rr_sensitivity_sac_sp0.9_w64.png"]
+    assert pngs == [
+        "curves_sac_Pendulum-v1_w64.png",
+        "diagnostics_sac_Pendulum-v1_w64.png",
+        "rr_sensitivity_sac_sp0.9_w64.png",
+    ]
     for png in out.glob("*.png"):
         assert png.read_bytes()[:4] == b"\x89PNG"
     assert "width-scaling plot skipped" in report.stdout
     header = next(line for line in report.stdout.splitlines() if line.startswith("| Algo"))
     for column in ("Original", "TAR", "TAR vs Original", "Uniform", "Best SET/RigL", "TAR vs best DST", "Dense"):
         assert f" {column} " in header
-    assert (out / "report.md").read_text().count("![") == 2
+    assert (out / "report.md").read_text().count("![") == 3
+
+
+def test_smoke_cells_store_their_diagnostics_and_the_report_plots_them(smoke):
+    """Every cell (dense and sparse) has a diagnostics.csv from the callback the sweep attached: every 30 steps
+    (a twentieth of the 600-step budget) from the first at which the buffer holds its 256-transition batch."""
+    root, _, report = smoke
+    for cell in sorted(root.glob("sac/Pendulum-v1/*/seed_*")):
+        assert "sb3_tar.diagnostics.DiagnosticsCallback" in (cell / "train.log").read_text().splitlines()[0]
+        frame = pd.read_csv(cell / "diagnostics.csv")
+        assert frame["timesteps"].tolist() == list(range(270, 601, 30))
+        for network in ("actor", "critic/qf0", "critic/qf1"):
+            for tau in ("0", "0.1"):
+                assert frame[f"diagnostics/{network}/dormant_{tau}"].between(0, 1).all()
+            srank = frame[f"diagnostics/{network}/srank"]
+            assert ((srank >= 1) & (srank <= 64) & (srank == srank.round())).all()
+            assert (frame[f"diagnostics/{network}/weight_norm"] > 0).all()
+    # a 90%-sparse network's weights: far smaller norm than dense at the same init scale
+    dense = pd.read_csv(next(root.glob("sac/Pendulum-v1/dense_*/seed_0")) / "diagnostics.csv")
+    static = pd.read_csv(next(root.glob("sac/Pendulum-v1/static_*/seed_0")) / "diagnostics.csv")
+    assert static["diagnostics/critic/qf0/weight_norm"].iloc[0] < dense["diagnostics/critic/qf0/weight_norm"].iloc[0]
+    assert (root / "report" / "diagnostics_sac_Pendulum-v1_w64.png").stat().st_size > 10_000
+    assert (
+        "![diagnostics_sac_Pendulum-v1_w64](diagnostics_sac_Pendulum-v1_w64.png)"
+        in (root / "report" / "report.md").read_text()
+    )
 
 
 def test_smoke_table_numbers_come_from_the_raw_evaluation_files(smoke):

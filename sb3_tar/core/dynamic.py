@@ -1,8 +1,9 @@
 """Dynamic sparse training: SET and RigL mask updates (pure PyTorch, no SB3; ``docs/dst.md``).
 
 Both methods start from a static mask (ERK by default) and keep every layer's kept count
-``K_l`` fixed. At an update step ``t`` each layer drops the ``k_l`` active weights of smallest
-``|w|`` and grows ``k_l`` inactive ones, with
+``K_l`` fixed. At an update step ``t`` each layer drops the ``k_l`` active weights that the prune
+criterion ranks lowest (smallest ``|w|`` by default; the other criteria of Nowak et al. 2023 are in
+:mod:`sb3_tar.core.prune_criteria`) and grows ``k_l`` inactive ones, with
 
 - ``zeta_t = zeta / 2 * (1 + cos(pi * t / T_end))`` (cosine-decayed drop fraction),
 - ``k_l = min(round(zeta_t * K_l), K_l, N_l - K_l)`` (``N_l``: the layer's size),
@@ -31,6 +32,8 @@ from typing import Any
 import torch
 
 from sb3_tar.core.config import check_choice, check_int, check_number
+from sb3_tar.core.prune_criteria import PRUNE_CRITERIA, drop_positions
+from sb3_tar.core.role_methods import DYNAMIC_ROLE_METHODS, ROLE_NAMES, check_role_methods
 from sb3_tar.core.selection import sample_positions, top_k_mask
 from sb3_tar.core.streams import stream_generator
 
@@ -55,18 +58,39 @@ class DSTConfig:
     :param drop_fraction: Initial drop fraction ``zeta`` in ``(0, 1)``.
     :param end_fraction: Fraction of the planned gradient steps after which the mask is frozen,
         in ``(0, 1]``.
+    :param prune_criterion: Which active weights an update drops, one of
+        :data:`~sb3_tar.core.prune_criteria.PRUNE_CRITERIA` (default ``"magnitude"``).
+    :param role_methods: Method of each role (:mod:`sb3_tar.core.role_methods`); only roles whose method
+        is ``"set"`` or ``"rigl"`` are rewired, each growing by its own method. ``None``: every role runs
+        ``method``.
     """
 
     method: str
     update_interval: int
     drop_fraction: float
     end_fraction: float = DEFAULT_END_FRACTION
+    prune_criterion: str = "magnitude"
+    role_methods: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, DST_METHODS)
         check_int("update_interval", self.update_interval, 1)
         check_number("drop_fraction", self.drop_fraction, 0.0, 1.0, low_open=True, high_open=True)
         check_number("end_fraction", self.end_fraction, 0.0, 1.0, low_open=True)
+        check_choice("prune_criterion", self.prune_criterion, PRUNE_CRITERIA)
+        if self.role_methods is not None:
+            methods = check_role_methods(self.role_methods)
+            if set(methods) != set(ROLE_NAMES) or not any(m in DYNAMIC_ROLE_METHODS for m in methods.values()):
+                raise ValueError(
+                    f"role_methods={self.role_methods!r} must name every role {list(ROLE_NAMES)}, at least one of them "
+                    f"with a method in {list(DYNAMIC_ROLE_METHODS)}"
+                )
+            object.__setattr__(self, "role_methods", methods)
+
+    def role_method(self, role: str) -> str | None:
+        """:return: ``"set"`` or ``"rigl"``: how ``role``'s networks are rewired; ``None``: their mask stays fixed."""
+        method = self.method if self.role_methods is None else self.role_methods[role]
+        return method if method in DYNAMIC_ROLE_METHODS else None
 
     def end_step(self, total_steps: int) -> float:
         """:return: ``T_end = end_fraction * total_steps``."""
@@ -94,10 +118,13 @@ def dst_config(
     update_interval: int | None = None,
     drop_fraction: float | None = None,
     end_fraction: float = DEFAULT_END_FRACTION,
+    prune_criterion: str = "magnitude",
+    role_methods: dict[str, str] | None = None,
 ) -> DSTConfig:
     """
     Build a :class:`DSTConfig`, filling ``None`` values with the method's defaults
     (SET: ``update_interval=250``, ``drop_fraction=0.3``; RigL: 1000 and 0.5).
+    ``prune_criterion`` and ``role_methods`` are passed through (see :class:`DSTConfig`).
 
     :raises ValueError, TypeError: On any invalid value (the message names it and its range).
     """
@@ -108,6 +135,8 @@ def dst_config(
         update_interval=defaults["update_interval"] if update_interval is None else update_interval,
         drop_fraction=defaults["drop_fraction"] if drop_fraction is None else drop_fraction,
         end_fraction=end_fraction,
+        prune_criterion=prune_criterion,
+        role_methods=role_methods,
     )
 
 
@@ -227,18 +256,21 @@ def rewire_layer(
     method: str,
     generator: torch.Generator,
     grad: torch.Tensor | None = None,
+    prune_criterion: str = "magnitude",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """
-    Drop the ``k`` active weights of smallest ``|w|`` and grow ``k`` positions that were
-    inactive before the update.
+    Drop the ``k`` active weights that ``prune_criterion`` ranks lowest (smallest ``|w|`` by default) and
+    grow ``k`` positions that were inactive before the update.
 
     :param weight: The layer's weight.
     :param mask: Its current mask (boolean, weight's shape).
     :param k: Connections to drop and grow, ``0 <= k <= min(K, N - K)``.
     :param method: ``"set"`` (grow uniformly at random) or ``"rigl"`` (grow the largest ``|grad|``).
     :param generator: Seeded CPU generator (ties and random growth).
-    :param grad: Dense gradient of the layer's loss with respect to ``weight`` (RigL). ``None``
-        scores every candidate 0, so growth is uniformly random.
+    :param grad: Dense gradient of the layer's loss with respect to ``weight`` (RigL's growth, and the
+        gradient prune criteria). ``None`` scores every growth candidate 0, so RigL's growth is uniformly random.
+    :param prune_criterion: One of :data:`~sb3_tar.core.prune_criteria.PRUNE_CRITERIA` (the drop step,
+        :func:`~sb3_tar.core.prune_criteria.drop_positions`).
     :return: ``(new mask, dropped positions, grown positions)``, boolean CPU tensors.
     """
     check_choice("method", method, DST_METHODS)
@@ -247,9 +279,8 @@ def rewire_layer(
     if not 0 <= k <= min(kept, mask.numel() - kept):
         raise ValueError(f"k={k} is outside the allowed range [0, {min(kept, mask.numel() - kept)}] (min(K, N - K))")
     inactive = ~mask
-    magnitude = weight.detach().abs().to(device="cpu", dtype=torch.float64).masked_fill(inactive, -math.inf)
-    survivors = top_k_mask(magnitude, kept - k, generator)
-    dropped = mask & ~survivors
+    dropped = drop_positions(prune_criterion, weight, mask, k, generator, grad)
+    survivors = mask & ~dropped
     if method == "set":
         grown = sample_positions(inactive, k, generator)
     else:
@@ -269,6 +300,7 @@ def rewire_masks(
     method: str,
     generator: torch.Generator,
     grads: Sequence[torch.Tensor | None] | None = None,
+    prune_criterion: str = "magnitude",
 ) -> RewireResult:
     """
     One SET/RigL update of a network: every layer drops and grows
@@ -279,7 +311,8 @@ def rewire_masks(
     :param fraction: Drop fraction ``zeta_t``.
     :param method: ``"set"`` or ``"rigl"``.
     :param generator: Seeded CPU generator, used layer after layer.
-    :param grads: Dense gradient of each layer (RigL).
+    :param grads: Dense gradient of each layer (RigL, and the gradient prune criteria).
+    :param prune_criterion: Which active weights are dropped (see :func:`rewire_layer`).
     :return: The new masks and the dropped/grown positions (CPU tensors).
     """
     check_choice("method", method, DST_METHODS)
@@ -293,7 +326,7 @@ def rewire_masks(
         if tuple(weight.shape) != tuple(mask.shape):
             raise ValueError(f"Mask shape {tuple(mask.shape)} does not match weight shape {tuple(weight.shape)}")
         k = drop_count(fraction, int(mask.sum()), mask.numel())
-        new, dropped, grown = rewire_layer(weight, mask, k, method, generator, grad)
+        new, dropped, grown = rewire_layer(weight, mask, k, method, generator, grad, prune_criterion)
         result.masks.append(new)
         result.dropped.append(dropped)
         result.grown.append(grown)

@@ -107,8 +107,10 @@ def check_masks(layers: Sequence[nn.Linear], masks: Sequence[torch.Tensor]) -> N
     if len(layers) != len(masks):
         raise ValueError(f"Got {len(masks)} masks for {len(layers)} layers")
     for i, (layer, mask) in enumerate(zip(layers, masks)):
-        if tuple(mask.shape) != tuple(layer.weight.shape):
-            raise ValueError(f"Mask {i} has shape {tuple(mask.shape)}, layer weight has shape {tuple(layer.weight.shape)}")
+        # (out, in) from the attributes: a compressed layer's ``weight`` is a dense copy built on each read
+        shape = (layer.out_features, layer.in_features)
+        if tuple(mask.shape) != shape:
+            raise ValueError(f"Mask {i} has shape {tuple(mask.shape)}, layer weight has shape {shape}")
 
 
 def kept_count(masks: Sequence[torch.Tensor]) -> int:

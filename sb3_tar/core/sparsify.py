@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -33,6 +34,16 @@ def kept_counts(n_total: int, config: SparsityConfig) -> tuple[int, int, int]:
     return static, budget, static + budget
 
 
+def max_sparsity(n_total: int, n_layers: int) -> float:
+    """
+    :param n_total: Sparsifiable weights in a network.
+    :param n_layers: Its sparsifiable layers.
+    :return: ``1 - n_layers / n_total`` rounded down to 4 decimals: a sparsity whose kept count
+        ``round((1 - s) * n_total)`` leaves at least one weight per layer.
+    """
+    return max(0.0, math.floor((1.0 - n_layers / n_total) * 1e4) / 1e4)
+
+
 @torch.no_grad()
 def prune_and_revive(
     network: nn.Module,
@@ -56,6 +67,10 @@ def prune_and_revive(
     different names (or seeds) draw independently.
 
     Everything is computed before the network is touched: on any error the network is unchanged.
+    A network whose final kept count (``round((1 - alpha) N)``, plus ``B`` in ``"extra"`` mode) is smaller
+    than its number of layers is refused with a ``ValueError``: at least one layer would keep no weight.
+    (With enough kept weights, a criterion may still empty a layer, for example global magnitude pruning at
+    high sparsity; that is the layer collapse TAR's connectivity floor repairs, and the report shows it.)
 
     :param network: The network to sparsify in place.
     :param config: Pruning and revival configuration.
@@ -80,8 +95,21 @@ def prune_and_revive(
         raise ValueError(f"mirrors of {name} must match its layers' weight shapes one to one")
     names = [n for n, _ in layers]
     modules = [m for _, m in layers]
+    for lname, module in layers:
+        if module.weight.numel() == 0:
+            n_out, n_in = module.weight.shape
+            raise ValueError(
+                f"Layer {lname!r} of {name} has a {n_out}x{n_in} weight (no connection): every layer needs at least "
+                "one input and one output unit (for SB3, every net_arch entry must be >= 1)"
+            )
     n_total = sum(m.weight.numel() for m in modules)
-    n_static, budget, _ = kept_counts(n_total, config)
+    n_static, budget, n_final = kept_counts(n_total, config)
+    if n_final < len(layers):
+        raise ValueError(
+            f"sparsity={config.sparsity} keeps {n_final} of the {n_total} weights of {name}, fewer than its {len(layers)} "
+            "layers: some layer would have no weight left and the network's output would not depend on its input. "
+            f"Lower the sparsity (at most {max_sparsity(n_total, len(layers)):.4f} for this network) or widen the network"
+        )
     n_target = round((1.0 - config.sparsity) * n_total)
 
     def stage(n_keep: int, within: list[torch.Tensor] | None) -> list[torch.Tensor]:

@@ -10,6 +10,8 @@ do not apply to a method are collapsed, so no configuration runs twice:
 - ``gmp`` (gradual magnitude pruning) ignores rr and takes the magnitude criteria of ``criteria`` as its ranking
   (``magnitude``: global, ``magnitude_layer``: per layer, ``erk``: per layer towards ERK densities);
 - ``small_dense`` (a dense network of the sparse one's parameter count) ignores criterion and rr.
+- ``<actor method>+<critic method>`` (e.g. ``tar+rigl``, ``dense+tar``): a method per network role
+  (:mod:`sb3_tar.experiments.role_cells`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from sb3_tar.core.config import CRITERIA, check_int
+from sb3_tar.experiments import role_cells
 
 ALGOS: tuple[str, ...] = ("sac", "td3", "tqc")
 METHODS: tuple[str, ...] = ("dense", "static", "tar", "uniform", "set", "rigl", "gmp", "small_dense")
@@ -142,7 +145,7 @@ class Cell:
             parts.append(self.criterion)
         if self.sparsity is not None:
             parts.append(f"sp{_fmt(self.sparsity)}")
-        if self.method in REVIVAL_METHODS and self.rr is not None:
+        if (self.method in REVIVAL_METHODS or role_cells.revives(self.method)) and self.rr is not None:
             parts.append(f"rr{_fmt(self.rr)}")
         parts.append(f"w{self.width}")
         return "_".join(parts)
@@ -163,6 +166,9 @@ class Cell:
         if self.method == "small_dense":
             kwargs = {"reference_width": self.width, "sparsity": self.sparsity, "verbose": 1}
             return [{SMALL_DENSE_CALLBACK: kwargs}]
+        if role_cells.split(self.method) is not None:
+            kind, kwargs = role_cells.callback(self.method, self.criterion, self.sparsity, self.rr, self.seed, extra)
+            return [{DST_CALLBACK if kind == "dst" else TAR_CALLBACK: kwargs}]
         criterion = {"criterion": self.criterion}
         if self.criterion == "magnitude_layer":
             criterion = {"criterion": "magnitude", "magnitude_scope": "layer"}
@@ -267,7 +273,12 @@ class GridSpec:
         if isinstance(self.envs, str) or not isinstance(self.envs, Sequence) or len(self.envs) == 0:
             raise ValueError(f"envs must be a non-empty list of environment ids, got {self.envs!r}")
         self.envs = tuple(dict.fromkeys(self.envs))
-        self.methods = _check_choices("methods", self.methods, METHODS)
+        per_role = (
+            [m for m in self.methods if isinstance(m, str) and role_cells.SEPARATOR in m]
+            if isinstance(self.methods, Sequence) and not isinstance(self.methods, str)
+            else []
+        )
+        self.methods = _check_choices("methods", self.methods, (*METHODS, *[role_cells.check(m) for m in per_role]))
         self.criteria = _check_choices("criteria", self.criteria, GRID_CRITERIA)
         self.sparsities = _check_numbers("sparsities", self.sparsities, 0.0, 1.0, low_open=True, high_open=True)
         self.rrs = _check_numbers("rrs", self.rrs, 0.0, 1.0, low_open=False, high_open=True)
@@ -278,6 +289,10 @@ class GridSpec:
         _check_int("eval_episodes", self.eval_episodes, 1)
         if self.dst_criterion == "same" and "magnitude_layer" in self.criteria and any(m in DST_METHODS for m in self.methods):
             raise ValueError("dst_criterion='same' cannot start SET/RigL from magnitude_layer: choose a dst_criterion")
+        if "magnitude_layer" in self.criteria and any(
+            role_cells.is_dynamic(m) and (role_cells.has_static_role(m) or self.dst_criterion == "same") for m in self.methods
+        ):
+            raise ValueError("magnitude_layer cannot start the SET/RigL role of a per-role method: remove it from criteria")
         if self.dst_criterion != "same" and self.dst_criterion not in CRITERIA:
             raise ValueError(f"Unknown dst_criterion {self.dst_criterion!r}: valid values are {[*CRITERIA, 'same']}")
         if "gmp" in self.methods and not any(c in GMP_SCOPE_OF for c in self.criteria):
@@ -294,7 +309,7 @@ class GridSpec:
                     "and n_timesteps for the budget)"
                 )
         budget_mode = self.tar_kwargs.get("budget_mode", "reserve")
-        if any(m in REVIVAL_METHODS for m in self.methods):
+        if any(m in REVIVAL_METHODS or role_cells.revives(m) for m in self.methods):
             for sparsity in self.sparsities:
                 for rr in self.rrs:
                     limit = 1.0 - sparsity if budget_mode == "reserve" else sparsity
@@ -327,7 +342,9 @@ class GridSpec:
                     for method in self.methods:
                         for config in self._configs(method):
                             criterion, sparsity, rr, real_method = config
-                            extra = dst_extra if real_method in DST_METHODS else tar_extra
+                            extra = (
+                                dst_extra if real_method in DST_METHODS or role_cells.is_dynamic(real_method) else tar_extra
+                            )
                             if real_method == "gmp":
                                 extra = gmp_extra
                             if real_method in ("dense", "small_dense"):
@@ -352,6 +369,8 @@ class GridSpec:
         """(criterion, sparsity, rr, method) tuples of one method, axes collapsed."""
         if method == "dense":
             return [(None, None, None, "dense")]
+        if role_cells.split(method) is not None:
+            return self._role_configs(method)
         out = []
         if method == "small_dense":
             return [(None, sparsity, None, "small_dense") for sparsity in self.sparsities]
@@ -370,6 +389,24 @@ class GridSpec:
                     continue
                 for rr in self.rrs:
                     out.append((criterion, sparsity, rr, method) if rr > 0 else (criterion, sparsity, 0.0, "static"))
+        return out
+
+    def _role_configs(self, method: str) -> list[tuple[str | None, float | None, float | None, str]]:
+        """(criterion, sparsity, rr, method) tuples of a per-role method (:mod:`sb3_tar.experiments.role_cells`)."""
+        if role_cells.has_static_role(method) or self.dst_criterion == "same":
+            criteria: Sequence[str] = self.criteria
+        else:
+            criteria = (self.dst_criterion,)
+        rrs: Sequence[float | None] = self.rrs if role_cells.revives(method) else (None,)
+        out = []
+        for criterion in criteria:
+            for sparsity in self.sparsities:
+                for rr in rrs:
+                    real = method if rr is None else role_cells.at_rr(method, rr)
+                    if real == "static":
+                        out.append((criterion, sparsity, 0.0, "static"))
+                    else:
+                        out.append((criterion, sparsity, rr if role_cells.revives(real) else None, real))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -435,6 +472,23 @@ PRESETS: dict[str, GridSpec] = {
     "cpu60k-criteria": GridSpec(methods=("static", "tar"), criteria=("erk", "synflow", "magnitude_layer"), **_CPU60K),
     # Phase 3, into the same results directory: TD3 with Original, TAR (global magnitude) and dense.
     "cpu60k-td3": GridSpec(methods=("dense", "static", "tar"), criteria=("magnitude",), **{**_CPU60K, "algos": ("td3",)}),
+    # Five times the budget (README "At 300,000 steps"), its own results directory: SAC on HalfCheetah-v4, width
+    # 256, 90% sparsity, 300k steps with learning_starts 5000, 5 episodes every 10,000 steps, seeds 0-4; dense,
+    # static ERK (Original), TAR on ERK (rr 0.01, reserve) and RigL (its defaults, ERK start). Fixed before running.
+    "cpu300k": GridSpec(
+        algos=("sac",),
+        envs=("HalfCheetah-v4",),
+        methods=("dense", "static", "tar", "rigl"),
+        criteria=("erk",),
+        sparsities=(0.9,),
+        rrs=(0.01,),
+        widths=(256,),
+        seeds=(0, 1, 2, 3, 4),
+        n_timesteps=300_000,
+        eval_freq=10_000,
+        eval_episodes=5,
+        hyperparams={"learning_starts": "5000"},
+    ),
     "paper": GridSpec(
         algos=("sac", "td3"),
         envs=("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Ant-v4", "Humanoid-v4", "BipedalWalker-v3"),

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sb3_tar.experiments import role_cells
 from sb3_tar.experiments.tables import standard_error
 
 _COLORS = {
@@ -64,7 +65,7 @@ def _save_figure(plt, fig, title: str, path: Path) -> Path:
 
 
 def _line_label(row: pd.Series) -> str:
-    name = _NAMES[row["method"]]
+    name = _NAMES.get(row["method"], role_cells.display_name(row["method"]))
     if row["method"] in ("tar", "uniform"):
         return f"{name} rr={row['rr']:g}"
     if row["method"] in ("set", "rigl", "gmp"):
@@ -229,7 +230,7 @@ def width_scaling(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], 
                         stats["mean"],
                         yerr=stats["standard_error"],
                         fmt=style,
-                        color=_COLORS[row["method"]],
+                        color=_COLORS.get(row["method"], role_cells.COLOR),
                         capsize=3,
                         label=label,
                     )

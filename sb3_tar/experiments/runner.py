@@ -10,13 +10,20 @@ Layout of a results directory (``root``)::
         <algo>/<env>_1/<env>.zip                      final model (not meant for version control)
         summary.json                                  compact record: package commit, measured final sparsity
                                                       of every network (online and target), pruning report
+        diagnostics.csv                               plasticity diagnostics through training (dormant units,
+                                                      srank, weight and gradient norms; docs/diagnostics.md)
         done.json                                     written last: the cell is finished (with the commit)
+        checkpoints/step_<n>/                         the latest checkpoint of an unfinished cell (never committed;
+                                                      removed when the cell finishes), see below
     root/zoo/<label>/<algo>/<env>_seed<k>             symlinks: every seed of one configuration in one
                                                       folder, for ``python -m rl_zoo3.plots.all_plots``
 
-A cell without ``done.json`` is unfinished (interrupted or failed): it is wiped and run again on the next
-sweep, while finished cells are never touched again. The compact files (``cell.json``, ``train.log``,
-``evaluations.npz``, ``summary.json``, ``done.json``) are all that ``sb3-tar report`` reads, so a results
+A cell without ``done.json`` is unfinished (interrupted or failed): on the next sweep it resumes from its
+latest checkpoint (written every ``checkpoint_every`` steps by
+:class:`sb3_tar.sb3.checkpoint.ExactCheckpointCallback`, the first callback of the cell's RL-Zoo run), ending
+with the same ``evaluations.npz`` as an uninterrupted run; without a checkpoint it is wiped and run again
+from step 0. Finished cells are never touched again. The compact files (``cell.json``, ``train.log``,
+``evaluations.npz``, ``summary.json``, ``diagnostics.csv``, ``done.json``) are all that ``sb3-tar report`` reads, so a results
 directory can be committed without its model zips and a sweep resumes from the committed cells.
 """
 
@@ -46,29 +53,42 @@ CELL_FILE = "cell.json"
 DONE_FILE = "done.json"
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "train.log"
+DIAGNOSTICS_FILE = "diagnostics.csv"
+DIAGNOSTICS_CALLBACK = "sb3_tar.diagnostics.DiagnosticsCallback"
 BACKENDS: tuple[str, ...] = ("local", "ray")
 
 #: Environment variables that pin every numerical library to one thread per cell.
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+#: A cell's checkpoint folder (inside the cell folder).
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_CALLBACK = "sb3_tar.sb3.checkpoint.ExactCheckpointCallback"
+#: Default steps between checkpoints of a cell: about every 10 minutes of a 300k-step CPU cell (~1 hour).
+DEFAULT_CHECKPOINT_EVERY = 50_000
+#: Times Ray runs a cell's task again after its worker died.
+RAY_MAX_RETRIES = 3
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+#: The hyperparameter files shipped with the package (``sac.yml``, ``td3.yml``, ``tqc.yml``; package data, so
+#: they are in the wheel; the repository's top-level ``hyperparams/`` is a link to this folder).
+PACKAGE_CONF_DIR = Path(__file__).resolve().parents[1] / "hyperparams"
 
 
 def find_conf_dir(conf_dir: str | os.PathLike | None = None) -> Path:
     """
-    Locate the folder holding ``sac.yml`` / ``td3.yml``.
+    Locate the folder holding ``sac.yml`` / ``td3.yml`` / ``tqc.yml``.
 
-    :param conf_dir: An explicit folder; ``None`` tries ``./hyperparams`` then the repository's ``hyperparams/``.
+    :param conf_dir: An explicit folder; ``None``: the files shipped with the package (:data:`PACKAGE_CONF_DIR`,
+        also in an installed wheel).
     :return: The folder (absolute).
     :raises FileNotFoundError: If no such folder exists.
     """
-    candidates = [Path(conf_dir)] if conf_dir is not None else [Path("hyperparams"), _REPO_ROOT / "hyperparams"]
+    candidates = [Path(conf_dir)] if conf_dir is not None else [PACKAGE_CONF_DIR]
     for candidate in candidates:
         if candidate.is_dir():
             return candidate.resolve()
     raise FileNotFoundError(
         f"No hyperparameter folder found (tried {[str(c) for c in candidates]}); pass --conf-dir pointing to the "
-        "folder with sac.yml/td3.yml of the sb3-tar repository"
+        "folder with sac.yml/td3.yml/tqc.yml of the sb3-tar repository"
     )
 
 
@@ -119,7 +139,14 @@ def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
     return kwargs
 
 
-def zoo_command(cell: Cell, folder: Path, conf: Path, python: str = sys.executable) -> list[str]:
+def zoo_command(
+    cell: Cell,
+    folder: Path,
+    conf: Path,
+    python: str = sys.executable,
+    diagnostics_every: int | None = None,
+    checkpoint_every: int = 0,
+) -> list[str]:
     """
     The RL-Zoo3 command line that trains one cell.
 
@@ -127,9 +154,21 @@ def zoo_command(cell: Cell, folder: Path, conf: Path, python: str = sys.executab
     :param folder: RL-Zoo log folder (``-f``) for the cell.
     :param conf: Hyperparameter file (``-conf``).
     :param python: Python interpreter.
+    :param diagnostics_every: Also attach :class:`~sb3_tar.diagnostics.DiagnosticsCallback` with this interval,
+        writing ``<folder>/diagnostics.csv`` (what :func:`run_cell` does, see :func:`diagnostics_interval`);
+        ``None``: no diagnostics.
+    :param checkpoint_every: Steps between checkpoints in ``<folder>/checkpoints`` (``0``: none); with a
+        positive value the run also resumes from the latest checkpoint there.
     :return: The argument list (no shell quoting needed).
     """
-    params = [f"policy_kwargs:{policy_kwargs_for(cell, conf)!r}", f"callback:{cell.callback()!r}"]
+    callbacks = cell.callback()
+    if diagnostics_every is not None:
+        diagnostics = {"every": diagnostics_every, "path": str(Path(folder) / DIAGNOSTICS_FILE)}
+        callbacks = [*(callbacks or []), {DIAGNOSTICS_CALLBACK: diagnostics}]
+    if checkpoint_every > 0:  # first, so that the sparse callback finds the restored masks and schedule
+        checkpoint = {"save_path": str(Path(folder) / CHECKPOINT_DIR), "save_freq": checkpoint_every, "config": cell.to_dict()}
+        callbacks = [{CHECKPOINT_CALLBACK: checkpoint}, *(callbacks or [])]
+    params = [f"policy_kwargs:{policy_kwargs_for(cell, conf)!r}", f"callback:{callbacks!r}"]
     params += [f"{key}:{value}" for key, value in cell.hyperparams if key != "policy_kwargs"]
     cmd = [python, "-m", "rl_zoo3.train", "--algo", cell.algo, "--env", cell.env, "-conf", str(conf)]
     cmd += ["-f", str(folder), "--seed", str(cell.seed), "--num-threads", "1"]
@@ -137,6 +176,19 @@ def zoo_command(cell: Cell, folder: Path, conf: Path, python: str = sys.executab
     if cell.n_timesteps is not None:
         cmd += ["-n", str(cell.n_timesteps)]
     return [*cmd, "-params", *params]
+
+
+def diagnostics_interval(cell: Cell) -> int:
+    """
+    :param cell: The cell.
+    :return: The interval of its diagnostics: :data:`sb3_tar.diagnostics.DEFAULT_EVERY`, or a twentieth of the
+        budget (at least 1) when that is shorter, so that a short run still gets twenty measurements.
+    """
+    from sb3_tar.diagnostics import DEFAULT_EVERY
+
+    if cell.n_timesteps is None:
+        return DEFAULT_EVERY
+    return max(1, min(DEFAULT_EVERY, cell.n_timesteps // 20))
 
 
 def package_commit() -> dict[str, Any]:
@@ -326,37 +378,48 @@ def run_cell(
     conf_dir: str | os.PathLike | None = None,
     python: str = sys.executable,
     registry: _ProcessRegistry | None = None,
+    checkpoint_every: int = 0,
 ) -> CellResult:
     """
-    Run one cell unless it is already finished. An unfinished cell folder is wiped first.
+    Run one cell unless it is already finished. An unfinished cell resumes from its latest checkpoint
+    (with ``checkpoint_every > 0``; everything but the checkpoints and ``train.log`` is removed first, the
+    checkpoint restores the evaluation history); otherwise its folder is wiped first.
 
     :param cell: The cell.
     :param root: Results directory.
     :param conf_dir: Folder of hyperparameter files (see :func:`find_conf_dir`).
     :param python: Python interpreter for the RL-Zoo subprocess.
     :param registry: Where to register the subprocess (for interruption); internal.
+    :param checkpoint_every: Steps between checkpoints of the cell (``0``: none, and no resume).
     :return: The outcome.
     """
+    check_checkpoint_every(checkpoint_every)
     root = Path(root).resolve()
     folder = cell_dir(root, cell)
     if cell_state(root, cell) == "done":
         return CellResult(cell.cell_id, "skipped", log=str(folder / LOG_FILE))
-    if folder.exists():
+    resume = checkpoint_every > 0 and _has_checkpoint(folder)
+    if resume:
+        _clear_for_resume(folder)
+    elif folder.exists():
         shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / CELL_FILE).write_text(json.dumps(cell.to_dict(), indent=2))
     conf = conf_file(find_conf_dir(conf_dir), cell.algo)
-    cmd = zoo_command(cell, folder, conf, python)
+    cmd = zoo_command(cell, folder, conf, python, diagnostics_interval(cell), checkpoint_every)
     commit = package_commit()
     env = dict(os.environ, **SINGLE_THREAD_ENV)
     env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     start = time.time()
     if registry is not None and registry.stopping:  # the sweep is being interrupted: do not start
         return CellResult(cell.cell_id, "failed", 0.0, None, str(folder / LOG_FILE))
-    with open(folder / LOG_FILE, "w") as log:
+    with open(folder / LOG_FILE, "a" if resume else "w") as log:
+        if resume:
+            log.write(f"\n--- sb3-tar: resuming from the latest checkpoint in {folder / CHECKPOINT_DIR}\n")
         log.write(" ".join(cmd) + "\n\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        guard = _die_with_parent if _PRCTL is not None else None
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=guard)
         if registry is not None:
             registry.add(proc)
             if registry.stopping:  # interrupted between the check above and the start
@@ -380,8 +443,61 @@ def run_cell(
         "package": commit,
     }
     (folder / DONE_FILE).write_text(json.dumps(done, indent=2))
+    shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
     _link_zoo_view(root, cell)
     return CellResult(cell.cell_id, "done", wall, returncode, str(folder / LOG_FILE))
+
+
+def check_checkpoint_every(value: Any) -> int:
+    """
+    :param value: Steps between checkpoints.
+    :return: It, if an int ``>= 0``.
+    :raises ValueError: Otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"checkpoint_every={value!r} is outside the allowed range [0, inf) (0: no checkpoints)")
+    return value
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    from sb3_tar.sb3.checkpoint import latest_checkpoint
+
+    return latest_checkpoint(folder / CHECKPOINT_DIR) is not None
+
+
+def _clear_for_resume(folder: Path) -> None:
+    """Remove what the interrupted run wrote after its last checkpoint (RL-Zoo starts a fresh run folder)."""
+    for path in folder.iterdir():
+        if path.name in (CHECKPOINT_DIR, LOG_FILE):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()  # resolved here: the forked child only calls it (no import between fork and exec)
+
+
+def _die_with_parent() -> None:
+    """
+    In the RL-Zoo child, before it runs: ask Linux to kill it if the thread that started it dies (a sweep or a
+    Ray worker killed with SIGKILL), so that a resumed or retried cell never runs beside an orphan writing
+    the same folder. The starting thread waits for the child, so it outlives it in normal operation.
+    """
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -436,6 +552,7 @@ def run_sweep(
     overwrite: bool = False,
     ray_address: str | None = None,
     on_result: Callable[[CellResult], None] | None = None,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
 ) -> SweepSummary:
     """
     Run every cell of a grid, skipping finished ones, ``jobs`` at a time, seed by seed (all configurations
@@ -451,8 +568,11 @@ def run_sweep(
     :param overwrite: Re-run cells finished with a different configuration instead of refusing.
     :param ray_address: Address of an existing Ray cluster (``None``: ``ray.init()`` default).
     :param on_result: Called with each cell's outcome as it arrives.
+    :param checkpoint_every: Steps between checkpoints of a cell (``0``: none); an unfinished cell with a
+        checkpoint resumes from it (see the module docstring).
     :return: The summary.
-    :raises ValueError: On an unknown backend, ``jobs < 1`` or stale cells without ``overwrite``.
+    :raises ValueError: On an unknown backend, ``jobs < 1``, ``checkpoint_every < 0`` or stale cells without
+        ``overwrite``.
     :raises ImportError: If ``backend="ray"`` and Ray is not installed.
     """
     if backend not in BACKENDS:
@@ -460,6 +580,7 @@ def run_sweep(
     jobs = (os.cpu_count() or 1) if jobs is None else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} is outside the allowed range [1, inf)")
+    check_checkpoint_every(checkpoint_every)
     if backend == "ray":
         _import_ray()  # fail before touching the results directory
     cells = grid.expand() if isinstance(grid, GridSpec) else list(grid)
@@ -494,16 +615,22 @@ def run_sweep(
 
     try:
         if backend == "local":
-            _run_local(todo, root, jobs, conf, record, summary)
+            _run_local(todo, root, jobs, conf, record, summary, checkpoint_every)
         else:
-            _run_ray(todo, root, conf, record, ray_address, summary)
+            _run_ray(todo, root, conf, record, ray_address, summary, checkpoint_every)
     finally:
         bar.close()
     return summary
 
 
 def _run_local(
-    cells: list[Cell], root: Path, jobs: int, conf: Path, record: Callable[[CellResult], None], summary: SweepSummary
+    cells: list[Cell],
+    root: Path,
+    jobs: int,
+    conf: Path,
+    record: Callable[[CellResult], None],
+    summary: SweepSummary,
+    checkpoint_every: int = 0,
 ) -> None:
     registry = _ProcessRegistry()
     previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
@@ -512,7 +639,7 @@ def _run_local(
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     executor = ThreadPoolExecutor(max_workers=jobs)
     try:
-        pending: set[Future] = {executor.submit(_run_cell_safely, c, root, conf, registry) for c in cells}
+        pending: set[Future] = {executor.submit(_run_cell_safely, c, root, conf, registry, checkpoint_every) for c in cells}
         while pending:
             finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -528,10 +655,10 @@ def _run_local(
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run_cell_safely(cell: Cell, root: Path, conf: Path, registry: _ProcessRegistry) -> CellResult:
+def _run_cell_safely(cell: Cell, root: Path, conf: Path, registry: _ProcessRegistry, checkpoint_every: int = 0) -> CellResult:
     """:func:`run_cell`, with an unexpected error (e.g. a full disk) reported as a failed cell instead of ending the sweep."""
     try:
-        return run_cell(cell, root, conf, sys.executable, registry)
+        return run_cell(cell, root, conf, sys.executable, registry, checkpoint_every)
     except Exception as e:  # reported with the cell; the other cells go on
         log = cell_dir(root, cell) / LOG_FILE
         try:
@@ -549,12 +676,15 @@ def _run_ray(
     record: Callable[[CellResult], None],
     address: str | None,
     summary: SweepSummary,
+    checkpoint_every: int = 0,
 ) -> None:
     ray = _import_ray()
     if not ray.is_initialized():
         ray.init(address=address)
-    remote = ray.remote(num_cpus=1)(_run_cell_dict)
-    refs = [remote.remote(c.to_dict(), str(root), str(conf)) for c in cells]
+    # A task whose worker dies (node lost, preempted, killed) is run again by Ray, and resumes from the cell's
+    # latest checkpoint (the RL-Zoo child of the dead worker dies with it, see _die_with_parent).
+    remote = ray.remote(num_cpus=1, max_retries=RAY_MAX_RETRIES)(_run_cell_dict)
+    refs = [remote.remote(c.to_dict(), str(root), str(conf), checkpoint_every) for c in cells]
     try:
         while refs:
             ready, refs = ray.wait(refs, num_returns=1)
@@ -578,7 +708,7 @@ def _import_ray() -> Any:
     return ray
 
 
-def _run_cell_dict(cell: dict[str, Any], root: str, conf: str) -> dict[str, Any]:
+def _run_cell_dict(cell: dict[str, Any], root: str, conf: str, checkpoint_every: int = 0) -> dict[str, Any]:
     """Ray task body: plain types in and out; runs RL-Zoo with the worker's own Python."""
-    result = run_cell(Cell.from_dict(cell), root, conf, sys.executable)
+    result = run_cell(Cell.from_dict(cell), root, conf, sys.executable, checkpoint_every=checkpoint_every)
     return result.__dict__

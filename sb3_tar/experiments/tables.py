@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sb3_tar.experiments import role_cells
 from sb3_tar.experiments.results import CONFIG_COLUMNS, cell_reports
 
 
@@ -222,8 +223,9 @@ def _method_label(row: pd.Series) -> str:
         return "Dense"
     if method == "small_dense":
         return "Small dense"
-    name = {"static": "Original", "tar": "TAR", "uniform": "Uniform", "set": "SET", "rigl": "RigL", "gmp": "GMP"}[method]
-    if method in ("tar", "uniform"):
+    names = {"static": "Original", "tar": "TAR", "uniform": "Uniform", "set": "SET", "rigl": "RigL", "gmp": "GMP"}
+    name = names.get(method, role_cells.display_name(method))
+    if method in ("tar", "uniform") or role_cells.revives(method):
         return f"{name} ({row['criterion']}, rr={row['rr']:g})"
     return f"{name} ({row['criterion']})"
 
@@ -407,9 +409,10 @@ def layer_table(reports: dict[str, dict[str, Any]]) -> pd.DataFrame:
 def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """
     Probability of improvement (rliable, Agarwal et al. 2021) of TAR over its Original baseline (same
-    criterion and sparsity), over Uniform Revival (same rr) and over SET and RigL (same sparsity, whatever
-    their criterion), per (algo, env, criterion, sparsity, width, rr), with 95% stratified-bootstrap intervals
-    (the runs of each method resampled independently).
+    criterion and sparsity), over Uniform Revival (same rr) and over SET, RigL and GMP (same sparsity, whatever
+    their criterion), per (algo, env, criterion, sparsity, width, rr); and of RigL over dense (same algo, env and
+    width), per RigL configuration. 95% stratified-bootstrap intervals (the runs of each method resampled
+    independently).
 
     ``P(X > Y)`` is the probability that a run of X, drawn at random, ends with a higher final return than a
     run of Y, ties counting one half: the Mann-Whitney U statistic over ``n_X * n_Y`` pairs.
@@ -418,7 +421,8 @@ def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd
     :param reps: Bootstrap replications.
     :param seed: Seed of the bootstrap (NumPy's global generator is restored afterwards).
     :return: Columns algo, env, criterion, sparsity, width, rr, comparison (``"TAR > Original"``,
-        ``"TAR > Uniform"``, ``"TAR > SET"`` or ``"TAR > RigL"``), n_x, n_y, probability, ci_low, ci_high.
+        ``"TAR > Uniform"``, ``"TAR > SET"``, ``"TAR > RigL"``, ``"TAR > GMP"`` or ``"RigL > dense"``), n_x, n_y,
+        probability, ci_low, ci_high.
     """
     library, metrics = import_rliable()
     rows = []
@@ -433,34 +437,44 @@ def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd
             ("TAR > Uniform", same[(same["method"] == "uniform") & np.isclose(same["rr"].astype(float), float(base["rr"]))]),
             ("TAR > SET", any_criterion[any_criterion["method"] == "set"]),
             ("TAR > RigL", any_criterion[any_criterion["method"] == "rigl"]),
+            ("TAR > GMP", any_criterion[any_criterion["method"] == "gmp"]),
         )
-        tar = group["final_return"].to_numpy()[:, None]
         for name, other in others:
-            if other.empty:
-                continue
-            pair = (tar, other["final_return"].to_numpy()[:, None])
-            state = np.random.get_state()
-            try:
-                np.random.seed(seed)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)
-                    point, interval = library.get_interval_estimates(
-                        {name: pair}, metrics.probability_of_improvement, reps=reps
-                    )
-            finally:
-                np.random.set_state(state)
-            rows.append(
-                {
-                    **base,
-                    "comparison": name,
-                    "n_x": len(tar),
-                    "n_y": len(other),
-                    "probability": float(np.squeeze(point[name])),
-                    "ci_low": float(np.squeeze(interval[name][0])),
-                    "ci_high": float(np.squeeze(interval[name][1])),
-                }
-            )
+            if not other.empty:
+                rows.append({**base, **_improvement(library, metrics, name, group, other, reps, seed)})
+    dense_keys = ["algo", "env", "width"]
+    for key, group in runs[runs["method"] == "rigl"].groupby([*keys, "rr"], sort=False, dropna=False):
+        base = dict(zip([*keys, "rr"], key))
+        dense = runs[
+            (runs["method"] == "dense") & (runs[dense_keys] == pd.Series({k: base[k] for k in dense_keys})).all(axis=1)
+        ]
+        if not dense.empty:
+            rows.append({**base, **_improvement(library, metrics, "RigL > dense", group, dense, reps, seed)})
     return pd.DataFrame(rows)
+
+
+def _improvement(
+    library: Any, metrics: Any, name: str, x: pd.DataFrame, y: pd.DataFrame, reps: int, seed: int
+) -> dict[str, Any]:
+    """P(X > Y) of the runs ``x`` over the runs ``y`` with its 95% interval, NumPy's global generator seeded with
+    ``seed`` for the bootstrap and restored afterwards."""
+    pair = (x["final_return"].to_numpy()[:, None], y["final_return"].to_numpy()[:, None])
+    state = np.random.get_state()
+    try:
+        np.random.seed(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            point, interval = library.get_interval_estimates({name: pair}, metrics.probability_of_improvement, reps=reps)
+    finally:
+        np.random.set_state(state)
+    return {
+        "comparison": name,
+        "n_x": len(x),
+        "n_y": len(y),
+        "probability": float(np.squeeze(point[name])),
+        "ci_low": float(np.squeeze(interval[name][0])),
+        "ci_high": float(np.squeeze(interval[name][1])),
+    }
 
 
 def format_improvement(table: pd.DataFrame) -> pd.DataFrame:
@@ -478,7 +492,7 @@ def format_improvement(table: pd.DataFrame) -> pd.DataFrame:
             "Criterion": table["criterion"],
             "Sparsity": table["sparsity"],
             "Width": table["width"],
-            "rr": table["rr"],
+            "rr": [("–" if pd.isna(rr) else rr) for rr in table["rr"]],  # RigL > dense: RigL has no rr
             "Comparison": table["comparison"],
             "Runs (X, Y)": [f"{x}, {y}" for x, y in zip(table["n_x"], table["n_y"])],
             "P(X > Y) [95% CI]": [f"{p:.2f} [{lo:.2f}, {hi:.2f}]" for p, lo, hi in cis],

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sb3_tar.experiments import role_cells
 from sb3_tar.experiments.grid import Cell
 from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE, SUMMARY_FILE, cell_dir, run_cell
 
@@ -152,7 +153,8 @@ def verify_masks(
         for folder in folders:
             cell = Cell.from_dict(json.loads((folder / CELL_FILE).read_text()))
             committed = json.loads((folder / SUMMARY_FILE).read_text())
-            differences = compare_draws(committed, redraw(cell, scratch, conf_dir), rewired=cell.method in ("set", "rigl"))
+            rewired = cell.method in ("set", "rigl") or role_cells.is_dynamic(cell.method)
+            differences = compare_draws(committed, redraw(cell, scratch, conf_dir), rewired=rewired)
             outcome[cell.cell_id] = differences
             commit = str((committed.get("package") or {}).get("commit", "unknown"))[:12]
             echo(f"{'same masks' if not differences else 'DIFFERENT'}: {cell.cell_id} (run by {commit})")

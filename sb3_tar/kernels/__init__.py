@@ -5,7 +5,8 @@
 - :func:`sparse_linear_function`: the differentiable function behind it.
 - :func:`values_to_dense` / :func:`dense_to_values`: convert per-kept-weight tensors (optimizer
   state) between the compressed and the dense layout.
-- :func:`kernel_available` / :func:`load_kernel`: build the C++ kernel (cached) or report why not.
+- :func:`kernel_available` / :func:`load_kernel`: build the C++ kernel (cached) or report why not
+  (:func:`kernel_error`: the full error; :func:`kernel_summary`: one line and the build log's path).
 
 Design (see ``csrc/sparse_linear.cpp``): the mask is stored as CSR by output row (the order of the
 values) and CSC by input column (with a permutation into the values), and activations are used
@@ -22,7 +23,14 @@ small-batch path: a cached dense weight would go stale under in-place writes tha
 version counter (fused optimizers, ``.data``), and rebuilding it per call costs more than the kernel.
 """
 
-from sb3_tar.kernels._build import KernelUnavailableError, kernel_available, kernel_error, load_kernel
+from sb3_tar.kernels._build import (
+    KernelUnavailableError,
+    kernel_available,
+    kernel_error,
+    kernel_log,
+    kernel_summary,
+    load_kernel,
+)
 from sb3_tar.kernels.functional import (
     SparseStructure,
     build_structure,
@@ -40,6 +48,8 @@ __all__ = [
     "dense_to_values",
     "kernel_available",
     "kernel_error",
+    "kernel_log",
+    "kernel_summary",
     "load_kernel",
     "sparse_linear_function",
     "values_to_dense",

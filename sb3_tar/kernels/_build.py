@@ -8,7 +8,17 @@ directory) never hands one CPU a binary built for another.
 
 A failed build (no C++ compiler, no ninja) is remembered for the process: :func:`kernel_available`
 then returns ``False`` and :func:`load_kernel` raises :class:`KernelUnavailableError` with the
-compiler's message, without trying again.
+compiler's message, without trying again. The full message is also written to a build log
+(:func:`kernel_log`); :func:`kernel_summary` is one line naming the cause and that log.
+
+A killed build never blocks later processes. torch guards a build with a ``lock`` file that it removes
+when it finishes; a build killed midway (Ctrl-C, SIGKILL, out of memory) leaves that file behind, and
+torch then waits for it forever. sb3-tar therefore builds under an OS file lock (``fcntl.flock`` on
+``sb3_tar_build.lock`` in the build directory), which the OS releases when its holder dies: a process
+holding it is the only one building, so a torch ``lock`` it finds is stale and is removed. The wait for
+a live builder is bounded (:data:`LOCK_TIMEOUT_ENV`, default :data:`DEFAULT_LOCK_TIMEOUT` seconds); past
+it the build fails with an error naming the lock file. Where ``fcntl`` does not exist (Windows), torch's
+own ``lock`` is waited for with the same bound.
 """
 
 from __future__ import annotations
@@ -16,7 +26,11 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import tempfile
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -29,9 +43,19 @@ KERNEL_DIR_ENV = "SB3_TAR_KERNEL_DIR"
 NATIVE_FLAGS = ["-O3", "-march=native", "-ffp-contract=fast"]
 PORTABLE_FLAGS = ["-O3", "-ffp-contract=fast"]
 
+#: Seconds to wait for another process's build (environment variable; default below).
+LOCK_TIMEOUT_ENV = "SB3_TAR_KERNEL_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 600.0
+#: The OS lock file sb3-tar builds under, in the build directory (torch's own is ``lock``).
+LOCK_NAME = "sb3_tar_build.lock"
+#: The log a failed build is written to, in the build directory (or the temporary directory).
+LOG_NAME = "sb3_tar_build_error.log"
+
 _lock = threading.Lock()
 _kernel: ModuleType | None = None
 _error: str | None = None
+_summary: str | None = None
+_log: str | None = None
 
 
 class KernelUnavailableError(RuntimeError):
@@ -65,20 +89,117 @@ def _ninja_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
+def _extension_name(flags: list[str]) -> str:
+    suffix = "native" if "-march=native" in flags else "portable"
+    return f"sb3_tar_sparse_linear_{suffix}_{_cpu_fingerprint()}"
+
+
+def _build_directory(name: str) -> str:
+    """The directory torch builds extension ``name`` in: ``$SB3_TAR_KERNEL_DIR``, else torch's default for it."""
+    build_dir = os.environ.get(KERNEL_DIR_ENV)
+    if build_dir:
+        os.makedirs(build_dir, exist_ok=True)
+        return build_dir
+    from torch.utils.cpp_extension import _get_build_directory
+
+    return _get_build_directory(name, verbose=False)
+
+
+def _lock_timeout() -> float:
+    text = os.environ.get(LOCK_TIMEOUT_ENV)
+    if text is None:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        raise KernelUnavailableError(f"{LOCK_TIMEOUT_ENV}={text!r} is not a number of seconds") from None
+    return max(value, 0.0)
+
+
+@contextmanager
+def _build_lock(build_dir: str) -> Iterator[None]:
+    """
+    Hold the OS lock of ``build_dir`` (released by the OS if this process dies), waiting at most
+    :func:`_lock_timeout` seconds, and remove a stale torch ``lock`` left by a killed build.
+
+    :raises KernelUnavailableError: If the wait times out (the message names the lock file).
+    """
+    timeout = _lock_timeout()
+    torch_lock = os.path.join(build_dir, "lock")
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): bounded wait on torch's own lock file
+        deadline = time.monotonic() + timeout
+        while os.path.exists(torch_lock):
+            if time.monotonic() > deadline:
+                raise KernelUnavailableError(
+                    f"timed out after {timeout:.0f} s waiting for the build lock {torch_lock} (a build still running, "
+                    f"or left by a killed one: delete the file; {LOCK_TIMEOUT_ENV} sets the wait)"
+                ) from None
+            time.sleep(0.2)
+        yield
+        return
+    path = os.path.join(build_dir, LOCK_NAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise KernelUnavailableError(
+                        f"timed out after {timeout:.0f} s waiting for the build lock {path}, held by another process "
+                        f"building the kernel ({LOCK_TIMEOUT_ENV} sets the wait)"
+                    ) from None
+                time.sleep(0.2)
+        if os.path.exists(torch_lock):  # we are the only builder: a killed build left it
+            os.remove(torch_lock)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
 def _build(flags: list[str], verbose: bool) -> ModuleType:
     from torch.utils.cpp_extension import load
 
-    build_dir = os.environ.get(KERNEL_DIR_ENV) or None
-    if build_dir is not None:
-        os.makedirs(build_dir, exist_ok=True)
-    suffix = "native" if "-march=native" in flags else "portable"
-    return load(
-        name=f"sb3_tar_sparse_linear_{suffix}_{_cpu_fingerprint()}",
-        sources=[str(SOURCE)],
-        extra_cflags=flags,
-        build_directory=build_dir,
-        verbose=verbose,
-    )
+    name = _extension_name(flags)
+    build_dir = _build_directory(name)
+    with _build_lock(build_dir):
+        return load(name=name, sources=[str(SOURCE)], extra_cflags=flags, build_directory=build_dir, verbose=verbose)
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    """The line of a build error that says why (a compiler's ``error:``, a missing program), shortened."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    keys = ("error:", "not found", "No such file", "timed out", "ninja", "Errno")
+    short = [line for line in lines if len(line) <= 2 * limit and not line.startswith("[")]
+    for key in keys:
+        for line in short:
+            if key in line:
+                return line if len(line) <= limit else line[: limit - 3] + "..."
+    first = lines[0] if lines else "unknown error"
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+def _write_log(text: str) -> str | None:
+    """Write the full build error to :data:`LOG_NAME` (build directory, else the temporary directory)."""
+    candidates = []
+    try:
+        candidates.append(_build_directory(_extension_name(PORTABLE_FLAGS)))
+    except Exception:  # an unwritable cache directory: use the temporary directory
+        pass
+    candidates.append(tempfile.gettempdir())
+    for directory in candidates:
+        path = os.path.join(directory, LOG_NAME)
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+            return path
+        except OSError:
+            continue
+    return None
 
 
 def load_kernel(verbose: bool = False) -> ModuleType:
@@ -92,7 +213,7 @@ def load_kernel(verbose: bool = False) -> ModuleType:
     :raises KernelUnavailableError: If the kernel cannot be built or loaded; the message holds the
         build error. Later calls raise the same error without rebuilding.
     """
-    global _kernel, _error
+    global _kernel, _error, _summary, _log
     with _lock:
         if _kernel is not None:
             return _kernel
@@ -100,13 +221,21 @@ def load_kernel(verbose: bool = False) -> ModuleType:
             raise KernelUnavailableError(_error)
         _ninja_on_path()
         errors = []
+        last: Exception | None = None
         for flags in (NATIVE_FLAGS, PORTABLE_FLAGS):
             try:
                 _kernel = _build(flags, verbose)
                 return _kernel
             except Exception as exc:  # a compiler error, a missing ninja, a broken cache: all mean "no kernel"
                 errors.append(f"with flags {' '.join(flags)}: {type(exc).__name__}: {exc}")
+                last = exc
+                if isinstance(exc, KernelUnavailableError):  # another build is running: the portable one would wait too
+                    break
         _error = "sb3-tar could not build its sparse C++ kernel (needs a C++ compiler and ninja):\n" + "\n".join(errors)
+        _log = _write_log(_error)
+        where = f"full build log: {_log}" if _log else "no build log could be written"
+        reason = str(last) if isinstance(last, KernelUnavailableError) else _one_line(f"{type(last).__name__}: {last}")
+        _summary = f"{reason} ({where})"
         raise KernelUnavailableError(_error)
 
 
@@ -144,3 +273,19 @@ def kernel_error() -> str | None:
     :return: The error text, or ``None`` if the kernel loaded or was not tried yet.
     """
     return _error
+
+
+def kernel_summary() -> str | None:
+    """
+    One line saying why the kernel could not be built, and where the full build log is.
+
+    :return: The line, or ``None`` if the kernel loaded or was not tried yet.
+    """
+    return _summary
+
+
+def kernel_log() -> str | None:
+    """
+    :return: The path of the log holding the full error of the failed build (``None`` if none was written).
+    """
+    return _log

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sb3_tar.kernels._build import kernel_error, loaded_kernel
+from sb3_tar.kernels._build import kernel_summary, loaded_kernel
 from sb3_tar.kernels.functional import (
     SparseStructure,
     apply_kernel,
@@ -31,6 +31,84 @@ MASK_BUFFER = "weight_mask"  # the name the masked nn.Linear path uses (sb3_tar.
 _STRUCTURE_BUFFERS = ("row_ptr", "col_idx", "col_ptr", "csc_row", "csc_perm", "kept_index")
 _warned_fallback = False
 
+_WRITE_HELP = (
+    "SparseLinear.weight is a read-only dense copy: the layer holds its kept weights compressed in `values` "
+    "(row-major order of the mask), so a write into `weight` would change nothing. Write `layer.values` "
+    "(e.g. `layer.values.data.mul_(0.5)`), set a dense weight with `layer.set_mask(layer.mask, weight)`, redraw "
+    "with `layer.reset_parameters()`, or convert the layer with `layer.to_linear()`."
+)
+#: In-place operator methods that write into their first argument.
+_INPLACE_DUNDERS = frozenset(
+    f"__i{op}__"
+    for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor", "lshift", "rshift", "matmul")
+) | {"__setitem__", "__set__", "__delitem__"}
+
+
+def _holds(arg: Any, cls: type) -> bool:
+    return isinstance(arg, cls) or (isinstance(arg, (list, tuple)) and any(isinstance(a, cls) for a in arg))
+
+
+class ReadOnlyWeight(torch.Tensor):
+    """
+    The dense copy ``SparseLinear.weight`` returns: reads work as on any tensor (their results are plain
+    tensors), but a write into it or into a view of it (in-place methods, ``nn.init.*_``, item assignment,
+    ``.data`` writes, ``out=``) raises a ``RuntimeError`` naming the API to use, instead of silently changing
+    nothing.
+    """
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        writes = (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_DUNDERS
+        # the written tensor: the first argument (nn.init.* functions pass it as ``tensor=``)
+        target = args[0] if args else kwargs.get("tensor", kwargs.get("input"))
+        if (writes and _holds(target, cls)) or _holds(kwargs.get("out"), cls):
+            raise RuntimeError(f"{_WRITE_HELP} (attempted: {name or func})")
+        with torch._C.DisableTorchFunctionSubclass():
+            result = func(*args, **kwargs)
+        sources = [a for a in args if isinstance(a, cls)]
+        return _keep_views(result, sources, cls)
+
+    def __deepcopy__(self, memo: dict) -> torch.Tensor:
+        """A copy is a plain tensor (writable, and no longer tied to the layer)."""
+        with torch._C.DisableTorchFunctionSubclass():
+            return self.clone()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickled as a plain tensor."""
+        with torch._C.DisableTorchFunctionSubclass():
+            return self.clone().__reduce_ex__(protocol)
+
+
+def _keep_views(result: Any, sources: list[torch.Tensor], cls: type) -> Any:
+    """Views of a read-only weight stay read-only (writing into them would be dropped too); other results are plain."""
+    if isinstance(result, torch.Tensor):
+        if sources and result.numel() and any(_shares_storage(result, s) for s in sources):
+            return result.as_subclass(cls)
+        return result
+    if isinstance(result, (list, tuple)) and any(isinstance(r, torch.Tensor) for r in result):
+        return type(result)(_keep_views(r, sources, cls) for r in result)
+    return result
+
+
+def _shares_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    with torch._C.DisableTorchFunctionSubclass():
+        try:
+            return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+        except (RuntimeError, NotImplementedError):  # tensors without storage
+            return False
+
+
+def is_recording() -> bool:
+    """
+    Whether a tracer or exporter is recording this call (``torch.jit.trace``, ``torch.onnx.export``,
+    ``torch.export``): it cannot see inside the C++ kernel (a trace would hold its output as a constant),
+    so :class:`SparseLinear` then runs ``F.linear`` on the scattered dense weight, which it records exactly.
+    """
+    exporting = getattr(torch.compiler, "is_exporting", None)
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or (exporting is not None and exporting())
+
 
 class SparseLinear(nn.Linear):
     """
@@ -38,12 +116,14 @@ class SparseLinear(nn.Linear):
 
     A subclass of ``nn.Linear`` so that code which walks a network's ``nn.Linear`` modules and reads
     ``in_features``, ``out_features``, ``weight`` or ``bias`` keeps working; but ``weight`` is a read-only
-    dense copy, not a parameter: writing into it changes nothing (the kept weights are ``values``).
+    dense copy (:class:`ReadOnlyWeight`), not a parameter: writing into it or assigning ``layer.weight``
+    raises an error naming the API to use (the kept weights are ``values``).
 
     Execution: on the CPU in float32/float64 with the kernel available, the C++ kernel (output in
     feature-major layout: a non-contiguous ``(..., out)`` tensor; use ``.reshape``, not ``.view``);
-    otherwise (another device or dtype, or no C++ compiler) ``F.linear`` on the scattered dense weight,
-    same results, no speed-up. The kernel runs on one thread whatever ``torch.get_num_threads()``.
+    otherwise (another device or dtype, or no C++ compiler), and while a tracer or exporter records the call
+    (:func:`is_recording`), ``F.linear`` on the scattered dense weight, same results, no speed-up. The kernel
+    runs on one thread whatever ``torch.get_num_threads()``.
 
     :param in_features: Size of each input sample.
     :param out_features: Size of each output sample.
@@ -229,9 +309,17 @@ class SparseLinear(nn.Linear):
 
     @property
     def weight(self) -> torch.Tensor:
-        """Read-only dense weight (a detached copy, zeros at pruned positions), for code that reads ``layer.weight``."""
+        """
+        Read-only dense weight (a detached copy, zeros at pruned positions), for code that reads ``layer.weight``.
+        Writing into it raises (see :class:`ReadOnlyWeight`).
+        """
         with torch.no_grad():
-            return self.dense_weight()
+            return self.dense_weight().as_subclass(ReadOnlyWeight)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "weight":
+            raise AttributeError(f"cannot assign SparseLinear.weight. {_WRITE_HELP}")
+        super().__setattr__(name, value)
 
     # ----------------------------------------------------------------------------------------------
     # forward
@@ -246,7 +334,7 @@ class SparseLinear(nn.Linear):
         if kernel is None and not _warned_fallback:
             _warned_fallback = True
             warnings.warn(
-                f"SparseLinear falls back to dense F.linear (correct but not faster): {kernel_error()}",
+                f"SparseLinear falls back to dense F.linear (correct but not faster): {kernel_summary()}",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -261,8 +349,10 @@ class SparseLinear(nn.Linear):
         """
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"input has shape {tuple(x.shape)}, expected (..., {self.in_features})")
-        kernel = self._kernel()
+        kernel = None if is_recording() else self._kernel()
         if kernel is None:
+            if torch.onnx.is_in_onnx_export():  # values are not in the state dict: the exporter records them as a constant
+                return F.linear(x, scatter_dense(self.values.data, self._structure), self.bias)
             return F.linear(x, self.dense_weight(), self.bias)
         values, bias, s = self.values, self.bias, self._structure
         if x.dtype != values.dtype:

@@ -22,11 +22,19 @@ on for every optimizer (optimizer state at pruned positions then stays exactly z
 
 Target networks are masked when the mask is made; Polyak averaging of two zeros keeps them at
 exactly zero from then on.
+
+Copies: ``copy.deepcopy(policy)`` and pickling copy an optimizer's state but not its hooks (torch's
+``Optimizer`` keeps only ``defaults``, ``state`` and ``param_groups``). The enforcer therefore also sits in a
+forward pre-hook of every sparse network (a bound method, which a deep copy rebinds to the copied
+enforcer): a copied enforcer re-attaches itself to the copied policy's own optimizers on the copy's first
+forward pass, before its first step, so a copy is an independent policy that stays sparse.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,6 +42,7 @@ from torch import nn
 from sb3_tar.core.masks import apply_masks, mask_gradients
 from sb3_tar.sb3.mask_store import MaskStore
 from sb3_tar.sb3.networks import SparseNetwork
+from sb3_tar.sb3.sparse_execution import hook_optimizer, realign_state
 
 _ATTR = "_sb3_tar_enforcer"
 
@@ -90,6 +99,16 @@ class MaskEnforcer:
         #: because it is not elementwise (filled in by :meth:`attach`).
         self.auto_gradient_masking: dict[str, bool] = {}
         self._handles: list = []
+        self._module_handles: list = []
+        self._policy: nn.Module | None = None
+        self._reattach = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy (deepcopy, pickle) drops the optimizer hooks, which copied optimizers do not carry, and re-attaches."""
+        state = self.__dict__.copy()
+        state["_reattach"] = bool(self._handles)
+        state["_handles"] = []
+        return state
 
     @property
     def gradient_masking(self) -> dict[str, bool]:
@@ -130,21 +149,29 @@ class MaskEnforcer:
             apply_masks(net.target_layers, self.store.get(name))
 
     def _pre_step(self, role: str) -> Callable:
-        def hook(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-            for listener in self.pre_step_listeners:
-                listener(role, optimizer)
-            if self.mask_gradients or self.auto_gradient_masking.get(role, False):
-                for net in self.role_networks(role):
-                    mask_gradients(net.linears, self.store.get(net.name))
+        return functools.partial(self._pre_step_hook, role)  # picklable, and rebound to the copy by deepcopy
 
-        return hook
+    def _pre_step_hook(self, role: str, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        realign_state(optimizer)  # a compressed layer's mask changed since the last step: state follows it
+        for listener in self.pre_step_listeners:
+            listener(role, optimizer)
+        if self.mask_gradients or self.auto_gradient_masking.get(role, False):
+            for net in self.role_networks(role):
+                mask_gradients(net.linears, self.store.get(net.name))
 
     def _post_step(self, role: str) -> Callable:
-        def hook(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-            for net in self.role_networks(role):
-                apply_masks(net.linears, self.store.get(net.name))
+        return functools.partial(self._post_step_hook, role)
 
-        return hook
+    def _post_step_hook(self, role: str, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        for net in self.role_networks(role):
+            apply_masks(net.linears, self.store.get(net.name))
+        realign_state(optimizer, record_only=True)  # records the layout and the state tensors the step left
+
+    def _forward_pre_hook(self, module: nn.Module, args: tuple) -> None:
+        """On a copy's first forward pass: attach to the copied policy's optimizers (see the module docstring)."""
+        if self._reattach and self._policy is not None:
+            self._reattach = False
+            self.attach(self._policy)
 
     def attach(self, policy: nn.Module) -> None:
         """
@@ -155,14 +182,20 @@ class MaskEnforcer:
         """
         previous = getattr(policy, _ATTR, None)
         if previous is not None:
-            previous.detach(policy)
+            previous.detach(policy if previous is not self else None)
         for role in ("actor", "critic"):
             optimizer = getattr(getattr(policy, role), "optimizer", None)
             if optimizer is None:
                 raise TypeError(f"policy.{role} has no optimizer to hook: build the policy first")
+            hook_optimizer(optimizer, self.role_networks(role))
             self.auto_gradient_masking[role] = not is_elementwise(optimizer)
             self._handles.append(optimizer.register_step_pre_hook(self._pre_step(role)))
             self._handles.append(optimizer.register_step_post_hook(self._post_step(role)))
+        if not self._module_handles:
+            for net in self.networks:
+                self._module_handles.append(net.module.register_forward_pre_hook(self._forward_pre_hook))
+        self._policy = policy
+        self._reattach = False
         object.__setattr__(policy, _ATTR, self)
 
     def detach(self, policy: nn.Module | None = None) -> None:
@@ -174,6 +207,12 @@ class MaskEnforcer:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        if policy is not None:
+            for handle in self._module_handles:
+                handle.remove()
+            self._module_handles.clear()
+            self._policy = None
+            self._reattach = False
         if policy is not None and getattr(policy, _ATTR, None) is self:
             object.__delattr__(policy, _ATTR)
 

@@ -13,21 +13,25 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
+from typing import Any, ClassVar
 
 import torch
+from gymnasium import spaces
 from torch import nn
 
 from sb3_tar.core.config import check_int
 from sb3_tar.core.dynamic import DEFAULT_END_FRACTION, DSTConfig, dst_config
 from sb3_tar.core.layer_report import NetworkReport
-from sb3_tar.core.masks import ones_masks
+from sb3_tar.core.masks import is_compressed, ones_masks
 from sb3_tar.sb3 import sparse_execution as sparse_exec
 from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.mask_store import BufferStore
 from sb3_tar.sb3.networks import SparseNetwork, sparse_networks
 from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
+from sb3_tar.sb3.report_logging import attach_from_caller
 from sb3_tar.sb3.rewiring import UNKNOWN_TOTAL, BufferState, Rewirer
+from sb3_tar.sb3.role_methods import policy_role_setup
 
 #: Policy buffer recording whether gradients of pruned weights are masked (saved with the policy).
 MASK_GRADIENTS_BUFFER = "sb3_tar_mask_gradients"
@@ -65,25 +69,58 @@ def install_masks(
     return enforcer
 
 
-def start_sparse_execution(policy: nn.Module, enforcer: MaskEnforcer, option: bool | str) -> list[str]:
+def start_sparse_execution(
+    policy: nn.Module, enforcer: MaskEnforcer, option: bool | str, loading: bool | None = None
+) -> list[str]:
     """
     Run the policy's sparse layers on the sparse kernel if ``option`` asks for it and the kernel is
-    available (:mod:`sb3_tar.sb3.sparse_execution`), moving the enforcement hooks to the rebuilt optimizers.
+    available on the policy's device (:mod:`sb3_tar.sb3.sparse_execution`), moving the enforcement hooks
+    to the rebuilt optimizers.
 
     :param policy: A policy holding masks.
     :param enforcer: Its attached enforcer.
     :param option: ``"auto"``, ``True`` or ``False``.
+    :param loading: Whether the option comes from a file being loaded (``True`` then falls back with a
+        warning instead of raising); default: whether SB3's ``load()`` is under way.
     :return: The converted layers (``"<network>/<layer>"``; also ``policy.sparse_layers``); empty on the
         masked path.
-    :raises RuntimeError: With ``option=True`` when the kernel is not available.
+    :raises RuntimeError: With ``option=True`` when the kernel is not available (not while loading).
     """
-    if not sparse_exec.resolve(option):
+    device, in_load = sparse_exec.sb3_context(policy)
+    policy._sb3_tar_path_device = device.type  # what follow_device compares with
+    if not sparse_exec.resolve(option, device, in_load if loading is None else loading):
         policy.sparse_layers = []
         return []
     converted = sparse_exec.enable(policy, enforcer.networks)
     enforcer.attach(policy)
     policy.sparse_layers = converted
     return converted
+
+
+def follow_device(policy: nn.Module, enforcer: MaskEnforcer, device: torch.device | str | None = None) -> None:
+    """
+    Put a policy on the path its device allows after it moved (``policy.to(...)``): off the CPU, compressed
+    layers go back to the masked path; back on the CPU, the saved ``sparse_execution`` option decides again.
+
+    :param policy: A policy holding masks (its option in the ``sb3_tar_sparse_execution`` buffer).
+    :param enforcer: Its attached enforcer.
+    :param device: The device to decide for (default: that of the policy's parameters).
+    """
+    if not hasattr(policy, sparse_exec.FLAG_BUFFER):
+        return
+    if device is None:
+        device = next((p.device for p in policy.parameters()), torch.device("cpu"))
+    device = torch.device(device)
+    compressed = any(is_compressed(layer) for net in enforcer.networks for layer in net.linears)
+    if device.type != "cpu":
+        policy._sb3_tar_path_device = device.type
+        if compressed:
+            sparse_exec.disable(policy, enforcer.networks)
+            enforcer.attach(policy)
+            policy.sparse_layers = []
+    elif not compressed and getattr(policy, "_sb3_tar_path_device", "cpu") != "cpu":  # back from another device
+        option = sparse_exec.option_from_code(int(getattr(policy, sparse_exec.FLAG_BUFFER)))
+        start_sparse_execution(policy, enforcer, option, loading=True)
 
 
 class MaskedPolicyMixin:
@@ -108,6 +145,11 @@ class MaskedPolicyMixin:
         self.mask_enforcer = install_masks(self, networks, masks, mask_gradients=False)  # type: ignore[arg-type]
         self.sparse_layers: list[str] = []
 
+    def set_training_mode(self, mode: bool) -> None:
+        """Also make the calling model's logger record sb3-tar's curves (:mod:`sb3_tar.sb3.report_logging`)."""
+        attach_from_caller(self)
+        super().set_training_mode(mode)  # type: ignore[misc]
+
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """
         Load the state dict, then apply the saved options: gradient masking, and sparse execution of the
@@ -117,7 +159,13 @@ class MaskedPolicyMixin:
         self.mask_enforcer.mask_gradients = bool(getattr(self, MASK_GRADIENTS_BUFFER))
         option = sparse_exec.option_from_code(int(getattr(self, sparse_exec.FLAG_BUFFER)))
         if not self.sparse_layers:
-            start_sparse_execution(self, self.mask_enforcer, option)  # type: ignore[arg-type]
+            start_sparse_execution(self, self.mask_enforcer, option, loading=True)  # type: ignore[arg-type]
+        return result
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:  # .to(), .cuda(), .cpu(): the device decides the path
+        result = super()._apply(fn, recurse)  # type: ignore[misc]
+        if getattr(self, "mask_enforcer", None) is not None:
+            follow_device(self, self.mask_enforcer)  # type: ignore[arg-type]
         return result
 
 
@@ -184,6 +232,7 @@ DST_DEFAULTS: dict[str, Any] = dict(
     drop_fraction=None,
     end_fraction=DEFAULT_END_FRACTION,
     dst_total_steps=None,
+    prune_criterion="magnitude",
 )
 
 
@@ -193,10 +242,14 @@ def _dst_setup(dst: dict[str, Any], options: dict[str, Any], criterion_given: bo
         given = [key for key in ("update_interval", "drop_fraction", "dst_total_steps") if dst[key] is not None]
         if dst["end_fraction"] != DEFAULT_END_FRACTION:
             given.append("end_fraction")
+        if dst["prune_criterion"] != "magnitude":
+            given.append("prune_criterion")
         if given:
             raise ValueError(f"{given} only apply to dynamic sparse training: set dst_method to one of ['set', 'rigl']")
         return None
-    config = dst_config(dst["dst_method"], dst["update_interval"], dst["drop_fraction"], dst["end_fraction"])
+    config = dst_config(
+        dst["dst_method"], dst["update_interval"], dst["drop_fraction"], dst["end_fraction"], dst["prune_criterion"]
+    )
     if dst["dst_total_steps"] is not None:
         check_int("dst_total_steps", dst["dst_total_steps"], 0)
     if revival_given and options["revival"] != "none":
@@ -208,6 +261,46 @@ def _dst_setup(dst: dict[str, Any], options: dict[str, Any], criterion_given: bo
     if not criterion_given:
         options["criterion"] = "erk"
     return config
+
+
+def _building_algorithm() -> Any:
+    """:return: The SB3 algorithm whose constructor is building a policy right now (found on the call stack), or None."""
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    frame = sys._getframe(2)
+    for _ in range(8):  # SB3: algorithm.__init__ -> _setup_model -> policy __init__ (a few frames, mixins included)
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, BaseAlgorithm):
+            return owner
+        frame = frame.f_back
+    return None
+
+
+def check_policy_use(policy_class: type, observation_space: Any) -> None:
+    """
+    Refuse a ``SparsePolicy`` built for the wrong algorithm or observation space, before anything is built.
+
+    :param policy_class: The ``SparsePolicy`` class being built.
+    :param observation_space: The observation space it is given.
+    :raises TypeError: With a dict observation space (use ``MultiInputPolicy`` with a callback), or when the
+        SB3 algorithm building the policy is not the one it is for (e.g. ``PPO(sb3_tar.sac.SparsePolicy, env)``).
+    """
+    name = f"{policy_class.__module__}.{policy_class.__name__}"
+    if isinstance(observation_space, spaces.Dict):
+        raise TypeError(
+            f"{name} takes Box observations, got a Dict observation space: for dict observations (goal-conditioned "
+            "envs, HER) use policy='MultiInputPolicy' and make it sparse with callback=sb3_tar.TARCallback(...) "
+            "(or sb3_tar.DSTCallback(...)) in learn()"
+        )
+    expected = getattr(policy_class, "algorithm_class", None)
+    algorithm = _building_algorithm()
+    if expected is not None and algorithm is not None and not isinstance(algorithm, expected):
+        raise TypeError(
+            f"{name} is a policy for {expected.__name__}, got {type(algorithm).__name__}: sb3-tar supports SAC "
+            "(sb3_tar.sac.SparsePolicy), TD3 (sb3_tar.td3.SparsePolicy) and TQC (sb3_tar.tqc.SparsePolicy)"
+        )
 
 
 class SparsePolicyMixin:
@@ -238,6 +331,10 @@ class SparsePolicyMixin:
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``: pruned weights are re-zeroed after every step either way; see
         :mod:`sb3_tar.sb3.enforcement` for why gradient masking is off by default).
+        Gradient masking is switched on automatically, whatever this option, for optimizers that are not
+        elementwise (an ``optimizer_class`` that is not exactly SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop
+        or Adagrad, :data:`sb3_tar.sb3.enforcement.ELEMENTWISE_OPTIMIZERS`; subclasses included), whose step could
+        otherwise let the gradients at pruned positions change the kept weights.
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers whose density is
         below :data:`sb3_tar.sb3.sparse_execution.DENSITY_THRESHOLD` on the sparse C++ kernel, online and target
         (:mod:`sb3_tar.sb3.sparse_execution`); ``"auto"`` falls back to the masked dense path with one warning where
@@ -256,15 +353,30 @@ class SparsePolicyMixin:
         (``T_end = end_fraction * dst_total_steps``). The policy cannot know it: give it here, or
         leave it ``None`` and pass ``callback=sb3_tar.DSTCallback()`` to ``learn()``, which fills it
         in from the ``learn()`` call (and sends the updates to SB3's logger).
+    :param prune_criterion: Which active weights a SET/RigL update drops: ``"magnitude"`` (default), ``"set"``,
+        ``"mest"``, ``"snip"``, ``"sensitivity"``, ``"reciprocal_sensitivity"`` or ``"random"`` (Nowak et al. 2023;
+        :mod:`sb3_tar.core.prune_criteria`). Only with dynamic sparse training.
+    :param role_methods: A method per role, e.g. ``{"actor": "tar", "critic": "rigl"}`` or ``{"actor": "dense"}``:
+        ``"dense"``, ``"static"``, ``"tar"``, ``"uniform"``, ``"set"`` or ``"rigl"`` (:mod:`sb3_tar.core.role_methods`).
+        A role it does not name runs ``dst_method`` if given, else the static method of ``revival``. A dense role has
+        sparsity 0; a SET/RigL role starts from ``criterion`` (default ``"erk"``) and is rewired on the schedule of
+        ``dst_method`` (default: the SET/RigL method named here); the other roles keep their masks fixed (default
+        criterion ``"magnitude"``). ``None`` (default): every role runs the one method.
     """
 
     sparsity_reports: dict[str, NetworkReport]
     mask_enforcer: MaskEnforcer
+    #: The algorithm class this policy is for (``SAC``, ``TD3``, ``TQC``), set by each ``SparsePolicy``.
+    algorithm_class: ClassVar[type | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        check_policy_use(type(self), args[0] if args else kwargs.get("observation_space"))
+        role_methods = kwargs.pop("role_methods", None)
         dst = {key: kwargs.pop(key, default) for key, default in DST_DEFAULTS.items()}
-        criterion_given, revival_given = "criterion" in kwargs, "revival" in kwargs
+        criterion_given, revival_given = kwargs.get("criterion") is not None, "revival" in kwargs
         options = {key: kwargs.pop(key, default) for key, default in SPARSITY_DEFAULTS.items()}
+        if options["criterion"] is None:  # saved so by a policy whose roles took their methods' default criteria
+            options["criterion"] = SPARSITY_DEFAULTS["criterion"]
         seed = options.pop("sparsity_seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"sparsity_seed must be an int or None, got {seed!r}")
@@ -272,17 +384,26 @@ class SparsePolicyMixin:
         if not isinstance(mask_gradients, bool):
             raise TypeError(f"mask_gradients must be a bool, got {mask_gradients!r}")
         sparse_execution = sparse_exec.check_option(options.pop("sparse_execution"))
-        self.dst_config = _dst_setup(dst, options, criterion_given, revival_given)
+        #: The method of each role (``None``: every role runs the policy's one method).
+        self.role_methods: dict[str, str] | None = None
+        if role_methods is None:
+            self.dst_config = _dst_setup(dst, options, criterion_given, revival_given)
+            self.sparsity_configs = role_configs(**options)  # validated before anything is built
+        else:
+            self.dst_config, self.role_methods, self.sparsity_configs = policy_role_setup(
+                role_methods, dst, options, criterion_given
+            )
         if self.dst_config is not None and sparse_execution is True:
             raise ValueError(
                 "sparse_execution=True cannot be combined with dst_method: SET/RigL change the mask during training "
                 "and run on the masked dense path (use sparse_execution='auto' or False)"
             )
         self.dst_options = dst
-        self.sparsity_configs = role_configs(**options)  # validated before anything is built
         self.sparsity_options = dict(
             options, sparsity_seed=seed, mask_gradients=mask_gradients, sparse_execution=sparse_execution
         )
+        if self.role_methods is not None and not criterion_given:
+            self.sparsity_options["criterion"] = None  # each role keeps its method's default criterion on load
         super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule: Any) -> None:
@@ -300,6 +421,17 @@ class SparsePolicyMixin:
             state = BufferState.register(self, UNKNOWN_TOTAL if total is None else total, self.sparsity_seed_used)
             self.dst_rewirer = Rewirer(self.mask_enforcer, self.dst_config, state)
             self.dst_rewirer.attach(self)
+
+    def set_training_mode(self, mode: bool) -> None:
+        """Also make the calling model's logger record sb3-tar's curves (:mod:`sb3_tar.sb3.report_logging`)."""
+        attach_from_caller(self)
+        super().set_training_mode(mode)  # type: ignore[misc]
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:  # .to(), .cuda(), .cpu(): the device decides the path
+        result = super()._apply(fn, recurse)  # type: ignore[misc]
+        if getattr(self, "mask_enforcer", None) is not None:
+            follow_device(self, self.mask_enforcer)  # type: ignore[arg-type]
+        return result
 
     def get_extra_state(self) -> torch.Tensor:
         """
@@ -328,4 +460,5 @@ class SparsePolicyMixin:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
         data.update(self.sparsity_options)
         data.update(self.dst_options)
+        data["role_methods"] = self.role_methods
         return data

@@ -12,6 +12,9 @@ from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.sparsify import prune_and_revive
 from sb3_tar.sb3.networks import ROLES, SparseNetwork, sparse_networks
 
+#: Criterion name of the sweep and the report for magnitude pruning with a per-layer scope.
+MAGNITUDE_LAYER = "magnitude_layer"
+
 
 def role_configs(
     sparsity: float | None = 0.8,
@@ -27,6 +30,8 @@ def role_configs(
     :param critic_sparsity: Sparsity of each Q-network (default: ``sparsity``).
     :param options: Other :class:`~sb3_tar.core.config.SparsityConfig` fields (criterion, revival,
         recovery_ratio, floor_fraction, budget_mode, revived_init, magnitude_scope, synflow_iters).
+        ``criterion="magnitude_layer"`` (the name the sweep and the report use) is accepted as
+        ``criterion="magnitude"`` with ``magnitude_scope="layer"``.
     :return: ``{"actor": config, "critic": config}``.
     :raises ValueError, TypeError: On any invalid value.
     """
@@ -35,13 +40,16 @@ def role_configs(
         raise TypeError(
             f"Unknown sparsity options {sorted(unknown)}: valid options are {sorted(SparsityConfig.__dataclass_fields__)}"
         )
+    if options.get("criterion") == MAGNITUDE_LAYER:
+        options = dict(options, criterion="magnitude", magnitude_scope="layer")
     if sparsity is None and (actor_sparsity is None or critic_sparsity is None):
         raise ValueError("sparsity=None needs both actor_sparsity and critic_sparsity")
     per_role = {"actor": actor_sparsity, "critic": critic_sparsity}
     configs = {}
     for role in ROLES:
-        value = per_role[role] if per_role[role] is not None else sparsity
-        check_number(f"{role}_sparsity", value, 0.0, 1.0, high_open=True)
+        own = per_role[role] is not None
+        value = per_role[role] if own else sparsity
+        check_number(f"{role}_sparsity" if own else "sparsity", value, 0.0, 1.0, high_open=True)
         configs[role] = SparsityConfig(sparsity=value, **options)
     return configs
 

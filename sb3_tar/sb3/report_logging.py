@@ -1,32 +1,205 @@
-"""Send sparsity reports to SB3's logger (``sparsity/...`` keys, shown by TensorBoard)."""
+"""sb3-tar's curves in SB3's logger (``sparse/...`` keys: stdout, CSV, TensorBoard), written at every dump.
+
+:func:`attach_curves` wraps one SB3 logger's ``dump()`` so that, right before each dump, the model's
+measured state is recorded:
+
+- per network (``actor``, ``critic.qf0``, ...): ``sparse/<network>/sparsity`` (of its mask),
+  ``sparse/<network>/pruned_nonzero`` (pruned weights that are not exactly 0, online or target: it must
+  stay 0) and ``sparse/<network>/dead_units`` (units of its layers with no kept connection, summed over
+  layers: outputs without an incoming and inputs without an outgoing one);
+- with dynamic sparse training (SET/RigL): ``sparse/dst/updates`` (mask updates of the run so far, from
+  the schedule's clock, so it continues after a resume), ``sparse/dst/drop_fraction`` (``zeta_t`` of the
+  latest update) and, per network, ``sparse/<network>/dropped`` and ``sparse/<network>/grown``: connections
+  dropped and grown by all updates since the model was built or loaded (cumulative, so every update shows,
+  whatever the number of updates between two dumps).
+
+The per-layer allocation table (:func:`allocation_text`, markdown) is written once per logger: recorded as
+text (``sparse/allocation``: TensorBoard's Text tab; left out of stdout, CSV and JSON) and, when the logger
+writes to a folder, saved there as ``sparse_allocation.md``.
+
+Measuring reads the masks and the weights only (like :func:`~sb3_tar.sb3.model_masks.sparsity_summary`):
+nothing is changed. The curves are attached by ``TARCallback``/``DSTCallback`` at training start and by the
+sparse policies (``SparsePolicy``, and the ``MaskedPolicy`` a loaded callback model is rebuilt with) when SB3
+first switches their training mode in ``learn()``, so every entry point logs them.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+import weakref
 from collections.abc import Mapping
+from typing import Any
 
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 
 from sb3_tar.core.layer_report import NetworkReport
+from sb3_tar.core.masks import dead_units
+from sb3_tar.sb3.model_masks import sparsity_summary, stored_masks
+from sb3_tar.sb3.reports import pruning_reports
+from sb3_tar.sb3.rewiring import DSTUpdate, attached_rewirer
+
+#: Prefix of every key.
+PREFIX = "sparse"
+#: File the allocation table is saved to in the logger's folder.
+ALLOCATION_FILE = "sparse_allocation.md"
+_ATTR = "_sb3_tar_curves"
+_TEXT_ONLY = ("stdout", "log", "json", "csv")
 
 
-def log_reports(logger: Logger, reports: Mapping[str, NetworkReport]) -> None:
+def allocation_text(reports: Mapping[str, NetworkReport]) -> str:
     """
-    Record each network's totals (also on stdout) and per-layer numbers (not on stdout).
+    The per-layer allocation of every network as markdown (a heading and a table per network).
 
-    Keys: ``sparsity/<network>/{sparsity,kept,revived,flops_ratio,dead_units_before,dead_units_after}``
-    and ``sparsity/<network>/<layer>/{density,revived,threshold,need,floor}``.
+    Revival columns (``E_l`` the connectivity threshold, ``g_l`` the connectivity need, ``f_l`` the
+    connectivity floor, ``B_l`` the revived count) appear only for networks that were revived (TAR or
+    Uniform Revival), not for the static baseline or the initial mask of SET/RigL.
 
-    :param logger: The model's SB3 logger.
-    :param reports: Reports per network.
+    :param reports: Pruning reports per network.
+    :return: The markdown text (empty if there is no report).
     """
+    parts = []
     for name, report in reports.items():
-        prefix = f"sparsity/{name}"
-        logger.record(f"{prefix}/sparsity", report.sparsity)
-        logger.record(f"{prefix}/kept", report.kept)
-        logger.record(f"{prefix}/revived", report.budget)
-        logger.record(f"{prefix}/flops_ratio", report.flops_ratio)
-        logger.record(f"{prefix}/dead_units_before", sum(layer.dead_before for layer in report.layers))
-        logger.record(f"{prefix}/dead_units_after", sum(layer.dead_after for layer in report.layers))
+        revived = report.revival != "none"
+        title = (
+            f"### {name}\n\ncriterion {report.criterion}, revival {report.revival}: kept {report.kept} of {report.total} "
+            f"weights (sparsity {report.sparsity:.4f}, target {report.target_sparsity:.4f})"
+        )
+        if revived:
+            title += f", revival budget B = {report.budget}"
+        title += f", training FLOPs {report.flops_ratio:.3f}x dense"
+        header = ["layer", "shape", "kept", "density", "dead units"]
+        if revived:
+            header += [
+                "kept before revival K_l",
+                "connectivity threshold E_l",
+                "need g_l",
+                "floor f_l",
+                "revived B_l",
+                "dead units before revival",
+            ]
+        rows = []
         for layer in report.layers:
-            for key in ("density", "revived", "threshold", "need", "floor"):
-                logger.record(f"{prefix}/{layer.name}/{key}", getattr(layer, key), exclude=("stdout", "log"))
+            row = [layer.name, f"{layer.shape[0]}x{layer.shape[1]}", str(layer.kept_after), f"{layer.density:.4f}"]
+            row.append(str(layer.dead_after))
+            if revived:
+                row += [str(layer.kept_before), str(layer.threshold), str(layer.need), str(layer.floor)]
+                row += [str(layer.revived), str(layer.dead_before)]
+            rows.append(row)
+        table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        table += ["| " + " | ".join(row) + " |" for row in rows]
+        parts.append(title + "\n\n" + "\n".join(table))
+    return "\n\n".join(parts)
+
+
+class SparseCurves:
+    """
+    What one logger records at each dump for one model (see the module docstring).
+
+    :param model: The SB3 model (held by a weak reference).
+    """
+
+    def __init__(self, model: Any) -> None:
+        self._model = weakref.ref(model)
+        self.table_written = False
+        #: Cumulative ``{network: [dropped, grown]}`` of the DST updates seen.
+        self.counts: dict[str, list[int]] = {}
+        self._listening: Any = None
+
+    def listen(self) -> None:
+        """Count the updates of the model's SET/RigL rewirer, if it has one (again if it was replaced)."""
+        model = self._model()
+        rewirer = attached_rewirer(model.policy) if model is not None else None
+        if rewirer is None or rewirer is self._listening:
+            return
+        rewirer.update_listeners.append(self._count)
+        self._listening = rewirer
+
+    def _count(self, update: DSTUpdate, network: Any, result: Any) -> None:
+        counts = self.counts.setdefault(update.network, [0, 0])
+        counts[0] += sum(update.dropped)
+        counts[1] += sum(update.grown)
+
+    def record(self, logger: Logger) -> None:
+        """
+        Record the model's current curves into ``logger`` (and the allocation table, the first time).
+
+        :param logger: The logger about to dump.
+        """
+        model = self._model()
+        if model is None or stored_masks(model) is None:
+            return
+        self.listen()
+        networks, masks = stored_masks(model)
+        for name, stats in sparsity_summary(model).items():
+            logger.record(f"{PREFIX}/{name}/sparsity", stats["sparsity"])
+            logger.record(f"{PREFIX}/{name}/pruned_nonzero", stats["pruned_nonzero"])
+            logger.record(f"{PREFIX}/{name}/dead_units", sum(sum(dead_units(m)) for m in masks[name]))
+        rewirer = attached_rewirer(model.policy)
+        if rewirer is not None:
+            total = max(rewirer.total_steps, 0)
+            last = rewirer.config.last_update_step(rewirer.step, total)
+            logger.record(f"{PREFIX}/dst/updates", last // rewirer.config.update_interval)
+            logger.record(f"{PREFIX}/dst/drop_fraction", rewirer.config.fraction(last, total) if last > 0 else 0.0)
+            for net in networks:
+                dropped, grown = self.counts.get(net.name, (0, 0))
+                logger.record(f"{PREFIX}/{net.name}/dropped", dropped)
+                logger.record(f"{PREFIX}/{net.name}/grown", grown)
+        if not self.table_written:
+            self._write_table(logger, model)
+
+    def _write_table(self, logger: Logger, model: Any) -> None:
+        text = allocation_text(pruning_reports(model))
+        self.table_written = True
+        if not text:
+            return
+        logger.record(f"{PREFIX}/allocation", text, exclude=_TEXT_ONLY)
+        folder = logger.get_dir()
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, ALLOCATION_FILE), "w") as f:
+                f.write(text + "\n")
+
+
+def attach_curves(model: Any) -> SparseCurves | None:
+    """
+    Make the model's current logger record sb3-tar's curves right before each of its dumps (once per logger:
+    a second call, or a call for a logger already attached, changes nothing).
+
+    :param model: An SB3 model holding masks (a model without a logger yet, or without masks, is left alone).
+    :return: The curves attached to the logger, or ``None``.
+    """
+    logger = getattr(model, "_logger", None)
+    if logger is None:
+        return None
+    curves = getattr(logger, _ATTR, None)
+    if curves is not None and curves._model() is model:
+        curves.listen()
+        return curves
+    curves = SparseCurves(model)
+    curves.listen()
+    dump = logger.dump
+
+    def dump_with_curves(step: int = 0) -> None:
+        curves.record(logger)
+        dump(step)
+
+    logger.dump = dump_with_curves  # type: ignore[method-assign]
+    setattr(logger, _ATTR, curves)
+    return curves
+
+
+def attach_from_caller(policy: Any, depth: int = 2) -> None:
+    """
+    Attach the curves to the SB3 model that called one of ``policy``'s methods, found on the call stack
+    (SB3's ``collect_rollouts()`` and ``train()`` call ``policy.set_training_mode()``: that is how a
+    ``SparsePolicy`` used without any callback finds its model's logger).
+
+    :param policy: The policy whose method runs.
+    :param depth: Frames between this function and the caller to inspect.
+    """
+    frame = sys._getframe(depth)
+    owner = frame.f_locals.get("self") if frame is not None else None
+    if isinstance(owner, BaseAlgorithm) and owner.policy is policy:
+        attach_curves(owner)

@@ -9,7 +9,11 @@ gradients:
   pre-step hook advances the schedule's step ``t`` (1 for the run's first gradient step).
 - **Critic.** At an update step (``t`` a multiple of ``update_interval``, ``t < T_end``) every
   Q-network is rewired in that same hook; RigL reads the dense gradient of the TD loss, which
-  ``.grad`` holds at that moment (and only then: the actor loss later writes into it too).
+  ``.grad`` holds at that moment (and only then: the actor loss later writes into it too). The
+  gradient prune criteria (``prune_criterion`` ``"mest"``, ``"snip"``, ``"sensitivity"``,
+  ``"reciprocal_sensitivity"``) read the same gradient at the same moment, for SET and RigL alike.
+- **Roles.** With ``role_methods``, only the roles whose method is SET or RigL are rewired (each
+  growing by its own method); the clock still advances on every critic step.
 - **Actor.** The actor is rewired in its own optimizer's next pre-step hook, with the drop
   fraction of the update step it belongs to; RigL reads the dense gradient of the policy loss.
   With SAC/TQC that is the same gradient step; with TD3 (``policy_delay``) the next actor step.
@@ -34,6 +38,7 @@ import torch
 from torch import nn
 
 from sb3_tar.core.dynamic import DSTConfig, RewireResult, planned_gradient_steps, rewire_masks, update_generator
+from sb3_tar.core.prune_criteria import needs_gradient
 from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.networks import SparseNetwork
 
@@ -122,8 +127,8 @@ class AttributeState:
         return getattr(self.model, STATE_ATTRIBUTE)
 
     def config(self) -> DSTConfig:
-        """:return: The settings stored with the run."""
-        return DSTConfig(**{key: self.data[key] for key in DSTConfig.__dataclass_fields__})
+        """:return: The settings stored with the run (a setting that a run saved before it existed keeps its default)."""
+        return DSTConfig(**{key: self.data[key] for key in DSTConfig.__dataclass_fields__ if key in self.data})
 
     def get(self, key: str) -> int:
         return int(self.data[key])
@@ -172,7 +177,9 @@ class Rewirer:
     :param enforcer: The policy's mask enforcer (its store holds the masks that change).
     :param config: Method and schedule.
     :param state: Where the schedule's position lives.
-    :param logger: SB3 logger receiving ``dst/...`` records (``None``: history only; bind one later
+    :param logger: SB3 logger receiving per-update ``dst/...`` records (``None``: history only; the callbacks and
+        policies leave it ``None`` and record cumulative ``sparse/...`` curves at every dump instead,
+        :mod:`sb3_tar.sb3.report_logging`; bind one later
         by setting :attr:`logger`).
     :param verbose: 2: print every update.
     """
@@ -243,7 +250,7 @@ class Rewirer:
             object.__delattr__(policy, _ATTR)
 
     def __call__(self, role: str, optimizer: torch.optim.Optimizer) -> None:
-        """Pre-step listener: advance the clock on critic steps and rewire when due."""
+        """Pre-step listener: advance the clock on critic steps and rewire the rewired roles when due."""
         if role == "critic":
             if self.total_steps == UNKNOWN_TOTAL:
                 raise RuntimeError(
@@ -252,9 +259,9 @@ class Rewirer:
                 )
             step = self.step + 1
             self.state.set("step", step)
-            if self.config.is_update_step(step, self.total_steps):
+            if self.config.is_update_step(step, self.total_steps) and self.config.role_method("critic") is not None:
                 self._rewire_role("critic", step, optimizer)
-        elif role == "actor":
+        elif role == "actor" and self.config.role_method("actor") is not None:
             due = self.config.last_update_step(self.step, max(self.total_steps, 0))
             if due > self.state.get("actor_step"):
                 self._rewire_role("actor", due, optimizer)
@@ -281,9 +288,12 @@ class Rewirer:
     def _rewire(self, net: SparseNetwork, step: int, fraction: float, optimizer: torch.optim.Optimizer) -> DSTUpdate:
         masks = self.enforcer.store.get(net.name)
         weights = [layer.weight for layer in net.linears]
-        grads = [w.grad for w in weights] if self.config.method == "rigl" else None
+        method = self.config.role_method(net.role)
+        # Dense gradients, read here in the optimizer's pre-step hook (the critic's .grad holds the TD loss's only now).
+        reads_grad = method == "rigl" or needs_gradient(self.config.prune_criterion)
+        grads = [w.grad for w in weights] if reads_grad else None
         generator = update_generator(self.state.get("seed"), step, net.name)
-        result = rewire_masks(weights, masks, fraction, self.config.method, generator, grads)
+        result = rewire_masks(weights, masks, fraction, method, generator, grads, self.config.prune_criterion)
         self.enforcer.update_masks(
             net.name, [m.to(device=mask.device, dtype=mask.dtype) for m, mask in zip(result.masks, masks)]
         )

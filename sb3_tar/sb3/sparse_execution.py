@@ -20,11 +20,21 @@ often stays ~75% dense under global magnitude pruning) keep the masked dense pat
 ``sparse_execution`` takes ``"auto"`` (default: sparse execution where the kernel builds, else the
 masked path with one warning), ``True`` (raise a clear error if the kernel is not available) or
 ``False`` (the masked path).
+
+- The device decides: the kernel runs on the CPU only, so a model on another device stays on (or
+  returns to) the masked path without compiling anything; moving a policy to the CPU converts it back
+  (:func:`follow_device`).
+- ``True`` is a training-time request: a model *loaded* where the kernel cannot run (no compiler,
+  another device) lands on the masked path with a warning instead of an error, so every file loads.
+- Optimizer state follows the mask: when a compressed layer's mask changes (``load_state_dict`` with
+  other masks), the optimizer's per-weight state is re-gathered at the new kept positions before the
+  next step (:func:`realign_state`); newly kept weights start with zero state.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -66,32 +76,46 @@ def option_from_code(code: int) -> bool | str:
     return {v: k for k, v in _CODES.items()}[int(code)]
 
 
-def resolve(value: bool | str) -> bool:
+def resolve(value: bool | str, device: torch.device | str = "cpu", loading: bool = False) -> bool:
     """
     Decide whether sparse execution runs.
 
     :param value: ``"auto"``, ``True`` or ``False``.
+    :param device: The device the model runs on: only the CPU runs the kernel (on another device nothing is
+        compiled, and ``"auto"`` says nothing: it is the documented masked path).
+    :param loading: The option comes from a saved file being loaded: ``True`` then falls back to the masked
+        path with a warning instead of raising, so that every file loads.
     :return: Whether to convert the sparse layers.
-    :raises RuntimeError: With ``True`` when the kernel cannot be built here (the message says why).
+    :raises RuntimeError: With ``True`` (not loading) when the kernel cannot run here (the message says why).
     """
     global _warned
     value = check_option(value)
     if value is False:
         return False
-    try:
-        from sb3_tar.kernels import kernel_available, kernel_error
-    except ImportError as e:  # a broken installation: no kernel package
-        available, reason = False, f"sb3_tar.kernels cannot be imported ({e})"
+    device = torch.device(device)
+    if device.type != "cpu":
+        available, reason = False, f"the model is on {device}, and the sparse kernel runs on the CPU only"
     else:
-        available, reason = kernel_available(), kernel_error()
+        try:
+            from sb3_tar.kernels import kernel_available, kernel_summary
+        except ImportError as e:  # a broken installation: no kernel package
+            available, reason = False, f"sb3_tar.kernels cannot be imported ({e})"
+        else:
+            available, reason = kernel_available(), kernel_summary()
     if available:
         return True
-    if value is True:
+    if value is True and not loading:
         raise RuntimeError(
             f"sparse_execution=True, but the sparse kernel is not available here: {reason}. "
             "Use sparse_execution='auto' (falls back to the masked dense path) or False."
         )
-    if not _warned:
+    if value is True:  # a file saved with True: load it anyway
+        warnings.warn(
+            f"sb3-tar: this model was saved with sparse_execution=True, but {reason}; loaded on the masked dense path",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    elif device.type == "cpu" and not _warned:
         _warned = True
         warnings.warn(
             f"sb3-tar: sparse execution is not available ({reason}); training on the masked dense path",
@@ -99,6 +123,36 @@ def resolve(value: bool | str) -> bool:
             stacklevel=3,
         )
     return False
+
+
+def sb3_context(policy: nn.Module) -> tuple[torch.device, bool]:
+    """
+    Where a policy will run and whether SB3 is loading it, read from the calls under way.
+
+    SB3 builds a policy on the CPU and moves it to the model's device afterwards, so while an algorithm's
+    ``_setup_model`` builds it, the algorithm's ``device`` is the one that counts; SB3's ``load`` (of a model
+    or of a policy) builds the policy before the saved state is loaded into it.
+
+    :param policy: The policy being built or converted.
+    :return: ``(device, loading)``.
+    """
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.policies import BaseModel
+
+    loads = {BaseAlgorithm.load.__func__.__code__, BaseModel.load.__func__.__code__}
+    device, loading = None, False
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code in loads:
+            loading = True
+        elif device is None and frame.f_code.co_name == "_setup_model":
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, BaseAlgorithm):
+                device = owner.device
+        frame = frame.f_back
+    if device is None:
+        device = next((p.device for p in policy.parameters()), torch.device("cpu"))
+    return torch.device(device), loading
 
 
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -153,14 +207,28 @@ def rebuild_optimizer(
     """
     A new optimizer of the same class over the same parameter groups and options, with each replaced
     parameter swapped for its new one (a dense weight for its kept values, a bias for the new layer's
-    bias); existing state moves with it, gathered at the kept positions for weights. The new
+    bias, or the way back); existing state moves with it, gathered at the kept positions for weights
+    (scattered into the dense layout on the way back). The new
     optimizer saves per-weight state in the dense layout and loads either layout (see the module doc).
 
     :param optimizer: The policy's actor or critic optimizer.
     :param replaced: Output of :func:`convert_networks`.
     :return: The new optimizer (the old one is left as it is).
     """
-    from sb3_tar.kernels import dense_to_values
+    from sb3_tar.kernels import dense_to_values, values_to_dense
+
+    def convert(v: Any, target: nn.Parameter, mask: torch.Tensor | None) -> Any:
+        if not isinstance(v, torch.Tensor):
+            return v
+        if v.dim() > 0:  # per-weight state lives with its parameter (0-dim counters such as Adam's step stay put)
+            v = v.to(target.device)
+        if mask is None:
+            return v
+        if v.shape == mask.shape and target.dim() == 1:  # dense state of a weight now held compressed
+            return dense_to_values(v, mask)
+        if v.dim() == 1 and target.shape == mask.shape and v.numel() == int(mask.sum()):  # the way back
+            return values_to_dense(v, mask)
+        return v
 
     groups = []
     for group in optimizer.param_groups:
@@ -169,12 +237,10 @@ def rebuild_optimizer(
     accepted = inspect.signature(type(optimizer).__init__).parameters
     defaults = {k: v for k, v in optimizer.defaults.items() if k in accepted}  # e.g. AdamW records a key it does not take
     new = type(optimizer)(groups, **defaults)
+    realign_state(optimizer)  # state of a mask changed since the last step: at the current kept positions first
     for old, state in optimizer.state.items():
         target, mask = replaced.get(old, (old, None))
-        new.state[target] = {
-            k: dense_to_values(v, mask) if mask is not None and isinstance(v, torch.Tensor) and v.shape == mask.shape else v
-            for k, v in state.items()
-        }
+        new.state[target] = {k: convert(v, target, mask) for k, v in state.items()}
     add_layout_hooks(new)
     return new
 
@@ -203,6 +269,8 @@ def add_layout_hooks(optimizer: torch.optim.Optimizer) -> None:
     from sb3_tar.kernels import dense_to_values, values_to_dense
 
     def convert(state_dict: dict[str, Any], to_dense_layout: bool) -> dict[str, Any]:
+        if to_dense_layout:
+            realign_state(optimizer)
         state = dict(state_dict["state"])
         for index, p in _compressed_params(optimizer).items():
             if index not in state:
@@ -221,18 +289,119 @@ def add_layout_hooks(optimizer: torch.optim.Optimizer) -> None:
     def to_values(opt: torch.optim.Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
         return convert(state_dict, to_dense_layout=False)
 
+    def forget_alignment(opt: torch.optim.Optimizer) -> None:  # loaded state is in the current layout: record it so
+        opt.__dict__.pop("_sb3_tar_aligned", None)
+        realign_state(opt, record_only=True)
+
     optimizer.register_state_dict_post_hook(to_dense)
     optimizer.register_load_state_dict_pre_hook(to_values)
+    optimizer.register_load_state_dict_post_hook(forget_alignment)
 
 
 def register_owner(optimizer: torch.optim.Optimizer, networks: Sequence[SparseNetwork]) -> None:
     """Record, for the optimizer's layout hooks, which layer's mask belongs to each values parameter."""
     owners: dict[nn.Parameter, Any] = {}
+    layers: dict[nn.Parameter, nn.Module] = {}
     for net in networks:
         for _, layer in net.layers:
             if is_compressed(layer):
                 owners[layer.values] = lambda layer=layer: layer.weight_mask
+                layers[layer.values] = layer
     optimizer._sb3_tar_masks = owners  # type: ignore[attr-defined]
+    optimizer._sb3_tar_layers = layers  # type: ignore[attr-defined]
+
+
+def hook_optimizer(optimizer: torch.optim.Optimizer, networks: Sequence[SparseNetwork]) -> None:
+    """
+    Give an optimizer over compressed layers its layout hooks and owners if it lacks them (an optimizer
+    copied by ``copy.deepcopy`` or pickling keeps its state but loses hooks and attributes).
+
+    :param optimizer: The actor's or the critic's optimizer.
+    :param networks: The networks it steps.
+    """
+    if any(is_compressed(layer) for net in networks for layer in net.linears) and not hasattr(optimizer, "_sb3_tar_masks"):
+        add_layout_hooks(optimizer)
+        register_owner(optimizer, networks)
+
+
+@torch.no_grad()
+def realign_state(optimizer: torch.optim.Optimizer, record_only: bool = False) -> None:
+    """
+    Keep an optimizer's per-weight state on the right weights when a compressed layer's mask changed.
+
+    Called before and after every optimizer step (by the mask enforcer) and before the state is saved. It
+    records, per compressed parameter, the layer's index arrays and the state tensors it saw (optimizers
+    update their state in place); if the layer's mask changed since while the optimizer still holds those
+    same state tensors (``load_state_dict`` with other masks, ``set_mask``), each per-weight state tensor is
+    re-gathered: a kept weight keeps its state where it was kept before, a newly kept weight starts at zero.
+    State that was replaced meanwhile (by ``optimizer.load_state_dict``, which converts with the current
+    mask, or by code that converted it itself along with the mask) is taken as it is. When nothing changed it
+    costs one identity check per compressed parameter.
+
+    :param optimizer: An optimizer of a policy with compressed layers (a no-op for any other).
+    :param record_only: Only record the current layout and state (after a step: a mask changed inside the step's
+        pre-hooks, as SET/RigL do, came with its state already moved).
+    """
+    layers = getattr(optimizer, "_sb3_tar_layers", None)
+    if not layers:
+        return
+    aligned = optimizer.__dict__.setdefault("_sb3_tar_aligned", {})
+    for p, layer in layers.items():
+        index = layer.structure.kept_index  # a plain attribute: cheaper than the buffer lookup
+        record = aligned.get(id(p))  # keyed by id: hashing a tensor is a Python call
+        if record is not None and record[0] is index and record[1]:  # the hot path: nothing changed
+            continue
+        state = optimizer.state.get(p)
+        if state and record is not None and record[0] is not index and not record_only:
+            old_index, tensors = record
+            if tensors and all(state.get(k) is v for k, v in tensors.items()):
+                size = layer.out_features * layer.in_features
+                for k, v in tensors.items():
+                    if v.dim() == 1 and v.numel() == old_index.numel():
+                        dense = v.new_zeros(size)
+                        dense[old_index.to(v.device)] = v
+                        state[k] = dense[index.to(v.device)]
+        aligned[id(p)] = (index, {k: v for k, v in (state or {}).items() if isinstance(v, torch.Tensor)})
+
+
+@torch.no_grad()
+def disable(policy: nn.Module, networks: Sequence[SparseNetwork]) -> None:
+    """
+    The way back from :func:`enable`: replace every compressed layer (online and target) by a masked
+    ``nn.Linear`` equal to it, and rebuild the actor and critic optimizers with their per-weight state in the
+    dense layout (zeros at pruned positions). The caller re-attaches the mask enforcer.
+
+    :param policy: A policy converted by :func:`enable`.
+    :param networks: Its sparse networks (updated in place).
+    """
+    replaced: dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor | None]] = {}
+
+    def dense_copy(layer: nn.Module) -> nn.Linear:
+        linear = layer.to_linear()
+        linear.weight.requires_grad_(layer.values.requires_grad)
+        if layer.bias is not None:
+            linear.bias.requires_grad_(layer.bias.requires_grad)
+        return linear
+
+    for net in networks:
+        for i, (name, layer) in enumerate(net.layers):
+            if not is_compressed(layer):
+                continue
+            linear = dense_copy(layer)
+            _set_submodule(net.module, name, linear)
+            net.layers[i] = (name, linear)
+            replaced[layer.values] = (linear.weight, layer.mask)
+            if layer.bias is not None:
+                replaced[layer.bias] = (linear.bias, None)
+            if net.target_layers:
+                target = dense_copy(net.target_layers[i])
+                _set_submodule(net.target_module, name, target)
+                net.target_layers[i] = target
+    for role in ("actor", "critic"):
+        holder = getattr(policy, role)
+        if any(p in replaced for group in holder.optimizer.param_groups for p in group["params"]):
+            holder.optimizer = rebuild_optimizer(holder.optimizer, replaced)
+        register_owner(holder.optimizer, [n for n in networks if n.role == role])
 
 
 def enable(policy: nn.Module, networks: Sequence[SparseNetwork], threshold: float = DENSITY_THRESHOLD) -> list[str]:

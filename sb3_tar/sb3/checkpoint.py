@@ -1,0 +1,741 @@
+"""Exact checkpoints of an SB3 off-policy run, sparse state included, and their resume (thin SB3 glue).
+
+A checkpoint is a folder ``<directory>/step_<num_timesteps>/`` written under a temporary name and renamed
+when complete (a killed run leaves either a whole checkpoint or none), holding:
+
+- ``model.zip``: the model as ``model.save()`` writes it: the policy with its ``weight_mask`` buffers (online
+  and target), the actor/critic optimizers (and SAC/TQC's entropy-coefficient optimizer), the DST schedule
+  (``model.sb3_tar_dst_state`` or a ``SparsePolicy``'s buffers), ``num_timesteps``, ``_n_updates``,
+  ``_episode_num``, the last observation, the episode-info buffers and TD3's action noise;
+- ``replay_buffer.pkl``: the replay buffer, its filled part only (SB3 allocates all ``buffer_size`` rows up
+  front; the rows not yet written are zeros and are allocated again on load);
+- ``state.pkl``: what ``model.save()`` does not keep: the random state of Python's ``random``, NumPy and
+  torch, the random state of the model's action and observation spaces, the state of every layer of the
+  training environment (vectorized env wrappers, each env's gymnasium wrappers and the env itself: its own
+  random generator, physical state, step counters, the ``Monitor``'s episode counters and CSV file), the
+  counters of every callback of the run and the evaluation history of each ``EvalCallback`` with the state of
+  its evaluation environment (and its ``best_model.zip``);
+- ``meta.json`` (written last): format, package versions, the run's configuration and the size and SHA-256
+  of every file.
+
+:func:`load_checkpoint` checks all of it and reads every file *before* it changes anything, then restores the
+run in place: the model object (and the callbacks, environments and replay buffer it trains with) continue
+from the checkpoint's step as if never interrupted. A checkpoint of another configuration, a truncated or
+corrupted file or one written by other package versions raises :class:`CheckpointError` naming the file;
+the run is then unchanged (global random state included), so it can start from step 0.
+
+:class:`ExactCheckpointCallback` does both inside ``learn()``: it resumes from the latest checkpoint when
+training starts and writes one every ``save_freq`` steps, between a gradient step and the next environment
+step, where the whole state of the loop is in the objects above.
+
+Exactness: on CPU, with the same number of threads, a run resumed from a checkpoint takes the same actions,
+gradient steps and evaluations as the uninterrupted run, bit for bit (tested with SAC, TD3, TARCallback,
+DSTCallback and RL-Zoo's ``EvalCallback``). Not covered: ``SubprocVecEnv`` (its envs live in other processes:
+refused), gSDE (``use_sde=True``: its noise is redrawn at the start of each rollout, after the checkpoint),
+callbacks with state other than the counters of SB3's own callbacks (unless they define
+``checkpoint_state()`` / ``restore_checkpoint_state(state)``) and env attributes that cannot be pickled
+(listed in ``meta.json`` under ``not_saved``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import random
+import shutil
+import sys
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import stable_baselines3
+import torch
+from stable_baselines3.common.callbacks import (
+    BaseCallback,
+    CallbackList,
+    EvalCallback,
+    EventCallback,
+    EveryNTimesteps,
+    StopTrainingOnMaxEpisodes,
+    StopTrainingOnNoModelImprovement,
+)
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+
+#: Version of the checkpoint layout; a checkpoint of another version is refused.
+CHECKPOINT_FORMAT = 1
+META_FILE = "meta.json"
+MODEL_FILE = "model.zip"
+BUFFER_FILE = "replay_buffer.pkl"
+STATE_FILE = "state.pkl"
+PREFIX = "step_"
+_TMP_PREFIX = ".tmp_"
+_REFUSED_PREFIX = "refused_"
+#: Default ``save_freq`` (environment steps): a checkpoint every ~10 minutes of a one-hour CPU cell.
+DEFAULT_SAVE_FREQ = 50_000
+
+#: Attributes of an environment layer that link to the next layer (restored by walking the chain, not copied).
+_LINKS = frozenset({"env", "venv", "envs"})
+#: Model attributes bound to this process (its environment, logger, device), never taken from a checkpoint.
+_MODEL_KEEP = frozenset(
+    {"env", "_vec_normalize_env", "_logger", "_custom_logger", "replay_buffer", "observation_space", "action_space"}
+    | {"device", "tensorboard_log", "verbose", "n_envs"}
+)
+#: State (besides ``n_calls`` and ``num_timesteps``) of SB3's own callbacks.
+_CALLBACK_STATE: dict[type, tuple[str, ...]] = {
+    EvalCallback: (
+        "best_mean_reward",
+        "last_mean_reward",
+        "evaluations_results",
+        "evaluations_timesteps",
+        "evaluations_length",
+        "evaluations_successes",
+        "_is_success_buffer",
+    ),
+    StopTrainingOnNoModelImprovement: ("last_best_mean_reward", "no_improvement_evals"),
+    EveryNTimesteps: ("last_time_trigger",),
+    StopTrainingOnMaxEpisodes: ("n_episodes",),
+}
+
+
+class CheckpointError(ValueError):
+    """
+    A checkpoint that cannot be resumed (incomplete, truncated, corrupted, of another configuration or of other
+    package versions). Raised before anything of the run is changed.
+
+    :param path: The file (or checkpoint folder) at fault.
+    :param reason: Why it is refused.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"checkpoint file {self.path} refused: {reason}")
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+def package_versions() -> dict[str, str]:
+    """:return: The versions a checkpoint must be resumed with (exactness depends on every one of them)."""
+    from sb3_tar import __version__
+
+    return {
+        "sb3_tar": __version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "gymnasium": gym.__version__,
+        "python": ".".join(map(str, sys.version_info[:2])),
+        "format": str(CHECKPOINT_FORMAT),
+    }
+
+
+def _normalized(config: Any) -> Any:
+    """``config`` as JSON reads it back (tuples become lists), so stored and requested compare equal."""
+    return json.loads(json.dumps(config, sort_keys=True, default=repr))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"random": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["random"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "torch_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["torch_cuda"])
+
+
+def _name(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def flatten_callbacks(callback: BaseCallback | Iterable[BaseCallback] | None) -> list[BaseCallback]:
+    """
+    :param callback: A callback (a ``CallbackList`` included) or a list of them.
+    :return: Every callback of the tree, depth first (a ``CallbackList`` before its children, an
+        ``EventCallback`` before the callback it triggers), each once.
+    """
+    out: list[BaseCallback] = []
+    seen: set[int] = set()
+
+    def visit(cb: Any) -> None:
+        if not isinstance(cb, BaseCallback) or id(cb) in seen:
+            return
+        seen.add(id(cb))
+        out.append(cb)
+        if isinstance(cb, CallbackList):
+            for child in cb.callbacks:
+                visit(child)
+        if isinstance(cb, EventCallback):
+            visit(cb.callback)
+        visit(getattr(cb, "callback_after_eval", None))
+
+    if callback is None:
+        return out
+    for cb in [callback] if isinstance(callback, BaseCallback) else list(callback):
+        visit(cb)
+    return out
+
+
+# -- environments --------------------------------------------------------------------------------------------
+def _env_layers(venv: VecEnv) -> list[Any]:
+    """Every layer of a vectorized env: its wrappers, the ``DummyVecEnv``, then each env's gymnasium wrappers and the env."""
+    layers: list[Any] = []
+    while isinstance(venv, VecEnvWrapper):
+        layers.append(venv)
+        venv = venv.venv
+    if not isinstance(venv, DummyVecEnv):
+        raise TypeError(
+            f"Exact checkpoints need the environments in this process (DummyVecEnv), got {type(venv).__name__}: "
+            "use vec_env_cls=DummyVecEnv (RL-Zoo: --vec-env dummy, its default)"
+        )
+    layers.append(venv)
+    for env in venv.envs:
+        while True:
+            layers.append(env)
+            if not isinstance(env, gym.Wrapper):
+                break
+            env = env.env
+    return layers
+
+
+def _capture_env(venv: VecEnv, not_saved: list[str], where: str) -> list[dict[str, Any]]:
+    states = []
+    for layer in _env_layers(venv):
+        attributes = {}
+        for key, value in vars(layer).items():
+            if key in _LINKS:
+                continue
+            if isinstance(layer, Monitor) and key == "results_writer":
+                continue  # its CSV's content is saved below
+            try:
+                attributes[key] = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:  # a renderer, an open file, a lock: reported in meta.json
+                not_saved.append(f"{where}: {type(layer).__name__}.{key}")
+        state: dict[str, Any] = {"class": _name(layer), "attributes": attributes}
+        writer = getattr(layer, "results_writer", None) if isinstance(layer, Monitor) else None
+        if writer is not None and getattr(writer, "file_handler", None) is not None:
+            writer.file_handler.flush()
+            state["monitor_csv"] = Path(writer.file_handler.name).read_text()
+        states.append(state)
+    return states
+
+
+def _check_env(venv: VecEnv, states: list[dict[str, Any]], path: Path, where: str) -> list[Any]:
+    layers = _env_layers(venv)
+    found = [_name(layer) for layer in layers]
+    stored = [state["class"] for state in states]
+    if found != stored:
+        raise CheckpointError(path, f"the {where} environment differs: stored layers {stored}, this run's {found}")
+    return layers
+
+
+def _unpickle_env(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [dict(state, attributes={k: pickle.loads(v) for k, v in state["attributes"].items()}) for state in states]
+
+
+def _restore_space(current: gym.spaces.Space, saved: gym.spaces.Space) -> None:
+    """Give ``current`` the state (random generator included) of ``saved``, keeping the object (it is shared)."""
+    vars(current).update(vars(saved))
+
+
+def _restore_value(layer: Any, key: str, value: Any) -> None:
+    current = vars(layer).get(key)
+    if isinstance(current, gym.spaces.Space) and type(current) is type(value):
+        _restore_space(current, value)
+    elif isinstance(current, np.random.Generator) and isinstance(value, np.random.Generator):
+        current.bit_generator.state = value.bit_generator.state
+    else:
+        vars(layer)[key] = value
+
+
+def _restore_env(layers: list[Any], states: list[dict[str, Any]]) -> None:
+    for layer, state in zip(layers, states):
+        for key, value in state["attributes"].items():
+            _restore_value(layer, key, value)
+        if "monitor_csv" in state and getattr(layer, "results_writer", None) is not None:
+            handle = layer.results_writer.file_handler
+            handle.seek(0)
+            handle.truncate()
+            handle.write(state["monitor_csv"])
+            handle.flush()
+
+
+# -- callbacks -----------------------------------------------------------------------------------------------
+def _callback_state(cb: BaseCallback, not_saved: list[str], index: int) -> dict[str, Any]:
+    state: dict[str, Any] = {"class": _name(cb), "n_calls": cb.n_calls, "num_timesteps": cb.num_timesteps, "attributes": {}}
+    for kind, keys in _CALLBACK_STATE.items():
+        if isinstance(cb, kind):
+            state["attributes"].update({key: getattr(cb, key) for key in keys if hasattr(cb, key)})
+    if hasattr(cb, "checkpoint_state") and callable(cb.checkpoint_state):
+        state["custom"] = cb.checkpoint_state()
+    if isinstance(cb, EvalCallback):
+        state["eval_env"] = _capture_env(cb.eval_env, not_saved, f"callback {index} ({type(cb).__name__}) eval_env")
+        best = Path(cb.best_model_save_path) / "best_model.zip" if cb.best_model_save_path else None
+        if best is not None and best.is_file():
+            state["best_model"] = best.read_bytes()
+    return state
+
+
+def _restore_callback(cb: BaseCallback, state: dict[str, Any], eval_layers: list[Any] | None) -> None:
+    cb.n_calls = state["n_calls"]
+    cb.num_timesteps = state["num_timesteps"]
+    for key, value in state["attributes"].items():
+        setattr(cb, key, value)
+    if "custom" in state:
+        cb.restore_checkpoint_state(state["custom"])
+    if isinstance(cb, EvalCallback):
+        if eval_layers is not None:
+            _restore_env(eval_layers, state["eval_env"])
+        if "best_model" in state and cb.best_model_save_path:
+            os.makedirs(cb.best_model_save_path, exist_ok=True)
+            (Path(cb.best_model_save_path) / "best_model.zip").write_bytes(state["best_model"])
+        if cb.log_path is not None and len(cb.evaluations_timesteps) > 0:  # the file as EvalCallback last wrote it
+            kwargs = {"successes": cb.evaluations_successes} if len(cb.evaluations_successes) > 0 else {}
+            os.makedirs(os.path.dirname(cb.log_path) or ".", exist_ok=True)
+            np.savez(
+                cb.log_path,
+                timesteps=cb.evaluations_timesteps,
+                results=cb.evaluations_results,
+                ep_lengths=cb.evaluations_length,
+                **kwargs,
+            )
+
+
+# -- replay buffer -------------------------------------------------------------------------------------------
+class _Rows:
+    """The first ``rows`` rows of a ``buffer_size``-row array of a replay buffer (the rest are zeros)."""
+
+    def __init__(self, array: np.ndarray, rows: int) -> None:
+        self.shape, self.dtype, self.rows = array.shape, array.dtype, np.ascontiguousarray(array[:rows])
+
+    def expand(self) -> np.ndarray:
+        array = np.zeros(self.shape, dtype=self.dtype)
+        array[: len(self.rows)] = self.rows
+        return array
+
+
+def _save_buffer(buffer: Any, path: Path) -> None:
+    """Pickle a replay buffer with only its written rows (its ``buffer_size``-row arrays cut to ``pos``)."""
+    size = int(buffer.buffer_size)
+    rows = size if buffer.full else int(buffer.pos)
+    state = dict(buffer.__getstate__())
+
+    def compact(value: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == size:
+            return _Rows(value, rows)
+        if isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
+            return {k: compact(v) for k, v in value.items()}
+        return value
+
+    with open(path, "wb") as f:
+        pickle.dump((type(buffer), {key: compact(value) for key, value in state.items()}), f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _load_buffer(path: Path) -> Any:
+    with open(path, "rb") as f:
+        cls, state = pickle.load(f)
+
+    def expand(value: Any) -> Any:
+        if isinstance(value, _Rows):
+            return value.expand()
+        if isinstance(value, dict):
+            return {k: expand(v) for k, v in value.items()}
+        return value
+
+    buffer = cls.__new__(cls)
+    state = {key: expand(value) for key, value in state.items()}
+    if hasattr(buffer, "__setstate__"):
+        buffer.__setstate__(state)
+    else:
+        vars(buffer).update(state)
+    return buffer
+
+
+# -- save ----------------------------------------------------------------------------------------------------
+def _check_model(model: Any) -> None:
+    if not isinstance(model, OffPolicyAlgorithm):
+        raise TypeError(f"Exact checkpoints support off-policy algorithms (SAC, TD3, TQC, DDPG), got {type(model).__name__}")
+    if model.env is None:
+        raise ValueError("The model has no environment: checkpoints are taken while it trains (inside learn())")
+
+
+def _signature(model: Any, callbacks: Sequence[BaseCallback]) -> dict[str, Any]:
+    """What must match between a checkpoint and the run resuming it, besides the user's configuration."""
+    return {
+        "algorithm": _name(model),
+        "observation_space": repr(model.observation_space),
+        "action_space": repr(model.action_space),
+        "n_envs": int(model.n_envs),
+        "callbacks": [_name(cb) for cb in callbacks],
+    }
+
+
+def save_checkpoint(
+    model: OffPolicyAlgorithm,
+    directory: str | os.PathLike,
+    callbacks: BaseCallback | Iterable[BaseCallback] | None = None,
+    config: Any = None,
+    keep: int = 1,
+) -> Path:
+    """
+    Write a checkpoint of a training run into ``directory/step_<num_timesteps>/`` (see the module docstring),
+    atomically: it is written under a temporary name and renamed when complete. Call it between two
+    environment steps (:class:`ExactCheckpointCallback` does, at the start of each rollout).
+
+    :param model: The SAC/TD3/TQC/DDPG model being trained (with its env).
+    :param directory: Folder of the run's checkpoints (created if needed).
+    :param callbacks: The callbacks of the ``learn()`` call (their counters and evaluation history are saved).
+    :param config: A JSON-serialisable description of the run's configuration; resuming with another is refused.
+    :param keep: How many checkpoints to keep in ``directory`` (the oldest are removed), ``>= 1``.
+    :return: The checkpoint's folder.
+    :raises TypeError: For a model that is not off-policy, or envs outside this process (``SubprocVecEnv``).
+    :raises ValueError: If ``keep < 1`` or the model has no environment.
+    """
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"keep={keep!r} is outside the allowed range [1, inf)")
+    _check_model(model)
+    callbacks = flatten_callbacks(callbacks)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for leftover in directory.glob(f"{_TMP_PREFIX}*"):  # from a save killed part-way
+        shutil.rmtree(leftover, ignore_errors=True)
+    name = f"{PREFIX}{int(model.num_timesteps):012d}"
+    tmp = directory / f"{_TMP_PREFIX}{name}_{os.getpid()}"
+    tmp.mkdir()
+    not_saved: list[str] = []
+    state = {
+        "rng": _rng_state(),
+        "action_space": pickle.dumps(model.action_space),
+        "observation_space": pickle.dumps(model.observation_space),
+        "env": _capture_env(model.env, not_saved, "training env"),
+        "callbacks": [_callback_state(cb, not_saved, i) for i, cb in enumerate(callbacks)],
+    }
+    model.save(tmp / MODEL_FILE)
+    _save_buffer(model.replay_buffer, tmp / BUFFER_FILE)
+    with open(tmp / STATE_FILE, "wb") as f:
+        pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+    files = {
+        file: {"bytes": (tmp / file).stat().st_size, "sha256": _sha256(tmp / file)}
+        for file in (MODEL_FILE, BUFFER_FILE, STATE_FILE)
+    }
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "num_timesteps": int(model.num_timesteps),
+        "versions": package_versions(),
+        "config": _normalized(config),
+        "signature": _signature(model, callbacks),
+        "files": files,
+        "not_saved": not_saved,
+    }
+    with open(tmp / META_FILE, "w") as f:
+        json.dump(meta, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    final = directory / name
+    if final.exists():  # the same step saved again (e.g. a resumed run): replace it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in list_checkpoints(directory)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """
+    :param directory: Folder of a run's checkpoints.
+    :return: Its complete checkpoints (folders ``step_<n>`` with a ``meta.json``), oldest first.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.glob(f"{PREFIX}*"):
+        step = path.name[len(PREFIX) :]
+        if path.is_dir() and step.isdigit() and (path / META_FILE).is_file():
+            found.append((int(step), path))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """:return: The newest complete checkpoint in ``directory``, or ``None``."""
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+# -- load ----------------------------------------------------------------------------------------------------
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """
+    :param path: A checkpoint folder.
+    :return: Its ``meta.json``.
+    :raises CheckpointError: If it is missing or unreadable.
+    """
+    meta_path = Path(path) / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError as e:
+        raise CheckpointError(meta_path, "missing: the checkpoint is incomplete") from e
+    except (OSError, ValueError) as e:
+        raise CheckpointError(meta_path, f"unreadable ({e})") from e
+    if not isinstance(meta, dict) or not {"format", "versions", "config", "signature", "files"} <= set(meta):
+        raise CheckpointError(meta_path, "not a checkpoint description of this package")
+    return meta
+
+
+def _differences(stored: Any, requested: Any) -> str:
+    if isinstance(stored, dict) and isinstance(requested, dict):
+        keys = sorted(set(stored) | set(requested))
+        diff = {k: (stored.get(k), requested.get(k)) for k in keys if stored.get(k) != requested.get(k)}
+        return f"(stored, requested) = {diff}"
+    return f"stored {stored!r}, requested {requested!r}"
+
+
+def _prepare(model: Any, path: Path, callbacks: list[BaseCallback], config: Any) -> dict[str, Any]:
+    """Check a checkpoint and read all of it, changing nothing of the run (global random state aside)."""
+    meta = read_meta(path)
+    meta_path = path / META_FILE
+    if meta["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(meta_path, f"checkpoint format {meta['format']}, this package reads format {CHECKPOINT_FORMAT}")
+    for file, expected in meta["files"].items():
+        file_path = path / file
+        if not file_path.is_file():
+            raise CheckpointError(file_path, "missing")
+        size = file_path.stat().st_size
+        if size != expected["bytes"]:
+            raise CheckpointError(file_path, f"truncated or changed: {size} bytes, {expected['bytes']} written")
+        if _sha256(file_path) != expected["sha256"]:
+            raise CheckpointError(file_path, "corrupted: its SHA-256 differs from the one written")
+    versions = package_versions()
+    changed = {k: (meta["versions"].get(k), v) for k, v in versions.items() if meta["versions"].get(k) != v}
+    if changed:
+        described = ", ".join(f"{k} {old} (this run: {new})" for k, (old, new) in changed.items())
+        raise CheckpointError(meta_path, f"written with other package versions: {described}; exact resume needs the same")
+    if meta["config"] != _normalized(config):
+        difference = _differences(meta["config"], _normalized(config))
+        raise CheckpointError(meta_path, f"written for another configuration: {difference}")
+    signature = _normalized(_signature(model, callbacks))
+    if meta["signature"] != signature:
+        raise CheckpointError(meta_path, f"written by another kind of run: {_differences(meta['signature'], signature)}")
+    try:
+        with open(path / STATE_FILE, "rb") as f:
+            state = pickle.load(f)
+        state["env"] = _unpickle_env(state["env"])
+        for cb_state in state["callbacks"]:
+            if "eval_env" in cb_state:
+                cb_state["eval_env"] = _unpickle_env(cb_state["eval_env"])
+        state["action_space"] = pickle.loads(state["action_space"])
+        state["observation_space"] = pickle.loads(state["observation_space"])
+    except Exception as e:
+        raise CheckpointError(path / STATE_FILE, f"unreadable ({type(e).__name__}: {e})") from e
+    env_layers = _check_env(model.env, state["env"], meta_path, "training")
+    eval_layers = []
+    for cb, cb_state in zip(callbacks, state["callbacks"]):
+        has_env = "eval_env" in cb_state
+        eval_layers.append(_check_env(cb.eval_env, cb_state["eval_env"], meta_path, "evaluation") if has_env else None)
+    try:
+        buffer = _load_buffer(path / BUFFER_FILE)
+    except Exception as e:
+        raise CheckpointError(path / BUFFER_FILE, f"unreadable ({type(e).__name__}: {e})") from e
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = type(model).load(path / MODEL_FILE, env=None, device=model.device, print_system_info=False)
+    except Exception as e:
+        raise CheckpointError(path / MODEL_FILE, f"unreadable ({type(e).__name__}: {e})") from e
+    return {"state": state, "buffer": buffer, "model": loaded, "env_layers": env_layers, "eval_layers": eval_layers}
+
+
+def load_checkpoint(
+    model: OffPolicyAlgorithm,
+    path: str | os.PathLike,
+    callbacks: BaseCallback | Iterable[BaseCallback] | None = None,
+    config: Any = None,
+) -> int:
+    """
+    Restore a training run from a checkpoint written by :func:`save_checkpoint`, in place: ``model`` takes the
+    checkpoint's policy (weights, masks, optimizers, DST schedule), counters and replay buffer; its environment
+    and the callbacks' evaluation environments, counters and history, and the global random state, are set
+    back to the checkpoint's. Everything is checked and read before anything changes.
+
+    Call it when ``learn()`` has set the run up and before its first step (:class:`ExactCheckpointCallback`
+    does, when training starts, before the sparse callbacks' own start), with ``learn(..., reset_num_timesteps=True)``:
+    the loop then runs from the checkpoint's ``num_timesteps`` to the ``total_timesteps`` it was given.
+
+    :param model: The model of the resumed run, built as in the interrupted one.
+    :param path: A checkpoint folder (``.../step_<n>``).
+    :param callbacks: The callbacks of the ``learn()`` call, as passed when the checkpoint was saved.
+    :param config: The run's configuration, as passed when the checkpoint was saved.
+    :return: The restored ``num_timesteps``.
+    :raises CheckpointError: If the checkpoint is incomplete, truncated, corrupted, of another configuration or
+        of other package versions (the run is then unchanged, global random state included).
+    """
+    _check_model(model)
+    callbacks = flatten_callbacks(callbacks)
+    path = Path(path)
+    before = _rng_state()
+    try:
+        prepared = _prepare(model, path, callbacks, config)
+    except BaseException:
+        _set_rng_state(before)  # loading the model reseeds the global generators
+        raise
+    state, loaded = prepared["state"], prepared["model"]
+    for key, value in vars(loaded).items():
+        if key not in _MODEL_KEEP:
+            vars(model)[key] = value
+    buffer = prepared["buffer"]
+    buffer.device = model.device
+    model.replay_buffer = buffer
+    if hasattr(buffer, "set_env"):  # HerReplayBuffer: its env is not saved
+        buffer.set_env(model.get_env())
+    _restore_env(prepared["env_layers"], state["env"])
+    _restore_space(model.observation_space, state["observation_space"])
+    _restore_space(model.action_space, state["action_space"])
+    for cb, cb_state, eval_layers in zip(callbacks, state["callbacks"], prepared["eval_layers"]):
+        _restore_callback(cb, cb_state, eval_layers)
+    _set_rng_state(state["rng"])
+    return int(model.num_timesteps)
+
+
+# -- callback ------------------------------------------------------------------------------------------------
+class ExactCheckpointCallback(BaseCallback):
+    """
+    Checkpoint a run every ``save_freq`` environment steps and resume it exactly after an interruption.
+
+    When training starts, if ``save_path`` holds a checkpoint, the run is restored from the newest one
+    (:func:`load_checkpoint`): model, optimizers, replay buffer, masks and DST schedule, the environments,
+    the other callbacks' counters and evaluation history, the random state. Then, every ``save_freq`` steps,
+    between a gradient step and the next environment step, a checkpoint is written (:func:`save_checkpoint`;
+    the older ones are removed). Running the same script again after a kill therefore continues the run and
+    ends where the uninterrupted run ends, bit for bit on CPU with the same number of threads.
+
+    Put it first in the callback list, before ``TARCallback`` / ``DSTCallback``, so that they find the
+    restored masks and schedule (they then continue, instead of pruning again); call ``learn()`` with the
+    total number of steps of the whole run, as the first time. A checkpoint that cannot be resumed (another
+    ``config``, a truncated file, other package versions) is refused with a warning naming the file, renamed
+    to ``refused_step_<n>`` and the run starts from step 0.
+
+    :param save_path: Folder of the checkpoints.
+    :param save_freq: Environment steps between checkpoints (``>= 1``; ``0``: only resume, never save).
+    :param config: JSON-serialisable description of the run (e.g. its hyperparameters): a checkpoint written
+        with another one is refused.
+    :param keep: Checkpoints kept in ``save_path`` (the newest), ``>= 1``.
+    :param resume: Resume from the newest checkpoint when training starts.
+    :param verbose: 0: silent, 1: say when a run resumes and when a checkpoint is written.
+    """
+
+    def __init__(
+        self,
+        save_path: str | os.PathLike,
+        save_freq: int = DEFAULT_SAVE_FREQ,
+        config: Any = None,
+        keep: int = 1,
+        resume: bool = True,
+        verbose: int = 1,
+    ) -> None:
+        super().__init__(verbose)
+        if isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 0:
+            raise ValueError(f"save_freq={save_freq!r} is outside the allowed range [0, inf)")
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"keep={keep!r} is outside the allowed range [1, inf)")
+        if not isinstance(resume, bool):
+            raise TypeError(f"resume must be a bool, got {resume!r}")
+        try:
+            json.dumps(config)
+        except TypeError as e:
+            raise TypeError(f"config must be JSON-serialisable, got {config!r}: {e}") from e
+        self.save_path = Path(save_path)
+        self.save_freq = save_freq
+        self.config = config
+        self.keep = keep
+        self.resume = resume
+        self.resumed_from: Path | None = None
+        self.last_saved: Path | None = None
+        self._callbacks: list[BaseCallback] = [self]
+        self._saved_at = 0
+
+    def _init_callback(self) -> None:
+        _check_model(self.model)
+
+    def _on_training_start(self) -> None:
+        root = self.locals.get("callback") if self.locals else None
+        self._callbacks = flatten_callbacks(root) if root is not None else [self]
+        from sb3_tar.callbacks import SparseCallback
+
+        mine = self._callbacks.index(self) if self in self._callbacks else 0
+        early = [type(cb).__name__ for cb in self._callbacks[:mine] if isinstance(cb, SparseCallback)]
+        if early:
+            raise ValueError(
+                f"{type(self).__name__} must come before {', '.join(early)} in the callback list, so that they "
+                "find the restored masks and schedule"
+            )
+        _env_layers(self.model.env)  # refuse environments in other processes now, not at the first checkpoint
+        for cb in self._callbacks:
+            if isinstance(cb, EvalCallback):
+                _env_layers(cb.eval_env)
+        if getattr(self.model, "use_sde", False):
+            warnings.warn(
+                f"{type(self).__name__}: with use_sde=True a resumed run is not exact (gSDE redraws its noise at the "
+                "start of each rollout, after the checkpoint)",
+                stacklevel=2,
+            )
+        if self.resume:
+            self._resume()
+        self._saved_at = int(self.model.num_timesteps)
+
+    def _resume(self) -> None:
+        path = latest_checkpoint(self.save_path)
+        if path is None:
+            return
+        try:
+            step = load_checkpoint(self.model, path, self._callbacks, self.config)
+        except CheckpointError as e:
+            refused = path.with_name(_REFUSED_PREFIX + path.name)
+            shutil.rmtree(refused, ignore_errors=True)
+            os.replace(path, refused)
+            message = f"{type(self).__name__}: {e}; moved to {refused.name}, training starts from step 0"
+            print(message, file=sys.stderr, flush=True)
+            warnings.warn(message, stacklevel=2)
+            return
+        self.resumed_from = path
+        if self.verbose >= 1:
+            print(f"{type(self).__name__}: resumed from {path} at step {step}", flush=True)
+
+    def _on_rollout_start(self) -> None:
+        if self.save_freq > 0 and self.model.num_timesteps - self._saved_at >= self.save_freq:
+            self.last_saved = save_checkpoint(self.model, self.save_path, self._callbacks, self.config, self.keep)
+            self._saved_at = int(self.model.num_timesteps)
+            if self.verbose >= 1:
+                print(f"{type(self).__name__}: checkpoint {self.last_saved}", flush=True)
+
+    def _on_step(self) -> bool:
+        return True
+
+
+__all__ = [
+    "CheckpointError",
+    "ExactCheckpointCallback",
+    "flatten_callbacks",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "read_meta",
+    "save_checkpoint",
+]

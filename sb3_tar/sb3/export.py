@@ -1,0 +1,265 @@
+"""Export the deterministic actor of an SAC/TD3/TQC model, sparse or not, to ONNX or TorchScript (thin SB3 glue).
+
+:func:`export_actor` writes one file computing what ``model.predict(obs, deterministic=True)`` returns:
+the observation is preprocessed as SB3 does (``float()``, images divided by 255), passed through the actor's
+features extractor and layers, squashed with ``tanh`` (SAC/TQC; TD3's actor ends with its own ``Tanh``) and
+unscaled from ``[-1, 1]`` to the action space's ``[low, high]``. The output is therefore the *environment*
+action, not SB3's scaled action in ``[-1, 1]``.
+
+The exported graph is *dense-equivalent*: every linear layer is a plain dense matrix product whose weight holds
+the kept weights and exact zeros at pruned positions (a layer running on the sparse C++ kernel is converted
+back to its dense form). ONNX Runtime and TorchScript then run their own dense kernels, so the file is as large
+and, per call, as fast as the dense network's; the sparsity is recorded in the file's metadata
+(:func:`read_export_metadata`): per layer, its shape and its kept count.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+#: File suffixes and the format each selects when ``export_actor``'s ``format`` is not given.
+SUFFIXES: dict[str, str] = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
+FORMATS: tuple[str, ...] = ("onnx", "torchscript")
+#: Key of the metadata: an ONNX ``metadata_props`` entry, a TorchScript extra file (``sb3_tar.json``).
+METADATA_KEY = "sb3_tar"
+_TORCHSCRIPT_FILE = METADATA_KEY + ".json"
+ONNX_OPSET = 18
+
+
+def _policy_of(model: Any) -> nn.Module:
+    policy = getattr(model, "policy", model)
+    actor = getattr(policy, "actor", None)
+    if not isinstance(policy, nn.Module) or not isinstance(actor, nn.Module):
+        raise TypeError(
+            f"export_actor expects an SB3 SAC, TD3 or TQC model (or its policy), got {type(model).__name__}: "
+            "it has no policy.actor"
+        )
+    return policy
+
+
+def _plain_linear(layer: nn.Linear) -> nn.Linear:
+    """A plain ``nn.Linear`` (CPU, float32) with ``layer``'s weight, zeros at pruned positions baked in, and bias."""
+    weight = layer.weight.detach().to("cpu", torch.float32)
+    mask = getattr(layer, "weight_mask", None)
+    if mask is not None:
+        weight = torch.where(mask.detach().to("cpu") != 0, weight, torch.zeros_like(weight))
+    plain = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    with torch.no_grad():
+        plain.weight.copy_(weight)
+        if layer.bias is not None:
+            plain.bias.copy_(layer.bias.detach().to("cpu", torch.float32))
+    return plain.requires_grad_(False)
+
+
+def _plain_copy(module: nn.Module, prefix: str, layers: list[dict[str, Any]]) -> nn.Module:
+    """
+    A CPU float32 copy of ``module`` whose linear layers (masked ``nn.Linear`` or ``SparseLinear``) are plain
+    ``nn.Linear`` with the pruned weights at zero; appends one record per layer to ``layers``.
+    """
+    if isinstance(module, nn.Linear):
+        mask = getattr(module, "weight_mask", None)
+        total = module.in_features * module.out_features
+        layers.append(
+            {
+                "name": prefix,
+                "shape": [module.out_features, module.in_features],
+                "kept": int((mask != 0).sum()) if mask is not None else total,
+                "total": total,
+            }
+        )
+        return _plain_linear(module)
+    children = dict(module.named_children())
+    copies = {name: _plain_copy(child, f"{prefix}.{name}" if prefix else name, layers) for name, child in children.items()}
+    shell = copy.copy(module)  # the module's own parameters, buffers and settings, without its children
+    shell._modules = {}  # type: ignore[assignment]
+    shell = copy.deepcopy(shell)
+    for name, child in copies.items():
+        shell._modules[name] = child  # type: ignore[index]
+    return shell.to("cpu", torch.float32).requires_grad_(False)
+
+
+class DeterministicActor(nn.Module):
+    """
+    ``observation -> action`` as ``model.predict(observation, deterministic=True)`` computes it, from a copy of
+    an SAC/TD3/TQC policy's actor with dense (mask-baked) linear layers.
+
+    :param policy: ``model.policy`` of an SAC, TD3 or TQC model with a ``Box`` observation and action space.
+    :raises TypeError: If the policy's actor is not an SB3 SAC/TD3/TQC actor.
+    :raises ValueError: If the observation or action space is not a ``Box``.
+    """
+
+    def __init__(self, policy: nn.Module) -> None:
+        super().__init__()
+        actor = policy.actor
+        for what, space in (("observation", policy.observation_space), ("action", policy.action_space)):
+            if not isinstance(space, spaces.Box):
+                raise ValueError(
+                    f"export_actor supports Box {what} spaces, got {type(space).__name__}: export a Dict-observation "
+                    "policy with SB3's recipe (policy.actor on a dict of tensors) instead"
+                )
+        #: One record per exported linear layer: ``name``, ``shape`` ``[out, in]``, ``kept`` and ``total`` weights.
+        self.layer_records: list[dict[str, Any]] = []
+        if hasattr(actor, "latent_pi") and isinstance(getattr(actor, "mu", None), nn.Module):
+            self.algorithm_actor = "squashed_gaussian"  # SAC, TQC: tanh of the mean
+            body = nn.Sequential(actor.latent_pi, actor.mu)
+            names = ("latent_pi", "mu")
+            self.squash = True
+        elif isinstance(getattr(actor, "mu", None), nn.Module):
+            self.algorithm_actor = "deterministic"  # TD3: mu ends with Tanh
+            body = nn.Sequential(actor.mu)
+            names = ("mu",)
+            self.squash = False
+        else:
+            raise TypeError(f"Unsupported actor {type(actor).__name__}: expected an SB3 SAC, TD3 or TQC actor")
+        self.features_extractor = _plain_copy(actor.features_extractor, "features_extractor", self.layer_records)
+        self.body = nn.Sequential(
+            *(_plain_copy(module, name, self.layer_records) for module, name in zip(body, names))
+        ).requires_grad_(False)
+        self.observation_space = policy.observation_space
+        self.normalize_images = bool(getattr(policy, "normalize_images", True))
+        low = torch.as_tensor(policy.action_space.low, dtype=torch.float32)
+        high = torch.as_tensor(policy.action_space.high, dtype=torch.float32)
+        self.register_buffer("action_low", low)
+        self.register_buffer("action_scale", high - low)
+        self.eval()
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        """
+        :param observation: ``(batch, *observation_space.shape)``.
+        :return: Actions ``(batch, *action_space.shape)`` in the action space's bounds (what ``predict`` returns).
+        """
+        from stable_baselines3.common.preprocessing import preprocess_obs
+
+        x = preprocess_obs(observation, self.observation_space, normalize_images=self.normalize_images)
+        a = self.body(self.features_extractor(x))
+        if self.squash:
+            a = torch.tanh(a)
+        return self.action_low + 0.5 * (a + 1.0) * self.action_scale
+
+
+def _metadata(model: Any, policy: nn.Module, actor: DeterministicActor, fmt: str) -> dict[str, Any]:
+    kept = sum(r["kept"] for r in actor.layer_records)
+    total = sum(r["total"] for r in actor.layer_records)
+    from sb3_tar import __version__
+
+    return {
+        "producer": f"sb3-tar {__version__}",
+        "format": fmt,
+        "algorithm": type(model).__name__ if model is not policy else None,
+        "policy_class": type(policy).__name__,
+        "input": "observation: float32 (batch, *observation_space.shape), as passed to model.predict",
+        "output": "action: float32 (batch, *action_space.shape), unscaled to the action space (what model.predict returns)",
+        "observation_shape": list(policy.observation_space.shape),
+        "action_low": np.asarray(policy.action_space.low, dtype=np.float64).tolist(),
+        "action_high": np.asarray(policy.action_space.high, dtype=np.float64).tolist(),
+        "graph": "dense-equivalent: dense matrix products, pruned weights stored as exact zeros",
+        "layers": actor.layer_records,
+        "kept": kept,
+        "total": total,
+        "sparsity": 1.0 - kept / total if total else 0.0,
+    }
+
+
+def _resolve_format(path: str, fmt: str | None) -> str:
+    if fmt is None:
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix not in SUFFIXES:
+            raise ValueError(f"Cannot tell the format from the suffix of {path!r}: use one of {sorted(SUFFIXES)} or format=")
+        return SUFFIXES[suffix]
+    if fmt not in FORMATS:
+        raise ValueError(f"format={fmt!r} is not allowed: use one of {list(FORMATS)}")
+    return fmt
+
+
+def _export_onnx(actor: DeterministicActor, example: torch.Tensor, path: str, metadata: dict[str, Any]) -> None:
+    try:
+        import onnx
+    except ImportError as e:
+        raise ImportError("ONNX export needs the onnx and onnxscript packages: pip install 'sb3-tar[export]'") from e
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(
+        actor,
+        (example,),
+        input_names=["observation"],
+        output_names=["action"],
+        dynamic_shapes={"observation": {0: batch}},
+        opset_version=ONNX_OPSET,
+        dynamo=True,
+        verbose=False,
+    )
+    proto = program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    proto.doc_string = "Deterministic actor exported by sb3-tar: observation -> action (as model.predict)."
+    onnx.save(proto, path)
+
+
+def _export_torchscript(actor: DeterministicActor, example: torch.Tensor, path: str, metadata: dict[str, Any]) -> None:
+    with torch.no_grad():
+        traced = torch.jit.trace(actor, example, check_inputs=[(example[:1],)])
+    torch.jit.save(traced, path, _extra_files={_TORCHSCRIPT_FILE: json.dumps(metadata)})
+
+
+def export_actor(model: Any, path: str | os.PathLike, format: str | None = None) -> dict[str, Any]:  # noqa: A002
+    """
+    Export the deterministic actor of an SAC, TD3 or TQC model (sparse or dense, any execution path) to a
+    file that computes ``model.predict(observation, deterministic=True)``: environment actions, ``tanh``
+    squashing and unscaling to the action space included. The model is not changed.
+
+    ONNX needs the ``onnx`` and ``onnxscript`` packages (``pip install 'sb3-tar[export]'``); run the file with
+    ``onnxruntime.InferenceSession(path).run(None, {"observation": obs})[0]``, ``obs`` a float32 array
+    ``(batch, *observation_space.shape)``. A TorchScript file runs with ``torch.jit.load(path)(obs)``.
+
+    :param model: An SB3 SAC, TD3 or TQC model (or its ``policy``) with ``Box`` observation and action spaces.
+    :param path: The file to write (its folder must exist).
+    :param format: ``"onnx"`` or ``"torchscript"``; by default from the suffix (``.onnx``; ``.pt``, ``.pth``, ``.ts``).
+    :return: The metadata written into the file (see :func:`read_export_metadata`): per layer its name, shape,
+        ``kept`` and ``total`` weight counts, and overall ``kept``, ``total`` and ``sparsity``.
+    :raises TypeError: If ``model`` is not an SAC/TD3/TQC model or policy.
+    :raises ValueError: If a space is not a ``Box``, or the format is unknown.
+    :raises ImportError: For ONNX without the ``onnx``/``onnxscript`` packages.
+    """
+    path = os.fspath(path)
+    fmt = _resolve_format(path, format)
+    policy = _policy_of(model)
+    actor = DeterministicActor(policy)
+    metadata = _metadata(model, policy, actor, fmt)
+    low, high = policy.observation_space.low, policy.observation_space.high
+    sample = np.where(np.isfinite(low) & np.isfinite(high), (np.nan_to_num(low) + np.nan_to_num(high)) / 2, 0.0)
+    example = torch.as_tensor(np.stack([sample, sample]), dtype=torch.float32)
+    if fmt == "onnx":
+        _export_onnx(actor, example, path, metadata)
+    else:
+        _export_torchscript(actor, example, path, metadata)
+    return metadata
+
+
+def read_export_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """
+    The metadata :func:`export_actor` wrote into a file.
+
+    :param path: An ``.onnx`` file (read with ``onnx``) or a TorchScript file.
+    :return: The metadata dict (``layers``: per layer ``name``, ``shape``, ``kept``, ``total``; ``sparsity``; ...).
+    :raises ValueError: If the file holds no sb3-tar metadata.
+    """
+    path = os.fspath(path)
+    if _resolve_format(path, None) == "onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+        if METADATA_KEY not in props:
+            raise ValueError(f"{path} holds no sb3-tar metadata (no {METADATA_KEY!r} metadata entry)")
+        return json.loads(props[METADATA_KEY])
+    extra = {_TORCHSCRIPT_FILE: ""}
+    torch.jit.load(path, map_location="cpu", _extra_files=extra)
+    if not extra[_TORCHSCRIPT_FILE]:
+        raise ValueError(f"{path} holds no sb3-tar metadata (no {_TORCHSCRIPT_FILE} extra file)")
+    return json.loads(extra[_TORCHSCRIPT_FILE])

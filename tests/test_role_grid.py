@@ -1,0 +1,127 @@
+"""Per-role grid methods (``<actor method>+<critic method>``): expansion, callback, and one real sweep cell end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from cli_utils import run_cli
+from stable_baselines3 import SAC
+
+from sb3_tar.experiments.grid import DST_CALLBACK, TAR_CALLBACK, GridSpec, get_preset
+
+PLAIN = ["dense", "static", "tar", "uniform", "set", "rigl"]
+MIXED = ["tar+rigl", "dense+tar", "dense+rigl", "rigl+static"]
+
+
+def grid(methods: list[str], **kwargs) -> GridSpec:
+    base = dict(envs=["Pendulum-v1"], criteria=["magnitude", "erk"], sparsities=[0.9], rrs=[0.0, 0.01], widths=[32], seeds=[0])
+    return GridSpec(methods=methods, **{**base, **kwargs})
+
+
+def test_existing_cell_ids_are_unchanged() -> None:
+    plain = [c.cell_id for c in grid(PLAIN).expand()]
+    both = [c.cell_id for c in grid(PLAIN + MIXED).expand()]
+    assert both[: len(plain)] == plain and len(both) > len(plain)
+    # The smoke preset's cells, written out as they were before per-role methods existed.
+    assert sorted({c.label for c in get_preset("smoke").expand()}) == [
+        "dense_w64",
+        "rigl_erk_sp0.9_w64",
+        "set_erk_sp0.9_w64",
+        "static_magnitude_sp0.9_w64",
+        "tar_magnitude_sp0.9_rr0.01_w64",
+        "uniform_magnitude_sp0.9_rr0.01_w64",
+    ]
+
+
+def test_per_role_methods_expand_over_their_axes() -> None:
+    labels = [c.label for c in grid(MIXED).expand()]
+    assert labels == [
+        # tar+rigl: criteria axis (a static-family role), rr axis; at rr 0 the TAR actor is static
+        "static+rigl_magnitude_sp0.9_w32",
+        "tar+rigl_magnitude_sp0.9_rr0.01_w32",
+        "static+rigl_erk_sp0.9_w32",
+        "tar+rigl_erk_sp0.9_rr0.01_w32",
+        "dense+static_magnitude_sp0.9_w32",
+        "dense+tar_magnitude_sp0.9_rr0.01_w32",
+        "dense+static_erk_sp0.9_w32",
+        "dense+tar_erk_sp0.9_rr0.01_w32",
+        "dense+rigl_erk_sp0.9_w32",  # only SET/RigL and dense roles: dst_criterion, no rr
+        "rigl+static_magnitude_sp0.9_w32",
+        "rigl+static_erk_sp0.9_w32",
+    ]
+
+
+def test_per_role_cells_run_the_right_callback() -> None:
+    cells = {c.label: c for c in grid(MIXED, dst_kwargs={"update_interval": 50}, tar_kwargs={"floor_fraction": 0.5}).expand()}
+    dst = cells["tar+rigl_magnitude_sp0.9_rr0.01_w32"].callback()
+    assert dst == [
+        {
+            DST_CALLBACK: {
+                "sparsity": 0.9,
+                "role_methods": {"actor": "tar", "critic": "rigl"},
+                "criterion": "magnitude",
+                "recovery_ratio": 0.01,
+                "seed": 0,
+                "verbose": 1,
+                "method": "rigl",
+                "update_interval": 50,
+            }
+        }
+    ]
+    tar = cells["dense+tar_erk_sp0.9_rr0.01_w32"].callback()[0][TAR_CALLBACK]
+    assert tar["role_methods"] == {"actor": "dense", "critic": "tar"} and tar["floor_fraction"] == 0.5
+    assert cells["rigl+static_erk_sp0.9_w32"].callback()[0][DST_CALLBACK]["method"] == "rigl"
+    from sb3_tar.callbacks import DSTCallback, TARCallback
+
+    for cell in cells.values():  # every spec builds its callback
+        ((name, kwargs),) = cell.callback()[0].items()
+        (DSTCallback if name == DST_CALLBACK else TARCallback)(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        (dict(methods=["tar+tar"]), "names one method twice"),
+        (dict(methods=["tar+gmp"]), "Unknown per-role method 'tar\\+gmp'"),
+        (dict(methods=["tar+rigl"], criteria=["magnitude_layer"]), "magnitude_layer cannot start"),
+        (dict(methods=["dense+tar"], sparsities=[0.995]), "rr=0.01 with sparsity=0.995"),
+    ],
+)
+def test_bad_per_role_methods_are_refused(kwargs: dict, pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        grid(**kwargs).validate()
+
+
+def test_sweep_runs_a_per_role_cell_and_reports_it(tmp_path) -> None:
+    """``sb3-tar sweep --methods tar+rigl``: the saved model has a TAR actor and RigL Q-networks at exactly 10% density,
+    the schedule ran with the per-role methods stored; ``sb3-tar report`` names the method. (What each role's mask
+    does during training is checked step by step in test_role_methods.py.)"""
+    root = tmp_path / "roles"
+    args = ["--envs", "Pendulum-v1", "--methods", "tar+rigl", "--criteria", "magnitude", "--sparsities", "0.9"]
+    args += ["--rrs", "0.01", "--widths", "32", "--seeds", "0", "-n", "300", "--eval-freq", "300", "--eval-episodes", "1"]
+    args += ["--params", "learning_starts:100", "--dst-kwargs", "update_interval:50", "--jobs", "1", "--no-progress"]
+    sweep = run_cli("sweep", *args, "-o", str(root))
+    assert sweep.returncode == 0, sweep.stdout + sweep.stderr
+    (cell,) = root.glob("sac/Pendulum-v1/tar+rigl_magnitude_sp0.9_rr0.01_w32/seed_0")
+    model = SAC.load(cell / "sac" / "Pendulum-v1_1" / "Pendulum-v1.zip", device="cpu")
+    state = model.sb3_tar_dst_state
+    assert state["role_methods"] == {"actor": "tar", "critic": "rigl"} and state["step"] == 200
+    reports = model.sb3_tar_reports
+    for name, module in [
+        ("actor", model.policy.actor),
+        *((f"critic.qf{i}", q) for i, q in enumerate(model.policy.critic.q_networks)),
+    ]:
+        layers = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+        total = sum(layer.weight.numel() for layer in layers)
+        final = [layer.weight_mask.bool() for layer in layers]
+        assert sum(int(m.sum()) for m in final) == round(0.1 * total), name  # exact count of each role's density
+        assert all((layer.weight[~m] == 0).all() for layer, m in zip(layers, final)), name
+    assert (reports["actor"]["revival"], reports["critic.qf0"]["revival"]) == ("tar", "none")
+    assert reports["actor"]["budget"] > 0 and reports["critic.qf0"]["criterion"] == "magnitude"
+    summary = json.loads((cell / "summary.json").read_text())
+    assert summary["final_sparsity"]["actor"]["nonzero"] <= round(0.1 * summary["final_sparsity"]["actor"]["total"])
+    report = run_cli("report", str(root), "--reps", "100", "--no-progress", timeout=180)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "TAR actor + RigL critic" in (root / "report" / "report.md").read_text()

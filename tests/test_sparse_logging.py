@@ -1,0 +1,120 @@
+"""sb3-tar's curves in SB3's logger, read back from SB3's own CSV output of real runs (issue 20, point 3)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from sb3_utils import small_kwargs
+from stable_baselines3 import SAC, TD3
+from stable_baselines3.common.logger import KVWriter, Logger, configure
+
+import sb3_tar
+from sb3_tar import sac
+from sb3_tar.sb3.report_logging import ALLOCATION_FILE
+
+# Pendulum-v1 episodes are 200 steps; log_interval=1 dumps at 200, 400 and 600 steps.
+STEPS, EPISODE = 600, 200
+ARCH = [32, 32]
+
+
+class _Texts(KVWriter):
+    """A KVWriter keeping the text records and their exclusions, as SB3 hands them to its TensorBoard writer."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, tuple[str, tuple]] = {}
+
+    def write(self, key_values, key_excluded, step: int = 0) -> None:
+        for key, value in key_values.items():
+            if isinstance(value, str):
+                self.texts[key] = (value, key_excluded.get(key))
+
+
+def _csv_logger(folder: Path) -> tuple[Logger, _Texts]:
+    logger = configure(str(folder), ["csv"])
+    texts = _Texts()
+    logger.output_formats.append(texts)
+    return logger, texts
+
+
+def _rows(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "progress.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _dead_units(mask: torch.Tensor) -> int:
+    return int((mask.sum(dim=1) == 0).sum() + (mask.sum(dim=0) == 0).sum())
+
+
+def test_sparse_policy_without_callback_logs_curves_at_every_dump(tmp_path: Path) -> None:
+    kwargs = small_kwargs("sac", learning_starts=100)
+    model = SAC(sac.SparsePolicy, "Pendulum-v1", policy_kwargs=dict(net_arch=ARCH, sparsity=0.9), **kwargs)
+    logger, texts = _csv_logger(tmp_path)
+    model.set_logger(logger)
+    model.learn(STEPS, log_interval=1)
+    rows = _rows(tmp_path)
+    assert [int(r["time/total_timesteps"]) for r in rows] == [EPISODE, 2 * EPISODE, 3 * EPISODE]
+    masks = sb3_tar.masks_of(model)
+    # actor: 32x3 + 32x32 + 1x32 (mu) + 1x32 (log_std) = 1184 weights; each Q-network: 32x4 + 32x32 + 1x32 = 1184
+    assert {name: sum(m.numel() for m in ms) for name, ms in masks.items()} == dict.fromkeys(masks, 1184)
+    for name, layer_masks in masks.items():
+        for row in rows:  # the masks are fixed: the same measured values at every dump
+            assert float(row[f"sparse/{name}/sparsity"]) == pytest.approx(1 - round(0.1 * 1184) / 1184)
+            assert float(row[f"sparse/{name}/pruned_nonzero"]) == 0
+            assert float(row[f"sparse/{name}/dead_units"]) == sum(_dead_units(m) for m in layer_masks)
+    columns = set(rows[0])
+    assert not any(c.startswith("sparsity/") or c.startswith("dst/") for c in columns)
+    assert not any(c.startswith("sparse/dst/") or c.endswith(("/dropped", "/grown")) for c in columns)  # no DST fields
+    # the allocation table, once: in the run folder and as a text record that only TensorBoard writes
+    table = (tmp_path / ALLOCATION_FILE).read_text()
+    assert "connectivity threshold E_l" in table and "| latent_pi.2 | 32x32 |" in table
+    text, excluded = texts.texts["sparse/allocation"]
+    assert text.strip() == table.strip() and "tensorboard" not in excluded and "csv" in excluded
+
+
+def test_dst_callback_counts_every_update_between_dumps(tmp_path: Path) -> None:
+    model = TD3("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=ARCH), **small_kwargs("td3", learning_starts=100))
+    logger, texts = _csv_logger(tmp_path)
+    model.set_logger(logger)
+    callback = sb3_tar.DSTCallback(method="set", sparsity=0.8, update_interval=20)
+    model.learn(STEPS, log_interval=1, callback=callback)
+    rows = _rows(tmp_path)
+    # 500 planned gradient steps, T_end = 0.8 * 500 = 400: updates at t = 20, 40, ..., 380 (19 of them),
+    # about 5 between two dumps
+    assert int(float(rows[-1]["sparse/dst/updates"])) == 19
+    updates = [int(float(r["sparse/dst/updates"])) for r in rows]
+    assert updates == sorted(updates) and updates[0] < 19
+    history = callback.rewirer.history
+    assert len({u.step for u in history if u.role == "critic"}) == 19
+    for name in ("actor", "critic.qf0", "critic.qf1"):
+        dropped = [int(float(r[f"sparse/{name}/dropped"])) for r in rows]
+        grown = [int(float(r[f"sparse/{name}/grown"])) for r in rows]
+        assert dropped == sorted(dropped) and dropped[-1] == sum(sum(u.dropped) for u in history if u.network == name) > 0
+        assert grown[-1] == sum(sum(u.grown) for u in history if u.network == name)
+        total = 1152 if name == "actor" else 1184  # TD3's actor: 32x3 + 32x32 + 1x32
+        assert float(rows[-1][f"sparse/{name}/sparsity"]) == pytest.approx(1 - round(0.2 * total) / total, abs=1e-12)
+    # no TAR-only field for a run without revival
+    assert not any(key in c for c in rows[0] for key in ("revived", "floor", "threshold"))
+    table = (tmp_path / ALLOCATION_FILE).read_text()
+    assert "revival none" in table and "floor" not in table and "E_l" not in table
+
+
+def test_callback_model_logs_after_load_without_callback(tmp_path: Path) -> None:
+    model = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=ARCH), **small_kwargs("sac", learning_starts=100))
+    model.learn(EPISODE, callback=sb3_tar.TARCallback(sparsity=0.9))
+    reports = sb3_tar.pruning_reports(model)
+    model.save(tmp_path / "model.zip")
+    loaded = SAC.load(tmp_path / "model.zip", env=model.get_env(), device="cpu")
+    assert {n: r.to_dict() for n, r in sb3_tar.pruning_reports(loaded).items()} == {n: r.to_dict() for n, r in reports.items()}
+    logger, _ = _csv_logger(tmp_path / "loaded")
+    loaded.set_logger(logger)
+    loaded.learn(2 * EPISODE, log_interval=1, reset_num_timesteps=False)  # no callback: the loaded policy logs
+    rows = _rows(tmp_path / "loaded")
+    assert len(rows) == 2
+    kept = {name: sum(int(m.sum()) for m in ms) for name, ms in sb3_tar.masks_of(loaded).items()}
+    for name, n_kept in kept.items():
+        assert n_kept == round(0.1 * 1184)
+        assert all(float(r[f"sparse/{name}/sparsity"]) == pytest.approx(1 - n_kept / 1184) for r in rows)
+    assert "revival tar" in (tmp_path / "loaded" / ALLOCATION_FILE).read_text()
