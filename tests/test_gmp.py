@@ -220,6 +220,12 @@ def test_gmp_moves_layers_onto_the_sparse_kernel_below_the_threshold_and_prunes_
     assert sorted(loaded.policy.sparse_layers) == sorted(policy.sparse_layers)
     for key, mask in masks.items():
         assert torch.equal(loaded.policy.state_dict()[key], mask), key
+    for role in ("actor", "critic"):  # Adam's moments of layers pruned on the kernel survive the file, in place
+        saved, back = (getattr(m.policy, role).optimizer.state_dict()["state"] for m in (model, loaded))
+        assert saved.keys() == back.keys()
+        for index, entry in saved.items():
+            for key in ("exp_avg", "exp_avg_sq"):
+                assert torch.equal(entry[key], back[index][key]), (role, index, key)
 
 
 RESUME = r"""

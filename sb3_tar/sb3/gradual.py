@@ -34,6 +34,7 @@ from sb3_tar.core.masks import is_compressed
 from sb3_tar.core.streams import stream_generator
 from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.networks import SparseNetwork
+from sb3_tar.sb3.sparse_execution import register_owner
 
 #: Model attribute holding a GMP run's settings and position (saved with the model).
 GMP_STATE_ATTRIBUTE = "sb3_tar_gmp_state"
@@ -195,11 +196,14 @@ class GradualPruner:
         t0, t1 = self.window
         progress = cubic_progress(step, t0, t1)
         self.conversion_due = True
-        for net in self.enforcer.role_networks(role):
+        networks = self.enforcer.role_networks(role)
+        for net in networks:
             kept = self._prune(net, step, progress, optimizer)
             if self.logger is not None:
                 self.logger.record(f"gmp/{net.name}/kept", kept)
                 self.logger.record(f"gmp/{net.name}/sparsity", 1 - kept / self.plans[net.name].total)
+        if any(is_compressed(layer) for net in networks for layer in net.linears):
+            register_owner(optimizer, networks)  # the layout hooks find the new values parameters (shrink_compressed)
         if self.logger is not None:
             self.logger.record("gmp/step", step)
         if self.verbose >= 2:
@@ -234,7 +238,8 @@ def shrink_compressed(
 
     :param layer: The online layer.
     :param mask: Its new boolean mask.
-    :param optimizer: The optimizer stepping ``layer.values``.
+    :param optimizer: The optimizer stepping ``layer.values`` (its layout hooks learn of the new parameter from
+        :func:`~sb3_tar.sb3.sparse_execution.register_owner`, which the caller runs once per prune step).
     :param targets: Its target layers (also on the kernel).
     """
     from sb3_tar.kernels import dense_to_values, values_to_dense
@@ -258,9 +263,6 @@ def shrink_compressed(
         group["params"] = [layer.values if p is previous else p for p in group["params"]]
     if state:
         optimizer.state[layer.values] = state
-    owners = getattr(optimizer, "_sb3_tar_masks", None)
-    if isinstance(owners, dict) and previous in owners:
-        owners[layer.values] = owners.pop(previous)
 
 
 def attached_pruner(policy: torch.nn.Module) -> GradualPruner | None:
