@@ -87,3 +87,10 @@ def test_small_dense_callback_warns_on_another_width_and_refuses_bad_values() ->
         model.learn(5, callback=SmallDenseCallback(reference_width=256, sparsity=0.9))
     with pytest.raises(ValueError, match=r"reference_width=0 is outside the allowed range"):
         SmallDenseCallback(reference_width=0)
+
+
+def test_baselines_are_importable_from_the_package() -> None:
+    import sb3_tar
+    from sb3_tar.baselines import GMPCallback
+
+    assert sb3_tar.SmallDenseCallback is SmallDenseCallback and sb3_tar.GMPCallback is GMPCallback
