@@ -22,6 +22,8 @@ _LAZY = {
     "TARCallback": ("sb3_tar.callbacks", "TARCallback"),
     "DSTCallback": ("sb3_tar.callbacks", "DSTCallback"),
     "DiagnosticsCallback": ("sb3_tar.diagnostics", "DiagnosticsCallback"),
+    "GMPCallback": ("sb3_tar.baselines", "GMPCallback"),
+    "SmallDenseCallback": ("sb3_tar.baselines", "SmallDenseCallback"),
     "enforce_masks": ("sb3_tar.callbacks", "enforce_masks"),
     "ExactCheckpointCallback": ("sb3_tar.sb3.checkpoint", "ExactCheckpointCallback"),
     "masks_of": ("sb3_tar.sb3.model_masks", "masks_of"),

@@ -83,6 +83,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--dst-kwargs", nargs="+", metavar="KEY:VALUE", help="extra DSTCallback kwargs, e.g. update_interval:500"
     )
+    sweep.add_argument(
+        "--gmp-kwargs", nargs="+", metavar="KEY:VALUE", help="extra GMPCallback kwargs, e.g. interval:500 end_fraction:0.75"
+    )
     sweep.add_argument("-j", "--jobs", type=int, default=None, help="cells at once (default: number of CPU cores)")
     sweep.add_argument("--backend", choices=BACKENDS, default="local", help="local processes, or a Ray cluster")
     sweep.add_argument("--ray-address", default=None, help="Ray cluster address (default: ray.init() default)")
@@ -195,6 +198,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
     grid.hyperparams = {**grid.hyperparams, **_key_values(args.params, literal=False)}
     grid.tar_kwargs = {**grid.tar_kwargs, **_key_values(args.tar_kwargs, literal=True)}
     grid.dst_kwargs = {**grid.dst_kwargs, **_key_values(args.dst_kwargs, literal=True)}
+    grid.gmp_kwargs = {**grid.gmp_kwargs, **_key_values(args.gmp_kwargs, literal=True)}
     grid.validate()
     return grid
 

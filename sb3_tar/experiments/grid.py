@@ -7,6 +7,9 @@ do not apply to a method are collapsed, so no configuration runs twice:
 - ``static`` (the paper's "Original") always has rr = 0;
 - ``tar`` and ``uniform`` at rr = 0 *are* the static baseline, so they become ``static`` cells;
 - ``set`` and ``rigl`` ignore rr and start from ``dst_criterion`` (ERK by default, as in the spec);
+- ``gmp`` (gradual magnitude pruning) ignores rr and takes the magnitude criteria of ``criteria`` as its ranking
+  (``magnitude``: global, ``magnitude_layer``: per layer, ``erk``: per layer towards ERK densities);
+- ``small_dense`` (a dense network of the sparse one's parameter count) ignores criterion and rr.
 - ``<actor method>+<critic method>`` (e.g. ``tar+rigl``, ``dense+tar``): a method per network role
   (:mod:`sb3_tar.experiments.role_cells`).
 """
@@ -23,10 +26,12 @@ from sb3_tar.core.config import CRITERIA, check_int
 from sb3_tar.experiments import role_cells
 
 ALGOS: tuple[str, ...] = ("sac", "td3", "tqc")
-METHODS: tuple[str, ...] = ("dense", "static", "tar", "uniform", "set", "rigl")
+METHODS: tuple[str, ...] = ("dense", "static", "tar", "uniform", "set", "rigl", "gmp", "small_dense")
 REVIVAL_METHODS: tuple[str, ...] = ("tar", "uniform")
 DST_METHODS: tuple[str, ...] = ("set", "rigl")
-SPARSE_METHODS: tuple[str, ...] = ("static", "tar", "uniform", "set", "rigl")
+SPARSE_METHODS: tuple[str, ...] = ("static", "tar", "uniform", "set", "rigl", "gmp")
+#: Grid criterion -> ``GMPCallback(scope=...)``; the other criteria do not apply to GMP.
+GMP_SCOPE_OF: dict[str, str] = {"magnitude": "global", "magnitude_layer": "layer", "erk": "erk"}
 
 #: Criteria of a grid: the four static criteria, and ``magnitude_layer``, magnitude with uniform per-layer
 #: density (``TARCallback(criterion="magnitude", magnitude_scope="layer")``), its own row in every table.
@@ -34,6 +39,8 @@ GRID_CRITERIA: tuple[str, ...] = (*CRITERIA, "magnitude_layer")
 
 TAR_CALLBACK = "sb3_tar.callbacks.TARCallback"
 DST_CALLBACK = "sb3_tar.callbacks.DSTCallback"
+GMP_CALLBACK = "sb3_tar.baselines.GMPCallback"
+SMALL_DENSE_CALLBACK = "sb3_tar.baselines.SmallDenseCallback"
 
 #: Hyperparameters that the grid itself sets; overriding them through ``hyperparams`` is refused.
 _RESERVED_HYPERPARAMS = ("callback", "n_timesteps")
@@ -106,7 +113,8 @@ class Cell:
     :param criterion: Static criterion (initial mask for SET/RigL); ``None`` for dense.
     :param sparsity: Target sparsity of actor and critic; ``None`` for dense.
     :param rr: Recovery ratio; 0 for static, ``None`` for dense/SET/RigL.
-    :param width: Hidden width (two hidden layers, ``net_arch=[width, width]``).
+    :param width: Hidden width (two hidden layers, ``net_arch=[width, width]``); for ``small_dense``, the width
+        of the sparse network matched (its own widths are solved when the cell runs).
     :param seed: Random seed (training, and the callback's mask draw).
     :param n_timesteps: Training budget; ``None`` keeps the hyperparameter file's value.
     :param eval_freq: Evaluate every this many environment steps.
@@ -155,6 +163,9 @@ class Cell:
         extra = dict(self.callback_kwargs)
         if self.method == "dense":
             return None
+        if self.method == "small_dense":
+            kwargs = {"reference_width": self.width, "sparsity": self.sparsity, "verbose": 1}
+            return [{SMALL_DENSE_CALLBACK: kwargs}]
         if role_cells.split(self.method) is not None:
             kind, kwargs = role_cells.callback(self.method, self.criterion, self.sparsity, self.rr, self.seed, extra)
             return [{DST_CALLBACK if kind == "dst" else TAR_CALLBACK: kwargs}]
@@ -173,6 +184,10 @@ class Cell:
             }
             kwargs.update(extra)
             return [{DST_CALLBACK: kwargs}]
+        if self.method == "gmp":
+            kwargs = {"sparsity": self.sparsity, "scope": GMP_SCOPE_OF[self.criterion], "seed": self.seed, "verbose": 1}
+            kwargs.update(extra)
+            return [{GMP_CALLBACK: kwargs}]
         revival = {"static": "none", "tar": "tar", "uniform": "uniform"}[self.method]
         kwargs = {
             "sparsity": self.sparsity,
@@ -226,6 +241,8 @@ class GridSpec:
         (as ``-params key:value``; ``policy_kwargs`` is merged with the width).
     :param tar_kwargs: Extra keyword arguments for ``TARCallback`` (static, TAR, Uniform Revival).
     :param dst_kwargs: Extra keyword arguments for ``DSTCallback`` (SET, RigL).
+    :param gmp_kwargs: Extra keyword arguments for ``GMPCallback`` (``start_fraction``, ``end_fraction``,
+        ``interval``, ...).
     """
 
     algos: Sequence[str] = ("sac",)
@@ -243,6 +260,7 @@ class GridSpec:
     hyperparams: dict[str, str] = field(default_factory=dict)
     tar_kwargs: dict[str, Any] = field(default_factory=dict)
     dst_kwargs: dict[str, Any] = field(default_factory=dict)
+    gmp_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """
@@ -277,7 +295,11 @@ class GridSpec:
             raise ValueError("magnitude_layer cannot start the SET/RigL role of a per-role method: remove it from criteria")
         if self.dst_criterion != "same" and self.dst_criterion not in CRITERIA:
             raise ValueError(f"Unknown dst_criterion {self.dst_criterion!r}: valid values are {[*CRITERIA, 'same']}")
-        for name in ("hyperparams", "tar_kwargs", "dst_kwargs"):
+        if "gmp" in self.methods and not any(c in GMP_SCOPE_OF for c in self.criteria):
+            raise ValueError(
+                f"Method 'gmp' ranks by magnitude: criteria {list(self.criteria)} hold none of {list(GMP_SCOPE_OF)}"
+            )
+        for name in ("hyperparams", "tar_kwargs", "dst_kwargs", "gmp_kwargs"):
             if not isinstance(getattr(self, name), dict):
                 raise TypeError(f"{name} must be a dict, got {getattr(self, name)!r}")
         for key in self.hyperparams:
@@ -312,6 +334,7 @@ class GridSpec:
         }
         tar_extra = tuple(sorted(self.tar_kwargs.items()))
         dst_extra = tuple(sorted(self.dst_kwargs.items()))
+        gmp_extra = tuple(sorted(self.gmp_kwargs.items()))
         cells: dict[str, Cell] = {}
         for algo in self.algos:
             for env in self.envs:
@@ -322,7 +345,9 @@ class GridSpec:
                             extra = (
                                 dst_extra if real_method in DST_METHODS or role_cells.is_dynamic(real_method) else tar_extra
                             )
-                            if real_method == "dense":
+                            if real_method == "gmp":
+                                extra = gmp_extra
+                            if real_method in ("dense", "small_dense"):
                                 extra = ()
                             for seed in self.seeds:
                                 cell = Cell(
@@ -347,6 +372,10 @@ class GridSpec:
         if role_cells.split(method) is not None:
             return self._role_configs(method)
         out = []
+        if method == "small_dense":
+            return [(None, sparsity, None, "small_dense") for sparsity in self.sparsities]
+        if method == "gmp":
+            return [(c, sparsity, None, "gmp") for c in self.criteria if c in GMP_SCOPE_OF for sparsity in self.sparsities]
         if method in DST_METHODS:
             criteria = self.criteria if self.dst_criterion == "same" else (self.dst_criterion,)
             for criterion in criteria:

@@ -20,8 +20,19 @@ _COLORS = {
     "uniform": "tab:orange",
     "set": "tab:green",
     "rigl": "tab:purple",
+    "gmp": "tab:brown",
+    "small_dense": "tab:gray",
 }
-_NAMES = {"dense": "Dense", "static": "Original", "tar": "TAR", "uniform": "Uniform", "set": "SET", "rigl": "RigL"}
+_NAMES = {
+    "dense": "Dense",
+    "static": "Original",
+    "tar": "TAR",
+    "uniform": "Uniform",
+    "set": "SET",
+    "rigl": "RigL",
+    "gmp": "GMP",
+    "small_dense": "Small dense",
+}
 _MARKERS = {"magnitude": "o", "erk": "s", "synflow": "^", "random": "v"}
 _DPI = 130
 
@@ -57,7 +68,7 @@ def _line_label(row: pd.Series) -> str:
     name = _NAMES.get(row["method"], role_cells.display_name(row["method"]))
     if row["method"] in ("tar", "uniform"):
         return f"{name} rr={row['rr']:g}"
-    if row["method"] in ("set", "rigl"):
+    if row["method"] in ("set", "rigl", "gmp"):
         return f"{name} ({row['criterion']})"
     return name
 
@@ -116,7 +127,7 @@ def learning_curves(
             panel = group[group["method"] == "dense"]
             if sparsity is not None:
                 same = np.isclose(group["sparsity"].astype(float), sparsity)
-                dst = group[group["method"].isin(["set", "rigl"]) & same]
+                dst = group[group["method"].isin(["set", "rigl", "gmp", "small_dense"]) & same]
                 mine = group[group["method"].isin(["static", "tar", "uniform"]) & same]
                 if criterion is not None:
                     mine = mine[mine["criterion"] == criterion]

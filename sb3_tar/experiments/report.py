@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from sb3_tar.experiments import diagnostics, milestones, plots, tables
+from sb3_tar.experiments.baseline_tables import small_dense_section
 from sb3_tar.experiments.results import cell_reports, load_results, wall_clock_seconds
 
 
@@ -296,6 +297,7 @@ def _markdown(
         lines.append(tables.to_markdown(tables.format_improvement(improvement)))
     lines += _ranking_section(ranking, last_fraction)
     lines += ["## Every configuration", "", tables.to_markdown(tables.format_summary(summary))]
+    lines += small_dense_section(runs)
     lines += _layer_sections(runs, connectivity)
     if report.plots:
         lines += ["## Plots", ""]

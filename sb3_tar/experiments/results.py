@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sb3_tar.experiments.flops import cell_training_flops
 from sb3_tar.experiments.grid import Cell
 from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE, SUMMARY_FILE
 
@@ -67,7 +68,8 @@ class SweepResults:
         of training, from ``done.json``) and, from the cell's
         ``summary.json`` where it has a
         pruning report, ``dead_before`` / ``dead_after``: dead units of all networks before and after revival
-        (NaN otherwise).
+        (NaN otherwise), and ``train_flops``: average training FLOPs relative to the dense network of the cell's
+        width (:func:`sb3_tar.experiments.flops.cell_training_flops`).
     :param curves: Learning curves by ``cell_dir``: ``(timesteps, returns)``.
     :param unfinished: Cell folders without a done marker (skipped).
     """
@@ -120,6 +122,7 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
                 "wall_s": _number(done, "wall_s"),
                 "finished": _number(done, "finished"),
                 **dead_units(folder),
+                "train_flops": cell_training_flops(_summary(folder), cell.method),
             }
         )
     if not rows:
@@ -187,6 +190,14 @@ def wall_clock_seconds(runs: pd.DataFrame) -> float:
     return total
 
 
+def _summary(folder: str | os.PathLike) -> dict | None:
+    """The cell's ``summary.json`` (``None`` if missing or unreadable)."""
+    try:
+        return json.loads((Path(folder) / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def cell_reports(folder: str | os.PathLike) -> dict | None:
     """
     :param folder: A cell folder.
@@ -225,6 +236,6 @@ def _run_folder(folder: Path, cell: Cell) -> Path:
 
 def _sort_key(column: pd.Series) -> pd.Series:
     if column.name == "method":
-        order = {m: i for i, m in enumerate(("dense", "static", "tar", "uniform", "set", "rigl"))}
+        order = {m: i for i, m in enumerate(("dense", "static", "tar", "uniform", "set", "rigl", "gmp", "small_dense"))}
         return column.map(order)
     return column

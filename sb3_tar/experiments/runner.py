@@ -46,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from sb3_tar.experiments.flops import training_flops
 from sb3_tar.experiments.grid import Cell, GridSpec
 
 CELL_FILE = "cell.json"
@@ -117,7 +118,9 @@ def _env_hyperparams(conf: Path, env: str) -> dict[str, Any]:
 def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
     """
     The cell's ``policy_kwargs``: the hyperparameter file's (for the env), updated with any
-    ``policy_kwargs`` override in ``cell.hyperparams``, with ``net_arch=[width, width]``.
+    ``policy_kwargs`` override in ``cell.hyperparams``, with ``net_arch=[width, width]`` (``small_dense``:
+    ``dict(pi=[w_actor] * 2, qf=[w_critic] * 2)``, the widths matching the sparse network's kept counts,
+    :func:`sb3_tar.sb3.small_dense.small_dense_net_arch`).
 
     :param cell: The cell.
     :param conf: Its hyperparameter file.
@@ -129,6 +132,10 @@ def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
     if override is not None:
         kwargs.update(eval(override))
     kwargs["net_arch"] = [cell.width, cell.width]
+    if cell.method == "small_dense":
+        from sb3_tar.sb3.small_dense import small_dense_net_arch
+
+        kwargs["net_arch"] = small_dense_net_arch(cell.algo, cell.env, cell.width, cell.sparsity, kwargs)[0]
     return kwargs
 
 
@@ -271,6 +278,7 @@ def write_cell_summary(root: str | os.PathLike, cell: Cell, commit: dict[str, An
         "final_sparsity": measured_sparsity(params["policy"]),
         "config": data.get("sb3_tar_config"),
         "reports": data.get("sb3_tar_reports"),
+        "training_flops": training_flops(data, params),
     }
     (cell_dir(root, cell) / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     return summary

@@ -81,7 +81,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """
     :param runs: Per-run results (see :func:`sb3_tar.experiments.results.load_results`).
     :return: One row per configuration: the configuration columns, ``label``, ``n``, ``seeds``,
-        ``mean`` and ``se`` of the final return.
+        ``mean`` and ``se`` of the final return, and ``train_flops`` (mean training FLOPs relative to dense).
     """
     rows = []
     for key, group in runs.groupby(CONFIG_COLUMNS, dropna=False, sort=False):
@@ -93,6 +93,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             seeds=" ".join(str(s) for s in sorted(group["seed"])),
             mean=float(values.mean()),
             se=standard_error(values),
+            train_flops=float(group["train_flops"].mean()) if "train_flops" in group else float("nan"),
         )
         rows.append(row)
     return pd.DataFrame(rows)
@@ -220,7 +221,9 @@ def _method_label(row: pd.Series) -> str:
     method = row["method"]
     if method == "dense":
         return "Dense"
-    names = {"static": "Original", "tar": "TAR", "uniform": "Uniform", "set": "SET", "rigl": "RigL"}
+    if method == "small_dense":
+        return "Small dense"
+    names = {"static": "Original", "tar": "TAR", "uniform": "Uniform", "set": "SET", "rigl": "RigL", "gmp": "GMP"}
     name = names.get(method, role_cells.display_name(method))
     if method in ("tar", "uniform") or role_cells.revives(method):
         return f"{name} ({row['criterion']}, rr={row['rr']:g})"
@@ -297,8 +300,14 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
             "Configuration": summary["label"],
             "Seeds": summary["seeds"],
             "Final return": [_mean_se(m, s, n) for m, s, n in zip(summary["mean"], summary["se"], summary["n"])],
+            "Training FLOPs vs dense": [_ratio(v) for v in summary.get("train_flops", [float("nan")] * len(summary))],
         }
     )
+
+
+def _ratio(value: float) -> str:
+    """A training-FLOPs ratio as text, e.g. ``0.107x`` (``n/a`` if unknown)."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}x"
 
 
 def to_markdown(table: pd.DataFrame) -> str:

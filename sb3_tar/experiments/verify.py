@@ -77,13 +77,21 @@ def compare_draws(committed: dict[str, Any], redrawn: dict[str, Any], rewired: b
     return differences
 
 
+#: Methods with no mask drawn at initialization: dense networks, and GMP (its mask comes from training).
+NOT_DRAWN: dict[str, str] = {"dense": "is dense", "small_dense": "is dense", "gmp": "prunes during training"}
+
+
 def _is_dense(folder: Path) -> bool:
-    """Whether a cell folder holds a dense run (no mask to draw)."""
-    return json.loads((folder / CELL_FILE).read_text()).get("method") == "dense"
+    """Whether a cell folder holds a run with no mask drawn at initialization (:data:`NOT_DRAWN`)."""
+    return _method(folder) in NOT_DRAWN
+
+
+def _method(folder: Path) -> str | None:
+    return json.loads((folder / CELL_FILE).read_text()).get("method")
 
 
 def sparse_cells(results_dir: str | os.PathLike) -> list[Path]:
-    """:return: The finished cell folders of a results directory whose method prunes (every one but dense)."""
+    """:return: The finished cell folders of a results directory whose method draws a mask at initialization."""
     finished = [
         f.parent for f in sorted(Path(results_dir).glob(f"*/*/*/seed_*/{CELL_FILE}")) if (f.parent / DONE_FILE).is_file()
     ]
@@ -125,7 +133,7 @@ def verify_masks(
 
     :param results_dir: Results directory written by ``sb3-tar sweep``.
     :param cells: Cells to check, as folders or cell ids (:func:`resolve_cells`; default: every finished sparse
-        cell, :func:`sparse_cells`); dense ones are skipped with a line.
+        cell, :func:`sparse_cells`); dense and GMP ones (:data:`NOT_DRAWN`) are skipped with a line.
     :param conf_dir: Folder of hyperparameter files.
     :param echo: Where to print one line per cell.
     :return: ``{cell_id: differences}`` for every checked cell (an empty list: same masks).
@@ -134,10 +142,12 @@ def verify_masks(
     folders = resolve_cells(results_dir, cells) if cells is not None else sparse_cells(results_dir)
     skipped = [f for f in folders if _is_dense(f)]
     for folder in skipped:
-        echo(f"skipped: {folder} is dense (no mask to draw)")
+        echo(f"skipped: {folder} {NOT_DRAWN[_method(folder)]} (no mask to draw)")
     folders = [f for f in folders if f not in skipped]
     if not folders:
-        raise FileNotFoundError(f"No finished sparse cell (with {DONE_FILE}, method other than dense) under {results_dir}")
+        raise FileNotFoundError(
+            f"No finished sparse cell (with {DONE_FILE}, a method other than {', '.join(NOT_DRAWN)}) under {results_dir}"
+        )
     outcome: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="sb3-tar-verify-") as scratch:
         for folder in folders:

@@ -1,0 +1,100 @@
+"""`sb3-tar sweep --methods gmp small_dense` end to end on a tiny grid (real RL-Zoo3 trainings), then `sb3-tar
+report`: the saved GMP model holds the final kept counts, the small-dense model has the solved widths, and the
+report's training-FLOPs column carries the hand-computed ratios."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from cli_utils import run_cli
+
+ENV = "Pendulum-v1"
+
+
+def test_sweep_runs_gmp_and_small_dense_and_reports_training_flops(tmp_path) -> None:
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    root = tmp_path / "baselines"
+    sweep = run_cli(
+        *("sweep", "--algos", "sac", "--envs", ENV, "--methods", "gmp", "small_dense", "--criteria", "magnitude"),
+        *("--sparsities", "0.9", "--widths", "64", "--seeds", "0", "-n", "300", "--eval-freq", "150"),
+        *("--eval-episodes", "1", "--params", "learning_starts:100", "--gmp-kwargs", "interval:50"),
+        *("-o", str(root), "--jobs", "2", "--no-progress"),
+    )
+    assert sweep.returncode == 0, sweep.stdout + sweep.stderr
+    assert "2 ran" in sweep.stdout
+
+    gmp = root / "sac" / ENV / "gmp_magnitude_sp0.9_w64" / "seed_0"
+    data, params, _ = load_from_zip_file(gmp / "sac" / f"{ENV}_1" / f"{ENV}.zip", device="cpu", print_system_info=False)
+    state = data["sb3_tar_gmp_state"]
+    assert (state["step"], state["total_steps"], state["interval"]) == (200, 200, 50)  # env steps 101-300
+    for network in ("actor", "critic.qf0", "critic.qf1"):  # N = 4416 each (width 64): round(441.6) = 442 kept
+        prefix = network + "."
+        masks = [v for k, v in params["policy"].items() if k.startswith(prefix) and k.endswith("weight_mask")]
+        assert sum(int(m.sum()) for m in masks) == 442 and sum(m.numel() for m in masks) == 4416, network
+    summary = json.loads((gmp / "summary.json").read_text())
+    assert summary["training_flops"] == state["flops_sum"] / (state["flops_steps"] * state["flops_dense"])
+    assert 0.1 < summary["training_flops"] < 1
+
+    small = root / "sac" / ENV / "small_dense_sp0.9_w64" / "seed_0"
+    data, params, _ = load_from_zip_file(small / "sac" / f"{ENV}_1" / f"{ENV}.zip", device="cpu", print_system_info=False)
+    assert data["policy_kwargs"]["net_arch"] == {"pi": [19, 18], "qf": [19, 18]}
+    record = json.loads((small / "summary.json").read_text())["config"]["small_dense"]
+    assert {n: (r["target"], r["model_weights"]) for n, r in record.items()} == {
+        "actor": (442, 3 * 19 + 19 * 18 + 18 * 2),  # 435
+        "critic.qf0": (442, 4 * 19 + 19 * 18 + 18),  # 436
+        "critic.qf1": (442, 436),
+    }
+    # Training FLOPs (2 * weights + biases, summed over networks) against the dense width-64 networks:
+    # small: actor 2*435 + 39, each Q 2*436 + 38; dense: actor 2*4416 + 130, each Q 2*4416 + 129.
+    expected_small = (2 * 435 + 39 + 2 * (2 * 436 + 38)) / (2 * 4416 + 130 + 2 * (2 * 4416 + 129))
+
+    report = run_cli("report", str(root), "--reps", "200", "--no-progress", timeout=180)
+    assert report.returncode == 0, report.stdout + report.stderr
+    runs = pd.read_csv(root / "report" / "runs.csv").set_index("method")
+    assert runs.loc["small_dense", "train_flops"] == pytest.approx(expected_small, rel=1e-12)  # through the CSV
+    assert runs.loc["gmp", "train_flops"] == pytest.approx(summary["training_flops"], rel=1e-12)
+    text = (root / "report" / "report.md").read_text()
+    assert "Training FLOPs vs dense" in text
+    assert f"{expected_small:.3f}x" in text and f"{summary['training_flops']:.3f}x" in text
+    assert "GMP (magnitude)" in text and "Small dense" in text
+    section = text[text.index("## Small dense: widths and weight counts") :]
+    rows = [line for line in section.splitlines() if line.startswith("| SAC ")]
+    assert len(rows) == 3 and all("442 of 4416" in row and "[19, 18]" in row for row in rows)
+    assert "| 435 " in rows[0] and "-1.58%" in rows[0]  # actor: (435 - 442) / 442
+
+    # neither draws a mask at initialization: both are skipped, and nothing is left to check
+    verify = run_cli("verify-masks", str(root), "--cells", str(gmp), str(small), timeout=120)
+    assert verify.returncode != 0 and "No finished sparse cell" in verify.stderr + verify.stdout
+    assert f"skipped: {gmp} prunes during training (no mask to draw)" in verify.stdout
+    assert f"skipped: {small} is dense (no mask to draw)" in verify.stdout
+
+
+def test_grid_expands_gmp_by_magnitude_criteria_and_small_dense_by_sparsity() -> None:
+    from sb3_tar.experiments.grid import GridSpec
+
+    grid = GridSpec(
+        methods=("gmp", "small_dense"),
+        criteria=("random", "magnitude", "magnitude_layer", "erk"),
+        sparsities=(0.8, 0.9),
+        widths=(256,),
+        seeds=(0,),
+        gmp_kwargs={"interval": 500},
+    )
+    cells = {c.label: c for c in grid.expand()}
+    assert sorted(cells) == sorted(
+        [f"gmp_{c}_sp{s}_w256" for c in ("magnitude", "magnitude_layer", "erk") for s in (0.8, 0.9)]
+        + ["small_dense_sp0.8_w256", "small_dense_sp0.9_w256"]
+    )
+    scopes = {c.criterion: c.callback()[0]["sb3_tar.baselines.GMPCallback"] for c in cells.values() if c.method == "gmp"}
+    assert {k: (v["scope"], v["interval"]) for k, v in scopes.items()} == {
+        "magnitude": ("global", 500),
+        "magnitude_layer": ("layer", 500),
+        "erk": ("erk", 500),
+    }
+    small = cells["small_dense_sp0.8_w256"].callback()[0]["sb3_tar.baselines.SmallDenseCallback"]
+    assert small == {"reference_width": 256, "sparsity": 0.8, "verbose": 1}
+    with pytest.raises(ValueError, match="Method 'gmp' ranks by magnitude"):
+        GridSpec(methods=("gmp",), criteria=("random", "synflow")).validate()
