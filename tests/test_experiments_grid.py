@@ -35,10 +35,21 @@ def test_smoke_preset_has_every_method_once_per_seed():
 def test_cpu60k_phases_share_one_budget_and_never_share_a_cell():
     """The three phases of the one-CPU comparison write into one folder: same budget, disjoint cells, and
     phase 3 is TD3 with dense, Original and TAR (global magnitude), five seeds."""
-    phases = {name: get_preset(name).expand() for name in ("cpu60k", "cpu60k-criteria", "cpu60k-td3")}
-    assert {name: len(cells) for name, cells in phases.items()} == {"cpu60k": 30, "cpu60k-criteria": 30, "cpu60k-td3": 15}
+    names = ("cpu60k", "cpu60k-criteria", "cpu60k-td3", "cpu60k-baselines")
+    phases = {name: get_preset(name).expand() for name in names}
+    assert {name: len(cells) for name, cells in phases.items()} == {
+        "cpu60k": 30,
+        "cpu60k-criteria": 30,
+        "cpu60k-td3": 15,
+        "cpu60k-baselines": 10,
+    }
     every = [c for cells in phases.values() for c in cells]
-    assert len({c.cell_id for c in every}) == 75
+    assert len({c.cell_id for c in every}) == 85
+    baselines = phases["cpu60k-baselines"]
+    assert Counter((c.algo, c.method, c.criterion, c.sparsity) for c in baselines) == {
+        ("sac", "gmp", "magnitude", 0.9): 5,
+        ("sac", "small_dense", None, 0.9): 5,
+    }
     assert {(c.env, c.n_timesteps, c.eval_freq, c.eval_episodes, c.hyperparams) for c in every} == {
         ("HalfCheetah-v4", 60_000, 5_000, 5, (("learning_starts", "5000"),))
     }
@@ -84,6 +95,15 @@ def test_cpu300k_preset_is_the_five_times_budget_grid():
     cmd = zoo_command(tar, Path("/tmp/x"), conf / "sac.yml")
     assert cmd[cmd.index("-n") + 1] == "300000" and cmd[cmd.index("--eval-freq") + 1] == "10000"
     assert _zoo_params(cmd)["learning_starts"] == 5000
+    # GMP, the fifth method, in its own preset (global magnitude, its defaults), same budget and folder
+    gmp = get_preset("cpu300k-gmp").expand()
+    assert [(c.method, c.criterion, c.sparsity, c.seed) for c in gmp] == [("gmp", "magnitude", 0.9, s) for s in range(5)]
+    assert {(c.algo, c.env, c.width, c.n_timesteps, c.eval_freq, c.eval_episodes, c.hyperparams) for c in gmp} == {
+        ("sac", "HalfCheetah-v4", 256, 300_000, 10_000, 5, (("learning_starts", "5000"),))
+    }
+    (kwargs,) = gmp[0].callback()[0].values()
+    assert (kwargs["sparsity"], kwargs["scope"]) == (0.9, "global") and not {"t0", "t1", "interval"} & set(kwargs)
+    assert len({c.cell_id for c in [*cells, *gmp]}) == 25
 
 
 def test_irrelevant_axes_are_collapsed():
@@ -264,7 +284,11 @@ def test_committed_cpu60k_cells_resume_as_finished() -> None:
     root = REPO / "benchmarks" / "results" / "cpu60k"
     committed = sorted(p.parent for p in root.rglob(DONE_FILE))
     assert committed, "no committed cell"
-    cells = {c.cell_id: c for name in ("cpu60k", "cpu60k-criteria", "cpu60k-td3") for c in get_preset(name).expand()}
+    cells = {
+        c.cell_id: c
+        for name in ("cpu60k", "cpu60k-criteria", "cpu60k-td3", "cpu60k-baselines")
+        for c in get_preset(name).expand()
+    }
     for folder in committed:
         cell_id = folder.relative_to(root).as_posix()
         assert cell_id in cells, cell_id

@@ -445,6 +445,13 @@ _CPU60K: dict[str, Any] = dict(
     hyperparams={"learning_starts": "5000"},
 )
 
+#: What the 300,000-step comparison's presets share (five times the 60k budget; evaluation every 10,000 steps).
+_CPU300K: dict[str, Any] = dict(
+    _CPU60K,
+    n_timesteps=300_000,
+    eval_freq=10_000,
+)
+
 PRESETS: dict[str, GridSpec] = {
     # End-to-end check of the whole pipeline in about a minute on 2 idle CPU cores: every method, tiny
     # budget (600 steps, 400 gradient steps, 6 evaluations of 2 episodes). Checks plumbing, not learning.
@@ -472,23 +479,16 @@ PRESETS: dict[str, GridSpec] = {
     "cpu60k-criteria": GridSpec(methods=("static", "tar"), criteria=("erk", "synflow", "magnitude_layer"), **_CPU60K),
     # Phase 3, into the same results directory: TD3 with Original, TAR (global magnitude) and dense.
     "cpu60k-td3": GridSpec(methods=("dense", "static", "tar"), criteria=("magnitude",), **{**_CPU60K, "algos": ("td3",)}),
+    # Phase 4, into the same results directory: the field's other baselines, gradual magnitude pruning (global
+    # magnitude, its defaults) and a dense network of the 90%-sparse network's parameter count.
+    "cpu60k-baselines": GridSpec(methods=("gmp", "small_dense"), criteria=("magnitude",), **_CPU60K),
     # Five times the budget (README "At 300,000 steps"), its own results directory: SAC on HalfCheetah-v4, width
     # 256, 90% sparsity, 300k steps with learning_starts 5000, 5 episodes every 10,000 steps, seeds 0-4; dense,
     # static ERK (Original), TAR on ERK (rr 0.01, reserve) and RigL (its defaults, ERK start). Fixed before running.
-    "cpu300k": GridSpec(
-        algos=("sac",),
-        envs=("HalfCheetah-v4",),
-        methods=("dense", "static", "tar", "rigl"),
-        criteria=("erk",),
-        sparsities=(0.9,),
-        rrs=(0.01,),
-        widths=(256,),
-        seeds=(0, 1, 2, 3, 4),
-        n_timesteps=300_000,
-        eval_freq=10_000,
-        eval_episodes=5,
-        hyperparams={"learning_starts": "5000"},
-    ),
+    "cpu300k": GridSpec(methods=("dense", "static", "tar", "rigl"), criteria=("erk",), **_CPU300K),
+    # The same budget and folder: gradual magnitude pruning (global magnitude, its defaults: 20%-80% of training,
+    # a prune every 1,000 gradient steps), the fifth method of the 300k comparison.
+    "cpu300k-gmp": GridSpec(methods=("gmp",), criteria=("magnitude",), **_CPU300K),
     "paper": GridSpec(
         algos=("sac", "td3"),
         envs=("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Ant-v4", "Humanoid-v4", "BipedalWalker-v3"),
