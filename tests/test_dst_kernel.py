@@ -80,17 +80,22 @@ def update_steps(interval: int) -> list[int]:
     return list(range(interval, 160, interval))
 
 
-def run(algo: str, method: str, entry: str, option: bool, interval: int = INTERVAL) -> tuple[Any, Recorder]:
+def run(
+    algo: str, method: str, entry: str, option: bool, interval: int = INTERVAL, prune_criterion: str = "magnitude"
+) -> tuple[Any, Recorder]:
     cls, policy = ALGOS[algo]
     common = dict(learning_starts=LEARNING_STARTS, batch_size=64, buffer_size=5_000, seed=0, device="cpu")
     kwargs: dict[str, Any] = dict(net_arch=[64, 64], sparsity=0.9)
     if entry == "policy":
         kwargs.update(dst_method=method, update_interval=interval, dst_total_steps=TOTAL - LEARNING_STARTS)
+        kwargs.update(prune_criterion=prune_criterion)
         model = cls(policy, "Pendulum-v1", policy_kwargs=dict(kwargs, sparse_execution=option), **common)
         callback = None
     else:
         model = cls("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[64, 64]), **common)
-        callback = DSTCallback(method, sparsity=0.9, update_interval=interval, sparse_execution=option)
+        callback = DSTCallback(
+            method, sparsity=0.9, update_interval=interval, sparse_execution=option, prune_criterion=prune_criterion
+        )
     recorder = Recorder(model)
     if callback is None:
         attached_rewirer(model.policy).update_listeners.append(recorder)
@@ -103,17 +108,18 @@ def run(algo: str, method: str, entry: str, option: bool, interval: int = INTERV
 
 
 @pytest.mark.parametrize(
-    "algo, method, entry, interval",  # TD3 with an odd interval: its actor is rewired at the next (delayed) step
-    [
-        ("sac", "set", "callback", 20),
-        ("sac", "rigl", "policy", 20),
-        ("td3", "set", "policy", 20),
-        ("td3", "rigl", "callback", 25),
+    "algo, method, entry, interval, prune_criterion",  # TD3 with an odd interval: its actor is rewired at the next
+    [  # (delayed) step; SNIP's drop ranks |w * g|, with g the dense gradient formed from the capture on the kernel
+        ("sac", "set", "callback", 20, "magnitude"),
+        ("sac", "rigl", "policy", 20, "magnitude"),
+        ("td3", "set", "policy", 20, "magnitude"),
+        ("td3", "rigl", "callback", 25, "magnitude"),
+        ("sac", "set", "policy", 20, "snip"),
     ],
 )
-def test_kernel_and_masked_paths_rewire_alike(algo: str, method: str, entry: str, interval: int) -> None:
-    masked_model, masked = run(algo, method, entry, False, interval)
-    sparse_model, sparse = run(algo, method, entry, True, interval)
+def test_kernel_and_masked_paths_rewire_alike(algo: str, method: str, entry: str, interval: int, prune_criterion: str) -> None:
+    masked_model, masked = run(algo, method, entry, False, interval, prune_criterion)
+    sparse_model, sparse = run(algo, method, entry, True, interval, prune_criterion)
     steps = update_steps(interval)
     assert not any(isinstance(m, SparseLinear) for m in masked_model.policy.modules())
     assert sparse_model.policy.sparse_layers, "no layer runs on the kernel: the test would compare nothing"

@@ -192,7 +192,11 @@ def test_gradient_criteria_in_training_read_the_pre_step_gradient(algo: type, me
 
 def _run_gradient_criterion(algo: type, method: str, criterion: str) -> None:
     model = algo("MlpPolicy", "Pendulum-v1", learning_starts=50, batch_size=64, seed=0, policy_kwargs=dict(net_arch=[32, 32]))
-    callback = DSTCallback(method=method, sparsity=0.8, update_interval=25, prune_criterion=criterion, seed=1)
+    # The masked path, where each layer's .grad is the dense gradient the probe reads; on the sparse kernel the same
+    # gradient is formed from the layer's recorded inputs and output gradients (tests/test_dst_kernel.py: same masks).
+    callback = DSTCallback(
+        method=method, sparsity=0.8, update_interval=25, prune_criterion=criterion, seed=1, sparse_execution=False
+    )
     probe = DropProbe(criterion)
     model.learn(200, callback=[callback, probe])
     networks = {u.network for u in callback.rewirer.history}
