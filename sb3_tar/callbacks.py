@@ -179,30 +179,7 @@ class TARCallback(SparseCallback):
         self.sparse_execution = check_option(sparse_execution)
         #: The method of each role (``None``: both follow ``revival``).
         self.role_methods: dict[str, str] | None = None
-        if role_methods is not None:
-            self.role_methods = resolve_role_methods(
-                role_methods, static_method(check_choice("revival", revival, REVIVALS)), FIXED_ROLE_METHODS
-            )
-            self.configs = method_configs(
-                self.role_methods,
-                sparsity,
-                actor_sparsity,
-                critic_sparsity,
-                criterion,
-                recovery_ratio=recovery_ratio,
-                floor_fraction=floor_fraction,
-                budget_mode=budget_mode,
-                revived_init=revived_init,
-                magnitude_scope=magnitude_scope,
-                synflow_iters=synflow_iters,
-            )
-            return
-        self.configs = role_configs(
-            sparsity,
-            actor_sparsity,
-            critic_sparsity,
-            criterion=criterion,
-            revival=revival,
+        options = dict(
             recovery_ratio=recovery_ratio,
             floor_fraction=floor_fraction,
             budget_mode=budget_mode,
@@ -210,6 +187,15 @@ class TARCallback(SparseCallback):
             magnitude_scope=magnitude_scope,
             synflow_iters=synflow_iters,
         )
+        if role_methods is not None:
+            self.role_methods = resolve_role_methods(
+                role_methods, static_method(check_choice("revival", revival, REVIVALS)), FIXED_ROLE_METHODS
+            )
+            self.configs = method_configs(self.role_methods, sparsity, actor_sparsity, critic_sparsity, criterion, **options)
+        else:
+            self.configs = role_configs(
+                sparsity, actor_sparsity, critic_sparsity, criterion=criterion, revival=revival, **options
+            )
 
     def _on_training_start(self) -> None:
         policy = self.model.policy
