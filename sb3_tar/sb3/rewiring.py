@@ -180,22 +180,16 @@ class Rewirer:
     :param enforcer: The policy's mask enforcer (its store holds the masks that change).
     :param config: Method and schedule.
     :param state: Where the schedule's position lives.
-    :param logger: SB3 logger receiving per-update ``dst/...`` records (``None``: history only; the callbacks and
-        policies leave it ``None`` and record cumulative ``sparse/...`` curves at every dump instead,
-        :mod:`sb3_tar.sb3.report_logging`; bind one later
-        by setting :attr:`logger`).
-    :param verbose: 2: print every update.
+    :param verbose: 2: print every update. Updates are logged as cumulative ``sparse/...`` curves at every dump of
+        the model's logger (:mod:`sb3_tar.sb3.report_logging`).
     """
 
-    def __init__(
-        self, enforcer: MaskEnforcer, config: DSTConfig, state: DSTState, logger: Any = None, verbose: int = 0
-    ) -> None:
+    def __init__(self, enforcer: MaskEnforcer, config: DSTConfig, state: DSTState, verbose: int = 0) -> None:
         if not isinstance(config, DSTConfig):
             raise TypeError(f"config must be a DSTConfig, got {type(config).__name__}")
         self.enforcer = enforcer
         self.config = config
         self.state = state
-        self.logger = logger
         self.verbose = verbose
         #: Every network update of this process, in order (counts only).
         self.history: list[DSTUpdate] = []
@@ -305,15 +299,6 @@ class Rewirer:
         networks = self.enforcer.role_networks(role)
         updates = [self._rewire(net, step, fraction, optimizer) for net in networks]
         self.capture.disarm([layer for net in networks for layer in net.linears])
-        if self.logger is not None:
-            for update in updates:
-                prefix = f"dst/{update.network}"
-                self.logger.record(f"{prefix}/dropped", sum(update.dropped))
-                self.logger.record(f"{prefix}/grown", sum(update.grown))
-                self.logger.record(f"{prefix}/kept", sum(update.kept))
-            self.logger.record("dst/drop_fraction", fraction)
-            self.logger.record("dst/step", step)
-            self.logger.record("dst/updates", step // self.config.update_interval)
         if self.verbose >= 2:
             counts = ", ".join(f"{u.network} -{sum(u.dropped)}/+{sum(u.grown)}" for u in updates)
             print(f"{self.config.method.upper()} update at gradient step {step} (drop fraction {fraction:.4f}): {counts}")
