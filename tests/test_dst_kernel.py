@@ -11,7 +11,6 @@ orders).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -31,12 +30,7 @@ TOTAL, LEARNING_STARTS, INTERVAL = 250, 50, 20  # 200 gradient steps, updates at
 ATOL = 2e-4  # as tests/test_sparse_execution.py: weights are O(0.1), 200 Adam steps amplify float32 noise
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest: one torch thread for these tiny networks
 
 
 class Recorder:

@@ -9,7 +9,6 @@ The masks are read by a listener in the critic optimizer's pre-step hook, ahead 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -34,12 +33,7 @@ UPDATES = [t for t in range(INTERVAL, PLANNED + 1, INTERVAL) if t < 0.8 * PLANNE
 NET = dict(net_arch=[32, 32])
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest: one torch thread for these tiny networks
 
 
 class MaskTrace(BaseCallback):
