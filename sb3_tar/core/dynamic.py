@@ -190,6 +190,37 @@ def last_update_step(step: int, update_interval: int, t_end: float) -> int:
     return max(last, 0) * update_interval
 
 
+def update_count(step: int, update_interval: int, t_end: float) -> int:
+    """
+    :param step: Gradient step ``t``.
+    :param update_interval: Gradient steps between updates.
+    :param t_end: ``T_end``.
+    :return: Mask updates taken by step ``t`` (the update steps ``m * update_interval <= t`` with ``< T_end``).
+    """
+    return last_update_step(step, update_interval, t_end) // update_interval
+
+
+def dense_gradient_flops(updates: int, gradient_steps: int, pruned: int, dense_cost: int) -> float:
+    """
+    RigL's extra training cost, relative to the dense networks: at each of its ``U`` updates it reads the dense
+    weight gradient of the networks it grows, whose ``P`` pruned weights cost ``2 P`` more multiply-add FLOPs per
+    sample than the sparse weight gradient (Evci et al. 2020, appendix H). A dense gradient step costs ``3 D``
+    per sample (forward ``D = 2 N + B`` for ``N`` weights and ``B`` biases, backward twice that), so over ``T``
+    gradient steps the extra is ``U * 2 P / (3 T D)``. SET grows at random and needs no dense gradient.
+
+    :param updates: ``U``, mask updates that read the dense gradient.
+    :param gradient_steps: ``T``, gradient steps of the run (``>= 1``).
+    :param pruned: ``P``, pruned weights of the networks grown by gradient.
+    :param dense_cost: ``D``, the dense forward cost per sample of all of the model's networks.
+    :return: The extra cost as a fraction of dense training (0 when nothing reads the dense gradient).
+    """
+    check_int("updates", updates, 0)
+    check_int("gradient_steps", gradient_steps, 1)
+    check_int("pruned", pruned, 0)
+    check_int("dense_cost", dense_cost, 1)
+    return updates * 2 * pruned / (3 * gradient_steps * dense_cost)
+
+
 def drop_count(fraction: float, kept: int, size: int) -> int:
     """
     Connections one layer drops (and grows) at an update.

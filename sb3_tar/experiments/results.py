@@ -122,7 +122,7 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
                 "wall_s": _number(done, "wall_s"),
                 "finished": _number(done, "finished"),
                 **dead_units(folder),
-                "train_flops": cell_training_flops(_summary(folder), cell.method),
+                "train_flops": cell_training_flops(_summary(folder), cell.method, _run_folder(folder, cell), cell.n_timesteps),
             }
         )
     if not rows:

@@ -46,7 +46,7 @@ from typing import Any
 
 import yaml
 
-from sb3_tar.experiments.flops import training_flops
+from sb3_tar.experiments.flops import dst_state, training_flops
 from sb3_tar.experiments.grid import Cell, GridSpec
 
 CELL_FILE = "cell.json"
@@ -280,6 +280,9 @@ def write_cell_summary(root: str | os.PathLike, cell: Cell, commit: dict[str, An
         "reports": data.get("sb3_tar_reports"),
         "training_flops": training_flops(data, params),
     }
+    state = dst_state(data, params)
+    if state is not None:
+        summary["dst_state"] = state
     (cell_dir(root, cell) / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     return summary
 
