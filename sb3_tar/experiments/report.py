@@ -175,7 +175,7 @@ def make_report(
     report.table_text = tables.to_markdown(main) if not main.empty else ""
     text = _markdown(report, main, iqm, aggregate, improvement, summary, runs, connectivity, last_fraction, reps, ranking)
     report.markdown.write_text(text)
-    digest_tables = _digest_tables(report, iqm, improvement, runs, connectivity, last_fraction, reps, ranking)
+    digest_tables = _digest_tables(report, iqm, improvement, runs, connectivity, last_fraction, reps, ranking, summary)
     report.digest = _digest(report, digest_tables, runs, link_base=out)
     (out / "digest.md").write_text(report.digest)
     if readme is not None:
@@ -296,7 +296,7 @@ def _markdown(
         lines += [caveat] if caveat else []
         lines.append(tables.to_markdown(tables.format_improvement(improvement)))
     lines += _ranking_section(ranking, last_fraction)
-    lines += ["## Every configuration", "", tables.to_markdown(tables.format_summary(summary))]
+    lines += ["## Every configuration", "", COST_NOTE, "", tables.to_markdown(tables.format_summary(summary))]
     lines += small_dense_section(runs)
     lines += _layer_sections(runs, connectivity)
     if report.plots:
@@ -325,7 +325,7 @@ def _ranking_section(ranking, last_fraction: float, heading: str = "##") -> list
 
 
 def _digest_tables(
-    report: Report, iqm, improvement, runs, connectivity, last_fraction: float, reps: int, ranking=None
+    report: Report, iqm, improvement, runs, connectivity, last_fraction: float, reps: int, ranking=None, summary=None
 ) -> list[str]:
     """Markdown lines of the digest's tables (everything but the plot links and notes)."""
     lines = [
@@ -344,7 +344,20 @@ def _digest_tables(
         lines += ["#### Probability of improvement (95% CI)", ""]
         lines.append(tables.to_markdown(tables.format_improvement(improvement)))
     lines += _ranking_section(ranking, last_fraction, heading="####")
+    if summary is not None and len(summary):
+        lines += ["#### Every configuration: final return, training FLOPs and wall time per cell", "", COST_NOTE, ""]
+        lines.append(tables.to_markdown(tables.format_summary(summary)))
     return lines + _layer_sections(runs, connectivity, first_only=True, heading="####")
+
+
+#: What the cost columns of the *Every configuration* table mean.
+COST_NOTE = (
+    "Training FLOPs: per gradient step and sample, relative to the dense networks of the same width (kept weights "
+    "and biases of the actor and the Q-networks; GMP integrated over its schedule; RigL with the dense gradient of "
+    "its mask updates; `docs/method.md`). Wall time: the median over the configuration's cells of one cell's "
+    "training time as the sweep recorded it, which depends on the machine and on what ran beside it (cells resumed "
+    "from a checkpoint whose earlier attempts' time was not recorded are left out)."
+)
 
 
 def _digest(report: Report, table_lines: list[str], runs, link_base: Path, relative_to: Path | None = None) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from sb3_tar.experiments.flops import cell_training_flops
 from sb3_tar.experiments.grid import Cell
-from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE, SUMMARY_FILE
+from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE, LOG_FILE, RESUME_MARKER, SUMMARY_FILE
 
 #: Columns that identify a configuration (a run without its seed).
 CONFIG_COLUMNS: list[str] = ["algo", "env", "method", "criterion", "sparsity", "rr", "width"]
@@ -120,6 +120,7 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
                 "cell_dir": str(folder),
                 "commit": _commit_label(done),
                 "wall_s": _number(done, "wall_s"),
+                "wall_complete": _wall_complete(done, folder),
                 "finished": _number(done, "finished"),
                 **dead_units(folder),
                 "train_flops": cell_training_flops(_summary(folder), cell.method, _run_folder(folder, cell), cell.n_timesteps),
@@ -129,6 +130,19 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
         raise FileNotFoundError(f"No finished cell (with {DONE_FILE}) under {root}")
     runs = pd.DataFrame(rows).sort_values([*CONFIG_COLUMNS, "seed"], na_position="first", key=_sort_key)
     return SweepResults(runs.reset_index(drop=True), curves, unfinished)
+
+
+def _wall_complete(done: dict, folder: Path) -> bool:
+    """
+    Whether the cell's ``wall_s`` is its whole training time: recorded by the sweep (``wall_s_complete``), or,
+    for cells finished before it recorded that, whether the cell ran in one attempt (no resume in its log).
+    """
+    if "wall_s_complete" in done:
+        return bool(done["wall_s_complete"])
+    try:
+        return RESUME_MARKER not in (folder / LOG_FILE).read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def _done_record(folder: str | os.PathLike) -> dict:

@@ -61,6 +61,10 @@ BACKENDS: tuple[str, ...] = ("local", "ray")
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 #: A cell's checkpoint folder (inside the cell folder).
 CHECKPOINT_DIR = "checkpoints"
+#: In ``CHECKPOINT_DIR``: when the cell's current attempt started and the training time credited to earlier ones.
+TIMING_FILE = "timing.json"
+#: What the sweep writes into a cell's log when it resumes the cell from a checkpoint.
+RESUME_MARKER = "--- sb3-tar: resuming from the latest checkpoint"
 CHECKPOINT_CALLBACK = "sb3_tar.sb3.checkpoint.ExactCheckpointCallback"
 #: Default steps between checkpoints of a cell: about every 10 minutes of a 300k-step CPU cell (~1 hour).
 DEFAULT_CHECKPOINT_EVERY = 50_000
@@ -414,11 +418,14 @@ def run_cell(
     env = dict(os.environ, **SINGLE_THREAD_ENV)
     env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     start = time.time()
+    credited = _credited_seconds(folder) if resume else 0.0
+    if checkpoint_every > 0:
+        _write_timing(folder, start, credited)
     if registry is not None and registry.stopping:  # the sweep is being interrupted: do not start
         return CellResult(cell.cell_id, "failed", 0.0, None, str(folder / LOG_FILE))
     with open(folder / LOG_FILE, "a" if resume else "w") as log:
         if resume:
-            log.write(f"\n--- sb3-tar: resuming from the latest checkpoint in {folder / CHECKPOINT_DIR}\n")
+            log.write(f"\n{RESUME_MARKER} in {folder / CHECKPOINT_DIR}\n")
         log.write(" ".join(cmd) + "\n\n")
         log.flush()
         guard = _die_with_parent if _PRCTL is not None else None
@@ -441,9 +448,11 @@ def run_cell(
     done = {
         "cell_id": cell.cell_id,
         "returncode": returncode,
-        "wall_s": round(wall, 2),
+        "wall_s": round(wall + (credited or 0.0), 2),
         "finished": time.time(),
         "package": commit,
+        "resumed": resume,
+        "wall_s_complete": credited is not None,
     }
     (folder / DONE_FILE).write_text(json.dumps(done, indent=2))
     shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
@@ -466,6 +475,32 @@ def _has_checkpoint(folder: Path) -> bool:
     from sb3_tar.sb3.checkpoint import latest_checkpoint
 
     return latest_checkpoint(folder / CHECKPOINT_DIR) is not None
+
+
+def _credited_seconds(folder: Path) -> float | None:
+    """
+    Training time of the cell's earlier attempts up to the checkpoint it resumes from: the previous attempt's
+    credit plus the time from its start to that checkpoint's ``meta.json`` (work after the checkpoint is lost
+    and not counted). ``None`` if unknown (a checkpoint written by a sweep that did not record its timing).
+    """
+    from sb3_tar.sb3.checkpoint import META_FILE, latest_checkpoint
+
+    latest = latest_checkpoint(folder / CHECKPOINT_DIR)
+    try:
+        timing = json.loads((folder / CHECKPOINT_DIR / TIMING_FILE).read_text())
+        credited = float(timing["credited_s"]) if timing["credited_s"] is not None else None
+        started = float(timing["attempt_start"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if latest is None or credited is None:
+        return None
+    return credited + max(0.0, (latest / META_FILE).stat().st_mtime - started)
+
+
+def _write_timing(folder: Path, start: float, credited: float | None) -> None:
+    """Record when this attempt started and the time credited to earlier ones (read by a later resume)."""
+    (folder / CHECKPOINT_DIR).mkdir(exist_ok=True)
+    (folder / CHECKPOINT_DIR / TIMING_FILE).write_text(json.dumps({"attempt_start": start, "credited_s": credited}))
 
 
 def _clear_for_resume(folder: Path) -> None:

@@ -81,7 +81,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """
     :param runs: Per-run results (see :func:`sb3_tar.experiments.results.load_results`).
     :return: One row per configuration: the configuration columns, ``label``, ``n``, ``seeds``,
-        ``mean`` and ``se`` of the final return, and ``train_flops`` (mean training FLOPs relative to dense).
+        ``mean`` and ``se`` of the final return, ``train_flops`` (mean training FLOPs relative to dense) and
+        ``wall_s`` (median training time per cell, over the cells whose recorded time is complete, see
+        :func:`cell_wall_seconds`; NaN if none is).
     """
     rows = []
     for key, group in runs.groupby(CONFIG_COLUMNS, dropna=False, sort=False):
@@ -94,9 +96,24 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             mean=float(values.mean()),
             se=standard_error(values),
             train_flops=float(group["train_flops"].mean()) if "train_flops" in group else float("nan"),
+            wall_s=cell_wall_seconds(group),
         )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def cell_wall_seconds(runs: pd.DataFrame) -> float:
+    """
+    :param runs: Cells of one configuration (columns ``wall_s`` and, optionally, ``wall_complete``).
+    :return: The median training time per cell, in seconds, over the cells whose recorded time covers the whole
+        run (a cell resumed from a checkpoint by a sweep that did not record the earlier attempts' time is left
+        out); NaN if no cell qualifies.
+    """
+    if "wall_s" not in runs:
+        return float("nan")
+    complete = runs["wall_complete"].astype(bool) if "wall_complete" in runs else pd.Series(True, index=runs.index)
+    values = runs.loc[complete, "wall_s"].dropna()
+    return float(values.median()) if len(values) else float("nan")
 
 
 def _select(summary: pd.DataFrame, **conditions: Any) -> pd.DataFrame:
@@ -301,8 +318,14 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
             "Seeds": summary["seeds"],
             "Final return": [_mean_se(m, s, n) for m, s, n in zip(summary["mean"], summary["se"], summary["n"])],
             "Training FLOPs vs dense": [_ratio(v) for v in summary.get("train_flops", [float("nan")] * len(summary))],
+            "Wall time per cell": [_minutes(v) for v in summary.get("wall_s", [float("nan")] * len(summary))],
         }
     )
+
+
+def _minutes(seconds: float) -> str:
+    """A cell's training time as text, e.g. ``31 min`` (``n/a`` if unknown)."""
+    return "n/a" if seconds is None or math.isnan(seconds) else f"{seconds / 60:.0f} min"
 
 
 def _ratio(value: float) -> str:
