@@ -117,14 +117,21 @@ def make_report(
     if results.unfinished:
         report.messages.append(f"{len(results.unfinished)} unfinished cell(s) left out, e.g. {results.unfinished[0]}")
     report.messages += _seed_mismatches(comparison)
-    wall = runs["wall_s"].dropna()
+    complete = runs["wall_complete"].astype(bool) if "wall_complete" in runs else True
+    wall = runs.loc[complete, "wall_s"].dropna()
     if len(wall):
         median = wall.median()
+        left_out = int(runs["wall_s"].notna().sum()) - len(wall)
         report.messages.append(
-            f"{len(wall)} cell(s) with recorded times took {_duration(wall.sum())} of training in all "
+            f"{len(wall)} cell(s) with complete recorded times took {_duration(wall.sum())} of training in all "
             f"(median {f'{median / 60:.0f} min' if median >= 60 else f'{median:.0f} s'} per cell) and "
-            f"{_duration(wall_clock_seconds(runs))} of wall-clock time (the union of their run intervals: cells that "
-            "ran side by side count once, time between sessions not at all)"
+            f"{_duration(wall_clock_seconds(runs))} of wall-clock time (the union of the recorded run intervals: cells "
+            "that ran side by side count once, time between sessions not at all)"
+            + (
+                f"; {left_out} cell(s) resumed from a checkpoint whose earlier attempts were not timed are left out"
+                if left_out
+                else ""
+            )
         )
     commits = runs["commit"].value_counts()
     if len(commits) > 1:

@@ -141,8 +141,8 @@ def _wall_complete(done: dict, folder: Path) -> bool:
         return bool(done["wall_s_complete"])
     try:
         return RESUME_MARKER not in (folder / LOG_FILE).read_text(errors="replace")
-    except OSError:
-        return False
+    except OSError:  # no log: nothing says it was resumed
+        return True
 
 
 def _done_record(folder: str | os.PathLike) -> dict:
