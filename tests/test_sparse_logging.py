@@ -118,3 +118,30 @@ def test_callback_model_logs_after_load_without_callback(tmp_path: Path) -> None
         assert n_kept == round(0.1 * 1184)
         assert all(float(r[f"sparse/{name}/sparsity"]) == pytest.approx(1 - n_kept / 1184) for r in rows)
     assert "revival tar" in (tmp_path / "loaded" / ALLOCATION_FILE).read_text()
+
+
+def test_callback_model_logs_in_a_later_learn_without_callback(tmp_path: Path) -> None:
+    """The live model, not reloaded: a second learn() with a new logger and no callback still logs the curves."""
+    import copy
+    import pickle
+
+    model = TD3("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=ARCH), **small_kwargs("td3", learning_starts=100))
+    model.learn(EPISODE, callback=sb3_tar.TARCallback(sparsity=0.9))
+    logger, _ = _csv_logger(tmp_path / "second")
+    model.set_logger(logger)
+    model.learn(EPISODE, log_interval=1, reset_num_timesteps=False)
+    rows = _rows(tmp_path / "second")
+    assert len(rows) == 1
+    for name in ("actor", "critic.qf0", "critic.qf1"):
+        prefix = name + "."
+        masks = [b for k, b in model.policy.named_buffers() if k.startswith(prefix) and k.endswith("weight_mask")]
+        kept, total = sum(int(m.sum()) for m in masks), sum(m.numel() for m in masks)
+        assert (kept, total) == (round(0.1 * total), total)
+        assert all(float(r[f"sparse/{name}/sparsity"]) == pytest.approx(1 - kept / total) for r in rows)
+        assert all(float(r[f"sparse/{name}/pruned_nonzero"]) == 0 for r in rows)
+    # the policy still copies and pickles, and each copy's training-mode switch switches that copy
+    model.policy.set_training_mode(True)
+    for clone in (copy.deepcopy(model.policy), pickle.loads(pickle.dumps(model.policy))):
+        clone.set_training_mode(False)
+        assert not clone.actor.training and not clone.critic.training
+        assert model.policy.actor.training and model.policy.critic.training

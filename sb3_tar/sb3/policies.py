@@ -137,6 +137,7 @@ class MaskedPolicyMixin:
     """
 
     mask_enforcer: MaskEnforcer
+    _sb3_tar_attaches_curves = True  # its set_training_mode attaches the curves (report_logging.ATTACHES_CURVES)
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)  # type: ignore[misc]
@@ -367,6 +368,7 @@ class SparsePolicyMixin:
 
     sparsity_reports: dict[str, NetworkReport]
     mask_enforcer: MaskEnforcer
+    _sb3_tar_attaches_curves = True  # its set_training_mode attaches the curves (report_logging.ATTACHES_CURVES)
     #: The algorithm class this policy is for (``SAC``, ``TD3``, ``TQC``), set by each ``SparsePolicy``.
     algorithm_class: ClassVar[type | None] = None
 

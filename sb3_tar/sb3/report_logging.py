@@ -18,9 +18,12 @@ text (``sparse/allocation``: TensorBoard's Text tab; left out of stdout, CSV and
 writes to a folder, saved there as ``sparse_allocation.md``.
 
 Measuring reads the masks and the weights only (like :func:`~sb3_tar.sb3.model_masks.sparsity_summary`):
-nothing is changed. The curves are attached by ``TARCallback``/``DSTCallback`` at training start and by the
-sparse policies (``SparsePolicy``, and the ``MaskedPolicy`` a loaded callback model is rebuilt with) when SB3
-first switches their training mode in ``learn()``, so every entry point logs them.
+nothing is changed. The curves are attached by ``TARCallback``/``DSTCallback``/``GMPCallback`` at training start
+and by the sparse policies (``SparsePolicy``, and the ``MaskedPolicy`` a loaded callback model is rebuilt with)
+when SB3 first switches their training mode in ``learn()``, so every entry point logs them. A plain policy made
+sparse by a callback in this process keeps its class; :func:`attach_curves` gives it the same training-mode
+switch on the instance (:class:`CurvesOnTrainingMode`), so a later ``learn()`` without the callback, with its
+new logger, logs them too.
 """
 
 from __future__ import annotations
@@ -170,6 +173,9 @@ def attach_curves(model: Any) -> SparseCurves | None:
     :param model: An SB3 model holding masks (a model without a logger yet, or without masks, is left alone).
     :return: The curves attached to the logger, or ``None``.
     """
+    policy = getattr(model, "policy", None)
+    if policy is not None and not hasattr(type(policy), ATTACHES_CURVES) and "set_training_mode" not in vars(policy):
+        policy.set_training_mode = CurvesOnTrainingMode(policy)
     logger = getattr(model, "_logger", None)
     if logger is None:
         return None
@@ -188,6 +194,27 @@ def attach_curves(model: Any) -> SparseCurves | None:
     logger.dump = dump_with_curves  # type: ignore[method-assign]
     setattr(logger, _ATTR, curves)
     return curves
+
+
+#: Class attribute of the policy classes whose ``set_training_mode`` calls :func:`attach_from_caller` themselves.
+ATTACHES_CURVES = "_sb3_tar_attaches_curves"
+
+
+class CurvesOnTrainingMode:
+    """
+    ``set_training_mode`` of one plain policy instance made sparse by a callback: the class's own switch, after
+    attaching the curves to the logger of the model that calls it (as ``SparsePolicy.set_training_mode`` does).
+    An object rather than a closure, so that the policy still pickles and deep-copies.
+
+    :param policy: The policy.
+    """
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+
+    def __call__(self, mode: bool) -> None:
+        attach_from_caller(self.policy)
+        type(self.policy).set_training_mode(self.policy, mode)
 
 
 def attach_from_caller(policy: Any, depth: int = 2) -> None:
