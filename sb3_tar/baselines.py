@@ -23,6 +23,7 @@ from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.policies import SparsePolicyMixin, install_masks, masked_policy_class, start_sparse_execution
 from sb3_tar.sb3.pruning import role_configs
+from sb3_tar.sb3.report_logging import attach_curves
 from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE as DST_STATE_ATTRIBUTE
 from sb3_tar.sb3.rewiring import planned_steps_of
 from sb3_tar.sb3.small_dense import network_shapes, small_dense_matches
@@ -109,6 +110,7 @@ class GMPCallback(SparseCallback):
         pruner.verbose = max(pruner.verbose, self.verbose)
         self.pruner = pruner
         self.logger.record("gmp/total_steps", pruner.total_steps)
+        attach_curves(self.model)  # the sparse/ curves: the masks' state at every dump, dense until t0
         self._convert_when_due()
 
     def _start(self, policy: Any) -> GradualPruner:

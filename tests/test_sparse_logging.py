@@ -145,3 +145,22 @@ def test_callback_model_logs_in_a_later_learn_without_callback(tmp_path: Path) -
         clone.set_training_mode(False)
         assert not clone.actor.training and not clone.critic.training
         assert model.policy.actor.training and model.policy.critic.training
+
+
+def test_gmp_model_logs_its_sparsity_rising_at_every_dump(tmp_path: Path) -> None:
+    """GMP (a callback on a plain policy) logs the masks' state at each dump: dense first, 90% sparse at the end."""
+    model = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=ARCH), **small_kwargs("sac", learning_starts=100))
+    logger, _ = _csv_logger(tmp_path / "gmp")
+    model.set_logger(logger)
+    # gradient steps 1..500 (env steps 101..600): pruning from step 100 to 400, every 50 steps
+    model.learn(STEPS, log_interval=1, callback=sb3_tar.GMPCallback(sparsity=0.9, interval=50, seed=0))
+    rows = _rows(tmp_path / "gmp")
+    assert len(rows) == 3  # dumps at env steps 200, 400 and 600: gradient steps 100, 300 and 500
+    for name in ("actor", "critic.qf0", "critic.qf1"):
+        prefix = name + "."
+        masks = [b for k, b in model.policy.named_buffers() if k.startswith(prefix) and k.endswith("weight_mask")]
+        kept, total = sum(int(m.sum()) for m in masks), sum(m.numel() for m in masks)
+        assert kept == round(0.1 * total)
+        sparsity = [float(r[f"sparse/{name}/sparsity"]) for r in rows]
+        assert sparsity[0] == 0.0 and 0.0 < sparsity[1] < 1 - kept / total
+        assert sparsity[2] == pytest.approx(1 - kept / total)
