@@ -29,6 +29,6 @@ def run_smoke(root: Path) -> tuple[Path, subprocess.CompletedProcess, subprocess
     """
     sweep = run_cli("sweep", "--preset", "smoke", "-o", str(root), "--jobs", "2", "--no-progress")
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr + failed_logs(root)
-    report = run_cli("report", str(root), "--reps", "100", "--no-progress", timeout=180)
+    report = run_cli("report", str(root), "--reps", "50", "--no-progress", timeout=180)
     assert report.returncode == 0, report.stdout + report.stderr
     return root, sweep, report
