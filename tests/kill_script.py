@@ -42,7 +42,8 @@ PREAMBLE = textwrap.dedent(
 
 @dataclass
 class KilledRuns:
-    """The three runs of one script: ``reference`` ran to the end, ``killed`` was SIGKILLed, ``resumed`` finished it."""
+    """Where the runs of one script wrote: ``reference`` (uninterrupted), ``run`` (killed, then resumed to the end),
+    and what the resumed run printed."""
 
     reference: Path
     run: Path
