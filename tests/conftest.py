@@ -170,3 +170,15 @@ def humanoid_networks() -> dict[str, nn.Module]:
         "critic_1024": critic_net(1024),
         "actor_1024": actor_mlp(1024),
     }
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory):
+    """
+    The smoke preset swept and reported once for the whole session (:func:`sweep_utils.run_smoke`): its cells are
+    checked by test_sweep.py and are the uninterrupted references of the killed cells in test_checkpoint.py.
+    Tests read it and never write into it.
+    """
+    from sweep_utils import run_smoke
+
+    return run_smoke(tmp_path_factory.mktemp("smoke"))

@@ -1,6 +1,7 @@
-"""Checkpoints inside a run and exact resume: sweep cells (a static TAR cell and a RigL cell) killed with SIGKILL
-after a checkpoint and resumed by running the same ``sb3-tar sweep`` command end with the same evaluations and
-weights as uninterrupted cells, bit for bit; the SB3 callback does the same for a user's script (TD3 + SET,
+"""Checkpoints inside a run and exact resume: sweep cells (the smoke preset's TAR and RigL cells, checkpointed every
+200 steps) killed with SIGKILL after a checkpoint and resumed by running the same ``sb3-tar sweep`` command end with
+the same evaluations and weights as the smoke preset's uninterrupted cells (no checkpoint inside their run), bit for
+bit, and so does a cell on the Ray backend whose worker dies; the SB3 callback does the same for a user's script (TD3 + SET,
 killed for real); bad checkpoints are refused with the file named and the run starts from step 0."""
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from cli_utils import REPO, cli_env, run_cli
+from kill_script import assert_same_bits, run_killed_and_resumed
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -37,9 +38,9 @@ from sb3_tar.sb3.checkpoint import (
 )
 
 ENV = "Pendulum-v1"
-SWEEP = ["sweep", "--algos", "sac", "--envs", ENV, "--methods", "tar", "rigl", "--sparsities", "0.8", "--widths", "32"]
-SWEEP += ["--seeds", "0", "-n", "800", "--eval-freq", "200", "--eval-episodes", "2", "--dst-kwargs", "update_interval:100"]
-SWEEP += ["--jobs", "2", "--no-progress", "--checkpoint-every", "200"]
+# the smoke preset's TAR and RigL cells of seed 0 (width 64, 600 steps, learning from step 200), with checkpoints
+SWEEP = ["sweep", "--preset", "smoke", "--methods", "tar", "rigl", "--seeds", "0", "--jobs", "2", "--no-progress"]
+SWEEP += ["--checkpoint-every", "200"]
 
 
 def _cells(root: Path) -> list[Path]:
@@ -55,19 +56,10 @@ def _policy(cell: Path) -> dict[str, torch.Tensor]:
     return load_from_zip_file(cell / "sac" / f"{ENV}_1" / f"{ENV}.zip", device="cpu", print_system_info=False)[1]["policy"]
 
 
-def _assert_same_bits(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        x, y = np.asarray(a[key]), np.asarray(b[key])
-        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), key
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ckpt_reference")
-    result = run_cli(*SWEEP, "-o", str(root), timeout=400)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return root
+@pytest.fixture
+def uninterrupted(smoke_sweep) -> Path:
+    """The session's smoke sweep (conftest.py): its cells ran without a checkpoint inside their 600 steps."""
+    return smoke_sweep[0]
 
 
 def test_sweep_cells_killed_after_a_checkpoint_resume_bit_for_bit(uninterrupted, tmp_path):
@@ -100,21 +92,21 @@ def test_sweep_cells_killed_after_a_checkpoint_resume_bit_for_bit(uninterrupted,
     cells = _cells(root)
     assert [c.name for c in cells] == ["seed_0", "seed_0"] and not any((c / "done.json").exists() for c in cells)
     steps = {c.parent.name: int(latest_checkpoint(c / "checkpoints").name.split("_")[1]) for c in cells}
-    assert all(200 <= s < 800 for s in steps.values()), steps
+    assert all(200 <= s < 600 for s in steps.values()), steps
 
     resumed = run_cli(*SWEEP, "-o", str(root), timeout=400)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "2 cells (0 finished, 2 partial" in resumed.stdout
     reference = {c.parent.name: c for c in _cells(uninterrupted)}
-    assert sorted(reference) == sorted(c.parent.name for c in cells) and any(n.startswith("rigl") for n in reference)
+    assert sorted(c.parent.name for c in cells) == ["rigl_erk_sp0.9_w64", "tar_magnitude_sp0.9_rr0.01_w64"]
     for cell in cells:
         log = (cell / "train.log").read_text()
         assert f"resumed from {cell / 'checkpoints'}" in log and f"at step {steps[cell.parent.name]}" in log
         assert (cell / "done.json").is_file() and not (cell / "checkpoints").exists()  # removed when finished
         evaluations = _evaluations(cell)
-        assert list(evaluations["timesteps"]) == [200, 400, 600, 800]
-        _assert_same_bits(evaluations, _evaluations(reference[cell.parent.name]))
-        _assert_same_bits(_policy(cell), _policy(reference[cell.parent.name]))  # weights, masks, targets
+        assert list(evaluations["timesteps"]) == [100, 200, 300, 400, 500, 600]
+        assert_same_bits(evaluations, _evaluations(reference[cell.parent.name]))
+        assert_same_bits(_policy(cell), _policy(reference[cell.parent.name]))  # weights, masks, targets
         pair = (cell, reference[cell.parent.name])
         sparsity = [json.loads((c / "summary.json").read_text())["final_sparsity"] for c in pair]
         assert sparsity[0] == sparsity[1]  # the same masks (pattern fingerprints), online and target
@@ -126,26 +118,11 @@ def test_sweep_cells_killed_after_a_checkpoint_resume_bit_for_bit(uninterrupted,
         ]
 
 
-SCRIPT = textwrap.dedent(
-    """
-    import os, signal, sys
-    import numpy as np
-    import torch
+TD3_SET = """
     from stable_baselines3 import TD3
-    from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
-    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.callbacks import EvalCallback
     from stable_baselines3.common.noise import NormalActionNoise
     from sb3_tar import DSTCallback
-    from sb3_tar.sb3.checkpoint import ExactCheckpointCallback
-
-    out, kill_at = sys.argv[1], int(sys.argv[2])
-    torch.set_num_threads(1)
-
-    class Kill(BaseCallback):
-        def _on_step(self):
-            if self.num_timesteps == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return True
 
     env = make_vec_env("Pendulum-v1", n_envs=1, seed=3, monitor_dir=out)
     noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))
@@ -158,37 +135,25 @@ SCRIPT = textwrap.dedent(
     ]
     model.learn(600, callback=callbacks)
     model.save(os.path.join(out, "final"))
-    """
-)
+"""
 
 
 def test_callback_resumes_a_killed_td3_set_script_exactly(tmp_path):
-    script = tmp_path / "train.py"
-    script.write_text(SCRIPT)
+    def left_by_the_kill(run: Path) -> None:
+        assert latest_checkpoint(run / "checkpoints").name == "step_000000000400"
 
-    def run(out: Path, kill_at: int) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, str(script), str(out), str(kill_at)]
-        return subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=300)
-
-    reference = run(tmp_path / "ref", -1)
-    assert reference.returncode == 0, reference.stderr
-    killed = run(tmp_path / "run", 450)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert latest_checkpoint(tmp_path / "run" / "checkpoints").name == "step_000000000400"
-    resumed = run(tmp_path / "run", -1)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from" in resumed.stdout and "at step 400" in resumed.stdout
-    for name in ("evaluations.npz",):
-        with np.load(tmp_path / "ref" / name) as a, np.load(tmp_path / "run" / name) as b:
-            assert list(a["timesteps"]) == [150, 300, 450, 600]
-            _assert_same_bits(dict(a), dict(b))
-    ref_params = load_from_zip_file(tmp_path / "ref" / "final.zip", device="cpu", print_system_info=False)
-    run_params = load_from_zip_file(tmp_path / "run" / "final.zip", device="cpu", print_system_info=False)
-    _assert_same_bits(ref_params[1]["policy"], run_params[1]["policy"])
-    _assert_same_bits(ref_params[1]["actor.optimizer"]["state"][0], run_params[1]["actor.optimizer"]["state"][0])
+    runs = run_killed_and_resumed(tmp_path, TD3_SET, kill_at=450, after_kill=left_by_the_kill)
+    assert "resumed from" in runs.resumed_stdout and "at step 400" in runs.resumed_stdout
+    with np.load(runs.reference / "evaluations.npz") as a, np.load(runs.run / "evaluations.npz") as b:
+        assert list(a["timesteps"]) == [150, 300, 450, 600]
+        assert_same_bits(dict(a), dict(b))
+    ref_params = load_from_zip_file(runs.reference / "final.zip", device="cpu", print_system_info=False)
+    run_params = load_from_zip_file(runs.run / "final.zip", device="cpu", print_system_info=False)
+    assert_same_bits(ref_params[1]["policy"], run_params[1]["policy"])
+    assert_same_bits(ref_params[1]["actor.optimizer"]["state"][0], run_params[1]["actor.optimizer"]["state"][0])
     assert ref_params[0]["sb3_tar_dst_state"] == run_params[0]["sb3_tar_dst_state"]  # schedule position
     assert ref_params[0]["sb3_tar_dst_state"]["step"] == 500  # one gradient step per env step after 100
-    monitor = [(tmp_path / d / "0.monitor.csv").read_text().splitlines()[2:] for d in ("ref", "run")]
+    monitor = [(folder / "0.monitor.csv").read_text().splitlines()[2:] for folder in (runs.reference, runs.run)]
     assert [line.split(",")[:2] for line in monitor[0]] == [line.split(",")[:2] for line in monitor[1]]  # r, l
 
 
@@ -206,15 +171,17 @@ def _zoo_child_of(folder: Path) -> tuple[int, int] | None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the Ray worker through /proc")
 def test_ray_task_retried_after_its_worker_dies_resumes_from_the_checkpoint(uninterrupted, tmp_path, monkeypatch):
+    """The Ray backend on a local Ray instance runs a cell to the end (done.json, summary.json), and when the cell's
+    worker dies the retried task resumes from the cell's checkpoint, bit for bit."""
     import threading
 
     import ray
 
-    from sb3_tar.experiments.grid import GridSpec
+    from sb3_tar.experiments.grid import get_preset
     from sb3_tar.experiments.runner import cell_dir, run_sweep
 
-    grid = GridSpec(algos=["sac"], envs=[ENV], methods=["tar"], sparsities=[0.8], widths=[32], seeds=[0], n_timesteps=800)
-    grid.eval_freq, grid.eval_episodes, grid.dst_kwargs = 200, 2, {"update_interval": 100}
+    grid = get_preset("smoke")  # its TAR cell of seed 0, with checkpoints
+    grid.methods, grid.seeds = ("tar",), (0,)
     (cell,) = grid.expand()
     folder = cell_dir(tmp_path / "ray", cell)
     monkeypatch.setenv("PYTHONPATH", cli_env()["PYTHONPATH"])  # Ray workers import sb3_tar from this checkout
@@ -235,11 +202,12 @@ def test_ray_task_retried_after_its_worker_dies_resumes_from_the_checkpoint(unin
     finally:
         ray.shutdown()
     assert not sweep.is_alive() and outcome["s"].count("done") == 1, [r.__dict__ for r in outcome["s"].results]
+    assert not outcome["s"].failed and (folder / "done.json").is_file() and (folder / "summary.json").is_file()
     assert not Path(f"/proc/{zoo}").exists() or "Z" in Path(f"/proc/{zoo}/stat").read_text().rsplit(")", 1)[1].split()[0]
     assert "resumed from" in (folder / "train.log").read_text()
     (reference,) = [c for c in _cells(uninterrupted) if c.parent.name == cell.label]
-    _assert_same_bits(_evaluations(folder), _evaluations(reference))
-    _assert_same_bits(_policy(folder), _policy(reference))
+    assert_same_bits(_evaluations(folder), _evaluations(reference))
+    assert_same_bits(_policy(folder), _policy(reference))
 
 
 # -- bad input ---------------------------------------------------------------------------------------------
@@ -308,9 +276,9 @@ def test_refused_checkpoint_restarts_from_step_0_as_a_fresh_run(written, tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fresh = _tiny_run(tmp_path / "fresh", checkpoints=False)
-    _assert_same_bits(resumed.policy.state_dict(), fresh.policy.state_dict())  # from step 0, random state untouched
+    assert_same_bits(resumed.policy.state_dict(), fresh.policy.state_dict())  # from step 0, random state untouched
     with np.load(tmp_path / "w" / "evaluations.npz") as a, np.load(tmp_path / "fresh" / "evaluations.npz") as b:
-        _assert_same_bits(dict(a), dict(b))
+        assert_same_bits(dict(a), dict(b))
 
 
 def test_replay_buffer_is_stored_compact_and_restored_whole(tmp_path):
@@ -331,7 +299,7 @@ def test_replay_buffer_is_stored_compact_and_restored_whole(tmp_path):
         a, b = getattr(original, key), getattr(restored, key)
         assert a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b), key  # every row, zeros included
     assert float(np.abs(restored.observations[:120]).sum()) > 0 and not restored.observations[120:].any()
-    _assert_same_bits(fresh.policy.state_dict(), model.policy.state_dict())
+    assert_same_bits(fresh.policy.state_dict(), model.policy.state_dict())
 
 
 def test_callback_arguments_and_order_are_checked(tmp_path):

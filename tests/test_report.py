@@ -22,6 +22,7 @@ from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE, cell_dir, run_dir
 from sb3_tar.experiments.tables import import_rliable, pct_change
 
 N_EVALS = 25  # last 10% -> the last ceil(2.5) = 3 evaluations
+REPS = 50  # bootstrap replications: enough to check the intervals against rliable's; their cost grows with the count
 BASE = {"dense": 1000.0, "static": 500.0, "tar": 700.0, "uniform": 600.0, "set": 650.0, "rigl": 680.0}
 ENV_SCALE = {"HalfCheetah-v4": 1.0, "Hopper-v4": 2.0}
 
@@ -83,7 +84,7 @@ def results_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(results_dir, tmp_path_factory):
-    return make_report(results_dir, tmp_path_factory.mktemp("report"), reps=500, progress=False, echo=lambda s: None)
+    return make_report(results_dir, tmp_path_factory.mktemp("report"), reps=REPS, progress=False, echo=lambda s: None)
 
 
 def test_final_return_is_the_mean_of_the_last_tenth():
@@ -140,7 +141,7 @@ def test_iqm_matches_rliable_on_the_raw_files(results_dir, report):
     library, metrics = import_rliable()
     np.random.seed(0)  # rliable 1.2 bootstraps with NumPy's global generator; the report seeds it per method
     _, interval = library.get_interval_estimates(
-        {"x": np.array(finals)[:, None]}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=500
+        {"x": np.array(finals)[:, None]}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=REPS
     )
     assert [row["ci_low"], row["ci_high"]] == pytest.approx(interval["x"][:, 0].tolist())
     aggregate = pd.read_csv(report.csv["iqm_aggregate"])
@@ -176,7 +177,7 @@ def test_missing_axes_skip_their_plots_with_a_message(results_dir, tmp_path, cap
         if "rr0.005" not in folder.name:
             (subset / "sac/HalfCheetah-v4").mkdir(parents=True, exist_ok=True)
             shutil.copytree(folder, subset / "sac/HalfCheetah-v4" / folder.name)
-    assert main(["report", str(subset), "--reps", "200", "--no-progress"]) == 0
+    assert main(["report", str(subset), "--reps", str(REPS), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "width-scaling plot skipped: the grid has a single width (256)" in out
     assert "aggregate IQM skipped: the grid has a single env" in out
@@ -187,7 +188,7 @@ def test_missing_axes_skip_their_plots_with_a_message(results_dir, tmp_path, cap
     only = tmp_path / "only"
     for folder in results_dir.glob("sac/HalfCheetah-v4/dense_w256"):
         shutil.copytree(folder, only / "sac/HalfCheetah-v4" / folder.name)
-    assert main(["report", str(only), "--reps", "200", "--no-progress"]) == 0
+    assert main(["report", str(only), "--reps", str(REPS), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "rr-sensitivity plot skipped" in out and "Original-vs-TAR table skipped" in out
 
@@ -200,7 +201,7 @@ def test_readme_block_is_rewritten_between_its_markers_only(results_dir, tmp_pat
     readme = tmp_path / "docs" / "RESULTS.md"
     readme.parent.mkdir()
     readme.write_text(f"# Title\n\nprose before\n\n{DIGEST_BEGIN}\nstale numbers\n{DIGEST_END}\n\nprose after\n")
-    assert main(["report", str(subset), "--reps", "200", "--no-progress", "--no-plots", "--readme", str(readme)]) == 0
+    assert main(["report", str(subset), "--reps", str(REPS), "--no-progress", "--no-plots", "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert text.startswith("# Title\n\nprose before\n\n" + DIGEST_BEGIN) and text.endswith(DIGEST_END + "\n\nprose after\n")
     block = readme_block(readme)
@@ -213,7 +214,7 @@ def test_readme_block_is_rewritten_between_its_markers_only(results_dir, tmp_pat
     # a file without markers: exit 2, a message naming the markers, the file unchanged
     plain = tmp_path / "plain.md"
     plain.write_text("no markers here\n")
-    assert main(["report", str(subset), "--reps", "200", "--no-progress", "--readme", str(plain)]) == 2
+    assert main(["report", str(subset), "--reps", str(REPS), "--no-progress", "--readme", str(plain)]) == 2
     assert "has no generated block" in capsys.readouterr().err
     assert plain.read_text() == "no markers here\n"
 
@@ -228,7 +229,7 @@ def test_ranking_at_steps_reads_each_run_as_if_stopped_there(results_dir, tmp_pa
     made up to the step, ranked within algo/env/width, recomputed here from the raw files."""
     subset = tmp_path / "subset"
     shutil.copytree(results_dir / "sac/HalfCheetah-v4", subset / "sac/HalfCheetah-v4")
-    report = make_report(subset, reps=200, progress=False, make_plots=False, echo=lambda s: None, at_steps=[10_000, 25_000])
+    report = make_report(subset, reps=REPS, progress=False, make_plots=False, echo=lambda s: None, at_steps=[10_000, 25_000])
     ranking = pd.read_csv(report.csv["ranking"])
     expected = {}
     for cell_file in sorted(subset.glob(f"*/*/*/seed_*/{CELL_FILE}")):
@@ -258,7 +259,7 @@ def test_ranking_at_steps_reads_each_run_as_if_stopped_there(results_dir, tmp_pa
     text = report.markdown.read_text()
     assert "## Ranking at 10,000, 25,000 steps" in text and "(#1)" in text
     with pytest.raises(ValueError, match="strictly increasing"):
-        make_report(subset, reps=200, progress=False, make_plots=False, echo=lambda s: None, at_steps=[25_000, 10_000])
+        make_report(subset, reps=REPS, progress=False, make_plots=False, echo=lambda s: None, at_steps=[25_000, 10_000])
 
 
 def test_named_readme_block_is_rewritten_and_the_other_block_kept(results_dir, tmp_path, capsys):
@@ -269,7 +270,7 @@ def test_named_readme_block_is_rewritten_and_the_other_block_kept(results_dir, t
     begin, end = block_markers("cpu300k")
     readme = tmp_path / "README.md"
     readme.write_text(f"# T\n\n{DIGEST_BEGIN}\nfirst block\n{DIGEST_END}\n\nmiddle\n\n{begin}\nstale\n{end}\n\nlast\n")
-    args = ["report", str(subset), "--reps", "200", "--no-progress", "--no-plots", "--readme", str(readme)]
+    args = ["report", str(subset), "--reps", str(REPS), "--no-progress", "--no-plots", "--readme", str(readme)]
     assert main([*args, "--block", "cpu300k", "--at-steps", "10000", "25000"]) == 0
     assert readme_block(readme) == "first block\n"
     block = readme_block(readme, "cpu300k")

@@ -1,13 +1,9 @@
-"""Per-role grid methods (``<actor method>+<critic method>``): expansion, callback, and one real sweep cell end to end."""
+"""Per-role grid methods (``<actor method>+<critic method>``): expansion and callback. (One real sweep cell end to end,
+with its report: test_sweep_baselines.py.)"""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import torch
-from cli_utils import run_cli
-from stable_baselines3 import SAC
 
 from sb3_tar.experiments.grid import DST_CALLBACK, TAR_CALLBACK, GridSpec, get_preset
 
@@ -92,36 +88,3 @@ def test_per_role_cells_run_the_right_callback() -> None:
 def test_bad_per_role_methods_are_refused(kwargs: dict, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
         grid(**kwargs).validate()
-
-
-def test_sweep_runs_a_per_role_cell_and_reports_it(tmp_path) -> None:
-    """``sb3-tar sweep --methods tar+rigl``: the saved model has a TAR actor and RigL Q-networks at exactly 10% density,
-    the schedule ran with the per-role methods stored; ``sb3-tar report`` names the method. (What each role's mask
-    does during training is checked step by step in test_role_methods.py.)"""
-    root = tmp_path / "roles"
-    args = ["--envs", "Pendulum-v1", "--methods", "tar+rigl", "--criteria", "magnitude", "--sparsities", "0.9"]
-    args += ["--rrs", "0.01", "--widths", "32", "--seeds", "0", "-n", "300", "--eval-freq", "300", "--eval-episodes", "1"]
-    args += ["--params", "learning_starts:100", "--dst-kwargs", "update_interval:50", "--jobs", "1", "--no-progress"]
-    sweep = run_cli("sweep", *args, "-o", str(root))
-    assert sweep.returncode == 0, sweep.stdout + sweep.stderr
-    (cell,) = root.glob("sac/Pendulum-v1/tar+rigl_magnitude_sp0.9_rr0.01_w32/seed_0")
-    model = SAC.load(cell / "sac" / "Pendulum-v1_1" / "Pendulum-v1.zip", device="cpu")
-    state = model.sb3_tar_dst_state
-    assert state["role_methods"] == {"actor": "tar", "critic": "rigl"} and state["step"] == 200
-    reports = model.sb3_tar_reports
-    for name, module in [
-        ("actor", model.policy.actor),
-        *((f"critic.qf{i}", q) for i, q in enumerate(model.policy.critic.q_networks)),
-    ]:
-        layers = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
-        total = sum(layer.weight.numel() for layer in layers)
-        final = [layer.weight_mask.bool() for layer in layers]
-        assert sum(int(m.sum()) for m in final) == round(0.1 * total), name  # exact count of each role's density
-        assert all((layer.weight[~m] == 0).all() for layer, m in zip(layers, final)), name
-    assert (reports["actor"]["revival"], reports["critic.qf0"]["revival"]) == ("tar", "none")
-    assert reports["actor"]["budget"] > 0 and reports["critic.qf0"]["criterion"] == "magnitude"
-    summary = json.loads((cell / "summary.json").read_text())
-    assert summary["final_sparsity"]["actor"]["nonzero"] <= round(0.1 * summary["final_sparsity"]["actor"]["total"])
-    report = run_cli("report", str(root), "--reps", "100", "--no-progress", timeout=180)
-    assert report.returncode == 0, report.stdout + report.stderr
-    assert "TAR actor + RigL critic" in (root / "report" / "report.md").read_text()

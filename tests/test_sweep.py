@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,26 +19,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from cli_utils import REPO, cli_env, run_cli
-
-SMOKE_ENV = "Pendulum-v1"
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
-    root = tmp_path_factory.mktemp("smoke")
-    sweep = run_cli("sweep", "--preset", "smoke", "-o", str(root), "--jobs", "2", "--no-progress")
-    assert sweep.returncode == 0, sweep.stdout + sweep.stderr + _failed_logs(root)
-    report = run_cli("report", str(root), "--reps", "500", "--no-progress", timeout=180)
-    assert report.returncode == 0, report.stdout + report.stderr
-    return root, sweep, report
+from sweep_utils import SMOKE_ENV
 
 
-def _failed_logs(root: Path) -> str:
-    logs = []
-    for log in root.glob("*/*/*/seed_*/train.log"):
-        if not (log.parent / "done.json").exists():
-            logs.append(f"--- {log}\n" + log.read_text()[-3000:])
-    return "\n".join(logs)
+@pytest.fixture
+def smoke(smoke_sweep) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """The session's smoke sweep (conftest.py): results directory, sweep and report commands."""
+    return smoke_sweep
 
 
 def test_smoke_preset_runs_every_cell_in_rl_zoo_layout(smoke):
@@ -196,10 +184,21 @@ def test_rl_zoo_all_plots_reads_the_results(smoke, tmp_path):
     assert len(runs) == 12
 
 
-def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
-    root = tmp_path / "resume"
-    args = ["sweep", "--methods", "dense", "--envs", SMOKE_ENV, "--widths", "32", "--seeds", "0", "1", "2"]
-    args += ["-n", "200", "--eval-freq", "100", "--eval-episodes", "1", "--jobs", "1", "--no-progress", "-o", str(root)]
+RESUME = ["sweep", "--methods", "dense", "--envs", SMOKE_ENV, "--widths", "32", "--seeds", "0", "1", "2", "-n", "200"]
+RESUME += ["--eval-freq", "100", "--eval-episodes", "1", "--jobs", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def killed_sweep(tmp_path_factory) -> dict:
+    """
+    A sweep of three dense cells killed with SIGKILL (the sweep and its RL-Zoo child) while the second cell trains,
+    then the same command run twice more.
+
+    :return: ``root``, ``cells``, the files of the first cell with their mtimes after the kill (``finished``), and
+        the two later runs (``resumed``, ``again``) with the mtimes after each.
+    """
+    root = tmp_path_factory.mktemp("resume") / "resume"
+    args = [*RESUME, "-o", str(root)]
     cells = [root / "sac" / SMOKE_ENV / "dense_w32" / f"seed_{s}" for s in range(3)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "sb3_tar.cli", *args],
@@ -218,23 +217,51 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # kill -9 the sweep and its RL-Zoo child
         proc.wait()
-    assert not (cells[1] / "done.json").exists() and not cells[2].exists()
+    killed = {"second_done": (cells[1] / "done.json").exists(), "third_exists": cells[2].exists()}
     finished = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
     (cells[1] / "leftover_from_killed_run").write_text("x")
 
+    args[args.index("--jobs") + 1] = "2"  # the same grid again, the two cells left side by side
     resumed = run_cli(*args, timeout=240)
+    after_resume = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
+    again = run_cli(*args, timeout=120)
+    after_again = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
+    mtimes = [after_resume, after_again]
+    return dict(root=root, cells=cells, killed=killed, finished=finished, resumed=resumed, again=again, mtimes=mtimes)
+
+
+def test_killed_sweep_resumes_without_redoing_finished_cells(killed_sweep):
+    cells, finished, resumed, again = (killed_sweep[k] for k in ("cells", "finished", "resumed", "again"))
+    assert killed_sweep["killed"] == {"second_done": False, "third_exists": False}
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "3 cells (1 finished, 1 partial" in resumed.stdout
     assert "2 ran, 1 already finished, 0 failed" in resumed.stdout
-    assert {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")} == finished  # untouched, nothing added
+    assert killed_sweep["mtimes"][0] == finished  # untouched, nothing added
     for cell in cells:
         assert (cell / "done.json").is_file()
         assert [p.name for p in (cell / "sac").iterdir()] == [f"{SMOKE_ENV}_1"]  # a redone cell starts clean
     assert not (cells[1] / "leftover_from_killed_run").exists()
-
-    again = run_cli(*args, timeout=120)
     assert "0 ran, 3 already finished" in again.stdout
-    assert {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")} == finished
+    assert killed_sweep["mtimes"][1] == finished
+
+
+def test_overwrite_reruns_a_cell_finished_with_another_budget(killed_sweep, tmp_path: Path) -> None:
+    root = tmp_path / "over"
+    shutil.copytree(killed_sweep["root"], root)  # three dense cells finished with -n 200
+    cell = root / "sac" / SMOKE_ENV / "dense_w32" / "seed_0"
+    assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 200
+    args = ["sweep", "--methods", "dense", "--envs", SMOKE_ENV, "--widths", "32", "--seeds", "0", "-n", "300"]
+    args += ["--eval-freq", "100", "--eval-episodes", "1", "--jobs", "1", "--no-progress", "-o", str(root)]
+    refused = run_cli(*args)
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
+    assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 200
+    again = run_cli(*args, "--overwrite")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 300
+    with np.load(cell / "sac" / f"{SMOKE_ENV}_1" / "evaluations.npz") as data:
+        assert int(data["timesteps"][-1]) == 300
+    done = json.loads((cell / "done.json").read_text())
+    assert len(done["package"]["commit"] or "x" * 40) == 40  # the package commit is recorded
 
 
 def test_changed_budget_is_refused_not_overwritten(tmp_path):

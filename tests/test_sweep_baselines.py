@@ -1,30 +1,45 @@
-"""`sb3-tar sweep --methods gmp small_dense` end to end on a tiny grid (real RL-Zoo3 trainings), then `sb3-tar
-report`: the saved GMP model holds the final kept counts, the small-dense model has the solved widths, and the
-report's training-FLOPs column carries the hand-computed ratios."""
+"""`sb3-tar sweep --methods gmp small_dense tar+rigl` end to end on a tiny grid (real RL-Zoo3 trainings), then `sb3-tar
+report`: the saved GMP model holds the final kept counts, the small-dense model has the solved widths, the per-role
+model has a TAR actor and RigL critics, and the report's training-FLOPs column carries the hand-computed ratios."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from cli_utils import run_cli
+from stable_baselines3 import SAC
 
 ENV = "Pendulum-v1"
 
 
-def test_sweep_runs_gmp_and_small_dense_and_reports_training_flops(tmp_path) -> None:
-    from stable_baselines3.common.save_util import load_from_zip_file
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory) -> tuple[Path, str, str]:
+    """One sweep (and its report) of three cells at width 64: GMP, small dense and a per-role TAR actor + RigL critic.
 
-    root = tmp_path / "baselines"
+    :return: The results directory and the sweep's and the report's standard output.
+    """
+    root = tmp_path_factory.mktemp("baselines") / "baselines"
     sweep = run_cli(
-        *("sweep", "--algos", "sac", "--envs", ENV, "--methods", "gmp", "small_dense", "--criteria", "magnitude"),
-        *("--sparsities", "0.9", "--widths", "64", "--seeds", "0", "-n", "300", "--eval-freq", "150"),
+        *("sweep", "--algos", "sac", "--envs", ENV, "--methods", "gmp", "small_dense", "tar+rigl", "--criteria", "magnitude"),
+        *("--sparsities", "0.9", "--rrs", "0.01", "--widths", "64", "--seeds", "0", "-n", "300", "--eval-freq", "150"),
         *("--eval-episodes", "1", "--params", "learning_starts:100", "--gmp-kwargs", "interval:50"),
-        *("-o", str(root), "--jobs", "2", "--no-progress"),
+        *("--dst-kwargs", "update_interval:50", "-o", str(root), "--jobs", "2", "--no-progress"),
     )
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
-    assert "2 ran" in sweep.stdout
+    report = run_cli("report", str(root), "--reps", "50", "--no-progress", timeout=180)
+    assert report.returncode == 0, report.stdout + report.stderr
+    return root, sweep.stdout, report.stdout
+
+
+def test_sweep_runs_gmp_and_small_dense_and_reports_training_flops(swept) -> None:
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    root, sweep, _ = swept
+    assert "3 ran" in sweep
 
     gmp = root / "sac" / ENV / "gmp_magnitude_sp0.9_w64" / "seed_0"
     data, params, _ = load_from_zip_file(gmp / "sac" / f"{ENV}_1" / f"{ENV}.zip", device="cpu", print_system_info=False)
@@ -51,8 +66,6 @@ def test_sweep_runs_gmp_and_small_dense_and_reports_training_flops(tmp_path) -> 
     # small: actor 2*435 + 39, each Q 2*436 + 38; dense: actor 2*4416 + 130, each Q 2*4416 + 129.
     expected_small = (2 * 435 + 39 + 2 * (2 * 436 + 38)) / (2 * 4416 + 130 + 2 * (2 * 4416 + 129))
 
-    report = run_cli("report", str(root), "--reps", "200", "--no-progress", timeout=180)
-    assert report.returncode == 0, report.stdout + report.stderr
     runs = pd.read_csv(root / "report" / "runs.csv").set_index("method")
     assert runs.loc["small_dense", "train_flops"] == pytest.approx(expected_small, rel=1e-12)  # through the CSV
     assert runs.loc["gmp", "train_flops"] == pytest.approx(summary["training_flops"], rel=1e-12)
@@ -60,7 +73,7 @@ def test_sweep_runs_gmp_and_small_dense_and_reports_training_flops(tmp_path) -> 
     assert "Training FLOPs vs dense" in text
     assert f"{expected_small:.3f}x" in text and f"{summary['training_flops']:.3f}x" in text
     assert "GMP (magnitude)" in text and "Small dense" in text
-    section = text[text.index("## Small dense: widths and weight counts") :]
+    section = text[text.index("## Small dense: widths and weight counts") :].split("\n## ")[0]  # up to the next section
     rows = [line for line in section.splitlines() if line.startswith("| SAC ")]
     assert len(rows) == 3 and all("442 of 4416" in row and "[19, 18]" in row for row in rows)
     assert "| 435 " in rows[0] and "-1.58%" in rows[0]  # actor: (435 - 442) / 442
@@ -70,6 +83,32 @@ def test_sweep_runs_gmp_and_small_dense_and_reports_training_flops(tmp_path) -> 
     assert verify.returncode != 0 and "No finished sparse cell" in verify.stderr + verify.stdout
     assert f"skipped: {gmp} prunes during training (no mask to draw)" in verify.stdout
     assert f"skipped: {small} is dense (no mask to draw)" in verify.stdout
+
+
+def test_sweep_runs_a_per_role_cell_and_reports_it(swept) -> None:
+    """``sb3-tar sweep --methods tar+rigl``: the saved model has a TAR actor and RigL Q-networks at exactly 10% density,
+    the schedule ran with the per-role methods stored; ``sb3-tar report`` names the method. (What each role's mask
+    does during training is checked step by step in test_role_methods.py.)"""
+    root = swept[0]
+    (cell,) = root.glob("sac/Pendulum-v1/tar+rigl_magnitude_sp0.9_rr0.01_w64/seed_0")
+    model = SAC.load(cell / "sac" / "Pendulum-v1_1" / "Pendulum-v1.zip", device="cpu")
+    state = model.sb3_tar_dst_state
+    assert state["role_methods"] == {"actor": "tar", "critic": "rigl"} and state["step"] == 200
+    reports = model.sb3_tar_reports
+    for name, module in [
+        ("actor", model.policy.actor),
+        *((f"critic.qf{i}", q) for i, q in enumerate(model.policy.critic.q_networks)),
+    ]:
+        layers = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+        total = sum(layer.weight.numel() for layer in layers)
+        final = [layer.weight_mask.bool() for layer in layers]
+        assert sum(int(m.sum()) for m in final) == round(0.1 * total), name  # exact count of each role's density
+        assert all((layer.weight[~m] == 0).all() for layer, m in zip(layers, final)), name
+    assert (reports["actor"]["revival"], reports["critic.qf0"]["revival"]) == ("tar", "none")
+    assert reports["actor"]["budget"] > 0 and reports["critic.qf0"]["criterion"] == "magnitude"
+    summary = json.loads((cell / "summary.json").read_text())
+    assert summary["final_sparsity"]["actor"]["nonzero"] <= round(0.1 * summary["final_sparsity"]["actor"]["total"])
+    assert "TAR actor + RigL critic" in (root / "report" / "report.md").read_text()
 
 
 def test_grid_expands_gmp_by_magnitude_criteria_and_small_dense_by_sparsity() -> None:

@@ -1,9 +1,9 @@
-"""Sweep paths a user hits when things go wrong: a failing cell, --overwrite, SIGTERM/Ctrl-C, and the Ray
-backend on a local Ray instance. Real RL-Zoo3 trainings on Pendulum-v1 with tiny budgets."""
+"""Sweep paths a user hits when things go wrong: a failing cell, SIGTERM/Ctrl-C. Real RL-Zoo3 trainings on
+Pendulum-v1 with tiny budgets. (--overwrite: test_sweep.py; the Ray backend on a local Ray instance, including a
+worker that dies: test_checkpoint.py.)"""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from cli_utils import REPO, cli_env, run_cli
 
@@ -51,23 +50,6 @@ def test_failing_cell_is_listed_with_its_log_and_exit_status_1(tmp_path: Path) -
     assert not (cell / "done.json").exists()
 
 
-def test_overwrite_reruns_a_cell_finished_with_another_budget(tmp_path: Path) -> None:
-    root = tmp_path / "over"
-    first = run_cli("sweep", "--methods", "dense", "--seeds", "0", "-n", "200", *TINY, "-o", str(root))
-    assert first.returncode == 0, first.stdout + first.stderr
-    cell = root / "sac" / ENV / "dense_w32" / "seed_0"
-    refused = run_cli("sweep", "--methods", "dense", "--seeds", "0", "-n", "300", *TINY, "-o", str(root))
-    assert refused.returncode == 2 and "--overwrite" in refused.stderr
-    assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 200
-    again = run_cli("sweep", "--methods", "dense", "--seeds", "0", "-n", "300", *TINY, "-o", str(root), "--overwrite")
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 300
-    with np.load(cell / "sac" / f"{ENV}_1" / "evaluations.npz") as data:
-        assert int(data["timesteps"][-1]) == 300
-    done = json.loads((cell / "done.json").read_text())
-    assert len(done["package"]["commit"] or "x" * 40) == 40  # the package commit is recorded
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_the_sweep_and_its_children_with_exit_130(tmp_path: Path, sig: signal.Signals) -> None:
     root = tmp_path / "sig"
@@ -101,22 +83,3 @@ def test_signal_stops_the_sweep_and_its_children_with_exit_130(tmp_path: Path, s
         time.sleep(0.2)
     assert not any(_alive(c) for c in children), "RL-Zoo children still running"
     assert not list(root.rglob("done.json"))
-
-
-def test_ray_backend_runs_a_tiny_grid_on_a_local_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ray  # the `ray` extra, installed by .ci/run: a missing Ray fails this test, it does not skip it
-
-    from sb3_tar.experiments.grid import GridSpec
-    from sb3_tar.experiments.runner import run_sweep
-
-    grid = GridSpec(envs=[ENV], methods=["tar"], widths=[32], seeds=[0], n_timesteps=200, eval_freq=100, eval_episodes=1)
-    monkeypatch.setenv("PYTHONPATH", cli_env()["PYTHONPATH"])  # Ray workers import sb3_tar from this checkout
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        summary = run_sweep(grid, tmp_path / "ray", backend="ray", progress=False)
-    finally:
-        ray.shutdown()
-    assert summary.count("done") == 1 and not summary.failed, [r.__dict__ for r in summary.results]
-    for cell in grid.expand():
-        folder = tmp_path / "ray" / cell.cell_id
-        assert (folder / "done.json").is_file() and (folder / "summary.json").is_file()

@@ -1,0 +1,102 @@
+"""A user's training script killed with SIGKILL at a chosen step and run again, for the exact-resume tests.
+
+:data:`PREAMBLE` is what every such script starts with (imports, ``out`` and ``kill_at`` from the command line,
+one thread, and a ``Kill`` callback that SIGKILLs the process when the run reaches ``kill_at`` steps; ``-1``:
+never); a test appends the model, its callbacks (``Kill()`` last) and ``learn``. :func:`run_killed_and_resumed`
+runs the script three times, each in a fresh process: uninterrupted and killed side by side, then resumed.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from cli_utils import cli_env
+
+PREAMBLE = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from sb3_tar.sb3.checkpoint import ExactCheckpointCallback
+
+    out, kill_at = sys.argv[1], int(sys.argv[2])
+    torch.set_num_threads(1)
+
+    class Kill(BaseCallback):
+        def _on_step(self):
+            if self.num_timesteps == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return True
+    """
+)
+
+
+@dataclass
+class KilledRuns:
+    """Where the runs of one script wrote: ``reference`` (uninterrupted), ``run`` (killed, then resumed to the end),
+    and what the resumed run printed."""
+
+    reference: Path
+    run: Path
+    resumed_stdout: str
+
+
+def _start(script: Path, out: Path, kill_at: int) -> subprocess.Popen:
+    cmd = [sys.executable, str(script), str(out), str(kill_at)]
+    return subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc.returncode, out, err
+
+
+def run_killed_and_resumed(
+    folder: Path, body: str, kill_at: int, after_kill: Callable[[Path], None] | None = None, timeout: float = 300
+) -> KilledRuns:
+    """
+    Write ``PREAMBLE + body`` to ``folder/train.py`` and run it three times in fresh processes: into
+    ``folder/ref`` to the end and, at the same time, into ``folder/run`` killed at step ``kill_at``; then into
+    ``folder/run`` again, to the end (the script resumes from its checkpoints there).
+
+    :param folder: Where the script and its two output folders go.
+    :param body: The script after the preamble.
+    :param kill_at: The step at which the second run is killed.
+    :param after_kill: Called with ``folder/run`` between the kill and the resumed run (checks of what was left).
+    :param timeout: Seconds allowed to each run.
+    :return: The two output folders and the resumed run's standard output.
+    """
+    script = folder / "train.py"
+    script.write_text(PREAMBLE + textwrap.dedent(body))
+    reference, killed = _start(script, folder / "ref", -1), _start(script, folder / "run", kill_at)
+    code, _, err = _finish(reference, timeout)
+    killed_code, _, killed_err = _finish(killed, timeout)
+    assert code == 0, err[-3000:]
+    assert killed_code == -signal.SIGKILL, killed_err[-3000:]
+    if after_kill is not None:
+        after_kill(folder / "run")
+    code, out, err = _finish(_start(script, folder / "run", -1), timeout)
+    assert code == 0, err[-3000:]
+    return KilledRuns(reference=folder / "ref", run=folder / "run", resumed_stdout=out)
+
+
+def assert_same_bits(a: dict, b: dict) -> None:
+    """The two dicts have the same keys and, for each, arrays of the same dtype, shape and bytes."""
+    assert a.keys() == b.keys()
+    for key in a:
+        x, y = np.asarray(a[key]), np.asarray(b[key])
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), key
