@@ -476,6 +476,24 @@ def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd
     return pd.DataFrame(rows)
 
 
+def probability_of_improvement(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
+    """
+    ``P(X > Y)``, averaged over tasks: rliable's ``metrics.probability_of_improvement`` (the Mann-Whitney
+    ``U`` statistic of each task over ``n_x * n_y``: pairs with ``x > y`` count 1 and ties 1/2), computed by
+    counting pairs instead of through SciPy's test, which costs most of a report's bootstrap time. Every
+    count is an integer or a half, so the value is exactly rliable's.
+
+    :param scores_x: ``(runs of X, tasks)`` scores.
+    :param scores_y: ``(runs of Y, tasks)`` scores.
+    :return: The mean over tasks of ``P(X_m > Y_m)``.
+    """
+    x = np.asarray(scores_x, dtype=np.float64)
+    y = np.asarray(scores_y, dtype=np.float64)
+    greater = (x[:, None, :] > y[None, :, :]).sum(axis=(0, 1))
+    ties = (x[:, None, :] == y[None, :, :]).sum(axis=(0, 1))
+    return float(np.mean((greater + 0.5 * ties) / (x.shape[0] * y.shape[0])))
+
+
 def _improvement(
     library: Any, metrics: Any, name: str, x: pd.DataFrame, y: pd.DataFrame, reps: int, seed: int
 ) -> dict[str, Any]:
@@ -487,7 +505,7 @@ def _improvement(
         np.random.seed(seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            point, interval = library.get_interval_estimates({name: pair}, metrics.probability_of_improvement, reps=reps)
+            point, interval = library.get_interval_estimates({name: pair}, probability_of_improvement, reps=reps)
     finally:
         np.random.set_state(state)
     return {
