@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any, ClassVar
 
 import torch
@@ -25,6 +24,7 @@ from sb3_tar.core.dynamic import DEFAULT_END_FRACTION, DSTConfig, dst_config
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.masks import is_compressed, ones_masks
 from sb3_tar.sb3 import sparse_execution as sparse_exec
+from sb3_tar.sb3.call_stack import caller_frames, frame_algorithm
 from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.mask_store import BufferStore
 from sb3_tar.sb3.networks import SparseNetwork, sparse_networks
@@ -266,17 +266,8 @@ def _dst_setup(dst: dict[str, Any], options: dict[str, Any], criterion_given: bo
 
 def _building_algorithm() -> Any:
     """:return: The SB3 algorithm whose constructor is building a policy right now (found on the call stack), or None."""
-    from stable_baselines3.common.base_class import BaseAlgorithm
-
-    frame = sys._getframe(2)
-    for _ in range(8):  # SB3: algorithm.__init__ -> _setup_model -> policy __init__ (a few frames, mixins included)
-        if frame is None:
-            return None
-        owner = frame.f_locals.get("self")
-        if isinstance(owner, BaseAlgorithm):
-            return owner
-        frame = frame.f_back
-    return None
+    # SB3: algorithm.__init__ -> _setup_model -> policy __init__ (a few frames, mixins included)
+    return next((a for f in caller_frames(2, limit=8) if (a := frame_algorithm(f)) is not None), None)
 
 
 def check_policy_use(policy_class: type, observation_space: Any) -> None:

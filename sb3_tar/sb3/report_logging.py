@@ -29,16 +29,15 @@ new logger, logs them too.
 from __future__ import annotations
 
 import os
-import sys
 import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.masks import dead_units
+from sb3_tar.sb3.call_stack import caller_frames, frame_algorithm
 from sb3_tar.sb3.model_masks import sparsity_summary, stored_masks
 from sb3_tar.sb3.reports import pruning_reports
 from sb3_tar.sb3.rewiring import DSTUpdate, attached_rewirer
@@ -226,7 +225,7 @@ def attach_from_caller(policy: Any, depth: int = 2) -> None:
     :param policy: The policy whose method runs.
     :param depth: Frames between this function and the caller to inspect.
     """
-    frame = sys._getframe(depth)
-    owner = frame.f_locals.get("self") if frame is not None else None
-    if isinstance(owner, BaseAlgorithm) and owner.policy is policy:
+    frames = caller_frames(depth, limit=1)
+    owner = frame_algorithm(frames[0]) if frames else None
+    if owner is not None and owner.policy is policy:
         attach_curves(owner)

@@ -35,7 +35,6 @@ masked path with one warning), ``True`` (raise a clear error if the kernel is no
 from __future__ import annotations
 
 import inspect
-import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -140,17 +139,17 @@ def sb3_context(policy: nn.Module) -> tuple[torch.device, bool]:
     from stable_baselines3.common.base_class import BaseAlgorithm
     from stable_baselines3.common.policies import BaseModel
 
+    from sb3_tar.sb3.call_stack import caller_frames, frame_algorithm
+
     loads = {BaseAlgorithm.load.__func__.__code__, BaseModel.load.__func__.__code__}
     device, loading = None, False
-    frame = sys._getframe(1)
-    while frame is not None:
+    for frame in caller_frames(1):
         if frame.f_code in loads:
             loading = True
         elif device is None and frame.f_code.co_name == "_setup_model":
-            owner = frame.f_locals.get("self")
-            if isinstance(owner, BaseAlgorithm):
+            owner = frame_algorithm(frame)
+            if owner is not None:
                 device = owner.device
-        frame = frame.f_back
     if device is None:
         device = next((p.device for p in policy.parameters()), torch.device("cpu"))
     return torch.device(device), loading
