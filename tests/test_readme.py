@@ -68,3 +68,37 @@ def test_numbers_quoted_in_the_results_prose_are_in_the_generated_block() -> Non
     paper = {"13.5%", "37.9%"}  # the paper's own figures, quoted for comparison
     missing = [number for number in quoted if number not in block and number not in paper]
     assert not missing, missing
+
+
+def test_readme_300k_block_is_the_report_of_the_committed_cells(tmp_path) -> None:
+    """The README's "At 300,000 steps" block (named `cpu300k`) is what `sb3-tar report benchmarks/results/cpu300k
+    --last-fraction 0.1 --at-steps 60000 150000 300000 --readme README.md --block cpu300k` writes from the cells
+    committed under benchmarks/results/cpu300k; its prose quotes only numbers the block prints."""
+    from sb3_tar.experiments.report import block_markers, make_report, readme_block
+
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    make_report(
+        ROOT / "benchmarks" / "results" / "cpu300k",
+        tmp_path / "report",
+        last_fraction=0.1,
+        make_plots=False,
+        progress=False,
+        echo=lambda _: None,
+        readme=readme,
+        block="cpu300k",
+        at_steps=(60000, 150000, 300000),
+    )
+    committed = readme_block(ROOT / "README.md", "cpu300k")
+    assert readme_block(readme, "cpu300k") == committed.replace("](benchmarks/results/cpu300k/report/", "](report/")
+    assert readme_block(readme) == readme_block(ROOT / "README.md")  # the 60k block is left alone
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", committed)
+    assert links and all((ROOT / link).is_file() for link in links), links
+    assert "#### Ranking at 60,000, 150,000, 300,000 steps" in committed
+
+    text = (ROOT / "README.md").read_text()
+    prose = text[text.index("## At 300,000 steps") : text.index(block_markers("cpu300k")[0])]
+    quoted = re.findall(r"\d+\.\d+%?", prose)
+    setup = {"0.01"}  # TAR's recovery ratio, a setting of the grid rather than a result
+    missing = [number for number in quoted if number not in committed and number not in setup]
+    assert not missing, missing

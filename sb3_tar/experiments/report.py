@@ -119,9 +119,14 @@ def make_report(
     report.messages += _seed_mismatches(comparison)
     complete = runs["wall_complete"].astype(bool) if "wall_complete" in runs else True
     wall = runs.loc[complete, "wall_s"].dropna()
+    left_out = int(runs["wall_s"].notna().sum()) - len(wall)
+    if left_out and not len(wall):
+        report.messages.append(
+            f"{left_out} cell(s) resumed from a checkpoint whose earlier attempts were not timed: no complete "
+            "training time recorded"
+        )
     if len(wall):
         median = wall.median()
-        left_out = int(runs["wall_s"].notna().sum()) - len(wall)
         report.messages.append(
             f"{len(wall)} cell(s) with complete recorded times took {_duration(wall.sum())} of training in all "
             f"(median {f'{median / 60:.0f} min' if median >= 60 else f'{median:.0f} s'} per cell) and "
