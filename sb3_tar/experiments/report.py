@@ -117,8 +117,7 @@ def make_report(
     if results.unfinished:
         report.messages.append(f"{len(results.unfinished)} unfinished cell(s) left out, e.g. {results.unfinished[0]}")
     report.messages += _seed_mismatches(comparison)
-    complete = runs["wall_complete"].astype(bool) if "wall_complete" in runs else True
-    wall = runs.loc[complete, "wall_s"].dropna()
+    wall = tables.complete_wall_times(runs)
     left_out = int(runs["wall_s"].notna().sum()) - len(wall)
     if left_out and not len(wall):
         report.messages.append(

@@ -102,17 +102,25 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def complete_wall_times(runs: pd.DataFrame) -> pd.Series:
+    """
+    :param runs: Per-run results (columns ``wall_s`` and, optionally, ``wall_complete``).
+    :return: The recorded training times, in seconds, of the cells whose time covers the whole run (a cell
+        resumed from a checkpoint by a sweep that did not record the earlier attempts' time is left out).
+    """
+    if "wall_s" not in runs:
+        return pd.Series(dtype=float)
+    complete = runs["wall_complete"].astype(bool) if "wall_complete" in runs else pd.Series(True, index=runs.index)
+    return runs.loc[complete, "wall_s"].dropna()
+
+
 def cell_wall_seconds(runs: pd.DataFrame) -> float:
     """
     :param runs: Cells of one configuration (columns ``wall_s`` and, optionally, ``wall_complete``).
-    :return: The median training time per cell, in seconds, over the cells whose recorded time covers the whole
-        run (a cell resumed from a checkpoint by a sweep that did not record the earlier attempts' time is left
-        out); NaN if no cell qualifies.
+    :return: The median training time per cell, in seconds, over :func:`complete_wall_times`; NaN if no cell
+        qualifies.
     """
-    if "wall_s" not in runs:
-        return float("nan")
-    complete = runs["wall_complete"].astype(bool) if "wall_complete" in runs else pd.Series(True, index=runs.index)
-    values = runs.loc[complete, "wall_s"].dropna()
+    values = complete_wall_times(runs)
     return float(values.median()) if len(values) else float("nan")
 
 
