@@ -32,38 +32,53 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert ci_lines == [_readme_commands()[1].strip()]
 
 
-def test_readme_results_are_the_report_of_the_committed_cells(tmp_path) -> None:
-    """The README's one-CPU results block is what `sb3-tar report ... --readme README.md` writes from the cells
-    committed under benchmarks/results/cpu60k: regenerate it into a copy and compare, and check its plots exist."""
+def _regenerated_block(tmp_path: Path, grid: str, block: str | None, **report_kwargs) -> tuple[Path, str]:
+    """Run the report of the cells committed under benchmarks/results/<grid> into a copy of the README, check that
+    it writes the committed block again (its plot links point into tmp_path/report instead of the committed report
+    folder) and that the block's plots exist. :return: the copy and the committed block."""
     from sb3_tar.experiments.report import make_report, readme_block
 
     readme = tmp_path / "README.md"
     readme.write_text((ROOT / "README.md").read_text())
     make_report(
-        ROOT / "benchmarks" / "results" / "cpu60k",
+        ROOT / "benchmarks" / "results" / grid,
         tmp_path / "report",
-        last_fraction=0.25,
         make_plots=False,
         progress=False,
         echo=lambda _: None,
         readme=readme,
+        block=block,
+        **report_kwargs,
     )
-    committed = readme_block(ROOT / "README.md")
-    # the copy's plot links point into tmp_path/report instead of the committed report folder
-    assert readme_block(readme) == committed.replace("](benchmarks/results/cpu60k/report/", "](report/")
+    committed = readme_block(ROOT / "README.md", block)
+    assert readme_block(readme, block) == committed.replace(f"](benchmarks/results/{grid}/report/", "](report/")
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", committed)
     assert links and all((ROOT / link).is_file() for link in links), links
+    return readme, committed
+
+
+def _quoted_numbers(heading: str, block: str | None) -> list[str]:
+    """The decimal numbers (and percentages) the README's prose quotes between ``heading`` and the block's begin
+    marker."""
+    from sb3_tar.experiments.report import block_markers
+
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"\d+\.\d+%?", text[text.index(heading) : text.index(block_markers(block)[0])])
+
+
+def test_readme_results_are_the_report_of_the_committed_cells(tmp_path) -> None:
+    """The README's one-CPU results block is what `sb3-tar report ... --readme README.md` writes from the cells
+    committed under benchmarks/results/cpu60k: regenerate it into a copy and compare, and check its plots exist."""
+    _regenerated_block(tmp_path, "cpu60k", None, last_fraction=0.25)
 
 
 def test_numbers_quoted_in_the_results_prose_are_in_the_generated_block() -> None:
     """The prose above the one-CPU block quotes returns, percentages and dead-unit counts; each must be one the
     block (regenerated from the data by the test above) prints, so the prose cannot drift from the data."""
-    from sb3_tar.experiments.report import DIGEST_BEGIN, readme_block
+    from sb3_tar.experiments.report import readme_block
 
-    text = (ROOT / "README.md").read_text()
-    prose = text[text.index("## Results on one CPU") : text.index(DIGEST_BEGIN)]
     block = readme_block(ROOT / "README.md")
-    quoted = re.findall(r"\d+\.\d+%?", prose)
+    quoted = _quoted_numbers("## Results on one CPU", None)
     assert len(quoted) >= 8, quoted
     paper = {"13.5%", "37.9%"}  # the paper's own figures, quoted for comparison
     missing = [number for number in quoted if number not in block and number not in paper]
@@ -74,31 +89,12 @@ def test_readme_300k_block_is_the_report_of_the_committed_cells(tmp_path) -> Non
     """The README's "At 300,000 steps" block (named `cpu300k`) is what `sb3-tar report benchmarks/results/cpu300k
     --last-fraction 0.1 --at-steps 60000 150000 300000 --readme README.md --block cpu300k` writes from the cells
     committed under benchmarks/results/cpu300k; its prose quotes only numbers the block prints."""
-    from sb3_tar.experiments.report import block_markers, make_report, readme_block
+    from sb3_tar.experiments.report import readme_block
 
-    readme = tmp_path / "README.md"
-    readme.write_text((ROOT / "README.md").read_text())
-    make_report(
-        ROOT / "benchmarks" / "results" / "cpu300k",
-        tmp_path / "report",
-        last_fraction=0.1,
-        make_plots=False,
-        progress=False,
-        echo=lambda _: None,
-        readme=readme,
-        block="cpu300k",
-        at_steps=(60000, 150000, 300000),
-    )
-    committed = readme_block(ROOT / "README.md", "cpu300k")
-    assert readme_block(readme, "cpu300k") == committed.replace("](benchmarks/results/cpu300k/report/", "](report/")
-    assert readme_block(readme) == readme_block(ROOT / "README.md")  # the 60k block is left alone
-    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", committed)
-    assert links and all((ROOT / link).is_file() for link in links), links
+    copy, committed = _regenerated_block(tmp_path, "cpu300k", "cpu300k", last_fraction=0.1, at_steps=(60000, 150000, 300000))
+    assert readme_block(copy) == readme_block(ROOT / "README.md")  # the 60k block is left alone
     assert "#### Ranking at 60,000, 150,000, 300,000 steps" in committed
 
-    text = (ROOT / "README.md").read_text()
-    prose = text[text.index("## At 300,000 steps") : text.index(block_markers("cpu300k")[0])]
-    quoted = re.findall(r"\d+\.\d+%?", prose)
     setup = {"0.01"}  # TAR's recovery ratio, a setting of the grid rather than a result
-    missing = [number for number in quoted if number not in committed and number not in setup]
+    missing = [n for n in _quoted_numbers("## At 300,000 steps", "cpu300k") if n not in committed and n not in setup]
     assert not missing, missing
