@@ -44,6 +44,12 @@ def _rows(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _kept_and_total(policy: torch.nn.Module, network: str) -> tuple[int, int]:
+    """Kept and total weights of one network (``"actor"``, ``"critic.qf0"``, ...), read from its weight_mask buffers."""
+    masks = [b for k, b in policy.named_buffers() if k.startswith(network + ".") and k.endswith("weight_mask")]
+    return sum(int(m.sum()) for m in masks), sum(m.numel() for m in masks)
+
+
 def _dead_units(mask: torch.Tensor) -> int:
     return int((mask.sum(dim=1) == 0).sum() + (mask.sum(dim=0) == 0).sum())
 
@@ -133,9 +139,7 @@ def test_callback_model_logs_in_a_later_learn_without_callback(tmp_path: Path) -
     rows = _rows(tmp_path / "second")
     assert len(rows) == 1
     for name in ("actor", "critic.qf0", "critic.qf1"):
-        prefix = name + "."
-        masks = [b for k, b in model.policy.named_buffers() if k.startswith(prefix) and k.endswith("weight_mask")]
-        kept, total = sum(int(m.sum()) for m in masks), sum(m.numel() for m in masks)
+        kept, total = _kept_and_total(model.policy, name)
         assert (kept, total) == (round(0.1 * total), total)
         assert all(float(r[f"sparse/{name}/sparsity"]) == pytest.approx(1 - kept / total) for r in rows)
         assert all(float(r[f"sparse/{name}/pruned_nonzero"]) == 0 for r in rows)
@@ -157,9 +161,7 @@ def test_gmp_model_logs_its_sparsity_rising_at_every_dump(tmp_path: Path) -> Non
     rows = _rows(tmp_path / "gmp")
     assert len(rows) == 3  # dumps at env steps 200, 400 and 600: gradient steps 100, 300 and 500
     for name in ("actor", "critic.qf0", "critic.qf1"):
-        prefix = name + "."
-        masks = [b for k, b in model.policy.named_buffers() if k.startswith(prefix) and k.endswith("weight_mask")]
-        kept, total = sum(int(m.sum()) for m in masks), sum(m.numel() for m in masks)
+        kept, total = _kept_and_total(model.policy, name)
         assert kept == round(0.1 * total)
         sparsity = [float(r[f"sparse/{name}/sparsity"]) for r in rows]
         assert sparsity[0] == 0.0 and 0.0 < sparsity[1] < 1 - kept / total
