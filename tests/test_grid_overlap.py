@@ -1,0 +1,52 @@
+"""The 300k grid's fixed-mask runs repeat the 60k grid's runs of the same configuration and seed over their first
+60,000 steps, episode for episode: read from the committed monitor files of both grids."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+#: Methods whose training does not depend on the planned number of steps (RigL's and GMP's schedules do).
+LENGTH_INDEPENDENT = ("dense", "static", "tar", "uniform")
+
+
+def _episodes(cell: Path) -> list[tuple[str, str]]:
+    """(return, length) of every training episode, as the monitor wrote them (its third column is wall time)."""
+    (monitor,) = cell.glob("sac/*_1/0.monitor.csv")
+    with open(monitor, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][0].startswith("#") and rows[1][:2] == ["r", "l"], rows[:2]
+    return [(r, length) for r, length, *_ in rows[2:]]
+
+
+def _pairs() -> list[tuple[Path, Path]]:
+    pairs = []
+    for done in sorted((RESULTS / "cpu300k").glob("sac/*/*/seed_*/done.json")):
+        cell = done.parent
+        short = RESULTS / "cpu60k" / cell.relative_to(RESULTS / "cpu300k")
+        method = json.loads((cell / "cell.json").read_text())["method"]
+        if method in LENGTH_INDEPENDENT and (short / "done.json").is_file():
+            pairs.append((short, cell))
+    return pairs
+
+
+def test_300k_runs_repeat_the_60k_runs_over_their_first_60k_steps() -> None:
+    pairs = _pairs()
+    # seed 0 of dense, Original (ERK) and TAR (ERK) are committed in both grids
+    assert len(pairs) >= 3, pairs
+    for short, long in pairs:
+        first, full = _episodes(short), _episodes(long)
+        assert sum(int(length) for _, length in first) == 60_000 and len(full) > len(first), long
+        assert full[: len(first)] == first, f"{long} does not repeat {short}"
+
+
+def test_the_comparison_can_fail() -> None:
+    """The planned length changes a RigL run from its first mask update on, so its episodes differ: the monitor
+    files compared above are not the same whatever ran."""
+    short = RESULTS / "cpu60k" / "sac" / "HalfCheetah-v4" / "rigl_erk_sp0.9_w256" / "seed_0"
+    long = RESULTS / "cpu300k" / "sac" / "HalfCheetah-v4" / "rigl_erk_sp0.9_w256" / "seed_0"
+    first, full = _episodes(short), _episodes(long)
+    assert full[:5] == first[:5]  # the same until the first update (1,000 gradient steps after step 5,000)
+    assert full[: len(first)] != first
