@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -40,6 +41,19 @@ def test_300k_runs_repeat_the_60k_runs_over_their_first_60k_steps() -> None:
         first, full = _episodes(short), _episodes(long)
         assert sum(int(length) for _, length in first) == 60_000 and len(full) > len(first), long
         assert full[: len(first)] == first, f"{long} does not repeat {short}"
+
+
+def test_the_compared_runs_include_runs_resumed_before_step_60k() -> None:
+    """README and docs/experiments.md name dense seed 0 (resumed at 50,000) and TAR seed 1 (at 25,000): they are
+    among the pairs above, and their logs show that they were killed and resumed before step 60,000."""
+    compared = {long.relative_to(RESULTS / "cpu300k").as_posix() for _, long in _pairs()}
+    for cell, step in (("dense_w256/seed_0", 50_000), ("tar_erk_sp0.9_rr0.01_w256/seed_1", 25_000)):
+        folder = RESULTS / "cpu300k" / "sac" / "HalfCheetah-v4" / cell
+        assert f"sac/HalfCheetah-v4/{cell}" in compared, cell
+        assert json.loads((folder / "done.json").read_text())["resumed"] is True, cell
+        log = (folder / "train.log").read_text(errors="replace")
+        resumes = [int(s) for s in re.findall(r"resumed from \S+ at step (\d+)", log)]
+        assert step in resumes and min(resumes) < 60_000, (cell, resumes)
 
 
 def test_the_comparison_can_fail() -> None:
