@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -278,20 +281,39 @@ def test_dry_run_lists_commands(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
-def test_committed_cpu60k_cells_resume_as_finished() -> None:
-    """Every committed cell of benchmarks/results/cpu60k is one of the presets' cells and counts as done, so
-    `sb3-tar sweep --preset cpu60k -o benchmarks/results/cpu60k` skips it (no stale cell, nothing redone)."""
-    root = REPO / "benchmarks" / "results" / "cpu60k"
+GRID_PRESETS = {
+    "cpu60k": ("cpu60k", "cpu60k-criteria", "cpu60k-td3", "cpu60k-baselines"),
+    "cpu300k": ("cpu300k", "cpu300k-gmp"),
+}
+
+
+def _git_commits() -> set[str] | None:
+    """Every commit reachable from HEAD in this checkout, or None where there is no full history to read."""
+    if not (REPO / ".git").exists() or (REPO / ".git" / "shallow").exists() or shutil.which("git") is None:
+        return None
+    out = subprocess.run(["git", "-C", str(REPO), "rev-list", "HEAD"], capture_output=True, text=True)
+    return set(out.stdout.split()) if out.returncode == 0 else None
+
+
+@pytest.mark.parametrize("folder", sorted(GRID_PRESETS))
+def test_committed_grid_cells_resume_as_finished(folder: str) -> None:
+    """Every committed cell of benchmarks/results/<folder> is one of its presets' cells and counts as done, so
+    the README's sweep commands skip it (no stale cell, nothing redone). Each names the clean package commit
+    that ran it, and that commit is in this repository's history (where the checkout has it)."""
+    root = REPO / "benchmarks" / "results" / folder
     committed = sorted(p.parent for p in root.rglob(DONE_FILE))
     assert committed, "no committed cell"
-    cells = {
-        c.cell_id: c
-        for name in ("cpu60k", "cpu60k-criteria", "cpu60k-td3", "cpu60k-baselines")
-        for c in get_preset(name).expand()
-    }
-    for folder in committed:
-        cell_id = folder.relative_to(root).as_posix()
+    cells = {c.cell_id: c for name in GRID_PRESETS[folder] for c in get_preset(name).expand()}
+    history = _git_commits()
+    for done_path in (f / DONE_FILE for f in committed):
+        cell_id = done_path.parent.relative_to(root).as_posix()
         assert cell_id in cells, cell_id
         assert cell_state(root, cells[cell_id]) == "done", cell_id
-        summary = json.loads((folder / "summary.json").read_text())
-        assert summary["package"]["commit"] and summary["package"]["dirty"] is False, cell_id
+        done = json.loads(done_path.read_text())
+        assert done["returncode"] == 0 and done["cell_id"] == cell_id, cell_id
+        summary = json.loads((done_path.parent / "summary.json").read_text())
+        commit = summary["package"]["commit"]
+        assert re.fullmatch(r"[0-9a-f]{40}", commit) and summary["package"]["dirty"] is False, cell_id
+        assert done["package"]["commit"] == commit, cell_id
+        if history is not None:
+            assert commit in history, f"{cell_id}: commit {commit} is not in this repository's history"
