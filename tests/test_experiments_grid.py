@@ -301,11 +301,11 @@ def test_committed_grid_cells_resume_as_finished(folder: str) -> None:
     the README's sweep commands skip it (no stale cell, nothing redone). Each names the clean package commit
     that ran it, and that commit is in this repository's history (where the checkout has it)."""
     root = REPO / "benchmarks" / "results" / folder
-    committed = sorted(p.parent for p in root.rglob(DONE_FILE))
+    committed = sorted(root.rglob(DONE_FILE))
     assert committed, "no committed cell"
     cells = {c.cell_id: c for name in GRID_PRESETS[folder] for c in get_preset(name).expand()}
     history = _git_commits()
-    for done_path in (f / DONE_FILE for f in committed):
+    for done_path in committed:
         cell_id = done_path.parent.relative_to(root).as_posix()
         assert cell_id in cells, cell_id
         assert cell_state(root, cells[cell_id]) == "done", cell_id
