@@ -64,3 +64,29 @@ def test_the_comparison_can_fail() -> None:
     first, full = _episodes(short), _episodes(long)
     assert full[:5] == first[:5]  # the same until the first update (1,000 gradient steps after step 5,000)
     assert full[: len(first)] != first
+
+
+def test_gmp_runs_repeat_the_dense_run_of_their_seed_until_gmp_first_prunes() -> None:
+    """A GMP run is dense SAC until its first pruning step, so over those steps it repeats the 300k grid's dense run
+    of the same seed episode for episode, whichever commit ran each; from the next episode on it differs. The step is
+    computed by hand from the committed schedule: ``T = n_timesteps - learning_starts`` gradient steps,
+    ``t0 = round(start_fraction * T)`` keeps every weight (``c_t0 = 0``), so the first weights go at gradient step
+    ``t0 + interval``, right after env step ``learning_starts + t0 + interval`` (one gradient step per env step)."""
+    base = RESULTS / "cpu300k" / "sac" / "HalfCheetah-v4"
+    compared = 0
+    for done in sorted((base / "gmp_magnitude_sp0.9_w256").glob("seed_*/done.json")):
+        gmp, dense = done.parent, base / "dense_w256" / done.parent.name
+        cell = json.loads((gmp / "cell.json").read_text())
+        schedule = json.loads((gmp / "summary.json").read_text())["config"]["gmp"]
+        learning_starts = int(dict(cell["hyperparams"])["learning_starts"])
+        total = cell["n_timesteps"] - learning_starts
+        first_prune = learning_starts + round(schedule["start_fraction"] * total) + schedule["interval"]
+        assert (total, first_prune) == (295_000, 65_000)  # 5,000 + 59,000 + 1,000
+        episodes, reference = _episodes(gmp), _episodes(dense)
+        lengths = {int(length) for _, length in episodes + reference}
+        assert lengths == {1000}, lengths  # HalfCheetah episodes end only by the time limit
+        before = first_prune // 1000
+        assert episodes[:before] == reference[:before], gmp
+        assert episodes[before] != reference[before], gmp  # the pruned actor acts differently from here
+        compared += 1
+    assert compared >= 4
