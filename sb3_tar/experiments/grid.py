@@ -489,6 +489,23 @@ PRESETS: dict[str, GridSpec] = {
     # The same budget and folder: gradual magnitude pruning (global magnitude, its defaults: 20%-80% of training,
     # a prune every 1,000 gradient steps), the fifth method of the 300k comparison.
     "cpu300k-gmp": GridSpec(methods=("gmp",), criteria=("magnitude",), **_CPU300K),
+    # The paper's scale claims at the 60k protocol, into the cpu60k folder (README "Width and revival ratio").
+    # Part A, the paper's rr figure: global magnitude at sparsities 0.8, 0.9 and 0.95, rr 0 (Original) and
+    # 0.005, 0.01, 0.02 (TAR, reserve). The two 0.9 configurations of phase 1 (rr 0 and 0.01) are its cells
+    # already and are skipped: 10 new configurations, 50 cells. Fixed before running.
+    "cpu60k-rr": GridSpec(
+        methods=("static", "tar"),
+        criteria=("magnitude",),
+        **{**_CPU60K, "sparsities": (0.8, 0.9, 0.95), "rrs": (0.005, 0.01, 0.02)},
+    ),
+    # Part B, the paper's width figure: sparsity 0.8 at widths 256 and 1024; Original and TAR (rr 0.01) for global
+    # magnitude and ERK, RigL (its defaults, ERK start), dense. Dense at 256 is phase 1's and the magnitude cells at
+    # 256 are Part A's (skipped): 15 new cells at width 256 and 30 at width 1024. Fixed before running.
+    "cpu60k-width": GridSpec(
+        methods=("dense", "static", "tar", "rigl"),
+        criteria=("magnitude", "erk"),
+        **{**_CPU60K, "sparsities": (0.8,), "widths": (256, 1024)},
+    ),
     "paper": GridSpec(
         algos=("sac", "td3"),
         envs=("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Ant-v4", "Humanoid-v4", "BipedalWalker-v3"),

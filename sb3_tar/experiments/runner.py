@@ -12,7 +12,10 @@ Layout of a results directory (``root``)::
                                                       of every network (online and target), pruning report
         diagnostics.csv                               plasticity diagnostics through training (dormant units,
                                                       srank, weight and gradient norms; docs/diagnostics.md)
-        done.json                                     written last: the cell is finished (with the commit)
+        runs.jsonl                                    one line per attempt (first run, each resume): the commit
+                                                      and the hardware (CPU model, instruction set, torch) that ran it
+        done.json                                     written last: the cell is finished (with the commit, the
+                                                      hardware and every attempt)
         checkpoints/step_<n>/                         the latest checkpoint of an unfinished cell (never committed;
                                                       removed when the cell finishes), see below
     root/zoo/<label>/<algo>/<env>_seed<k>             symlinks: every seed of one configuration in one
@@ -48,6 +51,7 @@ import yaml
 
 from sb3_tar.experiments.flops import dst_state, training_flops
 from sb3_tar.experiments.grid import Cell, GridSpec
+from sb3_tar.experiments.provenance import RUNS_FILE, hardware_info, read_attempts, record_attempt
 
 CELL_FILE = "cell.json"
 DONE_FILE = "done.json"
@@ -263,14 +267,53 @@ def measured_sparsity(params: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
-def write_cell_summary(root: str | os.PathLike, cell: Cell, commit: dict[str, Any] | None = None) -> dict[str, Any]:
+def final_masks(params: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """
+    The final mask of every network, layer by layer, read from a saved policy's weights alone (a weight that is
+    exactly zero counts as pruned).
+
+    :param params: ``policy`` state dict of a saved SAC/TD3/TQC model.
+    :return: ``{network: [{"name", "shape", "kept", "dead_out", "dead_in"}, ...]}`` for ``actor`` and each
+        ``critic.qf<i>`` (online networks, linear layers in state-dict order, features extractors excluded):
+        the kept weights, the outputs with no incoming and the inputs with no outgoing nonzero weight.
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+    for key, tensor in params.items():
+        if not key.endswith(".weight") or getattr(tensor, "dim", lambda: 0)() != 2:
+            continue
+        parts = key.split(".")
+        if parts[0] == "actor" and "features_extractor" not in parts:
+            network, name = "actor", ".".join(parts[1:-1])
+        elif parts[0] == "critic" and len(parts) > 2 and parts[1].startswith("qf"):
+            network, name = f"critic.{parts[1]}", ".".join(parts[2:-1])
+        else:
+            continue
+        nonzero = tensor != 0
+        out.setdefault(network, []).append(
+            {
+                "name": name,
+                "shape": list(tensor.shape),
+                "kept": int(nonzero.sum()),
+                "dead_out": int((~nonzero.any(dim=1)).sum()),
+                "dead_in": int((~nonzero.any(dim=0)).sum()),
+            }
+        )
+    return out
+
+
+def write_cell_summary(
+    root: str | os.PathLike, cell: Cell, commit: dict[str, Any] | None = None, hardware: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """
     Write the cell's ``summary.json`` from its saved model: the package commit, the measured final sparsity
-    of every network (:func:`measured_sparsity`) and the pruning/revival report stored with the model.
+    of every network (:func:`measured_sparsity`), every network's final mask layer by layer (:func:`final_masks`),
+    the pruning/revival report stored with the model and the hardware that wrote it
+    (:func:`sb3_tar.experiments.provenance.hardware_info`).
 
     :param root: Results directory.
     :param cell: A cell whose model was saved.
     :param commit: Output of :func:`package_commit` (default: computed now).
+    :param hardware: Output of :func:`~sb3_tar.experiments.provenance.hardware_info` (default: computed now).
     :return: The summary.
     """
     from stable_baselines3.common.save_util import load_from_zip_file
@@ -280,9 +323,11 @@ def write_cell_summary(root: str | os.PathLike, cell: Cell, commit: dict[str, An
         "cell_id": cell.cell_id,
         "package": commit if commit is not None else package_commit(),
         "final_sparsity": measured_sparsity(params["policy"]),
+        "final_masks": final_masks(params["policy"]),
         "config": data.get("sb3_tar_config"),
         "reports": data.get("sb3_tar_reports"),
         "training_flops": training_flops(data, params),
+        "hardware": hardware if hardware is not None else hardware_info(),
     }
     state = dst_state(data, params)
     if state is not None:
@@ -415,6 +460,7 @@ def run_cell(
     conf = conf_file(find_conf_dir(conf_dir), cell.algo)
     cmd = zoo_command(cell, folder, conf, python, diagnostics_interval(cell), checkpoint_every)
     commit = package_commit()
+    hardware = hardware_info(threads=int(SINGLE_THREAD_ENV["OMP_NUM_THREADS"]))
     env = dict(os.environ, **SINGLE_THREAD_ENV)
     env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     start = time.time()
@@ -423,6 +469,7 @@ def run_cell(
         _write_timing(folder, start, credited)
     if registry is not None and registry.stopping:  # the sweep is being interrupted: do not start
         return CellResult(cell.cell_id, "failed", 0.0, None, str(folder / LOG_FILE))
+    record_attempt(folder, commit, hardware, resume)
     with open(folder / LOG_FILE, "a" if resume else "w") as log:
         if resume:
             log.write(f"\n{RESUME_MARKER} in {folder / CHECKPOINT_DIR}\n")
@@ -444,7 +491,8 @@ def run_cell(
     model = run_dir(root, cell) / f"{cell.env}.zip"
     if returncode != 0 or not evaluations.is_file() or not model.is_file():
         return CellResult(cell.cell_id, "failed", wall, returncode, str(folder / LOG_FILE))
-    write_cell_summary(root, cell, commit)
+    write_cell_summary(root, cell, commit, hardware)
+    attempts = read_attempts(folder)
     done = {
         "cell_id": cell.cell_id,
         "returncode": returncode,
@@ -453,6 +501,10 @@ def run_cell(
         "package": commit,
         "resumed": resume,
         "wall_s_complete": credited is not None,
+        "hardware": hardware,
+        # every commit and machine that ran part of the cell, in order (one entry per start: the first run and
+        # each resume); a cell resumed across checkouts or CPU types says so here
+        "attempts": [{key: a.get(key) for key in ("package", "hardware", "resumed")} for a in attempts],
     }
     (folder / DONE_FILE).write_text(json.dumps(done, indent=2))
     shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
@@ -506,7 +558,7 @@ def _write_timing(folder: Path, start: float, credited: float | None) -> None:
 def _clear_for_resume(folder: Path) -> None:
     """Remove what the interrupted run wrote after its last checkpoint (RL-Zoo starts a fresh run folder)."""
     for path in folder.iterdir():
-        if path.name in (CHECKPOINT_DIR, LOG_FILE):
+        if path.name in (CHECKPOINT_DIR, LOG_FILE, RUNS_FILE):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
