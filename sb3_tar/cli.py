@@ -136,6 +136,15 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="STEP",
         help="also rank the configurations at these environment steps, read from the same runs (e.g. 60000 150000 300000)",
     )
+    report.add_argument(
+        "--presets",
+        nargs="+",
+        choices=sorted(PRESETS),
+        default=None,
+        metavar="PRESET",
+        help="report only the cells of these presets (one results directory can hold several grids); default: every "
+        f"cell. Choices: {', '.join(sorted(PRESETS))}",
+    )
 
     verify = sub.add_parser(
         "verify-masks",
@@ -260,6 +269,7 @@ def _report(args: argparse.Namespace) -> int:
         readme=args.readme,
         block=args.block,
         at_steps=args.at_steps,
+        presets=args.presets,
     )
     return 0
 

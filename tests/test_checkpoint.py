@@ -103,6 +103,12 @@ def test_sweep_cells_killed_after_a_checkpoint_resume_bit_for_bit(uninterrupted,
         log = (cell / "train.log").read_text()
         assert f"resumed from {cell / 'checkpoints'}" in log and f"at step {steps[cell.parent.name]}" in log
         assert (cell / "done.json").is_file() and not (cell / "checkpoints").exists()  # removed when finished
+        # both attempts are on record (the killed first run and the resume), each with its commit and hardware
+        attempts = json.loads((cell / "done.json").read_text())["attempts"]
+        assert [a["resumed"] for a in attempts] == [False, True]
+        lines = (cell / "runs.jsonl").read_text().splitlines()
+        assert [json.loads(line)["package"] for line in lines] == [a["package"] for a in attempts]
+        assert attempts[0]["hardware"]["cpu_model"] and attempts[0]["hardware"] == attempts[1]["hardware"]
         evaluations = _evaluations(cell)
         assert list(evaluations["timesteps"]) == [100, 200, 300, 400, 500, 600]
         assert_same_bits(evaluations, _evaluations(reference[cell.parent.name]))

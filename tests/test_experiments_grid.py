@@ -69,6 +69,73 @@ def test_cpu60k_phases_share_one_budget_and_never_share_a_cell():
     assert params["callback"] == tar.callback() and params["learning_starts"] == 5000
 
 
+def _config(cell: Cell) -> tuple:
+    return (cell.method, cell.criterion, cell.sparsity, cell.rr, cell.width)
+
+
+def test_scale_presets_are_the_papers_rr_and_width_figures_at_the_60k_protocol():
+    """cpu60k-rr (the paper's rr figure): global magnitude at sparsities 0.8, 0.9, 0.95, rr 0 (Original) and TAR
+    (reserve) at 0.005, 0.01, 0.02, width 256. cpu60k-width (its width figure): sparsity 0.8 at widths 256 and
+    1024, Original and TAR (rr 0.01) for global magnitude and ERK, RigL (ERK start, its defaults) and dense. Both
+    use the cpu60k protocol (SAC, HalfCheetah-v4, 60k steps, learning_starts 5000, 5 episodes every 5,000 steps,
+    seeds 0-4). The configurations the first four phases already ran are reused, never re-run: they are the only
+    cells the presets share with them, and the counts of new cells are the issue's 50 + 15 + 30."""
+    old = {c.cell_id for name in CPU60K_PHASES for c in get_preset(name).expand()}
+    rr_cells = get_preset("cpu60k-rr").expand()
+    width_cells = get_preset("cpu60k-width").expand()
+    every = [*rr_cells, *width_cells]
+    assert {(c.algo, c.env, c.n_timesteps, c.eval_freq, c.eval_episodes, c.hyperparams) for c in every} == {
+        ("sac", "HalfCheetah-v4", 60_000, 5_000, 5, (("learning_starts", "5000"),))
+    }
+    for cells in (rr_cells, width_cells):
+        seeds: dict[tuple, list[int]] = {}
+        for c in cells:
+            seeds.setdefault(_config(c), []).append(c.seed)
+        assert all(sorted(s) == [0, 1, 2, 3, 4] for s in seeds.values()), seeds
+    rr_configs = {_config(c) for c in rr_cells}
+    expected_rr = {("static", "magnitude", sp, 0.0, 256) for sp in (0.8, 0.9, 0.95)}
+    expected_rr |= {("tar", "magnitude", sp, rr, 256) for sp in (0.8, 0.9, 0.95) for rr in (0.005, 0.01, 0.02)}
+    assert rr_configs == expected_rr
+    width_configs = {_config(c) for c in width_cells}
+    expected_width = {("dense", None, None, None, w) for w in (256, 1024)}
+    for w in (256, 1024):
+        expected_width |= {
+            (m, crit, 0.8, rr, w) for crit in ("magnitude", "erk") for m, rr in (("static", 0.0), ("tar", 0.01))
+        }
+        expected_width.add(("rigl", "erk", 0.8, None, w))
+    assert width_configs == expected_width
+    # reused, not re-run: the phase-1 cells at 0.9 (Original, TAR rr 0.01) and dense at width 256
+    reused_rr = {_config(c) for c in rr_cells if c.cell_id in old}
+    assert reused_rr == {("static", "magnitude", 0.9, 0.0, 256), ("tar", "magnitude", 0.9, 0.01, 256)}
+    reused_width = {_config(c) for c in width_cells if c.cell_id in old}
+    assert reused_width == {("dense", None, None, None, 256)}
+    for c in every:  # a reused cell is the very cell the phase ran (same configuration), so the sweep skips it
+        if c.cell_id in old:
+            committed = json.loads((REPO / "benchmarks/results/cpu60k" / c.cell_id / CELL_FILE).read_text())
+            assert Cell.from_dict(committed) == c, c.cell_id
+    rr_ids = {c.cell_id for c in rr_cells}
+    new_rr = rr_ids - old
+    new_width = {c.cell_id for c in width_cells} - old - rr_ids  # the width-256 magnitude cells are Part A's
+    assert len(new_rr) == 50
+    assert sum(1 for i in new_width if i.split("/")[2].endswith("_w256")) == 15
+    assert sum(1 for i in new_width if i.split("/")[2].endswith("_w1024")) == 30
+    tar = next(c for c in rr_cells if c.method == "tar" and c.sparsity == 0.95 and c.rr == 0.02)
+    (kwargs,) = tar.callback()[0].values()
+    assert (kwargs["criterion"], kwargs["revival"], kwargs["recovery_ratio"], kwargs["sparsity"]) == (
+        "magnitude",
+        "tar",
+        0.02,
+        0.95,
+    )
+    assert kwargs.get("budget_mode", "reserve") == "reserve" and kwargs.get("magnitude_scope", "global") == "global"
+    rigl = next(c for c in width_cells if c.method == "rigl" and c.width == 1024)
+    (kwargs,) = rigl.callback()[0].values()
+    assert kwargs["method"] == "rigl" and kwargs["criterion"] == "erk" and kwargs["sparsity"] == 0.8
+    conf = find_conf_dir(REPO / "hyperparams")
+    params = _zoo_params(zoo_command(rigl, Path("/tmp/x"), conf / "sac.yml"))
+    assert params["policy_kwargs"]["net_arch"] == [1024, 1024] and params["learning_starts"] == 5000
+
+
 def test_cpu300k_preset_is_the_five_times_budget_grid():
     """cpu300k: SAC on HalfCheetah-v4, width 256, 90% sparsity, seeds 0-4, 300,000 steps with learning_starts
     5000 and 5 evaluation episodes every 10,000 steps (30 evaluations); dense, Original on ERK, TAR on ERK at
@@ -281,8 +348,13 @@ def test_dry_run_lists_commands(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
+#: The 60k grid's first four phases (the README's "Results on one CPU" block reads exactly these cells).
+CPU60K_PHASES = ("cpu60k", "cpu60k-criteria", "cpu60k-td3", "cpu60k-baselines")
+#: The scale presets of issue 29, into the same folder (the README's "Width and revival ratio" block).
+CPU60K_SCALE = ("cpu60k-rr", "cpu60k-width")
+
 GRID_PRESETS = {
-    "cpu60k": ("cpu60k", "cpu60k-criteria", "cpu60k-td3", "cpu60k-baselines"),
+    "cpu60k": (*CPU60K_PHASES, *CPU60K_SCALE),
     "cpu300k": ("cpu300k", "cpu300k-gmp"),
 }
 
@@ -317,3 +389,23 @@ def test_committed_grid_cells_resume_as_finished(folder: str) -> None:
         assert done["package"]["commit"] == commit, cell_id
         if history is not None:
             assert commit in history, f"{cell_id}: commit {commit} is not in this repository's history"
+        if "hardware" in done or "attempts" in done:  # cells run since the sweep records where they ran
+            _check_provenance(cell_id, done, summary, history)
+
+
+def _check_provenance(cell_id: str, done: dict, summary: dict, history: set[str] | None) -> None:
+    """A cell that records its hardware names the CPU, its instruction set and torch, lists every attempt with a
+    clean commit of this history (the last attempt's is the summary's) and records its final mask layer by layer,
+    each layer's kept count adding up to the measured nonzero count of its network."""
+    hardware = done["hardware"]
+    assert hardware["cpu_model"] and isinstance(hardware["isa"], list) and hardware["torch"], cell_id
+    assert hardware["threads"] == 1 and summary["hardware"] == hardware, cell_id
+    attempts = done["attempts"]
+    assert attempts and attempts[-1]["package"] == summary["package"], cell_id
+    assert attempts[0]["resumed"] is False and all(a["resumed"] for a in attempts[1:]), cell_id
+    for attempt in attempts:
+        assert attempt["package"]["dirty"] is False, cell_id
+        if history is not None:
+            assert attempt["package"]["commit"] in history, cell_id
+    for network, layers in summary["final_masks"].items():
+        assert sum(layer["kept"] for layer in layers) == summary["final_sparsity"][network]["nonzero"], cell_id

@@ -157,6 +157,12 @@ def test_plots_and_files(report):
         "curves_sac_HalfCheetah-v4_w256.png",
         "curves_sac_Hopper-v4_w1024.png",
         "curves_sac_Hopper-v4_w256.png",
+        *(
+            f"rr_by_sparsity_sac_{env}_{criterion}_w{width}.png"
+            for env in ("HalfCheetah-v4", "Hopper-v4")
+            for criterion in ("erk", "magnitude")
+            for width in (1024, 256)
+        ),
         "rr_sensitivity_sac_sp0.9_w1024.png",
         "rr_sensitivity_sac_sp0.9_w256.png",
         "width_scaling_sac_sp0.9.png",
@@ -168,6 +174,47 @@ def test_plots_and_files(report):
     assert any("1 unfinished cell" in m for m in report.messages)
     for name in ("runs", "summary", "table", "iqm", "iqm_aggregate"):
         assert report.csv[name].is_file()
+
+
+def test_rr_and_width_tables_match_the_raw_evaluation_files(results_dir, report):
+    """The scale tables (rr.csv, width.csv, width_gain.csv) recomputed from the raw evaluation files: TAR at each
+    rr against Original, and TAR's gain over Original at 256 and 1024 with the difference of the two gains."""
+    rr = pd.read_csv(report.csv["rr"])
+    # 2 envs x 2 criteria x 2 widths, each Original and TAR at two rr values
+    assert len(rr) == 2 * 2 * 2 * 3 and set(rr["rr"]) == {0.0, 0.005, 0.01}
+    for _, row in rr[rr["method"] == "tar"].iterrows():
+        config = {"env": row["env"], "width": int(row["width"]), "criterion": row["criterion"], "sparsity": 0.9}
+        tar = _raw_finals(results_dir, method="tar", rr=row["rr"], **config)
+        original = _raw_finals(results_dir, method="static", **config)
+        assert row["mean"] == pytest.approx(np.mean(tar)) and row["n"] == 3
+        assert row["vs_original_pct"] == pytest.approx(100 * (np.mean(tar) - np.mean(original)) / abs(np.mean(original)))
+        pairs = [(t > o) + 0.5 * (t == o) for t in tar for o in original]
+        assert row["probability"] == pytest.approx(sum(pairs) / 9)
+    gains = pd.read_csv(report.csv["width_gain"])
+    assert len(gains) == 2 * 2 * 2  # env x criterion x TAR's rr
+    for _, row in gains.iterrows():
+        config = {"env": row["env"], "criterion": row["criterion"], "sparsity": 0.9}
+        gain = {}
+        for width in (256, 1024):
+            tar = np.mean(_raw_finals(results_dir, method="tar", rr=row["rr"], width=width, **config))
+            original = np.mean(_raw_finals(results_dir, method="static", width=width, **config))
+            gain[width] = 100 * (tar - original) / abs(original)
+        assert (row["narrow"], row["wide"], row["n"]) == (256, 1024, "3/3/3/3")
+        assert row["gain_narrow"] == pytest.approx(gain[256]) and row["gain_wide"] == pytest.approx(gain[1024])
+        assert row["difference"] == pytest.approx(gain[1024] - gain[256])
+        assert row["ci_low"] <= row["ci_high"]
+    width = pd.read_csv(report.csv["width"])
+    row = width[
+        (width["env"] == "Hopper-v4") & (width["criterion"] == "erk") & (width["rr"] == 0.01) & (width["width"] == 1024)
+    ]
+    row = row.iloc[0]
+    same_net = {"env": "Hopper-v4", "width": 1024}
+    assert row["rigl_mean"] == pytest.approx(np.mean(_raw_finals(results_dir, method="rigl", **same_net)))
+    assert row["dense_mean"] == pytest.approx(np.mean(_raw_finals(results_dir, method="dense", **same_net)))
+    text = report.markdown.read_text()
+    assert (
+        "## Final return against the recovery ratio rr" in text and "## Does TAR's gain over Original grow with width?" in text
+    )
 
 
 def test_missing_axes_skip_their_plots_with_a_message(results_dir, tmp_path, capsys):
@@ -206,7 +253,7 @@ def test_readme_block_is_rewritten_between_its_markers_only(results_dir, tmp_pat
     assert text.startswith("# Title\n\nprose before\n\n" + DIGEST_BEGIN) and text.endswith(DIGEST_END + "\n\nprose after\n")
     block = readme_block(readme)
     assert "stale numbers" not in block
-    assert block == (subset / "report" / "digest.md").read_text().replace("](curves_", "](../subset/report/curves_")
+    assert block == (subset / "report" / "digest.md").read_text().replace("](", "](../subset/report/")  # every plot link
     # the main table's TAR cell at width 256, checked against the raw evaluation files
     finals = _raw_finals(subset, method="tar", width=256, rr=0.01, criterion="magnitude")
     assert f"{np.mean(finals):.1f} ± {np.std(finals, ddof=1) / math.sqrt(len(finals)):.1f}" in block

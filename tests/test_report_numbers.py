@@ -230,6 +230,39 @@ def test_connectivity_counts_units_and_formats_them(tmp_path) -> None:
     assert text.loc[0, "Dead units after revival"] == "1.0 of 12"
 
 
+def test_connectivity_after_training_reads_the_final_masks(tmp_path) -> None:
+    """A GMP cell has no pruning report, only the final mask the sweep recorded: its row shows the dead units after
+    training alone; a TAR cell with both shows all three columns; a dense cell is not a row."""
+    from sb3_tar.experiments.results import dead_units, final_dead_units
+    from sb3_tar.experiments.runner import SUMMARY_FILE
+    from sb3_tar.experiments.tables import connectivity_table, format_connectivity
+
+    actor = [
+        dict(name="0", shape=[4, 3], kept=5, dead_out=1, dead_in=0),
+        dict(name="1", shape=[1, 4], kept=2, dead_out=0, dead_in=2),
+    ]
+    final = {"actor": actor, "critic.qf0": [dict(name="0", shape=[2, 2], kept=4, dead_out=0, dead_in=0)]}
+    rows = []
+    for method, reports in (
+        ("gmp", None),
+        ("tar", {"actor": {"layers": [dict(name="0", shape=[4, 3], dead_before=5, dead_after=2)]}}),
+    ):
+        folder = tmp_path / method
+        folder.mkdir()
+        (folder / SUMMARY_FILE).write_text(json.dumps({"reports": reports, "final_masks": final}))
+        record = {**dead_units(folder), **final_dead_units(folder)}
+        rows.append(dict(algo="sac", env="E", method=method, criterion="magnitude", sparsity=0.9, rr=0.01, width=256, seed=0,
+                         label=method, **record))  # fmt: skip
+    # 1 + 0 + 0 + 2 + 0 + 0 = 3 dead among (4 + 3) + (1 + 4) + (2 + 2) = 16 units
+    assert final_dead_units(tmp_path / "gmp") == {"dead_final": 3.0, "units_final": 16.0}
+    rows.append(dict(rows[0], method="dense", label="dense"))
+    text = format_connectivity(connectivity_table(pd.DataFrame(rows)))
+    assert list(text["Configuration"]) == ["gmp", "tar"]
+    assert list(text["Dead units before revival"]) == ["–", "5.0 of 7"]
+    assert list(text["Dead units after revival"]) == ["–", "2.0 of 7"]
+    assert list(text["Dead units after training"]) == ["3.0 of 16", "3.0 of 16"]
+
+
 def test_digest_shows_the_budget_table_of_global_magnitude_before_other_criteria(tmp_path) -> None:
     """ERK sorts before magnitude, but the README's one per-layer table is the paper's default criterion's; SAC
     and TD3 cells of one configuration get a table each, named by their algorithm."""

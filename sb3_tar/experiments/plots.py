@@ -237,6 +237,83 @@ def width_scaling(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], 
                 ax.set_xscale("log", base=2)
                 _style_axis(ax, env, "hidden width", "final return", loc="center left", bbox_to_anchor=(1.0, 0.5))
             title = f"{algo.upper()} width scaling" + (f", sparsity {sparsity:g}" if sparsity is not None else "")
-            path = out_dir / (f"width_scaling_{algo}" + (f"_sp{sparsity:g}" if sparsity is not None else "") + ".png")
+            path = width_scaling_file(out_dir, algo, sparsity)
             written.append(_save_figure(plt, fig, title + " (mean ± s.e.)", path))
     return written, []
+
+
+def rr_by_sparsity_file(out_dir: str | Path, algo: str, env: str, criterion: str, width: int) -> Path:
+    """:return: Where :func:`rr_by_sparsity` writes the plot of one algo, env, criterion and width."""
+    return Path(out_dir) / f"rr_by_sparsity_{algo}_{_safe(env)}_{criterion}_w{width}.png"
+
+
+def _rr_groups(runs: pd.DataFrame) -> list[tuple[tuple[str, str, str, int], pd.DataFrame]]:
+    """(algo, env, criterion, width) groups of Original/TAR runs that span two or more rr values."""
+    sub = runs[runs["method"].isin(["static", "tar"])]
+    return [
+        (key, group)
+        for key, group in sub.groupby(["algo", "env", "criterion", "width"], sort=True)
+        if group["rr"].nunique() >= 2 and (group["sparsity"].nunique() >= 2 or group["rr"].nunique() >= 3)
+    ]
+
+
+def rr_by_sparsity(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], list[str]]:
+    """
+    The paper's rr figure: final return against the recovery ratio rr (rr = 0 is Original), a line per sparsity,
+    one PNG per (algo, env, criterion, width) whose Original/TAR runs span two sparsities or three rr values.
+
+    :param runs: Per-run results.
+    :param out_dir: Output folder.
+    :return: ``(files written, messages)``.
+    """
+    groups = _rr_groups(runs)
+    if not groups:
+        return [], []
+    plt = _pyplot()
+    written = []
+    for (algo, env, criterion, width), group in groups:
+        fig, ax = plt.subplots(figsize=(4.6, 3.3))
+        for k, (sparsity, sub) in enumerate(group.groupby("sparsity", sort=True)):
+            stats = sub.groupby("rr")["final_return"].agg(["mean", standard_error]).sort_index()
+            ax.errorbar(
+                stats.index,
+                stats["mean"],
+                yerr=stats["standard_error"],
+                fmt="-o",
+                color=f"C{k}",
+                capsize=3,
+                label=f"sparsity {sparsity:g}",
+            )
+        _style_axis(ax, f"{env}, {criterion}, width {width}", "recovery ratio rr (0 = Original)", "final return")
+        path = rr_by_sparsity_file(out_dir, algo, env, criterion, width)
+        written.append(_save_figure(plt, fig, f"{algo.upper()}: TAR's rr at each sparsity (mean ± s.e.)", path))
+    return written, []
+
+
+def width_scaling_file(out_dir: str | Path, algo: str, sparsity: float | None) -> Path:
+    """:return: Where :func:`width_scaling` writes the plot of one algo and sparsity."""
+    return Path(out_dir) / (f"width_scaling_{algo}" + (f"_sp{sparsity:g}" if sparsity is not None else "") + ".png")
+
+
+def scale_files(runs: pd.DataFrame, out_dir: str | Path) -> list[tuple[Path, str]]:
+    """
+    The plots of the scale sections of a report, whether or not they were drawn: :func:`rr_by_sparsity`'s, and
+    :func:`width_scaling`'s for each (algo, sparsity) at which Original and TAR ran at two or more widths.
+
+    :param runs: Per-run results.
+    :param out_dir: The report's folder.
+    :return: ``(path, alt text)`` pairs.
+    """
+    out = [
+        (
+            rr_by_sparsity_file(out_dir, algo, env, criterion, width),
+            f"{algo.upper()} {env} {criterion} width {width}: rr by sparsity",
+        )
+        for (algo, env, criterion, width), _ in _rr_groups(runs)
+    ]
+    sub = runs[runs["method"].isin(["static", "tar"])]
+    for (algo, sparsity), group in sub.groupby(["algo", "sparsity"], sort=True):
+        widths = [set(group.loc[group["method"] == m, "width"]) for m in ("static", "tar")]
+        if len(widths[0] & widths[1]) >= 2:
+            out.append((width_scaling_file(out_dir, algo, sparsity), f"{algo.upper()} width scaling, sparsity {sparsity:g}"))
+    return out

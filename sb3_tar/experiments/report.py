@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sb3_tar.experiments import diagnostics, milestones, plots, tables
+from sb3_tar.experiments import diagnostics, milestones, plots, scale_tables, tables
 from sb3_tar.experiments.baseline_tables import small_dense_section
 from sb3_tar.experiments.results import cell_reports, load_results, wall_clock_seconds
 
@@ -74,6 +74,7 @@ def make_report(
     readme: str | os.PathLike | None = None,
     block: str | None = None,
     at_steps: Sequence[int] | None = None,
+    presets: Sequence[str] | None = None,
 ) -> Report:
     """
     Build the report of a sweep.
@@ -92,15 +93,18 @@ def make_report(
         block per results directory; ``None``: the unnamed block.
     :param at_steps: Environment steps at which to rank the configurations, read from the same runs
         (:mod:`sb3_tar.experiments.milestones`); a ``ranking`` table is added to the report and the digest.
+    :param presets: Report only the cells of these presets (:data:`sb3_tar.experiments.grid.PRESETS`), so that one
+        results directory can hold several grids, each with its own report; ``None``: every cell.
     :return: The written files.
-    :raises ValueError: If ``readme`` lacks the markers (the file is left unchanged) or ``at_steps`` is not an
-        increasing list of positive steps.
+    :raises ValueError: If ``readme`` lacks the markers (the file is left unchanged), ``at_steps`` is not an
+        increasing list of positive steps or a preset is unknown.
     """
     if at_steps is not None:
         at_steps = milestones.check_steps(at_steps)
     if readme is not None:
         _split_at_markers(Path(readme).read_text(), readme, block)  # fail before any work
-    results = load_results(results_dir, last_fraction, progress=progress)
+    cell_ids = preset_cell_ids(presets) if presets is not None else None
+    results = load_results(results_dir, last_fraction, progress=progress, cell_ids=cell_ids)
     out = Path(out_dir) if out_dir is not None else Path(results_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
     runs = results.runs
@@ -110,6 +114,7 @@ def make_report(
     aggregate, aggregate_message = tables.aggregate_iqm_table(runs, reps=reps, seed=seed)
     improvement = tables.improvement_table(runs, reps=reps, seed=seed)
     connectivity = tables.connectivity_table(runs)
+    scale = _scale_frames(runs, reps, seed)
     ranking = None
     if at_steps is not None:
         ranking = milestones.ranking_table(milestones.returns_at_steps(runs, results.curves, at_steps, last_fraction))
@@ -166,6 +171,7 @@ def make_report(
     }
     if ranking is not None:
         frames["ranking"] = ranking
+    frames.update(scale)
     for name, frame in frames.items():
         path = out / f"{name}.csv"
         frame.to_csv(path, index=False)
@@ -175,6 +181,7 @@ def make_report(
             (plots.learning_curves, (runs, results.curves, out)),
             (plots.rr_sensitivity, (runs, out)),
             (plots.width_scaling, (runs, out)),
+            (plots.rr_by_sparsity, (runs, out)),
             (diagnostics.diagnostics_plots, (runs, out)),
         ):
             written, messages = func(*args)
@@ -185,12 +192,14 @@ def make_report(
         report.messages.append("Original-vs-TAR table skipped: the grid has no static or TAR run")
     report.table_text = tables.to_markdown(main) if not main.empty else ""
     text = _markdown(report, main, iqm, aggregate, improvement, summary, runs, connectivity, last_fraction, reps, ranking)
+    text = text.replace(_SCALE_ANCHOR, "\n".join(_scale_sections(scale, "##")))
     report.markdown.write_text(text)
     digest_tables = _digest_tables(report, iqm, improvement, runs, connectivity, last_fraction, reps, ranking, summary)
-    report.digest = _digest(report, digest_tables, runs, link_base=out)
+    digest_tables = _insert_scale(digest_tables, _scale_sections(scale, "####"))
+    report.digest = _digest(report, digest_tables, runs, link_base=out, scale=bool(scale))
     (out / "digest.md").write_text(report.digest)
     if readme is not None:
-        digest = _digest(report, digest_tables, runs, link_base=out, relative_to=Path(readme).parent)
+        digest = _digest(report, digest_tables, runs, link_base=out, relative_to=Path(readme).parent, scale=bool(scale))
         splice_digest(readme, digest, block)
         report.messages.append(f"{readme}: the generated block was rewritten")
     if report.table_text:
@@ -236,6 +245,75 @@ def _layer_sections(runs, connectivity, first_only: bool = False, heading: str =
         if first_only:
             break
     return lines
+
+
+#: Where :func:`_markdown` leaves room for the scale sections (replaced before the report is written).
+_SCALE_ANCHOR = "<!-- scale sections -->"
+
+
+def _scale_frames(runs, reps: int, seed: int) -> dict[str, pd.DataFrame]:
+    """The rr and width tables (:mod:`sb3_tar.experiments.scale_tables`) where the runs have those axes."""
+    frames: dict[str, pd.DataFrame] = {}
+    if scale_tables.has_rr_axis(runs):
+        frames["rr"] = scale_tables.rr_table(runs, reps=reps, seed=seed)
+    if scale_tables.has_width_axis(runs):
+        frames["width"] = scale_tables.width_table(runs, reps=reps, seed=seed)
+        frames["width_gain"] = scale_tables.gain_difference_table(runs, reps=reps, seed=seed)
+    return frames
+
+
+def _scale_sections(scale: dict[str, pd.DataFrame], heading: str) -> list[str]:
+    """Markdown lines of the rr and width tables (empty without them)."""
+    lines: list[str] = []
+    if "rr" in scale and len(scale["rr"]):
+        lines += [f"{heading} Final return against the recovery ratio rr (rr = 0: Original; mean ± s.e.)", ""]
+        lines.append(
+            "TAR at each rr against Original of the same criterion, sparsity and width: percent change of the means, "
+            "P(TAR > Original) with its 95% stratified-bootstrap interval, and dead units (means over seeds) before "
+            "and after revival.\n"
+        )
+        lines.append(tables.to_markdown(scale_tables.format_rr_table(scale["rr"])))
+    if "width" in scale and len(scale["width"]):
+        lines += [f"{heading} Width: Original, TAR, RigL and dense at each width (mean ± s.e.)", ""]
+        lines.append(
+            "RigL and dense of the same sparsity and width, whatever their starting criterion. FLOPs: training FLOPs "
+            "per sample relative to the dense network of the narrowest width (a wide sparse network against a narrow "
+            "dense one).\n"
+        )
+        lines.append(tables.to_markdown(scale_tables.format_width_table(scale["width"])))
+    if "width_gain" in scale and len(scale["width_gain"]):
+        lines += [f"{heading} Does TAR's gain over Original grow with width?", ""]
+        lines.append(
+            "Gain: 100·(TAR − Original)/|Original| of the mean final returns at one width. Wide − narrow: the "
+            "difference of the two gains in percentage points, with a 95% percentile-bootstrap interval (each of the "
+            "four groups of runs resampled with replacement); the share of bootstrap replications in which it is "
+            "positive.\n"
+        )
+        lines.append(tables.to_markdown(scale_tables.format_gain_difference(scale["width_gain"])))
+    return lines
+
+
+def _insert_scale(lines: list[str], scale_lines: list[str]) -> list[str]:
+    """The digest's table lines with the scale sections inserted before the *Every configuration* table."""
+    if not scale_lines:
+        return lines
+    for i, line in enumerate(lines):
+        if line.startswith("#### Every configuration"):
+            return lines[:i] + scale_lines + lines[i:]
+    return lines + scale_lines
+
+
+def preset_cell_ids(presets: Sequence[str]) -> set[str]:
+    """
+    :param presets: Names of presets (:data:`sb3_tar.experiments.grid.PRESETS`).
+    :return: The cell ids of their cells.
+    :raises ValueError: If a name is not a preset, or the list is empty.
+    """
+    from sb3_tar.experiments.grid import get_preset
+
+    if isinstance(presets, str) or len(presets) == 0:
+        raise ValueError(f"presets must be a non-empty list of preset names, got {presets!r}")
+    return {cell.cell_id for name in presets for cell in get_preset(name).expand()}
 
 
 def _duration(seconds: float) -> str:
@@ -307,6 +385,7 @@ def _markdown(
         lines += [caveat] if caveat else []
         lines.append(tables.to_markdown(tables.format_improvement(improvement)))
     lines += _ranking_section(ranking, last_fraction)
+    lines.append(_SCALE_ANCHOR)
     lines += ["## Every configuration", "", COST_NOTE, "", tables.to_markdown(tables.format_summary(summary))]
     lines += small_dense_section(runs)
     lines += _layer_sections(runs, connectivity)
@@ -371,15 +450,20 @@ COST_NOTE = (
 )
 
 
-def _digest(report: Report, table_lines: list[str], runs, link_base: Path, relative_to: Path | None = None) -> str:
+def _digest(
+    report: Report, table_lines: list[str], runs, link_base: Path, relative_to: Path | None = None, scale: bool = False
+) -> str:
     """The compact markdown of a report: its tables (:func:`_digest_tables`), the learning curves linked into
-    ``link_base`` relative to ``relative_to`` (default: ``link_base`` itself), and the notes. The same results
-    give the same text whether or not plots were drawn."""
+    ``link_base`` relative to ``relative_to`` (default: ``link_base`` itself), with ``scale`` the rr-sensitivity and
+    width-scaling plots too, and the notes. The same results give the same text whether or not plots were drawn."""
     relative_to = link_base if relative_to is None else relative_to
     lines = list(table_lines)
     for algo, env, width in runs[["algo", "env", "width"]].drop_duplicates().itertuples(index=False):
         path = plots.curves_file(link_base, algo, env, width)
         lines += [f"![{algo.upper()} {env} learning curves, width {width}]({os.path.relpath(path, relative_to)})", ""]
+    if scale:
+        for path, title in plots.scale_files(runs, link_base):
+            lines += [f"![{title}]({os.path.relpath(path, relative_to)})", ""]
     lines += [f"- {m}" for m in report.messages if "skipped" not in m]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +70,9 @@ class SweepResults:
         ``summary.json`` where it has a
         pruning report, ``dead_before`` / ``dead_after``: dead units of all networks before and after revival
         (NaN otherwise), and ``train_flops``: average training FLOPs relative to the dense network of the cell's
-        width (:func:`sb3_tar.experiments.flops.cell_training_flops`).
+        width (:func:`sb3_tar.experiments.flops.cell_training_flops`), and ``dead_final`` / ``units_final``: dead units
+        of the mask the cell ended with, from the ``final_masks`` its summary records (:func:`final_dead_units`; NaN
+        for cells run before that record).
     :param curves: Learning curves by ``cell_dir``: ``(timesteps, returns)``.
     :param unfinished: Cell folders without a done marker (skipped).
     """
@@ -79,13 +82,21 @@ class SweepResults:
     unfinished: list[str] = field(default_factory=list)
 
 
-def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: bool = False) -> SweepResults:
+def load_results(
+    root: str | os.PathLike,
+    last_fraction: float = 0.1,
+    progress: bool = False,
+    cell_ids: Collection[str] | None = None,
+) -> SweepResults:
     """
     :param root: A results directory written by ``sb3-tar sweep``.
     :param last_fraction: Fraction of the last evaluations averaged into the final return.
     :param progress: Show a progress bar while reading.
+    :param cell_ids: Read only these cells (``<algo>/<env>/<label>/seed_<k>``, as :attr:`Cell.cell_id
+        <sb3_tar.experiments.grid.Cell.cell_id>`), e.g. the cells of some presets; ``None``: every cell. The others
+        are neither read nor counted as unfinished.
     :return: The results.
-    :raises FileNotFoundError: If ``root`` does not exist or holds no finished cell.
+    :raises FileNotFoundError: If ``root`` does not exist or holds no finished cell (among ``cell_ids``).
     """
     root = Path(root)
     if not root.is_dir():
@@ -94,6 +105,9 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
 
     rows, curves, unfinished = [], {}, []
     cell_files = sorted(p for p in root.rglob(CELL_FILE) if "zoo" not in p.relative_to(root).parts[:1])
+    if cell_ids is not None:
+        wanted = set(cell_ids)
+        cell_files = [p for p in cell_files if p.parent.relative_to(root).as_posix() in wanted]
     for cell_file in tqdm(cell_files, desc="loading runs", unit="run", disable=not progress):
         folder = cell_file.parent
         if not (folder / DONE_FILE).is_file():
@@ -123,11 +137,13 @@ def load_results(root: str | os.PathLike, last_fraction: float = 0.1, progress: 
                 "wall_complete": _wall_complete(done, folder),
                 "finished": _number(done, "finished"),
                 **dead_units(folder),
+                **final_dead_units(folder),
                 "train_flops": cell_training_flops(_summary(folder), cell.method, _run_folder(folder, cell), cell.n_timesteps),
             }
         )
     if not rows:
-        raise FileNotFoundError(f"No finished cell (with {DONE_FILE}) under {root}")
+        among = f" among the {len(set(cell_ids))} cells asked for" if cell_ids is not None else ""
+        raise FileNotFoundError(f"No finished cell (with {DONE_FILE}) under {root}{among}")
     runs = pd.DataFrame(rows).sort_values([*CONFIG_COLUMNS, "seed"], na_position="first", key=_sort_key)
     return SweepResults(runs.reset_index(drop=True), curves, unfinished)
 
@@ -230,7 +246,8 @@ def dead_units(folder: str | os.PathLike) -> dict[str, float]:
     :param folder: A cell folder.
     :return: ``{"dead_before", "dead_after", "units"}``: dead units summed over every layer of every network,
         before and after revival, from the cell's pruning report, and the number of units they are counted
-        among (each layer's outputs plus inputs, summed the same way); NaN without a report.
+        among (each layer's outputs plus inputs, summed the same way); NaN without a report. The final mask's
+        are :func:`final_dead_units`.
     """
     reports = cell_reports(folder)
     if reports is None:
@@ -240,6 +257,25 @@ def dead_units(folder: str | os.PathLike) -> dict[str, float]:
         "dead_before": float(sum(layer["dead_before"] for layer in layers)),
         "dead_after": float(sum(layer["dead_after"] for layer in layers)),
         "units": float(sum(layer["shape"][0] + layer["shape"][1] for layer in layers)),
+    }
+
+
+def final_dead_units(folder: str | os.PathLike) -> dict[str, float]:
+    """
+    :param folder: A cell folder.
+    :return: ``{"dead_final", "units_final"}``: dead units of the mask the cell ended training with (outputs with no
+        incoming and inputs with no outgoing nonzero weight, summed over every layer of every network, from the
+        ``final_masks`` of its ``summary.json``) and the units they are counted among; NaN for a cell whose summary
+        predates that record. For a fixed mask this is the mask after revival; for SET, RigL and GMP it is the mask
+        their schedule left.
+    """
+    networks = (_summary(folder) or {}).get("final_masks")
+    if not networks:
+        return {"dead_final": float("nan"), "units_final": float("nan")}
+    layers = [layer for layers in networks.values() for layer in layers]
+    return {
+        "dead_final": float(sum(layer["dead_out"] + layer["dead_in"] for layer in layers)),
+        "units_final": float(sum(layer["shape"][0] + layer["shape"][1] for layer in layers)),
     }
 
 

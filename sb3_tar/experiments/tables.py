@@ -359,20 +359,26 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def connectivity_table(runs: pd.DataFrame) -> pd.DataFrame:
     """
-    Whether each sparse configuration's static mask was connected: dead units (outputs with no incoming
-    and inputs with no outgoing connection, summed over every layer of the actor and the Q-networks)
-    before and after revival, as the pruning reports in the cells' ``summary.json`` give them, averaged over
-    seeds. A baseline with many dead units is a broken network, so a gain over it says little.
+    Whether each sparse configuration's mask was connected: dead units (outputs with no incoming and inputs with no
+    outgoing connection, summed over every layer of the actor and the Q-networks) before and after revival, as the
+    pruning reports in the cells' ``summary.json`` give them, and after training, from the final masks the cells
+    recorded (for SET, RigL and GMP the mask their schedule left), averaged over seeds. A baseline with many dead
+    units is a broken network, so a gain over it says little.
 
-    :param runs: Per-run results (with ``dead_before`` / ``dead_after`` and, when known, ``units``).
-    :return: Columns of the configuration, ``n``, ``dead_before``, ``dead_after`` (means) and ``units`` (the
-        units they are counted among: each layer's outputs plus inputs); only configurations with reports.
+    :param runs: Per-run results (with ``dead_before`` / ``dead_after`` and, when known, ``units``, ``dead_final``
+        and ``units_final``).
+    :return: Columns of the configuration, ``n``, ``dead_before``, ``dead_after`` (means; NaN where unknown) and
+        ``units`` (the units they are counted among: each layer's outputs plus inputs, of the layers the pruning
+        report covers), ``dead_final`` and ``units_final`` (the same for the final mask, over every linear layer);
+        one row per sparse configuration with a pruning report or a recorded final mask.
     """
     if "dead_before" not in runs:
         return pd.DataFrame()
-    known = runs[runs["dead_before"].notna()]
+    known = runs["dead_before"].notna()
+    if "dead_final" in runs:
+        known |= runs["dead_final"].notna() & (runs["method"] != "dense")
     rows = []
-    for key, group in known.groupby(CONFIG_COLUMNS, dropna=False, sort=False):
+    for key, group in runs[known].groupby(CONFIG_COLUMNS, dropna=False, sort=False):
         row = dict(zip(CONFIG_COLUMNS, key))
         row.update(
             label=group["label"].iloc[0],
@@ -380,6 +386,8 @@ def connectivity_table(runs: pd.DataFrame) -> pd.DataFrame:
             dead_before=float(group["dead_before"].mean()),
             dead_after=float(group["dead_after"].mean()),
             units=float(group["units"].mean()) if "units" in group else float("nan"),
+            dead_final=float(group["dead_final"].mean()) if "dead_final" in group else float("nan"),
+            units_final=float(group["units_final"].mean()) if "units_final" in group else float("nan"),
         )
         rows.append(row)
     return pd.DataFrame(rows)
@@ -389,15 +397,19 @@ def format_connectivity(table: pd.DataFrame) -> pd.DataFrame:
     """
     :param table: Output of :func:`connectivity_table`.
     :return: The table as text: algorithm, env, configuration, seeds, and dead units before and after revival
-        (one decimal: they are means over seeds) out of the units they are counted among.
+        (one decimal: they are means over seeds) out of the units they are counted among; a column of dead units
+        after training where any configuration recorded its final mask ("–" where one did not, or where a method
+        has no revival stage).
     """
     if table.empty:
         return table
 
     def of(value: float, units: float) -> str:
+        if np.isnan(value):
+            return "–"
         return f"{value:.1f}" if np.isnan(units) else f"{value:.1f} of {units:.0f}"
 
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "Algo": table["algo"].str.upper(),
             "Env": table["env"],
@@ -407,6 +419,9 @@ def format_connectivity(table: pd.DataFrame) -> pd.DataFrame:
             "Dead units after revival": [of(v, u) for v, u in zip(table["dead_after"], table["units"])],
         }
     )
+    if "dead_final" in table and table["dead_final"].notna().any():
+        out["Dead units after training"] = [of(v, u) for v, u in zip(table["dead_final"], table["units_final"])]
+    return out
 
 
 def layer_table(reports: dict[str, dict[str, Any]]) -> pd.DataFrame:

@@ -1,0 +1,384 @@
+"""The paper's scale questions as tables: final return against the recovery ratio at several sparsities (its rr
+figure), and TAR's gain over Original at two widths with whether the gain grows with width (its width figure).
+
+Both tables read the per-run results of :func:`sb3_tar.experiments.results.load_results`. A configuration's final
+return is the mean ± standard error over seeds; ``P(TAR > Original)`` is the probability of improvement with its
+95% stratified-bootstrap interval (:func:`sb3_tar.experiments.tables.improvement_table`). TAR's *gain* at a width is
+the percent change of its mean final return over Original's at that width, ``100 (T - O) / |O|``; the difference
+of the gains between two widths gets a percentile-bootstrap interval, each of the four groups of runs (Original and
+TAR at each width) resampled with replacement independently.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sb3_tar.experiments.tables import _mean_se, _pct, import_rliable, pct_change, standard_error
+
+#: Methods whose runs form the rr axis (rr = 0 is Original, the static baseline).
+_RR_METHODS = ("static", "tar")
+
+
+def _close(column: pd.Series, value: float) -> pd.Series:
+    return pd.Series(np.isclose(column.astype(float), float(value)), index=column.index)
+
+
+def has_rr_axis(runs: pd.DataFrame) -> bool:
+    """
+    :param runs: Per-run results.
+    :return: Whether Original/TAR runs vary along the paper's rr figure's axes: two or more sparsities, or two or
+        more TAR recovery ratios at one sparsity (a single rr at a single sparsity is the main table's business).
+    """
+    sub = runs[runs["method"].isin(_RR_METHODS)]
+    if sub.empty or not (sub["method"] == "tar").any():
+        return False
+    keys = ["algo", "env", "criterion", "width"]
+    for _, group in sub.groupby(keys, sort=False):
+        tar = group[group["method"] == "tar"]
+        if group["sparsity"].nunique() >= 2 or any(t["rr"].nunique() >= 2 for _, t in tar.groupby("sparsity")):
+            return True
+    return False
+
+
+def rr_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """
+    Final return against the recovery ratio, per (algo, env, criterion, width, sparsity): Original (rr = 0) and TAR
+    at every rr it ran, with TAR's change over Original, ``P(TAR > Original)`` and the dead units before and after
+    revival (means over seeds, from the pruning reports).
+
+    :param runs: Per-run results (columns of :func:`~sb3_tar.experiments.results.load_results`).
+    :param reps: Bootstrap replications of the probability of improvement.
+    :param seed: Seed of that bootstrap.
+    :return: Columns algo, env, criterion, width, sparsity, rr, method, n, mean, se, vs_original_pct, probability,
+        ci_low, ci_high, dead_before, dead_after; rows ordered by the grouping keys, then rr. Empty if the runs hold
+        no Original/TAR run.
+    """
+    from sb3_tar.experiments.tables import _improvement
+
+    library, metrics = import_rliable()
+    sub = runs[runs["method"].isin(_RR_METHODS)]
+    rows: list[dict[str, Any]] = []
+    keys = ["algo", "env", "criterion", "width", "sparsity"]
+    for key, group in sub.groupby(keys, sort=True):
+        base = dict(zip(keys, key))
+        original = group[group["method"] == "static"]
+        original_mean = float(original["final_return"].mean()) if len(original) else math.nan
+        for (method, rr), runs_at in group.groupby(["method", "rr"], sort=True):
+            row = {**base, "rr": float(rr), "method": method, "n": len(runs_at)}
+            values = runs_at["final_return"].to_numpy(dtype=np.float64)
+            row.update(mean=float(values.mean()), se=standard_error(values))
+            row["vs_original_pct"] = pct_change(row["mean"], original_mean) if method == "tar" else math.nan
+            row.update(probability=math.nan, ci_low=math.nan, ci_high=math.nan)
+            if method == "tar" and len(original):
+                found = _improvement(library, metrics, "TAR > Original", runs_at, original, reps, seed)
+                row.update({k: found[k] for k in ("probability", "ci_low", "ci_high")})
+            row["dead_before"] = float(runs_at["dead_before"].mean()) if "dead_before" in runs_at else math.nan
+            row["dead_after"] = float(runs_at["dead_after"].mean()) if "dead_after" in runs_at else math.nan
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    return table.sort_values([*keys, "rr"], kind="stable").reset_index(drop=True)
+
+
+def _interval(probability: float, low: float, high: float) -> str:
+    return "–" if not np.isfinite(probability) else f"{probability:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _one(value: float) -> str:
+    return "–" if not np.isfinite(value) else f"{value:.1f}"
+
+
+def format_rr_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:return: :func:`rr_table` as text, one row per (sparsity, rr)."""
+    if table.empty:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        {
+            "Algo": table["algo"].str.upper(),
+            "Env": table["env"],
+            "Criterion": table["criterion"],
+            "Width": table["width"].astype(int),
+            "Sparsity": table["sparsity"].map(lambda v: f"{v:g}"),
+            "rr": table["rr"].map(lambda v: f"{v:g}"),
+            "Method": table["method"].map({"static": "Original", "tar": "TAR"}),
+            "Final return": [_mean_se(m, s, n) for m, s, n in zip(table["mean"], table["se"], table["n"])],
+            "vs Original": table["vs_original_pct"].map(_pct),
+            "P(TAR > Original) [95% CI]": [
+                _interval(p, lo, hi) for p, lo, hi in zip(table["probability"], table["ci_low"], table["ci_high"])
+            ],
+            "Dead units before revival": table["dead_before"].map(_one),
+            "Dead units after revival": table["dead_after"].map(_one),
+        }
+    )
+
+
+def has_width_axis(runs: pd.DataFrame) -> bool:
+    """
+    :param runs: Per-run results.
+    :return: Whether Original and TAR of one configuration both ran at two or more widths.
+    """
+    sub = runs[runs["method"].isin(_RR_METHODS)]
+    for _, group in sub.groupby(["algo", "env", "criterion", "sparsity"], sort=False):
+        widths = [set(group.loc[group["method"] == m, "width"]) for m in _RR_METHODS]
+        if len(widths[0] & widths[1]) >= 2:
+            return True
+    return False
+
+
+def dense_cost_ratio(layer_shapes: list[tuple[int, int]], width: int, reference_width: int) -> float:
+    """
+    Dense training cost of a network of ``width`` relative to the same network at ``reference_width``, per sample:
+    every layer costs ``2 n_out n_in + n_out`` (:func:`sb3_tar.core.gmp.flops_per_sample`), and every dimension
+    equal to ``width`` (a hidden layer's) becomes ``reference_width``.
+
+    :param layer_shapes: ``(n_out, n_in)`` of every linear layer of the networks at ``width``.
+    :param width: Their hidden width.
+    :param reference_width: The width to compare with.
+    :return: The ratio (NaN without layers).
+    """
+
+    def cost(shapes: list[tuple[int, int]]) -> int:
+        return sum(2 * o * i + o for o, i in shapes)
+
+    def swap(dim: int) -> int:
+        return reference_width if dim == width else dim
+
+    reference = cost([(swap(o), swap(i)) for o, i in layer_shapes])
+    return cost(layer_shapes) / reference if reference else math.nan
+
+
+def _layer_shapes(cell_dir: str) -> list[tuple[int, int]]:
+    """Every linear layer's ``(n_out, n_in)`` of a cell, from its summary's final masks or pruning reports."""
+    from sb3_tar.experiments.results import _summary
+
+    summary = _summary(cell_dir) or {}
+    networks = summary.get("final_masks") or {}
+    if networks:
+        return [tuple(layer["shape"]) for layers in networks.values() for layer in layers]
+    reports = summary.get("reports") or {}
+    return [tuple(layer["shape"]) for report in reports.values() for layer in report.get("layers", [])]
+
+
+def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """
+    Original, TAR, RigL and dense at every width, per (algo, env, criterion, sparsity, TAR's rr), with TAR's gain
+    over Original and ``P(TAR > Original)``, and each method's training FLOPs per sample relative to the dense
+    network of the narrowest width in the table (the practical question: a wide sparse network against a narrow
+    dense one). RigL rows are matched on sparsity and width whatever their starting criterion.
+
+    :param runs: Per-run results.
+    :param reps: Bootstrap replications of the probability of improvement.
+    :param seed: Seed of that bootstrap.
+    :return: Columns algo, env, criterion, sparsity, rr, width, and for each of original, tar, rigl, dense:
+        ``<m>_n``, ``<m>_mean``, ``<m>_se``, ``<m>_flops``; then gain_pct, probability, ci_low, ci_high.
+    """
+    from sb3_tar.experiments.tables import _improvement
+
+    library, metrics = import_rliable()
+    rows: list[dict[str, Any]] = []
+    narrowest = int(runs["width"].min()) if len(runs) else 0
+    tar_runs = runs[runs["method"] == "tar"]
+    for key, tar_all in tar_runs.groupby(["algo", "env", "criterion", "sparsity", "rr"], sort=True):
+        algo, env, criterion, sparsity, rr = key
+        same = runs[(runs["algo"] == algo) & (runs["env"] == env)]
+        for width in sorted(same["width"].unique()):
+            at = same[same["width"] == width]
+            groups = {
+                "original": at[(at["method"] == "static") & (at["criterion"] == criterion) & _close(at["sparsity"], sparsity)],
+                "tar": tar_all[tar_all["width"] == width],
+                "rigl": at[(at["method"] == "rigl") & _close(at["sparsity"], sparsity)],
+                "dense": at[at["method"] == "dense"],
+            }
+            if groups["original"].empty and groups["tar"].empty:
+                continue
+            row: dict[str, Any] = {
+                "algo": algo,
+                "env": env,
+                "criterion": criterion,
+                "sparsity": float(sparsity),
+                "rr": float(rr),
+                "width": int(width),
+            }
+            for name, group in groups.items():
+                values = group["final_return"].to_numpy(dtype=np.float64)
+                row[f"{name}_n"] = len(values)
+                row[f"{name}_mean"] = float(values.mean()) if len(values) else math.nan
+                row[f"{name}_se"] = standard_error(values)
+                row[f"{name}_flops"] = _flops_vs(group, int(width), narrowest)
+            row["gain_pct"] = pct_change(row["tar_mean"], row["original_mean"])
+            row.update(probability=math.nan, ci_low=math.nan, ci_high=math.nan)
+            if len(groups["tar"]) and len(groups["original"]):
+                found = _improvement(library, metrics, "TAR > Original", groups["tar"], groups["original"], reps, seed)
+                row.update({k: found[k] for k in ("probability", "ci_low", "ci_high")})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _flops_vs(group: pd.DataFrame, width: int, reference_width: int) -> float:
+    """Mean training FLOPs of ``group`` (cells of one width) relative to the dense network at ``reference_width``."""
+    if group.empty or "train_flops" not in group:
+        return math.nan
+    ratio = float(group["train_flops"].mean())
+    if width == reference_width:
+        return ratio
+    for cell_dir in group.get("cell_dir", []):
+        shapes = _layer_shapes(cell_dir)
+        if shapes:
+            return ratio * dense_cost_ratio(shapes, width, reference_width)
+    return math.nan
+
+
+def format_width_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:return: :func:`width_table` as text, one row per configuration and width."""
+    if table.empty:
+        return pd.DataFrame()
+    narrowest = int(table["width"].min())
+    out = pd.DataFrame(
+        {
+            "Algo": table["algo"].str.upper(),
+            "Env": table["env"],
+            "Criterion": table["criterion"],
+            "Sparsity": table["sparsity"].map(lambda v: f"{v:g}"),
+            "Width": table["width"].astype(int),
+        }
+    )
+    out["rr"] = table["rr"].map(lambda v: f"{v:g}")
+    for name, title in (("original", "Original"), ("tar", "TAR"), ("rigl", "RigL"), ("dense", "Dense")):
+        if table[f"{name}_n"].sum() == 0:
+            continue
+        out[title] = [_mean_se(m, s, n) for m, s, n in zip(table[f"{name}_mean"], table[f"{name}_se"], table[f"{name}_n"])]
+    out["TAR vs Original"] = table["gain_pct"].map(_pct)
+    out["P(TAR > Original) [95% CI]"] = [
+        _interval(p, lo, hi) for p, lo, hi in zip(table["probability"], table["ci_low"], table["ci_high"])
+    ]
+    for name, title in (("original", "Original"), ("tar", "TAR"), ("rigl", "RigL"), ("dense", "Dense")):
+        if table[f"{name}_n"].sum() == 0:
+            continue
+        out[f"FLOPs {title} vs dense w{narrowest}"] = table[f"{name}_flops"].map(
+            lambda v: "–" if not np.isfinite(v) else f"{v:.3f}x"
+        )
+    return out
+
+
+def gain_difference(
+    original_narrow: np.ndarray,
+    tar_narrow: np.ndarray,
+    original_wide: np.ndarray,
+    tar_wide: np.ndarray,
+    reps: int = 2000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """
+    Whether TAR's gain over Original grows with width: the gain at the wide width minus the gain at the narrow one,
+    in percentage points, with a 95% percentile-bootstrap interval.
+
+    :param original_narrow: Final returns of Original at the narrow width (one per seed).
+    :param tar_narrow: TAR's at the narrow width.
+    :param original_wide: Original's at the wide width.
+    :param tar_wide: TAR's at the wide width.
+    :param reps: Bootstrap replications (each group resampled with replacement, independently).
+    :param seed: Seed of the bootstrap's generator (``numpy.random.default_rng``).
+    :return: ``{"gain_narrow", "gain_wide", "difference", "ci_low", "ci_high", "p_positive"}``: the two gains and
+        their difference on the data, the interval's 2.5th and 97.5th percentiles and the fraction of replications
+        in which the difference is positive; NaN where a group is empty.
+    :raises ValueError: If ``reps`` < 1.
+    """
+    if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+        raise ValueError(f"reps={reps!r} is outside the allowed range [1, inf)")
+    groups = [np.asarray(g, dtype=np.float64) for g in (original_narrow, tar_narrow, original_wide, tar_wide)]
+    nan = {"gain_narrow": math.nan, "gain_wide": math.nan, "difference": math.nan}
+    if any(len(g) == 0 for g in groups):
+        return {**nan, "ci_low": math.nan, "ci_high": math.nan, "p_positive": math.nan}
+
+    def gains(on, tn, ow, tw) -> tuple[np.ndarray, np.ndarray]:
+        narrow = 100.0 * (tn - on) / np.abs(on)
+        wide = 100.0 * (tw - ow) / np.abs(ow)
+        return narrow, wide
+
+    means = [g.mean() for g in groups]
+    narrow, wide = gains(*[np.array([m]) for m in means])
+    rng = np.random.default_rng(seed)
+    samples = [g[rng.integers(0, len(g), size=(reps, len(g)))].mean(axis=1) for g in groups]
+    boot_narrow, boot_wide = gains(*samples)
+    difference = boot_wide - boot_narrow
+    finite = difference[np.isfinite(difference)]
+    return {
+        "gain_narrow": float(narrow[0]),
+        "gain_wide": float(wide[0]),
+        "difference": float(wide[0] - narrow[0]),
+        "ci_low": float(np.percentile(finite, 2.5)) if len(finite) else math.nan,
+        "ci_high": float(np.percentile(finite, 97.5)) if len(finite) else math.nan,
+        "p_positive": float((finite > 0).mean()) if len(finite) else math.nan,
+    }
+
+
+def gain_difference_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """
+    :func:`gain_difference` between the narrowest and the widest width of every (algo, env, criterion, sparsity,
+    TAR's rr) at which both Original and TAR ran at two or more widths.
+
+    :param runs: Per-run results.
+    :param reps: Bootstrap replications.
+    :param seed: Seed of the bootstrap.
+    :return: Columns algo, env, criterion, sparsity, rr, narrow, wide, n (runs per group, ``"5/5/5/5"``), and those
+        of :func:`gain_difference`.
+    """
+    rows = []
+    tar_runs = runs[runs["method"] == "tar"]
+    for key, tar in tar_runs.groupby(["algo", "env", "criterion", "sparsity", "rr"], sort=True):
+        algo, env, criterion, sparsity, rr = key
+        original = runs[
+            (runs["method"] == "static")
+            & (runs["algo"] == algo)
+            & (runs["env"] == env)
+            & (runs["criterion"] == criterion)
+            & _close(runs["sparsity"], sparsity)
+        ]
+        widths = sorted(set(tar["width"]) & set(original["width"]))
+        if len(widths) < 2:
+            continue
+        narrow, wide = widths[0], widths[-1]
+        groups = [
+            original.loc[original["width"] == narrow, "final_return"].to_numpy(),
+            tar.loc[tar["width"] == narrow, "final_return"].to_numpy(),
+            original.loc[original["width"] == wide, "final_return"].to_numpy(),
+            tar.loc[tar["width"] == wide, "final_return"].to_numpy(),
+        ]
+        row = {"algo": algo, "env": env, "criterion": criterion, "sparsity": float(sparsity), "rr": float(rr)}
+        row.update(narrow=int(narrow), wide=int(wide), n="/".join(str(len(g)) for g in groups))
+        row.update(gain_difference(*groups, reps=reps, seed=seed))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_gain_difference(table: pd.DataFrame) -> pd.DataFrame:
+    """:return: :func:`gain_difference_table` as text."""
+    if table.empty:
+        return pd.DataFrame()
+
+    def points(value: float) -> str:
+        return "–" if not np.isfinite(value) else f"{value:+.1f}"
+
+    return pd.DataFrame(
+        {
+            "Algo": table["algo"].str.upper(),
+            "Env": table["env"],
+            "Criterion": table["criterion"],
+            "Sparsity": table["sparsity"].map(lambda v: f"{v:g}"),
+            "rr": table["rr"].map(lambda v: f"{v:g}"),
+            "Widths": [f"{n} → {w}" for n, w in zip(table["narrow"], table["wide"])],
+            "Runs (O/T narrow, O/T wide)": table["n"],
+            "Gain narrow": table["gain_narrow"].map(_pct),
+            "Gain wide": table["gain_wide"].map(_pct),
+            "Wide − narrow (points) [95% CI]": [
+                f"{points(d)} [{points(lo)}, {points(hi)}]"
+                for d, lo, hi in zip(table["difference"], table["ci_low"], table["ci_high"])
+            ],
+            "Bootstrap share > 0": table["p_positive"].map(lambda v: "–" if not np.isfinite(v) else f"{v:.2f}"),
+        }
+    )

@@ -1,0 +1,193 @@
+"""The rr and width tables of the report (sb3_tar.experiments.scale_tables), checked against hand computations on
+per-run results written out by hand (no training here: the numbers are what a sweep's runs would hold)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sb3_tar.experiments.scale_tables import (
+    dense_cost_ratio,
+    format_gain_difference,
+    format_rr_table,
+    format_width_table,
+    gain_difference,
+    gain_difference_table,
+    has_rr_axis,
+    has_width_axis,
+    rr_table,
+    width_table,
+)
+
+
+def _run(method: str, criterion, sparsity, rr, width: int, seed: int, value: float, **extra) -> dict:
+    return {
+        "algo": "sac",
+        "env": "HalfCheetah-v4",
+        "method": method,
+        "criterion": criterion,
+        "sparsity": sparsity,
+        "rr": rr,
+        "width": width,
+        "seed": seed,
+        "final_return": value,
+        "dead_before": extra.get("dead_before", math.nan),
+        "dead_after": extra.get("dead_after", math.nan),
+        "train_flops": extra.get("train_flops", math.nan),
+        "cell_dir": "/nonexistent",
+    }
+
+
+def _rr_runs() -> pd.DataFrame:
+    rows = []
+    # sparsity 0.8: Original 100, 200, 300; TAR rr 0.01: 150, 250, 350; TAR rr 0.02: 50, 400, 400
+    for seed, value in enumerate((100.0, 200.0, 300.0)):
+        rows.append(_run("static", "magnitude", 0.8, 0.0, 256, seed, value, dead_before=40, dead_after=40))
+    for seed, value in enumerate((150.0, 250.0, 350.0)):
+        rows.append(_run("tar", "magnitude", 0.8, 0.01, 256, seed, value, dead_before=44 + seed, dead_after=4))
+    for seed, value in enumerate((50.0, 400.0, 400.0)):
+        rows.append(_run("tar", "magnitude", 0.8, 0.02, 256, seed, value, dead_before=50, dead_after=1))
+    # sparsity 0.9: Original -100, -100; TAR rr 0.01: -50, -150
+    for seed, value in enumerate((-100.0, -100.0)):
+        rows.append(_run("static", "magnitude", 0.9, 0.0, 256, seed, value))
+    for seed, value in enumerate((-50.0, -150.0)):
+        rows.append(_run("tar", "magnitude", 0.9, 0.01, 256, seed, value))
+    return pd.DataFrame(rows)
+
+
+def test_rr_table_against_hand_computation():
+    table = rr_table(_rr_runs(), reps=200, seed=0)
+    assert list(zip(table["sparsity"], table["method"], table["rr"])) == [
+        (0.8, "static", 0.0),
+        (0.8, "tar", 0.01),
+        (0.8, "tar", 0.02),
+        (0.9, "static", 0.0),
+        (0.9, "tar", 0.01),
+    ]
+    row = table.iloc[1]  # TAR rr 0.01 at 0.8: mean 250, s.e. 100/sqrt(3), +25% over Original's 200
+    assert row["mean"] == 250.0 and row["se"] == pytest.approx(100.0 / math.sqrt(3))
+    assert row["vs_original_pct"] == pytest.approx(25.0)
+    # P(TAR > Original): pairs (150|100,200,300) -> 1, (250|...) -> 2, (350|...) -> 3: 6 of 9
+    assert row["probability"] == pytest.approx(6 / 9)
+    assert row["ci_low"] <= row["probability"] <= row["ci_high"]
+    assert row["dead_before"] == pytest.approx(45.0) and row["dead_after"] == 4.0
+    row = table.iloc[2]  # rr 0.02: 50 beats none, 400 beats all three twice: 6 of 9; mean 850/3
+    assert row["probability"] == pytest.approx(6 / 9) and row["mean"] == pytest.approx(850 / 3)
+    assert row["vs_original_pct"] == pytest.approx(100 * (850 / 3 - 200) / 200)
+    row = table.iloc[4]  # sparsity 0.9, negative returns: -100 vs -100 ties count a half: (0.5 + 0.5 + 1 + 1 ... )
+    # TAR -50 beats both Originals (2), TAR -150 beats none (0): 2 of 4
+    assert row["probability"] == pytest.approx(0.5) and row["vs_original_pct"] == pytest.approx(0.0)
+    original = table.iloc[0]
+    assert math.isnan(original["probability"]) and math.isnan(original["vs_original_pct"])
+    text = format_rr_table(table)
+    assert list(text["Method"]) == ["Original", "TAR", "TAR", "Original", "TAR"]
+    assert text["vs Original"].iloc[1] == "+25.0%" and text["P(TAR > Original) [95% CI]"].iloc[1].startswith("0.67 [")
+    assert text["Final return"].iloc[1] == f"250.0 ± {100 / math.sqrt(3):.1f}"
+    assert text["Dead units before revival"].iloc[1] == "45.0" and text["Dead units after revival"].iloc[3] == "–"
+
+
+def test_rr_axis_needs_two_sparsities_or_two_tar_rrs():
+    runs = _rr_runs()
+    assert has_rr_axis(runs)
+    one = runs[(runs["sparsity"] == 0.9)]  # Original and one TAR rr at one sparsity: the main table's business
+    assert not has_rr_axis(one)
+    two_rrs = runs[runs["sparsity"] == 0.8]
+    assert has_rr_axis(two_rrs)
+    assert not has_rr_axis(runs[runs["method"] == "static"])
+
+
+def _width_runs() -> pd.DataFrame:
+    rows = []
+    values = {
+        ("static", 256): (100.0, 100.0),
+        ("tar", 256): (110.0, 110.0),
+        ("static", 1024): (200.0, 200.0),
+        ("tar", 1024): (260.0, 260.0),
+    }
+    for (method, width), pair in values.items():
+        rr = 0.0 if method == "static" else 0.01
+        for seed, value in enumerate(pair):
+            rows.append(_run(method, "magnitude", 0.8, rr, width, seed, value, train_flops=0.25))
+    for seed, value in enumerate((300.0, 320.0)):
+        rows.append(_run("rigl", "erk", 0.8, None, 1024, seed, value, train_flops=0.3))
+        rows.append(_run("dense", None, None, None, 1024, seed, value + 100, train_flops=1.0))
+        rows.append(_run("dense", None, None, None, 256, seed, value - 50, train_flops=1.0))
+    return pd.DataFrame(rows)
+
+
+def test_gain_difference_of_constant_groups_is_exact():
+    """Original 100 -> TAR 110 (+10%) at the narrow width, 200 -> 260 (+30%) at the wide one: the gain grows by
+    20 points, and every bootstrap replication gives exactly that."""
+    out = gain_difference([100, 100], [110, 110], [200, 200], [260, 260], reps=50, seed=0)
+    assert out["gain_narrow"] == pytest.approx(10.0) and out["gain_wide"] == pytest.approx(30.0)
+    assert out["difference"] == pytest.approx(20.0)
+    assert out["ci_low"] == pytest.approx(20.0) and out["ci_high"] == pytest.approx(20.0) and out["p_positive"] == 1.0
+
+
+def test_gain_difference_interval_lies_in_the_bootstrap_support():
+    """Groups of two: each resampled mean is the low value, the mid-point or the high value, so every replication's
+    difference is one of 3^4 values computed here by hand; the interval's ends are among them (percentiles
+    interpolate, so they lie between the smallest and the largest) and the point estimate uses the plain means."""
+    on, tn, ow, tw = [100.0, 300.0], [250.0, 250.0], [-100.0, -300.0], [-100.0, -100.0]
+    out = gain_difference(on, tn, ow, tw, reps=500, seed=3)
+    # means 200, 250, -200, -100: gains +25% and 100 (-100 + 200) / 200 = +50%
+    assert out["gain_narrow"] == pytest.approx(25.0) and out["gain_wide"] == pytest.approx(50.0)
+    assert out["difference"] == pytest.approx(25.0)
+
+    def means(pair):
+        return {pair[0], (pair[0] + pair[1]) / 2, pair[1]}
+
+    support = [
+        100 * (d - c) / abs(c) - 100 * (b - a) / abs(a)
+        for a, b, c, d in itertools.product(means(on), means(tn), means(ow), means(tw))
+    ]
+    assert min(support) <= out["ci_low"] <= out["difference"] <= out["ci_high"] <= max(support)
+    again = gain_difference(on, tn, ow, tw, reps=500, seed=3)
+    assert again == out  # seeded: the same interval every time
+    with pytest.raises(ValueError, match=r"reps=0 is outside the allowed range \[1, inf\)"):
+        gain_difference(on, tn, ow, tw, reps=0)
+    empty = gain_difference([], tn, ow, tw, reps=10)
+    assert all(math.isnan(v) for v in empty.values())
+
+
+def test_width_table_and_gain_difference_table():
+    runs = _width_runs()
+    assert has_width_axis(runs) and not has_width_axis(runs[runs["width"] == 1024])
+    table = width_table(runs, reps=100, seed=0)
+    assert list(table["width"]) == [256, 1024]
+    narrow, wide = table.iloc[0], table.iloc[1]
+    assert narrow["gain_pct"] == pytest.approx(10.0) and wide["gain_pct"] == pytest.approx(30.0)
+    assert narrow["probability"] == 1.0 and wide["probability"] == 1.0  # every TAR run above every Original run
+    assert narrow["rigl_n"] == 0 and wide["rigl_n"] == 2 and wide["rigl_mean"] == 310.0
+    assert wide["dense_mean"] == 410.0 and narrow["dense_mean"] == 260.0
+    assert narrow["tar_flops"] == 0.25 and narrow["dense_flops"] == 1.0
+    assert math.isnan(wide["tar_flops"])  # no layer shapes recorded for these hand-written runs
+    text = format_width_table(table)
+    assert list(text["TAR vs Original"]) == ["+10.0%", "+30.0%"]
+    assert text["RigL"].iloc[0] == "–" and text["Dense"].iloc[1] == "410.0 ± 10.0"
+    gains = gain_difference_table(runs, reps=100, seed=0)
+    assert len(gains) == 1
+    row = gains.iloc[0]
+    assert (row["narrow"], row["wide"], row["n"]) == (256, 1024, "2/2/2/2")
+    assert row["difference"] == pytest.approx(20.0) and row["ci_low"] == pytest.approx(20.0)
+    text = format_gain_difference(gains)
+    assert text["Wide − narrow (points) [95% CI]"].iloc[0] == "+20.0 [+20.0, +20.0]"
+    assert text["Widths"].iloc[0] == "256 → 1024"
+
+
+def test_dense_cost_ratio_by_hand():
+    """SAC on HalfCheetah (17 observations, 6 actions): the actor's four layers and two Q-networks' three, at
+    width 1024 against 256; each layer costs 2 n_out n_in + n_out."""
+    w = 1024
+    shapes = [(w, 17), (w, w), (6, w), (6, w)] + 2 * [(w, 23), (w, w), (1, w)]
+    wide = (2 * w * 17 + w) + (2 * w * w + w) + 2 * (2 * 6 * w + 6) + 2 * ((2 * w * 23 + w) + (2 * w * w + w) + (2 * w + 1))
+    n = 256
+    narrow = (2 * n * 17 + n) + (2 * n * n + n) + 2 * (2 * 6 * n + 6) + 2 * ((2 * n * 23 + n) + (2 * n * n + n) + (2 * n + 1))
+    assert dense_cost_ratio(shapes, w, n) == pytest.approx(wide / narrow)
+    assert 14 < wide / narrow < 16  # the hidden layer dominates: about (1024/256)^2 = 16
+    assert math.isnan(dense_cost_ratio([], w, n))
+    assert np.isclose(dense_cost_ratio(shapes, w, w), 1.0)
