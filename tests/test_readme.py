@@ -32,10 +32,13 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert ci_lines == [_readme_commands()[1].strip()]
 
 
-def _regenerated_block(tmp_path: Path, grid: str, block: str | None, **report_kwargs) -> tuple[Path, str]:
+def _regenerated_block(
+    tmp_path: Path, grid: str, block: str | None, report_dir: str = "report", **report_kwargs
+) -> tuple[Path, str]:
     """Run the report of the cells committed under benchmarks/results/<grid> into a copy of the README, check that
     it writes the committed block again (its plot links point into tmp_path/report instead of the committed report
-    folder) and that the block's plots exist. :return: the copy and the committed block."""
+    folder benchmarks/results/<grid>/<report_dir>) and that the block's plots exist. :return: the copy and the
+    committed block."""
     from sb3_tar.experiments.report import make_report, readme_block
 
     readme = tmp_path / "README.md"
@@ -51,11 +54,14 @@ def _regenerated_block(tmp_path: Path, grid: str, block: str | None, **report_kw
         **report_kwargs,
     )
     committed = readme_block(ROOT / "README.md", block)
-    assert readme_block(readme, block) == committed.replace(f"](benchmarks/results/{grid}/report/", "](report/")
+    assert readme_block(readme, block) == committed.replace(f"](benchmarks/results/{grid}/{report_dir}/", "](report/")
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", committed)
     assert links and all((ROOT / link).is_file() for link in links), links
     return readme, committed
 
+
+#: The presets whose cells the README's first results block reads (the folder also holds the scale grid's cells).
+CPU60K_PHASES = ("cpu60k", "cpu60k-criteria", "cpu60k-td3", "cpu60k-baselines")
 
 PAPER_FIGURES = frozenset({"13.5%", "37.9%"})  # the paper's own figures, which the prose quotes for comparison
 
@@ -77,7 +83,7 @@ def _quoted_numbers_not_in(
 def test_readme_results_are_the_report_of_the_committed_cells(tmp_path) -> None:
     """The README's one-CPU results block is what `sb3-tar report ... --readme README.md` writes from the cells
     committed under benchmarks/results/cpu60k: regenerate it into a copy and compare, and check its plots exist."""
-    _regenerated_block(tmp_path, "cpu60k", None, last_fraction=0.25)
+    _regenerated_block(tmp_path, "cpu60k", None, last_fraction=0.25, presets=CPU60K_PHASES)
 
 
 def test_numbers_quoted_in_the_results_prose_are_in_the_generated_block() -> None:
@@ -102,3 +108,21 @@ def test_readme_300k_block_is_the_report_of_the_committed_cells(tmp_path) -> Non
     setup = frozenset({"0.01"})  # TAR's recovery ratio, a setting of the grid rather than a result
     missing = _quoted_numbers_not_in(committed, "## At 300,000 steps", "cpu300k", allowed=setup)
     assert not missing, missing
+
+
+def test_readme_scale_block_is_the_report_of_the_committed_cells(tmp_path) -> None:
+    """The README's "Width and revival ratio" block (named `scale`) is what `sb3-tar report benchmarks/results/cpu60k
+    --presets cpu60k-rr cpu60k-width --last-fraction 0.25 --readme README.md --block scale` writes from the committed
+    cells of those two presets, and the other two blocks are left alone; the section's commands are the ones this
+    test runs."""
+    from sb3_tar.experiments.report import readme_block
+
+    copy, committed = _regenerated_block(
+        tmp_path, "cpu60k", "scale", report_dir="report-scale", last_fraction=0.25, presets=("cpu60k-rr", "cpu60k-width")
+    )
+    assert readme_block(copy) == readme_block(ROOT / "README.md")
+    assert readme_block(copy, "cpu300k") == readme_block(ROOT / "README.md", "cpu300k")
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Width and revival ratio") : text.index("<!-- sb3-tar report scale: begin")]
+    assert "--presets cpu60k-rr cpu60k-width --last-fraction 0.25" in section
+    assert "-o benchmarks/results/cpu60k/report-scale --readme README.md --block scale" in section

@@ -150,6 +150,13 @@ def make_report(
             + "); compare them only if none changed how masks are drawn: `sb3-tar verify-masks <results dir>` "
             "re-draws every sparse cell's masks with the installed package and compares"
         )
+    cpus = runs["hardware"].value_counts() if "hardware" in runs else pd.Series(dtype=int)
+    if len(cpus) > 1 or (len(cpus) == 1 and cpus.index[0] != "not recorded"):
+        report.messages.append(
+            "CPU types that finished the cells: "
+            + "; ".join(f"{cpu}: {count}" for cpu, count in cpus.items())
+            + " (masks and initial weights reproduce on any CPU; training returns bit for bit only on the same CPU type)"
+        )
     checked, problems = tables.static_stage_check(runs)
     if problems:
         report.messages += [f"paired design broken: {line}" for line in problems]

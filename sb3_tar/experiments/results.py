@@ -65,7 +65,8 @@ class SweepResults:
     Every finished run of a results directory.
 
     :param runs: One row per run: the configuration columns, ``seed``, ``label``, ``final_return``,
-        ``n_evals``, ``last_timestep``, ``cell_dir``, ``commit`` (:func:`package_commit_of`), ``wall_s`` (seconds
+        ``n_evals``, ``last_timestep``, ``cell_dir``, ``commit`` (:func:`package_commit_of`), ``hardware``
+        (:func:`hardware_label`), ``wall_s`` (seconds
         of training, from ``done.json``) and, from the cell's
         ``summary.json`` where it has a
         pruning report, ``dead_before`` / ``dead_after``: dead units of all networks before and after revival
@@ -133,6 +134,7 @@ def load_results(
                 "last_timestep": int(timesteps[-1]),
                 "cell_dir": str(folder),
                 "commit": _commit_label(done),
+                "hardware": hardware_label(done),
                 "wall_s": _number(done, "wall_s"),
                 "wall_complete": _wall_complete(done, folder),
                 "finished": _number(done, "finished"),
@@ -175,6 +177,21 @@ def _commit_label(done: dict) -> str:
     package = done.get("package") or {}
     commit = package.get("commit") or "unknown"
     return f"{commit[:12]}+dirty" if package.get("dirty") else commit[:12] if commit != "unknown" else commit
+
+
+def hardware_label(done: dict) -> str:
+    """
+    :param done: A cell's ``done.json`` record.
+    :return: The CPU type that finished the cell, ``"<model> (<family/model/stepping>, <torch CPU capability>)"``
+        from its ``hardware`` record, or ``"not recorded"`` for cells finished before the sweep recorded it. Runs
+        are bit-identical only on the same CPU type: this is what tells whether two cells could be.
+    """
+    hardware = done.get("hardware")
+    if not isinstance(hardware, dict):
+        return "not recorded"
+    model = hardware.get("cpu_model") or "unknown CPU"
+    detail = ", ".join(str(v) for v in (hardware.get("cpu_id"), hardware.get("torch_cpu_capability")) if v)
+    return f"{model} ({detail})" if detail else model
 
 
 def _number(done: dict, key: str) -> float:
