@@ -9,6 +9,7 @@ from typing import Any
 from sb3_tar.callbacks import SparseCallback
 from sb3_tar.core.gmp import DEFAULT_END_FRACTION, DEFAULT_INTERVAL, DEFAULT_START_FRACTION, GMPConfig
 from sb3_tar.core.masks import ones_masks
+from sb3_tar.cyclic_methods import CyclicCallback, IEECallback, SculptCallback
 from sb3_tar.sb3 import sparse_execution as sparse_exec
 from sb3_tar.sb3.enforcement import attached_enforcer
 from sb3_tar.sb3.gradual import (
@@ -242,4 +243,4 @@ class SmallDenseCallback(SparseCallback):
                 )
 
 
-__all__ = ["GMPCallback", "SmallDenseCallback"]
+__all__ = ["CyclicCallback", "GMPCallback", "IEECallback", "SculptCallback", "SmallDenseCallback"]

@@ -14,7 +14,11 @@ by the same sum for the dense networks of the cell's width:
 - GMP: its cost integrated over its gradient steps (dense before ``t0``), accumulated during training
   (:func:`sb3_tar.sb3.gradual.training_flops_of_state`);
 - small dense: its dense networks against the dense networks of the width it matches (recorded by
-  :class:`sb3_tar.baselines.SmallDenseCallback`).
+  :class:`sb3_tar.baselines.SmallDenseCallback`);
+- cyclic, SCULPT, exploitation-exploration: their cost integrated over their gradient steps, accumulated during
+  training like GMP's (:mod:`sb3_tar.sb3.cyclic`): the mask's ``K`` for cyclic training; SCULPT's starting mask
+  (twice the target's density by default) until its prune, the target's after; for exploitation-exploration every
+  exploration step counts the dense network (every weight is trained) and every other step the mask's ``K``.
 """
 
 from __future__ import annotations
@@ -58,11 +62,13 @@ def training_flops(data: dict[str, Any], params: dict[str, Any]) -> float:
     :param params: Its parameters (the second output); ``params["policy"]`` is the policy's state dict.
     :return: The cell's average training FLOPs relative to dense (see the module docstring); NaN if unknown.
     """
+    from sb3_tar.sb3.cyclic import STATE_ATTRIBUTE as SCHEDULE_STATE_ATTRIBUTE
     from sb3_tar.sb3.gradual import GMP_STATE_ATTRIBUTE, training_flops_of_state
 
-    state = data.get(GMP_STATE_ATTRIBUTE)
-    if isinstance(state, dict):
-        return training_flops_of_state(state)
+    for attribute in (GMP_STATE_ATTRIBUTE, SCHEDULE_STATE_ATTRIBUTE):
+        state = data.get(attribute)
+        if isinstance(state, dict):
+            return training_flops_of_state(state)
     networks = _networks(params.get("policy", {}))
     if not networks:
         return math.nan
@@ -168,7 +174,7 @@ def _recorded_ratio(summary: dict[str, Any] | None, method: str) -> float:
     if method == "dense":
         return 1.0
     reports = (summary or {}).get("reports")
-    if method == "gmp" or not reports:
+    if method in ("gmp", "sculpt", "iee") or not reports:
         return math.nan
     sparse = dense = 0.0
     for report in reports.values():

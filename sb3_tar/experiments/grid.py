@@ -10,6 +10,9 @@ do not apply to a method are collapsed, so no configuration runs twice:
 - ``gmp`` (gradual magnitude pruning) ignores rr and takes the magnitude criteria of ``criteria`` as its ranking
   (``magnitude``: global, ``magnitude_layer``: per layer, ``erk``: per layer towards ERK densities);
 - ``small_dense`` (a dense network of the sparse one's parameter count) ignores criterion and rr.
+- ``cyclic`` (a static mask trained with a cyclic learning rate), ``sculpt`` (cyclic training from a denser mask, one
+  magnitude prune, retraining) and ``iee`` (exploitation-exploration) ignore rr; the criterion is their (starting)
+  mask's (:mod:`sb3_tar.cyclic_methods`).
 - ``<actor method>+<critic method>`` (e.g. ``tar+rigl``, ``dense+tar``): a method per network role
   (:mod:`sb3_tar.experiments.role_cells`).
 """
@@ -26,10 +29,19 @@ from sb3_tar.core.config import CRITERIA, check_int
 from sb3_tar.experiments import role_cells
 
 ALGOS: tuple[str, ...] = ("sac", "td3", "tqc")
-METHODS: tuple[str, ...] = ("dense", "static", "tar", "uniform", "set", "rigl", "gmp", "small_dense")
+METHODS: tuple[str, ...] = (
+    *("dense", "static", "tar", "uniform", "set", "rigl", "gmp", "small_dense"),
+    *("cyclic", "sculpt", "iee"),
+)
 REVIVAL_METHODS: tuple[str, ...] = ("tar", "uniform")
 DST_METHODS: tuple[str, ...] = ("set", "rigl")
-SPARSE_METHODS: tuple[str, ...] = ("static", "tar", "uniform", "set", "rigl", "gmp")
+SPARSE_METHODS: tuple[str, ...] = ("static", "tar", "uniform", "set", "rigl", "gmp", "cyclic", "sculpt", "iee")
+#: Methods of :mod:`sb3_tar.cyclic_methods` -> their callback (criterion: the (starting) mask's; no rr).
+SCHEDULE_CALLBACKS: dict[str, str] = {
+    "cyclic": "sb3_tar.baselines.CyclicCallback",
+    "sculpt": "sb3_tar.baselines.SculptCallback",
+    "iee": "sb3_tar.baselines.IEECallback",
+}
 #: Grid criterion -> ``GMPCallback(scope=...)``; the other criteria do not apply to GMP.
 GMP_SCOPE_OF: dict[str, str] = {"magnitude": "global", "magnitude_layer": "layer", "erk": "erk"}
 
@@ -188,6 +200,10 @@ class Cell:
             kwargs = {"sparsity": self.sparsity, "scope": GMP_SCOPE_OF[self.criterion], "seed": self.seed, "verbose": 1}
             kwargs.update(extra)
             return [{GMP_CALLBACK: kwargs}]
+        if self.method in SCHEDULE_CALLBACKS:
+            kwargs = {"sparsity": self.sparsity, "criterion": self.criterion, "seed": self.seed, "verbose": 1}
+            kwargs.update(extra)
+            return [{SCHEDULE_CALLBACKS[self.method]: kwargs}]
         revival = {"static": "none", "tar": "tar", "uniform": "uniform"}[self.method]
         kwargs = {
             "sparsity": self.sparsity,
@@ -347,7 +363,7 @@ class GridSpec:
                             )
                             if real_method == "gmp":
                                 extra = gmp_extra
-                            if real_method in ("dense", "small_dense"):
+                            if real_method in ("dense", "small_dense", *SCHEDULE_CALLBACKS):
                                 extra = ()
                             for seed in self.seeds:
                                 cell = Cell(
@@ -376,6 +392,8 @@ class GridSpec:
             return [(None, sparsity, None, "small_dense") for sparsity in self.sparsities]
         if method == "gmp":
             return [(c, sparsity, None, "gmp") for c in self.criteria if c in GMP_SCOPE_OF for sparsity in self.sparsities]
+        if method in SCHEDULE_CALLBACKS:
+            return [(c, sparsity, None, method) for c in self.criteria for sparsity in self.sparsities]
         if method in DST_METHODS:
             criteria = self.criteria if self.dst_criterion == "same" else (self.dst_criterion,)
             for criterion in criteria:
@@ -482,6 +500,9 @@ PRESETS: dict[str, GridSpec] = {
     # Phase 4, into the same results directory: the field's other baselines, gradual magnitude pruning (global
     # magnitude, its defaults) and a dense network of the 90%-sparse network's parameter count.
     "cpu60k-baselines": GridSpec(methods=("gmp", "small_dense"), criteria=("magnitude",), **_CPU60K),
+    # Phase 5, into the same results directory (issue 33): cyclic sparse training, SCULPT and exploitation-exploration
+    # (their defaults, docs/method.md), global magnitude masks: 15 cells. Fixed before running.
+    "cpu60k-cyclic": GridSpec(methods=("cyclic", "sculpt", "iee"), criteria=("magnitude",), **_CPU60K),
     # Five times the budget (README "At 300,000 steps"), its own results directory: SAC on HalfCheetah-v4, width
     # 256, 90% sparsity, 300k steps with learning_starts 5000, 5 episodes every 10,000 steps, seeds 0-4; dense,
     # static ERK (Original), TAR on ERK (rr 0.01, reserve) and RigL (its defaults, ERK start). Fixed before running.

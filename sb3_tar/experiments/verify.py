@@ -153,7 +153,7 @@ def verify_masks(
         for folder in folders:
             cell = Cell.from_dict(json.loads((folder / CELL_FILE).read_text()))
             committed = json.loads((folder / SUMMARY_FILE).read_text())
-            rewired = cell.method in ("set", "rigl") or role_cells.is_dynamic(cell.method)
+            rewired = cell.method in ("set", "rigl", "sculpt", "iee") or role_cells.is_dynamic(cell.method)
             differences = compare_draws(committed, redraw(cell, scratch, conf_dir), rewired=rewired)
             outcome[cell.cell_id] = differences
             commit = str((committed.get("package") or {}).get("commit", "unknown"))[:12]

@@ -95,6 +95,9 @@ class MaskEnforcer:
         self.networks = list(networks)
         self.store = store
         self.pre_step_listeners: list[PreStepListener] = []
+        #: Called after an optimizer's step, once the pruned weights are re-zeroed (exploration phases restore
+        #: their frozen weights there, :mod:`sb3_tar.sb3.iee`).
+        self.post_step_listeners: list[PreStepListener] = []
         #: Per role (``"actor"``, ``"critic"``): whether that optimizer's gradients are masked
         #: because it is not elementwise (filled in by :meth:`attach`).
         self.auto_gradient_masking: dict[str, bool] = {}
@@ -165,6 +168,8 @@ class MaskEnforcer:
     def _post_step_hook(self, role: str, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         for net in self.role_networks(role):
             apply_masks(net.linears, self.store.get(net.name))
+        for listener in getattr(self, "post_step_listeners", ()):
+            listener(role, optimizer)
         realign_state(optimizer, record_only=True)  # records the layout and the state tensors the step left
 
     def _forward_pre_hook(self, module: nn.Module, args: tuple) -> None:
