@@ -354,7 +354,7 @@ CPU60K_PHASES = ("cpu60k", "cpu60k-criteria", "cpu60k-td3", "cpu60k-baselines")
 CPU60K_SCALE = ("cpu60k-rr", "cpu60k-width")
 
 GRID_PRESETS = {
-    "cpu60k": (*CPU60K_PHASES, *CPU60K_SCALE),
+    "cpu60k": (*CPU60K_PHASES, *CPU60K_SCALE, "cpu60k-cyclic"),
     "cpu300k": ("cpu300k", "cpu300k-gmp"),
 }
 
