@@ -27,6 +27,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_tar.diagnostics import DiagnosticsCallback
+from sb3_tar.experiments.provenance import hardware_line
 
 
 class StepTimer(BaseCallback):
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    print(hardware_line(1))
     plain, diag = build(args.env, args.width, args.seed), build(args.env, args.width, args.seed)
     callback = DiagnosticsCallback(every=args.every)
     timer = StepTimer()

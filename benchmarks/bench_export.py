@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -28,6 +27,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+
+from sb3_tar.experiments.provenance import hardware_line
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, min_block_s: float) -> dict[str, float]:
@@ -115,7 +116,8 @@ def main() -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, onnxruntime {ort.__version__}, 1 thread")
+    print(hardware_line(1))
+    print(f"onnxruntime {ort.__version__}, 1 thread")
     print(f"SAC actor, {args.env}, sparsity {args.sparsity}, batch 1: median microseconds per action")
     print(
         "| width | onnxruntime | torchscript | dense torch | sparse torch | predict | ONNX file | onnxruntime / sparse torch |"

@@ -26,6 +26,7 @@ from torch import nn
 
 from sb3_tar import SparsityConfig, prune_and_revive
 from sb3_tar.core.config import BUDGET_MODES, CRITERIA, REVIVALS
+from sb3_tar.experiments.provenance import hardware_line
 
 OBS_DIM, ACT_DIM = 376, 17  # Humanoid-v4
 
@@ -78,6 +79,7 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
+    print(hardware_line(torch.get_num_threads()))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, "

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sb3_tar.experiments.provenance import hardware_line
 from sb3_tar.kernels import SparseLinear, load_kernel
 
 DEFAULT_CONFIGS = ((256, 256, 0.9), (256, 256, 0.95), (1024, 1024, 0.9), (1024, 1024, 0.95), (2048, 2048, 0.95))
@@ -155,6 +156,7 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="also sweep densities at 256x256 and 1024x1024")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(hardware_line(args.threads))
     start = time.perf_counter()
     load_kernel()
     print(f"kernel ready in {time.perf_counter() - start:.1f} s (build or cache)")

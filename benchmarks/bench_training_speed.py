@@ -30,6 +30,7 @@ import torch
 from stable_baselines3 import SAC, TD3
 
 from sb3_tar import sac, td3
+from sb3_tar.experiments.provenance import hardware_line
 from sb3_tar.sb3.rewiring import attached_rewirer
 
 ALGOS = {"sac": (SAC, sac.SparsePolicy), "td3": (TD3, td3.SparsePolicy)}
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--update-interval", type=int, default=None, help="SET/RigL update interval (default: per method)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(hardware_line(args.threads))
     print(f"env={args.env} steps={args.steps} chunk={args.chunk} seed={args.seed} torch threads={args.threads}")
     for algo in args.algos:
         for width in args.widths:

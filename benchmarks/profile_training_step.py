@@ -21,6 +21,7 @@ import torch
 from stable_baselines3 import SAC
 
 from sb3_tar import sac
+from sb3_tar.experiments.provenance import hardware_line
 
 #: (label, depth, predicate on cProfile's (file, line, function) key): cumulative time of the matching entries.
 PHASES: list[tuple[str, int, object]] = [
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15, help="functions listed by own time")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    print(hardware_line(1))
     model = build(args.variant, args.width, args.sparsity, args.seed)
     model.learn(200)  # warm-up: learning_starts, kernel build, first gradient steps
     profiler = cProfile.Profile()

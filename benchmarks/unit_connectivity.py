@@ -28,6 +28,7 @@ import torch
 from stable_baselines3.sac.policies import SACPolicy
 
 from sb3_tar.core.masks import hidden_unit_states
+from sb3_tar.experiments.provenance import hardware_line
 from sb3_tar.sb3.pruning import role_configs, sparsify_policy
 
 OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah-v4
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..n-1; the table gives the mean")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    print(hardware_line(1))
     print(f"SAC HalfCheetah-v4, width 256, sparsity {args.sparsity}: hidden units of the actor and both Q-networks")
     print(f"(1536 in all), mean over seeds 0-{args.seeds - 1}\n")
     print("| criterion | mask | removed whole | half-connected | live |")

@@ -6,7 +6,7 @@
   project's plain ``MlpPolicy`` model.
 - ``sb3_tar.prune_and_revive(network, SparsityConfig(...), seed)``: the pure-PyTorch method.
 - ``sb3_tar.export_actor(model, "actor.onnx")`` / ``sb3_tar.to_sb3(model, "plain.zip")``: an ONNX/TorchScript
-  actor, or a plain SB3 file that loads without sb3-tar.
+  actor (``sb3_tar.read_export_metadata(path)`` reads its metadata), or a plain SB3 file that loads without sb3-tar.
 """
 
 from sb3_tar.core.config import SparsityConfig
@@ -32,6 +32,7 @@ _LAZY = {
     "masks_of": ("sb3_tar.sb3.model_masks", "masks_of"),
     "sparsity_summary": ("sb3_tar.sb3.model_masks", "sparsity_summary"),
     "export_actor": ("sb3_tar.sb3.export", "export_actor"),
+    "read_export_metadata": ("sb3_tar.sb3.export", "read_export_metadata"),
     "to_sb3": ("sb3_tar.sb3.share", "to_sb3"),
     "pruning_reports": ("sb3_tar.sb3.reports", "pruning_reports"),
 }

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import gymnasium as gym
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -131,6 +132,7 @@ RUN_EXPORTED = """
 import sys
 sys.modules["sb3_tar"] = None  # the files must run without sb3-tar (and without SB3: only torch and onnxruntime)
 import json
+import gymnasium as gym
 import numpy as np
 import onnxruntime as ort
 import torch
@@ -247,3 +249,129 @@ def test_sparse_linear_is_recorded_exactly_by_tracers(tmp_path):
     torch.onnx.export(layer, torch.randn(1, 16), path, input_names=["x"], dynamic_axes={"x": {0: "n"}}, dynamo=False)
     out = ort.InferenceSession(path).run(None, {"x": x.numpy()})[0]
     np.testing.assert_allclose(out, expected.numpy(), atol=1e-6, rtol=0)
+
+
+class AsymmetricBoundsEnv(gym.Env):
+    """Pendulum-like observations, a 2-d action space with ``low != -high`` (``[-1, 0]`` to ``[3, 2]``)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Box(np.array([-1.0, 0.0], np.float32), np.array([3.0, 2.0], np.float32))
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), float(-np.sum(np.square(action))), False, False, {}
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_export_actor_unscales_asymmetric_action_bounds(algo, tmp_path):
+    """Unscaling from [-1, 1] to [low, high] where low != -high (every other export test uses Pendulum's [-2, 2]):
+    an exported actor that assumed symmetric bounds (``a * high``) would be off by up to 2 here."""
+    kwargs = small_kwargs(algo)
+    policy_kwargs = dict(kwargs.pop("policy_kwargs", {}), **SMALL, sparsity=0.9)
+    model = ALGOS[algo](POLICIES[algo], AsymmetricBoundsEnv(), policy_kwargs=policy_kwargs, **kwargs)
+    model.learn(60)
+    obs = np.random.default_rng(0).uniform(-1.0, 1.0, size=(500, 3)).astype(np.float32)
+    predicted = model.predict(obs, deterministic=True)[0]
+    low, high = AsymmetricBoundsEnv.action_space.low, AsymmetricBoundsEnv.action_space.high
+    assert (predicted >= low).all() and (predicted <= high).all()
+    symmetric = model.policy.scale_action(predicted) * high  # what an unscaling assuming low == -high returns
+    assert np.abs(symmetric - predicted).min() > 0.1  # so this test tells the two apart on every action
+    meta = sb3_tar.export_actor(model, tmp_path / "actor.onnx")
+    assert meta["action_low"] == [-1.0, 0.0] and meta["action_high"] == [3.0, 2.0]
+    onnx_actions = ort.InferenceSession(str(tmp_path / "actor.onnx")).run(None, {"observation": obs})[0]
+    sb3_tar.export_actor(model, tmp_path / "actor.pt")
+    script_actions = torch.jit.load(str(tmp_path / "actor.pt"))(torch.as_tensor(obs)).numpy()
+    for actions in (onnx_actions, script_actions):
+        np.testing.assert_allclose(actions, predicted, atol=1e-5, rtol=0)
+
+
+class ImageEnv(gym.Env):
+    """36x36 RGB images (the smallest NatureCNN takes), channels-last like most image environments."""
+
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def __init__(self, channels_first: bool = False) -> None:
+        shape = (3, 36, 36) if channels_first else (36, 36, 3)
+        self.observation_space = gym.spaces.Box(0, 255, shape, np.uint8)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+def run_file(path, obs: np.ndarray) -> np.ndarray:
+    """Run an exported ONNX or TorchScript file the way a user does (float32 observations)."""
+    obs = obs.astype(np.float32)
+    if str(path).endswith(".onnx"):
+        return ort.InferenceSession(str(path)).run(None, {"observation": obs})[0]
+    return torch.jit.load(str(path))(torch.as_tensor(obs)).numpy()
+
+
+@pytest.fixture(scope="module")
+def image_model():
+    from stable_baselines3 import SAC
+
+    return SAC("CnnPolicy", ImageEnv(), buffer_size=100, seed=0, device="cpu")
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
+def test_export_actor_takes_images_in_the_layout_predict_takes(image_model, suffix, tmp_path):
+    """SB3 trains on channels-first images (VecTransposeImage) while the environment and ``predict`` give
+    channels-last ones: the file takes the environment's layout by default, records it, and channels-first
+    when asked; both compute ``predict``'s actions."""
+    model = image_model
+    assert model.policy.observation_space.shape == (3, 36, 36)  # SB3 transposed the environment
+    images = np.random.default_rng(0).integers(0, 256, size=(20, 36, 36, 3), dtype=np.uint8)  # the env's layout
+    predicted = model.predict(images, deterministic=True)[0]
+    meta = sb3_tar.export_actor(model, tmp_path / f"last{suffix}")
+    assert meta["observation_layout"] == "channels_last" and meta["observation_shape"] == [36, 36, 3]
+    assert meta["policy_observation_shape"] == [3, 36, 36]
+    np.testing.assert_allclose(run_file(tmp_path / f"last{suffix}", images), predicted, atol=1e-5, rtol=0)
+
+    first = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    np.testing.assert_allclose(model.predict(first, deterministic=True)[0], predicted, atol=1e-6, rtol=0)
+    meta = sb3_tar.export_actor(model, tmp_path / f"first{suffix}", observation_layout="channels_first")
+    assert meta["observation_layout"] == "channels_first" and meta["observation_shape"] == [3, 36, 36]
+    np.testing.assert_allclose(run_file(tmp_path / f"first{suffix}", first), predicted, atol=1e-5, rtol=0)
+    assert sb3_tar.read_export_metadata(tmp_path / f"first{suffix}")["observation_layout"] == "channels_first"
+
+
+def test_export_actor_image_layout_defaults_and_refusals(image_model, tmp_path):
+    """No environment to tell (a loaded model, a bare policy): channels-last. A channels-first environment:
+    channels-first. A layout for non-image observations, or an unknown one, is refused with the reason."""
+    from stable_baselines3 import SAC
+
+    image_model.save(tmp_path / "model.zip")
+    loaded = SAC.load(tmp_path / "model.zip", device="cpu")
+    assert loaded.env is None
+    assert sb3_tar.export_actor(loaded, tmp_path / "a.pt")["observation_layout"] == "channels_last"
+    assert sb3_tar.export_actor(image_model.policy, tmp_path / "b.pt")["observation_layout"] == "channels_last"
+    native = SAC("CnnPolicy", ImageEnv(channels_first=True), buffer_size=100, seed=0, device="cpu")
+    assert sb3_tar.export_actor(native, tmp_path / "c.pt")["observation_layout"] == "channels_first"
+    flat = SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, device="cpu")
+    assert sb3_tar.export_actor(flat, tmp_path / "d.pt")["observation_layout"] is None
+    with pytest.raises(ValueError, match="image observations only"):
+        sb3_tar.export_actor(flat, tmp_path / "e.pt", observation_layout="channels_last")
+    with pytest.raises(ValueError, match="observation_layout='NHWC' is not allowed"):
+        sb3_tar.export_actor(native, tmp_path / "f.pt", observation_layout="NHWC")
+
+
+def test_read_export_metadata_is_a_top_level_name(tmp_path):
+    """``sb3_tar.read_export_metadata`` in a fresh process that never ran ``export_actor``."""
+    from stable_baselines3 import SAC
+
+    sb3_tar.export_actor(SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, device="cpu"), tmp_path / "actor.onnx")
+    code = (
+        "import sys; from sb3_tar import read_export_metadata; "
+        "assert 'sb3_tar.sb3.export' in sys.modules and read_export_metadata(sys.argv[1])['observation_shape'] == [3]"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-c", code, str(tmp_path / "actor.onnx")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]

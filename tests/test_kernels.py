@@ -440,6 +440,44 @@ torch.testing.assert_close(y, torch.nn.functional.linear(x, layer.weight, layer.
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1], env=env)
 
 
+BUILDING = "sb3-tar: building the sparse C++ kernel"
+
+
+def _kernel_process(code: str, pythonpath: Path, **env_changes: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter importing sb3_tar from ``pythonpath`` (the default kernel cache)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SB3_TAR_KERNEL_DIR", "PYTHONPATH")}
+    env.update(PYTHONPATH=str(pythonpath), OMP_NUM_THREADS="1", **env_changes)
+    result = subprocess.run([sys.executable, "-c", code], cwd=pythonpath, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_each_install_has_its_own_build_folder_and_a_build_says_so(tmp_path: Path) -> None:
+    """Two installs (here two copies of the package) of the same source get two build folders in the default cache,
+    so switching between them (an editable checkout and a wheel) loads each one's build instead of rebuilding in
+    turn; a build prints one line while it runs, loading a cached build prints nothing (issue 32)."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    where = "from sb3_tar.kernels import _build; print(_build._build_directory(_build._extension_name(_build.NATIVE_FLAGS)))"
+    cache = tmp_path / "cache"
+    folders = []
+    for install in ("a", "b"):
+        shutil.copytree(root / "sb3_tar", tmp_path / install / "sb3_tar", ignore=shutil.ignore_patterns("__pycache__"))
+        printed = _kernel_process(where, tmp_path / install, TORCH_EXTENSIONS_DIR=str(cache)).stdout.strip()
+        folders.append(Path(printed))
+    assert folders[0] != folders[1] and all(folder.parent == cache for folder in folders), folders
+    assert folders[0].name.startswith("sb3_tar_sparse_linear_native_")
+    # a fresh build (made to fail fast: no compiler) announces itself once, for the native and the portable try
+    fails = "from sb3_tar.kernels import kernel_available; assert not kernel_available()"
+    no_compiler = {"CXX": "/nonexistent/c++", "TORCH_EXTENSIONS_DIR": str(cache)}
+    stderr = _kernel_process(fails, tmp_path / "a", **no_compiler).stderr
+    assert stderr.count(BUILDING) == 1 and str(folders[0]) in stderr, stderr
+    # the tests' own install, built already: loads silently
+    load_kernel()
+    assert BUILDING not in _kernel_process("from sb3_tar.kernels import load_kernel; load_kernel()", root).stderr
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_layers_fall_back_to_dense_and_keep_state_dicts() -> None:
     """No kernel on CUDA: F.linear on the scattered weight, same results, same state dicts across devices."""

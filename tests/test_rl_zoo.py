@@ -112,3 +112,24 @@ def test_rl_zoo_resume_with_i_keeps_the_masks(trained, tmp_path):
         assert th.equal(state[key + "_mask"] == 0, where), key
         assert int((state[key] != 0)[where].sum()) == 0, key
         assert not th.equal(state[key], saved["policy"][key]), f"{key} did not train"
+
+
+def test_rl_zoo_enjoy_replays_the_saved_model_and_push_to_hub_imports(trained):
+    """``docs/export.md`` sends users to ``python -m rl_zoo3.enjoy`` and ``rl_zoo3.push_to_hub``: after the README
+    install both work (rl-zoo3 2.9.2's push_to_hub fails to import, and enjoy needs ``requests``, issue 32)."""
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    )
+    imports = subprocess.run(
+        [sys.executable, "-c", "import requests, rl_zoo3.load_from_hub, rl_zoo3.push_to_hub"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert imports.returncode == 0, f"reinstall sb3-tar (pip install -e .) for its rl-zoo3 pins:\n{imports.stderr[-2000:]}"
+    folder = trained["sac"].parents[1]  # <folder>/sac/HalfCheetah-v4_1
+    cmd = [sys.executable, "-m", "rl_zoo3.enjoy", "--algo", "sac", "--env", ENV, "-f", str(folder), "--exp-id", "1"]
+    cmd += ["-n", "50", "--no-render", "--deterministic", "--num-threads", "1"]
+    enjoy = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert enjoy.returncode == 0, enjoy.stdout[-2000:] + enjoy.stderr[-3000:]
+    assert f"Loading {trained['sac'] / ENV}.zip" in enjoy.stdout, enjoy.stdout[-2000:]

@@ -1,8 +1,8 @@
 """The package as a user installs it: a wheel in a fresh virtual environment, without the source tree (issue 20, point 4).
 
 The wheel is built from a copy of what an sdist holds (pyproject.toml, README.md, sb3_tar/), installed with
-``--no-deps`` into a venv that sees the already installed dependencies (``--system-site-packages``), and run
-from an empty folder with no ``PYTHONPATH``: ``sb3-tar hyperparams`` finds the shipped files and a one-cell
+``--no-deps`` into a venv that sees the already installed dependencies, and run from an empty folder with no
+``PYTHONPATH``: ``sb3-tar hyperparams`` finds the shipped files and a one-cell
 ``sb3-tar sweep`` (TQC, so ``tqc.yml`` too) trains through RL-Zoo3 to the end.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
@@ -26,6 +27,25 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> 
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
+
+
+def _see_installed_packages(venv: Path) -> None:
+    """Let ``venv`` import the packages of the interpreter running the tests, after its own.
+
+    ``python -m venv --system-site-packages`` would expose the packages of the *base* interpreter, which inside a
+    virtual environment (where a user installs the README's way) are not the ones installed: the dependencies
+    (torch, SB3) would be missing (issue 32). A ``.pth`` file in the new venv adds this interpreter's site-packages
+    folders with ``site.addsitedir``, so their own ``.pth`` files (editable installs) are processed as well, and
+    appended: the wheel installed into ``venv`` comes first, in the system Python (CI) and in a venv alike.
+
+    :param venv: a virtual environment made without ``--system-site-packages``
+    """
+    folders = [folder for folder in site.getsitepackages() if Path(folder).is_dir()]
+    if site.ENABLE_USER_SITE and Path(site.getusersitepackages()).is_dir():
+        folders.append(site.getusersitepackages())
+    (purelib,) = {Path(p) for p in venv.glob("lib/python*/site-packages")}
+    lines = [f"import site; site.addsitedir({folder!r})" for folder in folders]
+    (purelib / "_sb3_tar_test_outer_site.pth").write_text("\n".join(lines) + "\n")
 
 
 def test_top_level_hyperparams_are_the_packaged_ones() -> None:
@@ -57,8 +77,11 @@ def test_wheel_in_a_fresh_venv_runs_a_sweep(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"sb3_tar/hyperparams/{algo}.yml" for algo in ALGOS} <= names
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], work, env)
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], work, env)
+    _see_installed_packages(venv)
     python = venv / "bin" / "python"
+    # the venv imports torch from the interpreter running the tests (missing before issue 32 inside a venv)
+    _run([str(python), "-c", "import torch, stable_baselines3, rl_zoo3"], work, env)
     _run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--ignore-installed", str(wheel)],
         work,

@@ -90,6 +90,29 @@ def hardware_info(threads: int | None = None) -> dict[str, Any]:
     }
 
 
+def hardware_line(threads: int | None = None, info: dict[str, Any] | None = None) -> str:
+    """
+    One line naming what a timing ran on, for the top of a benchmark's output: the CPU model and its
+    family/model/stepping, the instruction-set flags of :data:`ISA_FLAGS` it has, the instruction set torch's CPU
+    kernels dispatch to, the thread count and the library versions. Speed tables measured on different CPUs
+    (AVX2 against AVX-512/AMX, say) differ; this line tells which one a table came from.
+
+    :param threads: The thread count the run uses (see :func:`hardware_info`).
+    :param info: Output of :func:`hardware_info` (default: computed now).
+    :return: The line, e.g. ``CPU: AMD EPYC 7B13 (25/1/0), ISA avx2 fma, torch 2.13.0 kernels AVX2, 1 thread, ...``.
+    """
+    info = info if info is not None else hardware_info(threads)
+    cpu = info["cpu_model"] or info["machine"] or "unknown CPU"
+    if info["cpu_id"]:
+        cpu += f" ({info['cpu_id']})"
+    isa = " ".join(info["isa"]) or "none of " + "/".join(ISA_FLAGS[:3])
+    threads_text = f"{info['threads']} thread" + ("s" if info["threads"] != 1 else "")
+    return (
+        f"CPU: {cpu}, ISA {isa}, torch {info['torch']} kernels {info['torch_cpu_capability']}, {threads_text}; "
+        f"Python {info['python']}, SB3 {info['stable_baselines3']}, gymnasium {info['gymnasium']}, mujoco {info['mujoco']}"
+    )
+
+
 def _version_of(package: str) -> str | None:
     """:return: The installed version of ``package``, or ``None`` if it is not installed."""
     from importlib import metadata

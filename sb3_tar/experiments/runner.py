@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -113,14 +114,52 @@ def conf_file(conf_dir: Path, algo: str) -> Path:
     return path
 
 
+class DefaultHyperparamsWarning(UserWarning):
+    """An environment has no entry in a hyperparameter file and falls back to the file's ``default`` entry."""
+
+
 def _env_hyperparams(conf: Path, env: str) -> dict[str, Any]:
+    """
+    The entry of ``env`` in a hyperparameter file, else its ``default`` entry, as RL-Zoo3 picks it. Falling back
+    to ``default`` warns (:class:`DefaultHyperparamsWarning`, naming an entry for another version of the same
+    task when there is one): its values, tuned for no task in particular (``learning_starts`` 100 rather than
+    MuJoCo's 10,000, for example), would otherwise train silently.
+
+    :param conf: A hyperparameter file (RL-Zoo3 format).
+    :param env: A Gymnasium environment id.
+    :return: The entry's hyperparameters.
+    :raises ValueError: If the file has neither an entry for ``env`` nor a ``default`` one.
+    """
     with open(conf) as f:
         data = yaml.safe_load(f)
     if env in data:
         return dict(data[env])
     if "default" in data:
+        task = env.rsplit("-v", 1)[0]
+        versions = sorted(key for key in data if key.rsplit("-v", 1)[0] == task)
+        hint = f" (it has {', '.join(versions)}: add an entry for {env}, or use that id)" if versions else ""
+        warnings.warn(
+            f"{conf} has no entry for {env!r}: it falls back to the file's 'default' entry{hint}",
+            DefaultHyperparamsWarning,
+            stacklevel=2,
+        )
         return dict(data["default"])
     raise ValueError(f"Environment {env!r} has no entry (and there is no 'default') in {conf}")
+
+
+def check_env_entries(cells: Sequence[Cell], conf_dir: Path) -> None:
+    """
+    Read each (algorithm, environment) pair's hyperparameters once, before any cell starts, so that an
+    environment falling back to a file's ``default`` entry warns (:class:`DefaultHyperparamsWarning`) where the
+    sweep is launched rather than only inside each cell's log.
+
+    :param cells: The cells about to run.
+    :param conf_dir: Folder of hyperparameter files.
+    :raises FileNotFoundError: If an algorithm has no hyperparameter file.
+    :raises ValueError: If an environment has no entry and the file no ``default`` one.
+    """
+    for algo, env in sorted({(c.algo, c.env) for c in cells}):
+        _env_hyperparams(conf_file(conf_dir, algo), env)
 
 
 def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
@@ -676,8 +715,7 @@ def run_sweep(
     cells = grid.expand() if isinstance(grid, GridSpec) else list(grid)
     root = Path(root).resolve()
     conf = find_conf_dir(conf_dir)
-    for algo in sorted({c.algo for c in cells}):
-        conf_file(conf, algo)
+    check_env_entries(cells, conf)
     check_stale(cells, root, overwrite)
     root.mkdir(parents=True, exist_ok=True)
     if isinstance(grid, GridSpec):

@@ -1,10 +1,14 @@
 """JIT build of the C++ kernel (``csrc/sparse_linear.cpp``) with :func:`torch.utils.cpp_extension.load`.
 
-The extension is compiled on first use (tens of seconds) and cached: under torch's default
-extensions directory (``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``), or under
-``$SB3_TAR_KERNEL_DIR`` if set. It is built with ``-march=native``, so its name carries a short
+The extension is compiled on first use (15-60 s; one line on stderr says so while it builds) and
+cached: under torch's default extensions directory (``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``),
+or in ``$SB3_TAR_KERNEL_DIR`` if set. It is built with ``-march=native``, so its name carries a short
 fingerprint of the CPU and the torch version: a cache shared between machines (a network home
-directory) never hands one CPU a binary built for another.
+directory) never hands one CPU a binary built for another. The fingerprint also holds a hash of the source
+and the folder it is installed in, so each install (an editable checkout, a wheel in a venv) and each source
+version has its own build folder in the default cache: switching between installs loads each one's build
+instead of rebuilding in turn. ``$SB3_TAR_KERNEL_DIR`` is one folder for whatever uses it: give each install
+its own.
 
 A failed build (no C++ compiler, no ninja) is remembered for the process: :func:`kernel_available`
 then returns ``False`` and :func:`load_kernel` raises :class:`KernelUnavailableError` with the
@@ -26,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import sys
 import tempfile
 import threading
 import time
@@ -56,6 +61,7 @@ _kernel: ModuleType | None = None
 _error: str | None = None
 _summary: str | None = None
 _log: str | None = None
+_announced = False
 
 
 class KernelUnavailableError(RuntimeError):
@@ -63,7 +69,10 @@ class KernelUnavailableError(RuntimeError):
 
 
 def _cpu_fingerprint() -> str:
-    """A short hash of the CPU's instruction-set flags, the machine type and the torch version."""
+    """
+    A short hash of what a build depends on: the CPU's instruction-set flags, the machine type, the torch
+    version, the kernel's source and the folder sb3-tar is installed in (one build per install).
+    """
     flags = ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -73,7 +82,11 @@ def _cpu_fingerprint() -> str:
                     break
     except OSError:
         pass
-    text = "|".join([platform.machine(), platform.processor(), flags, torch.__version__])
+    try:
+        source = hashlib.sha1(SOURCE.read_bytes()).hexdigest()
+    except OSError:  # no source: the build fails with its own message
+        source = ""
+    text = "|".join([platform.machine(), platform.processor(), flags, torch.__version__, source, str(SOURCE.parent)])
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -161,11 +174,38 @@ def _build_lock(build_dir: str) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
+def _built(build_dir: str, name: str) -> bool:
+    """:return: Whether ``build_dir`` holds a build of extension ``name`` newer than the source."""
+    from torch.utils import cpp_extension
+
+    library = os.path.join(build_dir, name + getattr(cpp_extension, "LIB_EXT", ".so"))
+    try:
+        return os.path.getmtime(library) >= os.path.getmtime(SOURCE)
+    except OSError:
+        return False
+
+
+def _announce(build_dir: str) -> None:
+    """Print one line to stderr before the first build of this process (the wait would be silent otherwise)."""
+    global _announced
+    if _announced:
+        return
+    _announced = True
+    print(
+        f"sb3-tar: building the sparse C++ kernel (once per install and torch version, usually under a minute) "
+        f"in {build_dir} ...",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def _build(flags: list[str], verbose: bool) -> ModuleType:
     from torch.utils.cpp_extension import load
 
     name = _extension_name(flags)
     build_dir = _build_directory(name)
+    if not _built(build_dir, name):
+        _announce(build_dir)
     with _build_lock(build_dir):
         return load(name=name, sources=[str(SOURCE)], extra_cflags=flags, build_directory=build_dir, verbose=verbose)
 

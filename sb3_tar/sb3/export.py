@@ -11,6 +11,13 @@ the kept weights and exact zeros at pruned positions (a layer running on the spa
 back to its dense form). ONNX Runtime and TorchScript then run their own dense kernels, so the file is as large
 and, per call, as fast as the dense network's; the sparsity is recorded in the file's metadata
 (:func:`read_export_metadata`): per layer, its shape and its kept count.
+
+Image observations: SB3 trains on channels-first images (``VecTransposeImage`` transposes an environment's
+channels-last images) and ``predict`` accepts either layout. An exported file has one fixed input shape, so
+:func:`export_actor` takes the layout the file receives (``observation_layout``; by default the environment's:
+channels-last when the model's environment is transposed, or when the model has no environment to tell) and
+records it in the metadata (``observation_layout``, ``observation_shape``); a channels-last file transposes
+inside its graph, as ``predict`` does.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from torch import nn
 
 #: File suffixes and the format each selects when ``export_actor``'s ``format`` is not given.
@@ -32,6 +40,9 @@ FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 METADATA_KEY = "sb3_tar"
 _TORCHSCRIPT_FILE = METADATA_KEY + ".json"
 ONNX_OPSET = 18
+#: Layouts of image observations ``export_actor`` accepts: ``(C, H, W)`` as SB3's policy holds them, ``(H, W, C)``
+#: as most image environments (and ``predict``) give them.
+LAYOUTS: tuple[str, ...] = ("channels_first", "channels_last")
 
 
 def _policy_of(model: Any) -> nn.Module:
@@ -92,11 +103,15 @@ class DeterministicActor(nn.Module):
     an SAC/TD3/TQC policy's actor with dense (mask-baked) linear layers.
 
     :param policy: ``model.policy`` of an SAC, TD3 or TQC model with a ``Box`` observation and action space.
+    :param observation_layout: For image observations, the layout of the observations the actor receives:
+        ``"channels_first"`` (the policy's own, ``(C, H, W)``) or ``"channels_last"`` (``(H, W, C)``, transposed
+        in the graph as ``predict`` does). ``None``: the policy's own layout (and the only one for other spaces).
     :raises TypeError: If the policy's actor is not an SB3 SAC/TD3/TQC actor.
-    :raises ValueError: If the observation or action space is not a ``Box``.
+    :raises ValueError: If the observation or action space is not a ``Box``, or the layout is not one the
+        observation space allows.
     """
 
-    def __init__(self, policy: nn.Module) -> None:
+    def __init__(self, policy: nn.Module, observation_layout: str | None = None) -> None:
         super().__init__()
         actor = policy.actor
         for what, space in (("observation", policy.observation_space), ("action", policy.action_space)):
@@ -125,6 +140,11 @@ class DeterministicActor(nn.Module):
         ).requires_grad_(False)
         self.observation_space = policy.observation_space
         self.normalize_images = bool(getattr(policy, "normalize_images", True))
+        #: The input layout (``None`` for non-image observations) and the input shape without the batch.
+        self.observation_layout = _check_layout(policy.observation_space, observation_layout)
+        self.transpose = self.observation_layout == "channels_last"
+        shape = tuple(policy.observation_space.shape)
+        self.input_shape = (shape[1], shape[2], shape[0]) if self.transpose else shape
         low = torch.as_tensor(policy.action_space.low, dtype=torch.float32)
         high = torch.as_tensor(policy.action_space.high, dtype=torch.float32)
         self.register_buffer("action_low", low)
@@ -133,16 +153,61 @@ class DeterministicActor(nn.Module):
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
         """
-        :param observation: ``(batch, *observation_space.shape)``.
+        :param observation: ``(batch, *input_shape)``: ``observation_space.shape``, or its channels-last form.
         :return: Actions ``(batch, *action_space.shape)`` in the action space's bounds (what ``predict`` returns).
         """
         from stable_baselines3.common.preprocessing import preprocess_obs
 
+        if self.transpose:  # (batch, H, W, C) -> (batch, C, H, W), as SB3's VecTransposeImage and predict do
+            observation = observation.permute(0, 3, 1, 2)
         x = preprocess_obs(observation, self.observation_space, normalize_images=self.normalize_images)
         a = self.body(self.features_extractor(x))
         if self.squash:
             a = torch.tanh(a)
         return self.action_low + 0.5 * (a + 1.0) * self.action_scale
+
+
+def _check_layout(space: spaces.Space, layout: str | None) -> str | None:
+    """
+    :return: The layout of image observations (``layout``, or the space's own when ``None``), ``None`` for others.
+    :raises ValueError: If ``layout`` is unknown, or not one the space allows (a non-image space, or a
+        channels-last request for a space that is not channels-first).
+    """
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"observation_layout={layout!r} is not allowed: use one of {list(LAYOUTS)} (or None)")
+    image = isinstance(space, spaces.Box) and is_image_space(space, check_channels=False)
+    if not image:
+        if layout is not None:
+            raise ValueError(
+                f"observation_layout={layout!r} applies to image observations only; this observation space is {space}"
+            )
+        return None
+    own = "channels_first" if is_image_space_channels_first(space) else "channels_last"  # type: ignore[arg-type]
+    if layout is None or layout == own:
+        return own
+    if own == "channels_first":  # channels-last input, transposed in the graph as predict does
+        return layout
+    raise ValueError(
+        f"observation_layout={layout!r}: the policy's observation space {space.shape} is {own.replace('_', '-')}, and "
+        "SB3 transposes channels-last images to channels-first only (predict does not accept this layout either)"
+    )
+
+
+def _default_layout(model: Any, policy: nn.Module) -> str | None:
+    """
+    The layout ``predict`` receives from the model's environment: channels-last when SB3 transposed a channels-last
+    image environment (``VecTransposeImage``) or when there is no environment to tell (a policy, a model loaded
+    without one: image environments are mostly channels-last); the policy's own layout otherwise.
+    """
+    space = policy.observation_space
+    if _check_layout(space, None) != "channels_first":
+        return _check_layout(space, None)
+    env = getattr(model, "env", None) if model is not policy else None
+    if env is None:
+        return "channels_last"
+    from stable_baselines3.common.vec_env import VecTransposeImage, is_vecenv_wrapped
+
+    return "channels_last" if is_vecenv_wrapped(env, VecTransposeImage) else "channels_first"
 
 
 def _metadata(model: Any, policy: nn.Module, actor: DeterministicActor, fmt: str) -> dict[str, Any]:
@@ -155,9 +220,11 @@ def _metadata(model: Any, policy: nn.Module, actor: DeterministicActor, fmt: str
         "format": fmt,
         "algorithm": type(model).__name__ if model is not policy else None,
         "policy_class": type(policy).__name__,
-        "input": "observation: float32 (batch, *observation_space.shape), as passed to model.predict",
+        "input": "observation: float32 (batch, *observation_shape), as passed to model.predict",
         "output": "action: float32 (batch, *action_space.shape), unscaled to the action space (what model.predict returns)",
-        "observation_shape": list(policy.observation_space.shape),
+        "observation_shape": list(actor.input_shape),
+        "observation_layout": actor.observation_layout,
+        "policy_observation_shape": list(policy.observation_space.shape),
         "action_low": np.asarray(policy.action_space.low, dtype=np.float64).tolist(),
         "action_high": np.asarray(policy.action_space.high, dtype=np.float64).tolist(),
         "graph": "dense-equivalent: dense matrix products, pruned weights stored as exact zeros",
@@ -208,7 +275,12 @@ def _export_torchscript(actor: DeterministicActor, example: torch.Tensor, path: 
     torch.jit.save(traced, path, _extra_files={_TORCHSCRIPT_FILE: json.dumps(metadata)})
 
 
-def export_actor(model: Any, path: str | os.PathLike, format: str | None = None) -> dict[str, Any]:  # noqa: A002
+def export_actor(
+    model: Any,
+    path: str | os.PathLike,
+    format: str | None = None,  # noqa: A002
+    observation_layout: str | None = None,
+) -> dict[str, Any]:
     """
     Export the deterministic actor of an SAC, TD3 or TQC model (sparse or dense, any execution path) to a
     file that computes ``model.predict(observation, deterministic=True)``: environment actions, ``tanh``
@@ -216,24 +288,36 @@ def export_actor(model: Any, path: str | os.PathLike, format: str | None = None)
 
     ONNX needs the ``onnx`` and ``onnxscript`` packages (``pip install 'sb3-tar[export]'``); run the file with
     ``onnxruntime.InferenceSession(path).run(None, {"observation": obs})[0]``, ``obs`` a float32 array
-    ``(batch, *observation_space.shape)``. A TorchScript file runs with ``torch.jit.load(path)(obs)``.
+    ``(batch, *observation_shape)``. A TorchScript file runs with ``torch.jit.load(path)(obs)``.
+
+    Image observations: ``predict`` accepts channels-first and channels-last images, a file one layout (its
+    metadata's ``observation_layout`` and ``observation_shape``): by default the environment's, i.e.
+    channels-last ``(H, W, C)`` when SB3 transposed the model's environment or the model has none, else
+    channels-first ``(C, H, W)`` (the policy's own).
 
     :param model: An SB3 SAC, TD3 or TQC model (or its ``policy``) with ``Box`` observation and action spaces.
     :param path: The file to write (its folder must exist).
     :param format: ``"onnx"`` or ``"torchscript"``; by default from the suffix (``.onnx``; ``.pt``, ``.pth``, ``.ts``).
+    :param observation_layout: Image observations only: ``"channels_last"`` or ``"channels_first"``, the layout
+        the file receives (default: the environment's, see above).
     :return: The metadata written into the file (see :func:`read_export_metadata`): per layer its name, shape,
-        ``kept`` and ``total`` weight counts, and overall ``kept``, ``total`` and ``sparsity``.
+        ``kept`` and ``total`` weight counts, and overall ``kept``, ``total`` and ``sparsity``; the input's
+        ``observation_shape`` and ``observation_layout`` (``None`` for non-image observations).
     :raises TypeError: If ``model`` is not an SAC/TD3/TQC model or policy.
-    :raises ValueError: If a space is not a ``Box``, or the format is unknown.
+    :raises ValueError: If a space is not a ``Box``, the format is unknown, or ``observation_layout`` is given
+        for a non-image observation space or is a layout its space does not allow.
     :raises ImportError: For ONNX without the ``onnx``/``onnxscript`` packages.
     """
     path = os.fspath(path)
     fmt = _resolve_format(path, format)
     policy = _policy_of(model)
-    actor = DeterministicActor(policy)
+    layout = observation_layout if observation_layout is not None else _default_layout(model, policy)
+    actor = DeterministicActor(policy, layout)
     metadata = _metadata(model, policy, actor, fmt)
     low, high = policy.observation_space.low, policy.observation_space.high
     sample = np.where(np.isfinite(low) & np.isfinite(high), (np.nan_to_num(low) + np.nan_to_num(high)) / 2, 0.0)
+    if actor.transpose:
+        sample = np.transpose(sample, (1, 2, 0))
     example = torch.as_tensor(np.stack([sample, sample]), dtype=torch.float32)
     if fmt == "onnx":
         _export_onnx(actor, example, path, metadata)

@@ -216,16 +216,33 @@ class CurvesOnTrainingMode:
         type(self.policy).set_training_mode(self.policy, mode)
 
 
+#: Per policy, the model and the logger :func:`attach_from_caller` last attached the curves to (weak references, so
+#: a policy neither keeps its model alive nor stops pickling or deep-copying).
+_ATTACHED: weakref.WeakKeyDictionary[Any, tuple[weakref.ref, weakref.ref]] = weakref.WeakKeyDictionary()
+
+
 def attach_from_caller(policy: Any, depth: int = 2) -> None:
     """
     Attach the curves to the SB3 model that called one of ``policy``'s methods, found on the call stack
     (SB3's ``collect_rollouts()`` and ``train()`` call ``policy.set_training_mode()``: that is how a
     ``SparsePolicy`` used without any callback finds its model's logger).
 
+    SB3 calls ``set_training_mode`` at every env step and gradient step, so the call stack is read only until the
+    curves are attached: afterwards, while the model that was found still owns ``policy`` and still has the
+    logger they were attached to, this returns at once. A new logger (each ``learn()`` makes one unless a custom
+    logger is set) or a new owner reads the stack again.
+
     :param policy: The policy whose method runs.
     :param depth: Frames between this function and the caller to inspect.
     """
+    attached = _ATTACHED.get(policy)
+    if attached is not None:
+        model = attached[0]()
+        if model is not None and model.policy is policy and getattr(model, "_logger", None) is attached[1]():
+            return
     frames = caller_frames(depth, limit=1)
     owner = frame_algorithm(frames[0]) if frames else None
     if owner is not None and owner.policy is policy:
-        attach_curves(owner)
+        logger = getattr(owner, "_logger", None)
+        if attach_curves(owner) is not None and logger is not None:
+            _ATTACHED[policy] = (weakref.ref(owner), weakref.ref(logger))
