@@ -60,9 +60,10 @@ def hardware_info(threads: int | None = None) -> dict[str, Any]:
     :param threads: The thread count the run uses (default: ``OMP_NUM_THREADS`` if set, else this process's
         ``torch.get_num_threads()``).
     :return: ``{"cpu_model", "cpu_id", "isa", "machine", "torch", "torch_cpu_capability", "threads", "python",
-        "stable_baselines3", "gymnasium", "mujoco", "sb3_contrib", "rl_zoo3"}``: the CPU's model name, its family/model/stepping and which
-        of :data:`ISA_FLAGS` it has, the torch version and the instruction set its CPU kernels dispatch to, the
-        thread count, and the Python, SB3, Gymnasium, MuJoCo, sb3-contrib and RL-Zoo3 versions.
+        "stable_baselines3", "gymnasium", "mujoco", "sb3_contrib", "rl_zoo3"}``: the CPU's model name, its
+        family/model/stepping and which of :data:`ISA_FLAGS` it has, the torch version and the instruction set its
+        CPU kernels dispatch to, the thread count, and the Python, SB3, Gymnasium, MuJoCo, sb3-contrib and RL-Zoo3
+        versions.
     """
     import stable_baselines3
     import torch
