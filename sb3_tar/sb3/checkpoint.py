@@ -15,26 +15,29 @@ when complete (a killed run leaves either a whole checkpoint or none), holding:
   random generator, physical state, step counters, the ``Monitor``'s episode counters and CSV file), the
   counters of every callback of the run and the evaluation history of each ``EvalCallback`` with the state of
   its evaluation environment (and its ``best_model.zip``);
-- ``meta.json`` (written last): format, package versions, the run's configuration and the size and SHA-256
-  of every file.
+- ``meta.json`` (written last): format, package versions, the run's configuration and training settings
+  (:func:`_signature`), the size and SHA-256 of every file, and what ran the run (:func:`provenance`: package
+  commit and source digest, hardware), one entry per start of the run.
 
 :func:`load_checkpoint` checks all of it and reads every file *before* it changes anything, then restores the
 run in place: the model object (and the callbacks, environments and replay buffer it trains with) continue
-from the checkpoint's step as if never interrupted. A checkpoint of another configuration, a truncated or
-corrupted file or one written by other package versions raises :class:`CheckpointError` naming the file;
-the run is then unchanged (global random state included), so it can start from step 0.
+from the checkpoint's step as if never interrupted. A checkpoint of another run (another configuration,
+other training settings or package versions) raises :class:`CheckpointMismatch` naming every differing
+field, a truncated or corrupted file :class:`CheckpointError` naming the file; the run is then unchanged
+(global random state included), so it can start from step 0. Like an SB3 ``.zip``, a checkpoint is unpickled:
+load only checkpoints your own runs wrote.
 
 :class:`ExactCheckpointCallback` does both inside ``learn()``: it resumes from the latest checkpoint when
 training starts and writes one every ``save_freq`` steps, between a gradient step and the next environment
 step, where the whole state of the loop is in the objects above.
 
-Exactness: on CPU, with the same number of threads, a run resumed from a checkpoint takes the same actions,
-gradient steps and evaluations as the uninterrupted run, bit for bit (tested with SAC, TD3, TARCallback,
-DSTCallback and RL-Zoo's ``EvalCallback``). Not covered: ``SubprocVecEnv`` (its envs live in other processes:
-refused), gSDE (``use_sde=True``: its noise is redrawn at the start of each rollout, after the checkpoint),
-callbacks with state other than the counters of SB3's own callbacks (unless they define
-``checkpoint_state()`` / ``restore_checkpoint_state(state)``) and env attributes that cannot be pickled
-(listed in ``meta.json`` under ``not_saved``).
+Exactness: on CPU of the same type (instruction set), with the same torch and number of threads, a run resumed
+from a checkpoint takes the same actions, gradient steps and evaluations as the uninterrupted run, bit for bit
+(tested with SAC, TD3, TARCallback, DSTCallback and RL-Zoo's ``EvalCallback``). Not covered: ``SubprocVecEnv``
+(its envs live in other processes: refused), gSDE (``use_sde=True``: its noise is redrawn at the start of each
+rollout, after the checkpoint), callbacks with state other than the counters of SB3's own callbacks (unless
+they define ``checkpoint_state()`` / ``restore_checkpoint_state(state)``) and env attributes that cannot be
+pickled (listed in ``meta.json`` under ``not_saved``).
 """
 
 from __future__ import annotations
