@@ -380,3 +380,15 @@ def test_checkpoints_record_commit_and_hardware_and_a_resume_elsewhere_is_said(i
     assert [h["hardware"]["cpu_model"] for h in history] == ["Other Xeon", _cpu_model()]
     assert [h["from_step"] for h in history] == [0, 100]
     assert latest_checkpoint(run / "ck") is None
+
+
+def test_a_later_learn_call_of_the_same_model_continues_without_resuming(tmp_path, recwarn):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, checkpoint = _run(tmp_path)
+    weights = model.policy.actor.mu.weight.detach().clone()
+    model.learn(100, callback=[checkpoint, Interrupt()], reset_num_timesteps=False)
+    assert model.num_timesteps == 250 and checkpoint.resumed_from is None
+    assert not [w for w in recwarn if "reached its end" in str(w.message) or "refused" in str(w.message)]
+    assert not torch.equal(weights, model.policy.actor.mu.weight)  # it trained on from step 150
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == [f"finished_{STEP_100}"]  # next save due at 250: the end

@@ -983,7 +983,8 @@ class ExactCheckpointCallback(BaseCallback):
     :param config: JSON-serialisable description of the run (e.g. its hyperparameters): a checkpoint written
         with another one is refused.
     :param keep: Checkpoints kept in ``save_path`` (the newest), ``>= 1``.
-    :param resume: Resume from the newest checkpoint when training starts.
+    :param resume: Resume from the newest checkpoint when training starts (from step 0: a later ``learn()`` call
+        of the same model, or a loaded model, continues as it is).
     :param strict: Raise :class:`CheckpointMismatch` when ``save_path`` holds a checkpoint of another run, instead
         of setting it aside and starting from step 0.
     :param verbose: 0: silent, 1: say when a run resumes and when a checkpoint is written.
@@ -1052,7 +1053,14 @@ class ExactCheckpointCallback(BaseCallback):
             )
         here = provenance()
         self.history = [dict(here, from_step=int(self.model.num_timesteps))]
-        if self.resume:
+        if self.resume and self.model.num_timesteps > 0:  # a later learn() call, or a loaded model: it goes on as it is
+            if self.verbose >= 1 and list_checkpoints(self.save_path):
+                print(
+                    f"{type(self).__name__}: the model is at step {self.model.num_timesteps} already (a later learn() "
+                    f"call or a loaded model): it continues as it is, nothing is resumed from {self.save_path}",
+                    flush=True,
+                )
+        elif self.resume:
             self._resume(here)
         self._saved_at = int(self.model.num_timesteps)
 
