@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_utils import REPO
+from gymnasium.wrappers import TimeLimit
 from kill_script import assert_same_bits
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
@@ -58,6 +59,7 @@ def _run(
     sparsity: float = 0.8,
     net_arch: tuple[int, ...] = (16, 16),
     env_kwargs: dict | None = None,
+    wrapper_kwargs: dict | None = None,
     learning_rate: float = 3e-4,
     extra: tuple[BaseCallback, ...] = (),
     checkpoints: bool = True,
@@ -65,7 +67,8 @@ def _run(
 ) -> tuple[SAC, ExactCheckpointCallback | None]:
     torch.set_num_threads(1)
     INTERRUPT["at"] = interrupt_at
-    env = make_vec_env(ENV, n_envs=1, seed=0, env_kwargs=env_kwargs)
+    wrapper_kwargs = dict(max_episode_steps=200) if wrapper_kwargs is None else wrapper_kwargs  # the env's own limit
+    env = make_vec_env(ENV, n_envs=1, seed=0, env_kwargs=env_kwargs, wrapper_class=TimeLimit, wrapper_kwargs=wrapper_kwargs)
     model = SAC(
         "MlpPolicy",
         env,
@@ -124,6 +127,7 @@ def _copy(interrupted: Path, tmp_path: Path) -> Path:
         (dict(net_arch=(32, 32)), r"policy\.kwargs\.net_arch\[0\]: checkpoint 16, this run 32"),
         (dict(env_kwargs=dict(g=5.0)), r"env\[0\]\.kwargs\.g: checkpoint '<absent>', this run 5\.0"),
         (dict(learning_rate=1e-3), r"hyperparameters\.learning_rate: checkpoint 0\.0003, this run 0\.001"),
+        (dict(wrapper_kwargs={"max_episode_steps": 100}), r"\.arguments\.max_episode_steps: checkpoint 200, this run 100"),
     ],
 )
 def test_a_run_with_other_training_settings_is_refused_and_starts_from_step_0(interrupted, tmp_path, change, field):

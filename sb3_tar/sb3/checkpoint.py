@@ -316,14 +316,26 @@ def _policy_kind(policy: Any) -> str:
 
 
 def _env_description(venv: VecEnv) -> list[Any]:
-    """Each env's id and arguments (its ``EnvSpec``; its class where it has none)."""
+    """
+    Each env's id and arguments (its ``EnvSpec``; its class where it has none) and the arguments of its gymnasium
+    wrappers (those that record them, e.g. ``TimeLimit``'s ``max_episode_steps``).
+    """
     out: list[Any] = []
     for env in getattr(venv.unwrapped, "envs", []):
         spec = getattr(env.unwrapped, "spec", None) or getattr(env, "spec", None)
         if spec is None:
-            out.append({"class": type(env.unwrapped).__qualname__})
+            entry: dict[str, Any] = {"class": type(env.unwrapped).__qualname__}
         else:
-            out.append({"id": spec.id, "kwargs": _describe(spec.kwargs), "max_episode_steps": spec.max_episode_steps})
+            entry = {"id": spec.id, "kwargs": _describe(spec.kwargs), "max_episode_steps": spec.max_episode_steps}
+        wrappers = []
+        layer = env
+        while isinstance(layer, gym.Wrapper):
+            saved = getattr(layer, "_saved_kwargs", None)  # gymnasium's RecordConstructorArgs
+            arguments = {k: v for k, v in saved.items() if k != "env"} if isinstance(saved, dict) else {}
+            wrappers.append({"class": type(layer).__qualname__, "arguments": _describe(arguments)})
+            layer = layer.env
+        entry["wrappers"] = wrappers
+        out.append(entry)
     return out
 
 
