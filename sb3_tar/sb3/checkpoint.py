@@ -1102,7 +1102,7 @@ class ExactCheckpointCallback(BaseCallback):
                     raise
                 moved = [_set_aside(p, _REFUSED_PREFIX).name for p in list_checkpoints(self.save_path)]
                 self._warn(
-                    f"{name}: {e}. This run is another run: it is not resumed; the checkpoints of {self.save_path} are "
+                    f"{name}: {e}. It belongs to another run and is not resumed; the checkpoints of {self.save_path} are "
                     f"kept as {', '.join(moved)}; training starts from step 0 (strict=True raises instead)"
                 )
                 return
@@ -1148,7 +1148,7 @@ class ExactCheckpointCallback(BaseCallback):
         if problems:
             self._warn(
                 f"{type(self).__name__}: resuming {path} under other code or hardware: {'; '.join(problems)}. The run "
-                "continues but is not bit-identical to an uninterrupted one; meta.json's history lists what ran each part"
+                "continues, but may differ from an uninterrupted one; meta.json's history lists what ran each part"
             )
 
     def _on_rollout_start(self) -> None:
