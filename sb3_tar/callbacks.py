@@ -67,6 +67,26 @@ class SparseCallback(BaseCallback):
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__)
 
+    #: Attributes holding the settings that decide what a sparse callback trains.
+    _SETTINGS: tuple[str, ...] = (
+        "configs",
+        "config",
+        "sparsities",
+        "seed",
+        "mask_gradients",
+        "sparse_execution",
+        "role_methods",
+        "reference_width",
+    )
+
+    def checkpoint_settings(self) -> dict[str, Any]:
+        """
+        :return: The settings that decide what this callback trains (sparsity and mask criterion of each role, revival,
+            schedule, seed, execution path ...; not ``verbose``): a checkpoint of a run with other ones is never
+            resumed (:class:`~sb3_tar.sb3.checkpoint.ExactCheckpointCallback`).
+        """
+        return {key: vars(self)[key] for key in self._SETTINGS if key in vars(self)}
+
     def _mask_seed(self) -> int:
         if self.seed is not None:
             return int(self.seed)

@@ -48,6 +48,7 @@ class KilledRuns:
     reference: Path
     run: Path
     resumed_stdout: str
+    resumed_stderr: str = ""
 
 
 def _start(script: Path, out: Path, kill_at: int) -> subprocess.Popen:
@@ -78,7 +79,7 @@ def run_killed_and_resumed(
     :param kill_at: The step at which the second run is killed.
     :param after_kill: Called with ``folder/run`` between the kill and the resumed run (checks of what was left).
     :param timeout: Seconds allowed to each run.
-    :return: The two output folders and the resumed run's standard output.
+    :return: The two output folders and the resumed run's standard output and error.
     """
     script = folder / "train.py"
     script.write_text(PREAMBLE + textwrap.dedent(body))
@@ -91,7 +92,7 @@ def run_killed_and_resumed(
         after_kill(folder / "run")
     code, out, err = _finish(_start(script, folder / "run", -1), timeout)
     assert code == 0, err[-3000:]
-    return KilledRuns(reference=folder / "ref", run=folder / "run", resumed_stdout=out)
+    return KilledRuns(reference=folder / "ref", run=folder / "run", resumed_stdout=out, resumed_stderr=err)
 
 
 def assert_same_bits(a: dict, b: dict) -> None:

@@ -236,9 +236,12 @@ def written(tmp_path_factory) -> Path:
 
 
 def _copy(written: Path, tmp_path: Path) -> Path:
+    """A copy of the written run as a kill would have left it (its end not reached: ``step_<n>``, not ``finished_``)."""
     import shutil
 
     shutil.copytree(written, tmp_path / "w")
+    for finished in (tmp_path / "w" / "ck").glob("finished_step_*"):
+        finished.rename(finished.with_name(finished.name.removeprefix("finished_")))
     return latest_checkpoint(tmp_path / "w" / "ck")
 
 

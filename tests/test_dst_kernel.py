@@ -17,6 +17,7 @@ import gymnasium as gym
 import pytest
 import torch
 from stable_baselines3 import SAC, TD3
+from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_tar import DSTCallback, sac, td3
 from sb3_tar.core.dynamic import RewireResult
@@ -184,3 +185,36 @@ def test_a_run_loaded_one_step_before_an_update_records_the_dense_gradient(tmp_p
     after = loaded.policy.state_dict()
     changed = [k for k, v in before.items() if not torch.equal(after[k], v)]
     assert any(k.startswith("critic.") and "qf0.2" in k for k in changed), changed  # a layer on the kernel rewired
+
+
+def test_td3_loaded_between_the_critics_and_the_actors_update_records_the_actors_dense_gradient(tmp_path, recwarn) -> None:
+    """TD3 + RigL through ``DSTCallback`` with ``update_interval=25``: the critic is rewired at gradient step 25 and
+    the actor at step 26 (its optimizer steps at even steps only, ``policy_delay=2``). Saved with ``model.save`` after
+    step 25 and loaded, the run's actor update at step 26 reads the dense gradient of the policy loss."""
+
+    class StopAt(BaseCallback):
+        def _on_step(self) -> bool:
+            return self.num_timesteps != LEARNING_STARTS + 26  # before the gradient step of env step 76
+
+    common = dict(learning_starts=LEARNING_STARTS, batch_size=64, buffer_size=5_000, seed=0, device="cpu")
+    model = TD3("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[64, 64]), **common)
+
+    def dst() -> DSTCallback:
+        return DSTCallback("rigl", sparsity=0.9, update_interval=25, sparse_execution=True)
+
+    model.learn(LEARNING_STARTS, callback=dst())
+    model.learn(TOTAL - LEARNING_STARTS, callback=[dst(), StopAt()], reset_num_timesteps=False)
+    state = model.sb3_tar_dst_state
+    assert (state["step"], state["actor_step"], state["total_steps"]) == (25, 0, 200)  # actor update still due
+    model.save(tmp_path / "td3_rigl")
+    loaded = TD3.load(tmp_path / "td3_rigl", env=gym.make("Pendulum-v1"), device="cpu")
+    masks = {k: v for k, v in loaded.policy.state_dict().items() if k.startswith("actor.") and k.endswith("weight_mask")}
+    before = {k: v.clone() for k, v in masks.items()}
+    callback = dst()
+    loaded.learn(3, callback=callback, reset_num_timesteps=False)
+    rewirer = callback.rewirer
+    assert [(u.network, u.step, u.clock) for u in rewirer.history] == [("actor", 25, 26)]
+    assert any(is_compressed(layer) for net in rewirer.enforcer.role_networks("actor") for layer in net.linears)
+    assert not [w for w in recwarn if "no dense gradient" in str(w.message)]
+    after = loaded.policy.state_dict()
+    assert any(not torch.equal(after[k], v) for k, v in before.items())  # the actor's mask changed

@@ -286,11 +286,20 @@ class Rewirer:
         updates the mask (the actor stays armed until its own update, which may come later with TD3);
         called after every critic step, when the rewirer is attached, when the policy's state is loaded
         and when ``total_steps`` is set. Costs nothing on the masked dense path.
+
+        A run resumed (exact checkpoint, or ``save``/``load``) after the critic's update of step ``t`` and
+        before the actor's (TD3 with a ``policy_delay`` that does not divide ``update_interval``) arms the
+        actor again here: its update is still due, and the uninterrupted run has kept it armed since step ``t - 1``.
         """
-        if self.total_steps < 0 or not self.config.is_update_step(self.step + 1, self.total_steps):
+        if self.total_steps < 0:
             return
         rewired = [net for net in self.enforcer.networks if self.config.role_method(net.role) is not None]
-        self.capture.arm([layer for net in rewired for layer in net.linears])  # roles with fixed masks: never
+        if self.config.is_update_step(self.step + 1, self.total_steps):
+            self.capture.arm([layer for net in rewired for layer in net.linears])  # roles with fixed masks: never
+            return
+        actor_due = self.config.last_update_step(self.step, self.total_steps) > self.state.get("actor_step")
+        if actor_due:
+            self.capture.arm([layer for net in rewired if net.role == "actor" for layer in net.linears])
 
     # -- the update -------------------------------------------------------------------------
     @torch.no_grad()
