@@ -41,7 +41,7 @@ def test_sweep_runs_gmp_and_small_dense_and_reports_training_flops(swept) -> Non
     root, sweep, _ = swept
     assert "3 ran" in sweep
 
-    gmp = root / "sac" / ENV / "gmp_magnitude_sp0.9_w64" / "seed_0"
+    gmp = root / "sac" / ENV / "gmp_magnitude_sp0.9_w64_interval=50" / "seed_0"
     data, params, _ = load_from_zip_file(gmp / "sac" / f"{ENV}_1" / f"{ENV}.zip", device="cpu", print_system_info=False)
     state = data["sb3_tar_gmp_state"]
     assert (state["step"], state["total_steps"], state["interval"]) == (200, 200, 50)  # env steps 101-300
@@ -90,7 +90,7 @@ def test_sweep_runs_a_per_role_cell_and_reports_it(swept) -> None:
     the schedule ran with the per-role methods stored; ``sb3-tar report`` names the method. (What each role's mask
     does during training is checked step by step in test_role_methods.py.)"""
     root = swept[0]
-    (cell,) = root.glob("sac/Pendulum-v1/tar+rigl_magnitude_sp0.9_rr0.01_w64/seed_0")
+    (cell,) = root.glob("sac/Pendulum-v1/tar+rigl_magnitude_sp0.9_rr0.01_w64_update_interval=50/seed_0")
     model = SAC.load(cell / "sac" / "Pendulum-v1_1" / "Pendulum-v1.zip", device="cpu")
     state = model.sb3_tar_dst_state
     assert state["role_methods"] == {"actor": "tar", "critic": "rigl"} and state["step"] == 200
@@ -124,7 +124,7 @@ def test_grid_expands_gmp_by_magnitude_criteria_and_small_dense_by_sparsity() ->
     )
     cells = {c.label: c for c in grid.expand()}
     assert sorted(cells) == sorted(
-        [f"gmp_{c}_sp{s}_w256" for c in ("magnitude", "magnitude_layer", "erk") for s in (0.8, 0.9)]
+        [f"gmp_{c}_sp{s}_w256_interval=500" for c in ("magnitude", "magnitude_layer", "erk") for s in (0.8, 0.9)]
         + ["small_dense_sp0.8_w256", "small_dense_sp0.9_w256"]
     )
     scopes = {c.criterion: c.callback()[0]["sb3_tar.baselines.GMPCallback"] for c in cells.values() if c.method == "gmp"}
