@@ -183,7 +183,8 @@ class SmallDenseCallback(SparseCallback):
     the ``sparsity``-sparse network of width ``reference_width``; see
     :func:`sb3_tar.sb3.small_dense.small_dense_net_arch`, which solves the ``net_arch`` to build it with).
 
-    It changes nothing in the model. On training start it reads every network's shape, solves the width
+    It changes nothing in the model, and refuses a sparse one (a ``SparsePolicy``, or a model with masks). On
+    training start it reads every network's shape, solves the width
     again and stores, per network, the reference and solved widths, the sparse kept count and the model's
     weight count in ``model.sb3_tar_config["small_dense"]`` (saved with the model; ``sb3-tar sweep`` copies
     it into each cell's ``summary.json``). If the model's width is not the solved one it warns.
@@ -213,6 +214,17 @@ class SmallDenseCallback(SparseCallback):
 
     def _on_training_start(self) -> None:
         policy = self.model.policy
+        if (
+            isinstance(policy, SparsePolicyMixin)
+            or attached_enforcer(policy) is not None
+            or stored_masks(self.model) is not None
+            or isinstance(getattr(self.model, GMP_STATE_ATTRIBUTE, None), dict)
+        ):
+            raise ValueError(
+                f"{type(self).__name__} describes a dense model standing in for a sparse one, and this model is sparse "
+                "(a SparsePolicy, or masks from TARCallback, DSTCallback or GMPCallback): train a plain dense model with "
+                "this callback alone"
+            )
         matches = small_dense_matches(policy, self.reference_width, self.sparsities)
         shapes = network_shapes(policy)
         record = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import warnings
 from typing import Any
@@ -14,6 +15,7 @@ from sb3_tar.core.dynamic import DST_METHODS, dst_config
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.role_methods import FIXED_ROLE_METHODS, resolve_role_methods, static_method
 from sb3_tar.sb3.enforcement import MaskEnforcer, attached_enforcer
+from sb3_tar.sb3.gradual import GMP_STATE_ATTRIBUTE
 from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.policies import SparsePolicyMixin, install_masks, masked_policy_class, start_sparse_execution
@@ -94,6 +96,39 @@ class SparseCallback(BaseCallback):
         attach_curves(self.model)
         return enforcer
 
+    def _warn_ignored(self, why: str, existing: dict[str, SparsityConfig] | None) -> None:
+        """
+        Warn that the model keeps the masks it has, unless this callback asks for nothing else: no setting of the
+        masks was given (every one at its default), or the existing masks were drawn with the same settings.
+
+        :param why: Where the model's masks come from.
+        :param existing: The settings of those masks per role (``None``: unknown).
+        """
+        requested = getattr(self, "configs", None)
+        if not getattr(self, "settings_given", False) or requested is None:
+            return
+        differing = {}
+        for role, config in requested.items():
+            old = None if existing is None or role not in existing else existing[role].to_dict()
+            new = config.to_dict()
+            if old is None:
+                differing[role] = {key: ("?", value) for key, value in new.items()}
+                continue
+            changed = {key: (old.get(key), value) for key, value in new.items() if old.get(key) != value}
+            if changed:
+                differing[role] = changed
+        if differing:
+            details = "; ".join(
+                f"{role}: " + ", ".join(f"{key}={old!r} kept (asked {new!r})" for key, (old, new) in changed.items())
+                for role, changed in differing.items()
+            )
+            warnings.warn(
+                f"{type(self).__name__}: not pruning, {why}; this callback's settings are ignored ({details}). "
+                "Build the model with the settings you want (a plain MlpPolicy with this callback, or the SparsePolicy's "
+                "own options) to change them",
+                stacklevel=3,
+            )
+
     def _print_reports(self) -> None:
         if self.verbose >= 1:
             for report in self.reports.values():
@@ -107,6 +142,23 @@ class SparseCallback(BaseCallback):
         return True
 
 
+def _settings_given(cls: type, **settings: Any) -> bool:
+    """:return: Whether any of these ``__init__`` arguments of ``cls`` differs from its default."""
+    parameters = inspect.signature(cls.__init__).parameters
+    return any(value != parameters[key].default for key, value in settings.items())
+
+
+def _stored_configs(model: Any) -> dict[str, SparsityConfig] | None:
+    """:return: The per-role settings a sparse callback recorded in ``model.sb3_tar_config`` (``None``: none)."""
+    record = getattr(model, "sb3_tar_config", None)
+    if not isinstance(record, dict):
+        return None
+    try:
+        return {role: SparsityConfig(**record[role]) for role in ("actor", "critic") if isinstance(record.get(role), dict)}
+    except (TypeError, ValueError):
+        return None
+
+
 class TARCallback(SparseCallback):
     """
     Static sparse training with Topology-Aware Revival, attached to any SAC/TD3/TQC model.
@@ -115,7 +167,10 @@ class TARCallback(SparseCallback):
     pruned by ``criterion`` and revived by ``revival`` (``docs/method.md``), target networks are
     masked, and hooks on the actor and critic optimizers keep the pruned weights at exactly
     ``0.0`` for the rest of training. It never prunes twice: a second ``learn()``, a model
-    built with ``SparsePolicy``, or a model loaded after a sparse run keep their masks.
+    built with ``SparsePolicy``, or a model loaded after a sparse run keep their masks, with a warning
+    naming each kept and each asked setting when this callback was given settings that differ from
+    those the masks were drawn with. A model with SET/RigL or GMP masks is refused (``ValueError``,
+    as :class:`DSTCallback` refuses static masks): continue it with its own callback.
 
     With a plain ``MlpPolicy`` the masks are registered as ``weight_mask`` buffers of every
     sparsified ``nn.Linear`` (online and target), exactly as with ``SparsePolicy``, and the model's
@@ -177,6 +232,23 @@ class TARCallback(SparseCallback):
     ) -> None:
         super().__init__(seed, verbose, mask_gradients)
         self.sparse_execution = check_option(sparse_execution)
+        #: Whether a setting of the masks was given (not all at their defaults): a model that already has masks
+        #: drawn otherwise then warns that they are kept.
+        self.settings_given = _settings_given(
+            TARCallback,
+            sparsity=sparsity,
+            actor_sparsity=actor_sparsity,
+            critic_sparsity=critic_sparsity,
+            criterion=criterion,
+            revival=revival,
+            recovery_ratio=recovery_ratio,
+            floor_fraction=floor_fraction,
+            budget_mode=budget_mode,
+            revived_init=revived_init,
+            magnitude_scope=magnitude_scope,
+            synflow_iters=synflow_iters,
+            role_methods=role_methods,
+        )
         #: The method of each role (``None``: both follow ``revival``).
         self.role_methods: dict[str, str] | None = None
         options = dict(
@@ -199,11 +271,21 @@ class TARCallback(SparseCallback):
 
     def _on_training_start(self) -> None:
         policy = self.model.policy
+        name = type(self).__name__
+        dynamic = isinstance(getattr(self.model, STATE_ATTRIBUTE, None), dict) or getattr(policy, "dst_rewirer", None)
+        if dynamic or isinstance(getattr(self.model, GMP_STATE_ATTRIBUTE, None), dict):
+            raise ValueError(
+                f"{name}: the model already has {'SET/RigL' if dynamic else 'GMP'} masks; TARCallback prunes a dense model "
+                f"once and would only keep them: continue with {'DSTCallback' if dynamic else 'GMPCallback'}, or train a "
+                "fresh model with this callback"
+            )
         if isinstance(policy, SparsePolicyMixin):
+            self._warn_ignored("the policy is a SparsePolicy, pruned when built", policy.sparsity_configs)
             self._report_existing("the policy is a SparsePolicy, pruned when built", policy.sparsity_reports)
             return
         if stored_masks(self.model) is not None:  # a previous learn() or a loaded sparse model
             enforcer_of(self.model)  # hooks are normally attached already; attach them if not
+            self._warn_ignored("the model already has masks", _stored_configs(self.model))
             self._report_existing("the model already has masks", {})
             return
         seed = self._mask_seed()
@@ -269,7 +351,8 @@ class DSTCallback(SparseCallback):
 
     With a ``SparsePolicy`` built with ``dst_method``, the policy runs SET/RigL itself; this
     callback only fills in ``dst_total_steps`` from ``learn()`` when the policy was built without
-    it, and sends the updates to the model's logger. Its other settings are ignored.
+    it, and sends the updates to the model's logger. Its other settings are ignored, with a warning when
+    some were given and differ from the policy's.
 
     :param method: ``"set"`` or ``"rigl"``.
     :param sparsity: Sparsity of actor and critic in ``[0, 1)``.
@@ -317,6 +400,22 @@ class DSTCallback(SparseCallback):
     ) -> None:
         super().__init__(seed, verbose)
         self.sparse_execution = check_option(sparse_execution)
+        #: Whether a setting of the masks or schedule was given (not all at their defaults): a SparsePolicy that runs
+        #: SET/RigL with other settings then warns that this callback's are ignored.
+        self.settings_given = _settings_given(
+            DSTCallback,
+            method=method,
+            sparsity=sparsity,
+            actor_sparsity=actor_sparsity,
+            critic_sparsity=critic_sparsity,
+            criterion=criterion,
+            update_interval=update_interval,
+            drop_fraction=drop_fraction,
+            end_fraction=end_fraction,
+            prune_criterion=prune_criterion,
+            role_methods=role_methods,
+            recovery_ratio=recovery_ratio,
+        )
         methods = None
         if role_methods is not None:
             methods = resolve_role_methods(role_methods, check_choice("method", method, DST_METHODS))
@@ -342,6 +441,13 @@ class DSTCallback(SparseCallback):
                     f"{name} cannot train a static SparsePolicy: build it with dst_method='set' or 'rigl' "
                     "(policy_kwargs), or use a plain MlpPolicy with this callback"
                 )
+            if self.settings_given and rewirer.config != self.config:
+                warnings.warn(
+                    f"{name}: the SparsePolicy runs {rewirer.config.method.upper()} with its own settings "
+                    f"{rewirer.config.to_dict()}; this callback's settings {self.config.to_dict()} are ignored",
+                    stacklevel=2,
+                )
+            self._warn_ignored("the policy is a SparsePolicy, pruned when built", policy.sparsity_configs)
             if policy.dst_options["dst_total_steps"] is None and (rewirer.total_steps == UNKNOWN_TOTAL or rewirer.step == 0):
                 rewirer.set_total_steps(rewirer.step + planned_steps_of(self.model))
             self.reports = dict(policy.sparsity_reports)
