@@ -48,7 +48,9 @@ class GMPCallback(SparseCallback):
     The schedule's settings and position are kept in ``model.sb3_tar_gmp_state`` and saved by ``model.save()``:
     a second ``learn()``, or a model loaded with ``SAC.load(path, env)`` and trained with a ``GMPCallback``,
     continues the schedule where it stopped (this callback's own settings are then ignored, with a warning if
-    they differ). Prune steps are logged under ``gmp/<network>/{kept,sparsity}`` and ``gmp/step``.
+    they differ). Every prune step is logged under ``gmp/<network>/{kept,sparsity}`` and ``gmp/step`` (``<network>``:
+    ``actor``, ``critic/qf0``, ...), dumped at once to every output of the logger as a row of its own at x = the
+    model's environment steps (one row per prune of the Q-networks, one per prune of the actor).
     :attr:`training_flops` is the run's average training FLOPs relative to dense, integrated over its
     gradient steps.
 
