@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 from sb3_tar.callbacks import SparseCallback
+from sb3_tar.core.config import DEFAULT_SPARSITY
 from sb3_tar.core.gmp import DEFAULT_END_FRACTION, DEFAULT_INTERVAL, DEFAULT_START_FRACTION, GMPConfig
 from sb3_tar.core.masks import ones_masks
 from sb3_tar.sb3 import sparse_execution as sparse_exec
@@ -69,7 +70,7 @@ class GMPCallback(SparseCallback):
 
     def __init__(
         self,
-        sparsity: float | None = 0.9,
+        sparsity: float | None = DEFAULT_SPARSITY,
         actor_sparsity: float | None = None,
         critic_sparsity: float | None = None,
         start_fraction: float = DEFAULT_START_FRACTION,
@@ -201,7 +202,7 @@ class SmallDenseCallback(SparseCallback):
     def __init__(
         self,
         reference_width: int = 256,
-        sparsity: float | None = 0.9,
+        sparsity: float | None = DEFAULT_SPARSITY,
         actor_sparsity: float | None = None,
         critic_sparsity: float | None = None,
         verbose: int = 0,

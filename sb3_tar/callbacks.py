@@ -10,7 +10,7 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from sb3_tar.core.config import REVIVALS, SparsityConfig, check_choice
+from sb3_tar.core.config import DEFAULT_SPARSITY, REVIVALS, SparsityConfig, check_choice
 from sb3_tar.core.dynamic import DST_METHODS, dst_config
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.role_methods import FIXED_ROLE_METHODS, resolve_role_methods, static_method
@@ -183,7 +183,8 @@ class TARCallback(SparseCallback):
     SB3's logger under ``sparse/<network>/...``, the per-layer allocation once as text (``docs/masks.md``,
     "What is logged"); the per-layer table is printed with ``verbose >= 1``.
 
-    :param sparsity: Sparsity of actor and critic in ``[0, 1)``.
+    :param sparsity: Sparsity of actor and critic in ``[0, 1)`` (default 0.9,
+        :data:`~sb3_tar.core.config.DEFAULT_SPARSITY`, as every entry point).
     :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
     :param critic_sparsity: Sparsity of each Q-network (default: ``sparsity``).
     :param criterion: ``"random"``, ``"erk"``, ``"magnitude"`` or ``"synflow"``.
@@ -213,7 +214,7 @@ class TARCallback(SparseCallback):
 
     def __init__(
         self,
-        sparsity: float | None = 0.8,
+        sparsity: float | None = DEFAULT_SPARSITY,
         actor_sparsity: float | None = None,
         critic_sparsity: float | None = None,
         criterion: str = "magnitude",
@@ -355,7 +356,8 @@ class DSTCallback(SparseCallback):
     some were given and differ from the policy's.
 
     :param method: ``"set"`` or ``"rigl"``.
-    :param sparsity: Sparsity of actor and critic in ``[0, 1)``.
+    :param sparsity: Sparsity of actor and critic in ``[0, 1)`` (default 0.9,
+        :data:`~sb3_tar.core.config.DEFAULT_SPARSITY`, as every entry point).
     :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
     :param critic_sparsity: Sparsity of each Q-network (default: ``sparsity``).
     :param criterion: Initial mask: ``"erk"``, ``"random"``, ``"magnitude"`` or ``"synflow"``; ``None`` (default):
@@ -384,7 +386,7 @@ class DSTCallback(SparseCallback):
     def __init__(
         self,
         method: str = "set",
-        sparsity: float | None = 0.8,
+        sparsity: float | None = DEFAULT_SPARSITY,
         actor_sparsity: float | None = None,
         critic_sparsity: float | None = None,
         criterion: str | None = None,

@@ -75,6 +75,11 @@ def check_int(name: str, value: Any, low: int) -> int:
     return value
 
 
+#: The default sparsity of every entry point (``SparsityConfig``, ``SparsePolicy``, ``TARCallback``, ``DSTCallback``,
+#: ``GMPCallback``, ``SmallDenseCallback``), the value of the shipped hyperparameter files, the presets and the README.
+DEFAULT_SPARSITY = 0.9
+
+
 @dataclass(frozen=True)
 class SparsityConfig:
     """
@@ -100,7 +105,7 @@ class SparsityConfig:
     :param synflow_iters: Number of SynFlow pruning rounds (``>= 1``).
     """
 
-    sparsity: float = 0.8
+    sparsity: float = DEFAULT_SPARSITY
     criterion: str = "magnitude"
     revival: str = "tar"
     recovery_ratio: float = 0.01

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from sb3_tar.core.config import CRITERIA, check_int
+from sb3_tar.core.config import CRITERIA, DEFAULT_SPARSITY, check_int
 from sb3_tar.core.prune_criteria import PRUNE_CRITERIA
 from sb3_tar.experiments import role_cells
 
@@ -308,7 +308,7 @@ class GridSpec:
     envs: Sequence[str] = ("HalfCheetah-v4",)
     methods: Sequence[str] = ("static", "tar")
     criteria: Sequence[str] = ("magnitude",)
-    sparsities: Sequence[float] = (0.9,)
+    sparsities: Sequence[float] = (DEFAULT_SPARSITY,)
     rrs: Sequence[float] = (0.01,)
     widths: Sequence[int] = (256,)
     seeds: Sequence[int] = (0, 1, 2, 3, 4)

@@ -19,7 +19,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from sb3_tar.core.config import check_int
+from sb3_tar.core.config import DEFAULT_SPARSITY, check_int
 from sb3_tar.core.dynamic import DEFAULT_END_FRACTION, DSTConfig, dst_config
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.masks import is_compressed, ones_masks
@@ -210,7 +210,7 @@ def register_masked_class(policy_class: type, masked: type) -> None:
 
 #: Sparsity options a ``SparsePolicy`` takes through ``policy_kwargs``, with their defaults.
 SPARSITY_DEFAULTS: dict[str, Any] = dict(
-    sparsity=0.8,
+    sparsity=DEFAULT_SPARSITY,
     actor_sparsity=None,
     critic_sparsity=None,
     criterion="magnitude",
@@ -307,7 +307,8 @@ class SparsePolicyMixin:
     extra state), so a loaded policy reports the masks it holds, not those drawn while ``load()``
     rebuilt it.
 
-    :param sparsity: Sparsity of actor and critic, in ``[0, 1)`` (default 0.8).
+    :param sparsity: Sparsity of actor and critic, in ``[0, 1)`` (default 0.9,
+        :data:`~sb3_tar.core.config.DEFAULT_SPARSITY`).
     :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
     :param critic_sparsity: Sparsity of each Q-network (default: ``sparsity``).
     :param criterion: ``"random"``, ``"erk"``, ``"magnitude"`` (default) or ``"synflow"``.
