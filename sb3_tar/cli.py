@@ -90,7 +90,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--dst-kwargs", nargs="+", metavar="KEY:VALUE", help="extra DSTCallback kwargs, e.g. update_interval:500"
     )
     sweep.add_argument(
-        "--gmp-kwargs", nargs="+", metavar="KEY:VALUE", help="extra GMPCallback kwargs, e.g. interval:500 end_fraction:0.75"
+        "--gmp-kwargs",
+        nargs="+",
+        metavar="KEY:VALUE",
+        help="extra GMPCallback kwargs, e.g. update_interval:500 end_fraction:0.75",
     )
     sweep.add_argument("-j", "--jobs", type=int, default=None, help="cells at once (default: number of CPU cores)")
     sweep.add_argument("--backend", choices=BACKENDS, default="local", help="local processes, or a Ray cluster")

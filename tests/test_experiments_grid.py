@@ -172,7 +172,8 @@ def test_cpu300k_preset_is_the_five_times_budget_grid():
         ("sac", "HalfCheetah-v4", 256, 300_000, 10_000, 5, (("learning_starts", "5000"),))
     }
     (kwargs,) = gmp[0].callback()[0].values()
-    assert (kwargs["sparsity"], kwargs["scope"]) == (0.9, "global") and not {"t0", "t1", "interval"} & set(kwargs)
+    assert (kwargs["sparsity"], kwargs["magnitude_scope"]) == (0.9, "global")
+    assert not {"t0", "t1", "update_interval"} & set(kwargs)
     assert len({c.cell_id for c in [*cells, *gmp]}) == 25
 
 

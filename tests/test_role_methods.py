@@ -206,11 +206,8 @@ def test_a_uniform_actor_is_revived_by_uniform_revival_and_the_critic_by_tar(pol
             model = SAC("MlpPolicy", ENV, policy_kwargs=dict(NET), **model_kwargs)
             model.learn(10, callback=TARCallback(**options, sparse_execution=False, **kwargs))
         else:
-            role_options = dict(options, sparsity_seed=options["seed"])
-            role_options.pop("seed")
-            model = SAC(
-                SACSparsePolicy, ENV, policy_kwargs=dict(NET, **role_options, sparse_execution=False, **kwargs), **model_kwargs
-            )
+            policy_kwargs = dict(NET, **options, sparse_execution=False, **kwargs)  # the mask seed: the policy's seed
+            model = SAC(SACSparsePolicy, ENV, policy_kwargs=policy_kwargs, **model_kwargs)
         return masks_of(model), model
 
     mixed, model = masks(role_methods={"actor": "uniform"})

@@ -120,7 +120,7 @@ def test_same_seed_same_masks_and_weights() -> None:
         (dict(revival="rigl"), ValueError, r"\['tar', 'uniform', 'none'\]"),
         (dict(recovery_ratio=0.5, sparsity=0.9), ValueError, "recovery_ratio=0.5"),
         (dict(floor_fraction=2.0), ValueError, "floor_fraction"),
-        (dict(sparsity_seed="1"), TypeError, "sparsity_seed"),
+        (dict(seed="1"), TypeError, "seed must be an int"),
     ],
 )
 def test_bad_policy_kwargs(bad: dict, error: type, match: str) -> None:

@@ -68,7 +68,7 @@ def test_tar_callback_refuses_set_rigl_and_gmp_masks(first: str) -> None:
         model.learn(STEPS)
     else:
         model = _plain()
-        callback = DSTCallback(sparsity=0.5) if first == "dst" else GMPCallback(sparsity=0.5, interval=10)
+        callback = DSTCallback(sparsity=0.5) if first == "dst" else GMPCallback(sparsity=0.5, update_interval=10)
         model.learn(STEPS, callback=callback)
     before = _sparsities(model)
     with pytest.raises(ValueError, match="TARCallback: the model already has (SET/RigL|GMP) masks"):

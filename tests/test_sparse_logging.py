@@ -158,7 +158,7 @@ def test_gmp_model_logs_its_sparsity_rising_at_every_dump(tmp_path: Path) -> Non
     logger, _ = _csv_logger(tmp_path / "gmp")
     model.set_logger(logger)
     # gradient steps 1..500 (env steps 101..600): pruning from step 100 to 400, every 50 steps
-    gmp = sb3_tar.GMPCallback(sparsity=0.9, interval=50, seed=0)
+    gmp = sb3_tar.GMPCallback(sparsity=0.9, update_interval=50, seed=0)
     model.learn(STEPS, log_interval=1, callback=gmp)
     everything = _rows(tmp_path / "gmp")
     rows = [r for r in everything if not r["gmp/step"]]  # the regular dumps (the prune steps have rows of their own)
@@ -180,7 +180,7 @@ def test_every_gmp_prune_step_reaches_the_csv_output(tmp_path: Path) -> None:
     model.set_logger(logger)
     # T = 500 gradient steps, t0 = 100, t1 = 400: prune steps 110, 120, ..., 390 and 400 (30 of them), between
     # only three regular dumps (env steps 200, 400 and 600)
-    gmp = sb3_tar.GMPCallback(sparsity=0.9, interval=10, seed=0)
+    gmp = sb3_tar.GMPCallback(sparsity=0.9, update_interval=10, seed=0)
     model.learn(STEPS, log_interval=1, callback=gmp)
     rows = _rows(tmp_path)
     prune_steps = list(range(110, 400, 10)) + [400]

@@ -34,7 +34,7 @@ METHODS: tuple[str, ...] = ("dense", "static", "tar", "uniform", "set", "rigl", 
 REVIVAL_METHODS: tuple[str, ...] = ("tar", "uniform")
 DST_METHODS: tuple[str, ...] = ("set", "rigl")
 SPARSE_METHODS: tuple[str, ...] = ("static", "tar", "uniform", "set", "rigl", "gmp")
-#: Grid criterion -> ``GMPCallback(scope=...)``; the other criteria do not apply to GMP.
+#: Grid criterion -> ``GMPCallback(magnitude_scope=...)``; the other criteria do not apply to GMP.
 GMP_SCOPE_OF: dict[str, str] = {"magnitude": "global", "magnitude_layer": "layer", "erk": "erk"}
 
 #: Criteria of a grid: the four static criteria, and ``magnitude_layer``, magnitude with uniform per-layer
@@ -199,9 +199,14 @@ class Cell:
         if (self.method in REVIVAL_METHODS or role_cells.revives(self.method)) and self.rr is not None:
             parts.append(f"rr{_fmt(self.rr)}")
         parts.append(f"w{self.width}")
-        # extra callback keyword arguments (none in the committed grids: their ids are unchanged)
-        parts += [f"{key}={_fmt_option(value)}" for key, value in sorted(self.callback_kwargs)]
+        if self.options:  # extra callback keyword arguments (none in the committed grids: their ids are unchanged)
+            parts.append(self.options)
         return "_".join(parts)
+
+    @property
+    def options(self) -> str:
+        """The extra callback keyword arguments as ``<name>=<value>`` joined by ``_``, in name order (``""``: none)."""
+        return "_".join(f"{key}={_fmt_option(value)}" for key, value in sorted(self.callback_kwargs))
 
     @property
     def cell_id(self) -> str:
@@ -238,7 +243,12 @@ class Cell:
             kwargs.update(extra)
             return [{DST_CALLBACK: kwargs}]
         if self.method == "gmp":
-            kwargs = {"sparsity": self.sparsity, "scope": GMP_SCOPE_OF[self.criterion], "seed": self.seed, "verbose": 1}
+            kwargs = {
+                "sparsity": self.sparsity,
+                "magnitude_scope": GMP_SCOPE_OF[self.criterion],
+                "seed": self.seed,
+                "verbose": 1,
+            }
             kwargs.update(extra)
             return [{GMP_CALLBACK: kwargs}]
         revival = {"static": "none", "tar": "tar", "uniform": "uniform"}[self.method]
@@ -295,7 +305,7 @@ class GridSpec:
     :param tar_kwargs: Extra keyword arguments for ``TARCallback`` (static, TAR, Uniform Revival).
     :param dst_kwargs: Extra keyword arguments for ``DSTCallback`` (SET, RigL).
     :param gmp_kwargs: Extra keyword arguments for ``GMPCallback`` (``start_fraction``, ``end_fraction``,
-        ``interval``, ...).
+        ``update_interval``, ...).
         The names of ``tar_kwargs``, ``dst_kwargs`` and ``gmp_kwargs`` are checked against the callbacks' parameters
         by :meth:`validate`, before any cell runs; non-empty ones are part of the cells' ids (:attr:`Cell.label`).
     :param prune_criteria: Prune criteria of SET/RigL (``DSTCallback(prune_criterion=...)``), from
