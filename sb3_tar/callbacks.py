@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import numbers
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
@@ -98,23 +100,22 @@ class SparseCallback(BaseCallback):
 
     def _warn_ignored(self, why: str, existing: dict[str, SparsityConfig] | None) -> None:
         """
-        Warn that the model keeps the masks it has, unless this callback asks for nothing else: no setting of the
-        masks was given (every one at its default), or the existing masks were drawn with the same settings.
+        Warn that the model keeps the masks it has, naming each setting this callback was given (by name, whatever
+        its value) that differs from the one the masks were drawn with; silent when it was given none.
 
         :param why: Where the model's masks come from.
         :param existing: The settings of those masks per role (``None``: unknown).
         """
         requested = getattr(self, "configs", None)
-        if not getattr(self, "settings_given", False) or requested is None:
+        fields = {field for name in getattr(self, "given", ()) for field in _MASK_FIELDS.get(name, ())}
+        if not fields or requested is None:
             return
         differing = {}
         for role, config in requested.items():
             old = None if existing is None or role not in existing else existing[role].to_dict()
-            new = config.to_dict()
-            if old is None:
-                differing[role] = {key: ("?", value) for key, value in new.items()}
-                continue
-            changed = {key: (old.get(key), value) for key, value in new.items() if old.get(key) != value}
+            new = {key: value for key, value in config.to_dict().items() if key in fields}
+            changed = {key: ("?" if old is None else old.get(key), value) for key, value in new.items()}
+            changed = {key: pair for key, pair in changed.items() if pair[0] != pair[1]}
             if changed:
                 differing[role] = changed
         if differing:
@@ -142,10 +143,32 @@ class SparseCallback(BaseCallback):
         return True
 
 
-def _settings_given(cls: type, **settings: Any) -> bool:
-    """:return: Whether any of these ``__init__`` arguments of ``cls`` differs from its default."""
-    parameters = inspect.signature(cls.__init__).parameters
-    return any(value != parameters[key].default for key, value in settings.items())
+#: The mask settings among a callback's arguments -> the :class:`SparsityConfig` fields they set.
+_MASK_FIELDS: dict[str, tuple[str, ...]] = {
+    "sparsity": ("sparsity",),
+    "actor_sparsity": ("sparsity",),
+    "critic_sparsity": ("sparsity",),
+    "role_methods": tuple(SparsityConfig.__dataclass_fields__),
+    **{name: (name,) for name in SparsityConfig.__dataclass_fields__ if name != "sparsity"},
+}
+#: The DST schedule settings among ``DSTCallback``'s arguments.
+_SCHEDULE_ARGUMENTS: tuple[str, ...] = ("method", "update_interval", "drop_fraction", "end_fraction", "prune_criterion")
+
+
+def _records_given(init: Callable[..., None]) -> Callable[..., None]:
+    """
+    Record in ``self.given`` the names of the arguments a callback's ``__init__`` was called with (positional or
+    keyword), whatever their values: an argument given with its default value still counts as asked for. The
+    signature is unchanged (``inspect.signature`` follows ``__wrapped__``).
+    """
+    names = list(inspect.signature(init).parameters)[1:]
+
+    @functools.wraps(init)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        self.given = frozenset(names[: len(args)]) | frozenset(kwargs)
+        init(self, *args, **kwargs)
+
+    return wrapper
 
 
 def _stored_configs(model: Any) -> dict[str, SparsityConfig] | None:
@@ -212,6 +235,7 @@ class TARCallback(SparseCallback):
         (``docs/method.md``). For SET/RigL in one role use :class:`DSTCallback`'s ``role_methods``.
     """
 
+    @_records_given
     def __init__(
         self,
         sparsity: float | None = DEFAULT_SPARSITY,
@@ -233,23 +257,6 @@ class TARCallback(SparseCallback):
     ) -> None:
         super().__init__(seed, verbose, mask_gradients)
         self.sparse_execution = check_option(sparse_execution)
-        #: Whether a setting of the masks was given (not all at their defaults): a model that already has masks
-        #: drawn otherwise then warns that they are kept.
-        self.settings_given = _settings_given(
-            TARCallback,
-            sparsity=sparsity,
-            actor_sparsity=actor_sparsity,
-            critic_sparsity=critic_sparsity,
-            criterion=criterion,
-            revival=revival,
-            recovery_ratio=recovery_ratio,
-            floor_fraction=floor_fraction,
-            budget_mode=budget_mode,
-            revived_init=revived_init,
-            magnitude_scope=magnitude_scope,
-            synflow_iters=synflow_iters,
-            role_methods=role_methods,
-        )
         #: The method of each role (``None``: both follow ``revival``).
         self.role_methods: dict[str, str] | None = None
         options = dict(
@@ -383,6 +390,7 @@ class DSTCallback(SparseCallback):
         the model. As for :class:`TARCallback`; ignored when the policy is a ``SparsePolicy`` or already sparse.
     """
 
+    @_records_given
     def __init__(
         self,
         method: str = "set",
@@ -402,22 +410,6 @@ class DSTCallback(SparseCallback):
     ) -> None:
         super().__init__(seed, verbose)
         self.sparse_execution = check_option(sparse_execution)
-        #: Whether a setting of the masks or schedule was given (not all at their defaults): a SparsePolicy that runs
-        #: SET/RigL with other settings then warns that this callback's are ignored.
-        self.settings_given = _settings_given(
-            DSTCallback,
-            method=method,
-            sparsity=sparsity,
-            actor_sparsity=actor_sparsity,
-            critic_sparsity=critic_sparsity,
-            criterion=criterion,
-            update_interval=update_interval,
-            drop_fraction=drop_fraction,
-            end_fraction=end_fraction,
-            prune_criterion=prune_criterion,
-            role_methods=role_methods,
-            recovery_ratio=recovery_ratio,
-        )
         methods = None
         if role_methods is not None:
             methods = resolve_role_methods(role_methods, check_choice("method", method, DST_METHODS))
@@ -443,10 +435,14 @@ class DSTCallback(SparseCallback):
                     f"{name} cannot train a static SparsePolicy: build it with dst_method='set' or 'rigl' "
                     "(policy_kwargs), or use a plain MlpPolicy with this callback"
                 )
-            if self.settings_given and rewirer.config != self.config:
+            asked = {key for key in self.given if key in _SCHEDULE_ARGUMENTS}
+            schedule = {key: (getattr(rewirer.config, key), getattr(self.config, key)) for key in asked}
+            differing = {key: pair for key, pair in sorted(schedule.items()) if pair[0] != pair[1]}
+            if differing:
+                details = ", ".join(f"{key}={stored!r} kept (asked {own!r})" for key, (stored, own) in differing.items())
                 warnings.warn(
-                    f"{name}: the SparsePolicy runs {rewirer.config.method.upper()} with its own settings "
-                    f"{rewirer.config.to_dict()}; this callback's settings {self.config.to_dict()} are ignored",
+                    f"{name}: the SparsePolicy runs {rewirer.config.method.upper()} with its own settings; this "
+                    f"callback's are ignored ({details})",
                     stacklevel=2,
                 )
             self._warn_ignored("the policy is a SparsePolicy, pruned when built", policy.sparsity_configs)

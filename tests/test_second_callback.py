@@ -39,10 +39,11 @@ def test_tar_callback_on_a_sparse_policy_warns_and_keeps_its_masks() -> None:
 
 
 def test_tar_callback_without_settings_or_with_the_same_ones_is_silent() -> None:
-    model = _sparse_policy(sparsity=0.5, sparse_execution=False)
+    model = _sparse_policy(sparsity=0.5, criterion="erk", sparse_execution=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.learn(STEPS, callback=TARCallback(verbose=0))  # asks for nothing: only the logging
+        model.learn(STEPS, callback=TARCallback(sparsity=0.5), reset_num_timesteps=False)  # asks what the masks have
     plain = _plain()
     plain.learn(STEPS, callback=TARCallback(sparsity=0.7, sparse_execution=False))
     with warnings.catch_warnings():
@@ -78,7 +79,8 @@ def test_tar_callback_refuses_set_rigl_and_gmp_masks(first: str) -> None:
 
 def test_dst_callback_on_a_set_rigl_sparse_policy_warns_when_asked_for_other_settings() -> None:
     model = _sparse_policy(sparsity=0.5, dst_method="rigl", update_interval=20, sparse_execution=False)
-    with pytest.warns(UserWarning, match=r"the SparsePolicy runs RIGL with its own settings"):
+    pattern = r"the SparsePolicy runs RIGL with its own settings.*method='rigl' kept \(asked 'set'\)"
+    with pytest.warns(UserWarning, match=pattern):
         model.learn(STEPS, callback=DSTCallback(method="set", sparsity=0.5))
     with warnings.catch_warnings():  # the documented use: DSTCallback() only fills in the planned steps
         warnings.simplefilter("error")
