@@ -7,7 +7,8 @@ import warnings
 from typing import Any
 
 from sb3_tar.callbacks import SparseCallback
-from sb3_tar.core.gmp import DEFAULT_END_FRACTION, DEFAULT_INTERVAL, DEFAULT_START_FRACTION, GMPConfig
+from sb3_tar.core.config import DEFAULT_SPARSITY, check_choice, check_int, renamed
+from sb3_tar.core.gmp import DEFAULT_END_FRACTION, DEFAULT_INTERVAL, DEFAULT_START_FRACTION, GMP_SCOPES, GMPConfig
 from sb3_tar.core.masks import ones_masks
 from sb3_tar.cyclic_methods import CyclicCallback, IEECallback, SculptCallback
 from sb3_tar.sb3 import sparse_execution as sparse_exec
@@ -37,10 +38,10 @@ class GMPCallback(SparseCallback):
     Training starts dense: on the first training start the actor and every Q-network get all-ones masks
     (``weight_mask`` buffers, online and target, as with :class:`~sb3_tar.callbacks.TARCallback`). With ``T``
     the gradient steps the first ``learn()`` plans, ``t0 = round(start_fraction * T)`` and
-    ``t1 = round(end_fraction * T)``, each network is pruned at gradient steps ``t0 + k * interval`` and at
+    ``t1 = round(end_fraction * T)``, each network is pruned at gradient steps ``t0 + k * update_interval`` and at
     ``t1`` to exactly ``K_t = N - round_half_up(c_t * (N - K_f))`` weights, ``c_t = 1 - (1 - (t - t0) /
     (t1 - t0))^3`` and ``K_f = round((1 - sparsity) * N)``: the weights of largest ``|w|`` among those kept so
-    far, ranked over the network (``scope="global"``) or per layer (``"layer"``, ``"erk"``; see
+    far, ranked over the network (``magnitude_scope="global"``) or per layer (``"layer"``, ``"erk"``; see
     :mod:`sb3_tar.core.gmp`). Pruned weights are zeroed online and in the targets and held at ``0.0`` between
     prune steps. After ``t1`` the mask is fixed. A layer whose density falls below
     :data:`~sb3_tar.sb3.sparse_execution.DENSITY_THRESHOLD` moves onto the sparse kernel (``sparse_execution``)
@@ -49,7 +50,9 @@ class GMPCallback(SparseCallback):
     The schedule's settings and position are kept in ``model.sb3_tar_gmp_state`` and saved by ``model.save()``:
     a second ``learn()``, or a model loaded with ``SAC.load(path, env)`` and trained with a ``GMPCallback``,
     continues the schedule where it stopped (this callback's own settings are then ignored, with a warning if
-    they differ). Prune steps are logged under ``gmp/<network>/{kept,sparsity}`` and ``gmp/step``.
+    they differ). Every prune step is logged under ``gmp/<network>/{kept,sparsity}`` and ``gmp/step`` (``<network>``:
+    ``actor``, ``critic/qf0``, ...), dumped at once to every output of the logger as a row of its own at x = the
+    model's environment steps (one row per prune of the Q-networks, one per prune of the actor).
     :attr:`training_flops` is the run's average training FLOPs relative to dense, integrated over its
     gradient steps.
 
@@ -58,29 +61,42 @@ class GMPCallback(SparseCallback):
     :param critic_sparsity: Final sparsity of each Q-network (default: ``sparsity``).
     :param start_fraction: ``t0 / T`` in ``[0, 1]`` (default 0.2).
     :param end_fraction: ``t1 / T`` in ``[start_fraction, 1]`` (default 0.8).
-    :param interval: Gradient steps between prune steps, ``>= 1`` (default 1000).
-    :param scope: ``"global"`` (default), ``"layer"`` or ``"erk"``.
+    :param update_interval: Gradient steps between prune steps, ``>= 1`` (default 1000; the name of
+        :class:`~sb3_tar.callbacks.DSTCallback`'s interval between mask updates).
+    :param magnitude_scope: ``"global"`` (default), ``"layer"`` or ``"erk"`` (the name of
+        :class:`~sb3_tar.callbacks.TARCallback`'s magnitude ranking scope; ``"erk"`` is GMP's own).
     :param seed: Seed of the tie-breaking draws (default: the model's ``seed``, else drawn from torch).
     :param verbose: 0: silent, 1: say what happens, 2: also print every prune step.
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers that fall below the
         density threshold on the sparse C++ kernel (:mod:`sb3_tar.sb3.sparse_execution`).
+    :param interval: Deprecated name of ``update_interval`` (accepted, with a ``FutureWarning``, until the next release).
+    :param scope: Deprecated name of ``magnitude_scope`` (accepted, with a ``FutureWarning``, until the next release).
     """
 
     def __init__(
         self,
-        sparsity: float | None = 0.9,
+        sparsity: float | None = DEFAULT_SPARSITY,
         actor_sparsity: float | None = None,
         critic_sparsity: float | None = None,
         start_fraction: float = DEFAULT_START_FRACTION,
         end_fraction: float = DEFAULT_END_FRACTION,
-        interval: int = DEFAULT_INTERVAL,
-        scope: str = "global",
+        update_interval: int = DEFAULT_INTERVAL,
+        magnitude_scope: str = "global",
         seed: int | None = None,
         verbose: int = 0,
         sparse_execution: bool | str = "auto",
+        interval: int | None = None,
+        scope: str | None = None,
     ) -> None:
         super().__init__(seed, verbose)
-        self.config = GMPConfig(start_fraction=start_fraction, end_fraction=end_fraction, interval=interval, scope=scope)
+        name = type(self).__name__
+        update_interval = renamed(name, "interval", "update_interval", interval, update_interval, DEFAULT_INTERVAL)
+        magnitude_scope = renamed(name, "scope", "magnitude_scope", scope, magnitude_scope, "global")
+        check_int("update_interval", update_interval, 1)
+        check_choice("magnitude_scope", magnitude_scope, GMP_SCOPES)
+        self.config = GMPConfig(
+            start_fraction=start_fraction, end_fraction=end_fraction, interval=update_interval, scope=magnitude_scope
+        )
         configs = role_configs(sparsity, actor_sparsity, critic_sparsity)
         self.sparsities = {role: config.sparsity for role, config in configs.items()}
         self.sparse_execution = sparse_exec.check_option(sparse_execution)
@@ -184,7 +200,8 @@ class SmallDenseCallback(SparseCallback):
     the ``sparsity``-sparse network of width ``reference_width``; see
     :func:`sb3_tar.sb3.small_dense.small_dense_net_arch`, which solves the ``net_arch`` to build it with).
 
-    It changes nothing in the model. On training start it reads every network's shape, solves the width
+    It changes nothing in the model, and refuses a sparse one (a ``SparsePolicy``, or a model with masks). On
+    training start it reads every network's shape, solves the width
     again and stores, per network, the reference and solved widths, the sparse kept count and the model's
     weight count in ``model.sb3_tar_config["small_dense"]`` (saved with the model; ``sb3-tar sweep`` copies
     it into each cell's ``summary.json``). If the model's width is not the solved one it warns.
@@ -199,7 +216,7 @@ class SmallDenseCallback(SparseCallback):
     def __init__(
         self,
         reference_width: int = 256,
-        sparsity: float | None = 0.9,
+        sparsity: float | None = DEFAULT_SPARSITY,
         actor_sparsity: float | None = None,
         critic_sparsity: float | None = None,
         verbose: int = 0,
@@ -214,6 +231,17 @@ class SmallDenseCallback(SparseCallback):
 
     def _on_training_start(self) -> None:
         policy = self.model.policy
+        if (
+            isinstance(policy, SparsePolicyMixin)
+            or attached_enforcer(policy) is not None
+            or stored_masks(self.model) is not None
+            or isinstance(getattr(self.model, GMP_STATE_ATTRIBUTE, None), dict)
+        ):
+            raise ValueError(
+                f"{type(self).__name__} describes a dense model standing in for a sparse one, and this model is sparse "
+                "(a SparsePolicy, or masks from TARCallback, DSTCallback or GMPCallback): train a plain dense model with "
+                "this callback alone"
+            )
         matches = small_dense_matches(policy, self.reference_width, self.sparsities)
         shapes = network_shapes(policy)
         record = {}

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from sb3_tar.core.config import REVIVALS, SparsityConfig, check_choice
+from sb3_tar.core.config import DEFAULT_SPARSITY, REVIVALS, SparsityConfig, check_choice
 from sb3_tar.core.dynamic import DST_METHODS, dst_config
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.role_methods import FIXED_ROLE_METHODS, resolve_role_methods, static_method
 from sb3_tar.sb3.enforcement import MaskEnforcer, attached_enforcer
+from sb3_tar.sb3.gradual import GMP_STATE_ATTRIBUTE
 from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.policies import SparsePolicyMixin, install_masks, masked_policy_class, start_sparse_execution
@@ -114,6 +118,38 @@ class SparseCallback(BaseCallback):
         attach_curves(self.model)
         return enforcer
 
+    def _warn_ignored(self, why: str, existing: dict[str, SparsityConfig] | None) -> None:
+        """
+        Warn that the model keeps the masks it has, naming each setting this callback was given (by name, whatever
+        its value) that differs from the one the masks were drawn with; silent when it was given none.
+
+        :param why: Where the model's masks come from.
+        :param existing: The settings of those masks per role (``None``: unknown).
+        """
+        requested = getattr(self, "configs", None)
+        fields = {field for name in getattr(self, "given", ()) for field in _MASK_FIELDS.get(name, ())}
+        if not fields or requested is None:
+            return
+        differing = {}
+        for role, config in requested.items():
+            old = None if existing is None or role not in existing else existing[role].to_dict()
+            new = {key: value for key, value in config.to_dict().items() if key in fields}
+            changed = {key: ("?" if old is None else old.get(key), value) for key, value in new.items()}
+            changed = {key: pair for key, pair in changed.items() if pair[0] != pair[1]}
+            if changed:
+                differing[role] = changed
+        if differing:
+            details = "; ".join(
+                f"{role}: " + ", ".join(f"{key}={old!r} kept (asked {new!r})" for key, (old, new) in changed.items())
+                for role, changed in differing.items()
+            )
+            warnings.warn(
+                f"{type(self).__name__}: not pruning, {why}; this callback's settings are ignored ({details}). "
+                "Build the model with the settings you want (a plain MlpPolicy with this callback, or the SparsePolicy's "
+                "own options) to change them",
+                stacklevel=3,
+            )
+
     def _print_reports(self) -> None:
         if self.verbose >= 1:
             for report in self.reports.values():
@@ -127,6 +163,45 @@ class SparseCallback(BaseCallback):
         return True
 
 
+#: The mask settings among a callback's arguments -> the :class:`SparsityConfig` fields they set.
+_MASK_FIELDS: dict[str, tuple[str, ...]] = {
+    "sparsity": ("sparsity",),
+    "actor_sparsity": ("sparsity",),
+    "critic_sparsity": ("sparsity",),
+    "role_methods": tuple(SparsityConfig.__dataclass_fields__),
+    **{name: (name,) for name in SparsityConfig.__dataclass_fields__ if name != "sparsity"},
+}
+#: The DST schedule settings among ``DSTCallback``'s arguments.
+_SCHEDULE_ARGUMENTS: tuple[str, ...] = ("method", "update_interval", "drop_fraction", "end_fraction", "prune_criterion")
+
+
+def _records_given(init: Callable[..., None]) -> Callable[..., None]:
+    """
+    Record in ``self.given`` the names of the arguments a callback's ``__init__`` was called with (positional or
+    keyword), whatever their values: an argument given with its default value still counts as asked for. The
+    signature is unchanged (``inspect.signature`` follows ``__wrapped__``).
+    """
+    names = list(inspect.signature(init).parameters)[1:]
+
+    @functools.wraps(init)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        self.given = frozenset(names[: len(args)]) | frozenset(kwargs)
+        init(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _stored_configs(model: Any) -> dict[str, SparsityConfig] | None:
+    """:return: The per-role settings a sparse callback recorded in ``model.sb3_tar_config`` (``None``: none)."""
+    record = getattr(model, "sb3_tar_config", None)
+    if not isinstance(record, dict):
+        return None
+    try:
+        return {role: SparsityConfig(**record[role]) for role in ("actor", "critic") if isinstance(record.get(role), dict)}
+    except (TypeError, ValueError):
+        return None
+
+
 class TARCallback(SparseCallback):
     """
     Static sparse training with Topology-Aware Revival, attached to any SAC/TD3/TQC model.
@@ -135,7 +210,10 @@ class TARCallback(SparseCallback):
     pruned by ``criterion`` and revived by ``revival`` (``docs/method.md``), target networks are
     masked, and hooks on the actor and critic optimizers keep the pruned weights at exactly
     ``0.0`` for the rest of training. It never prunes twice: a second ``learn()``, a model
-    built with ``SparsePolicy``, or a model loaded after a sparse run keep their masks.
+    built with ``SparsePolicy``, or a model loaded after a sparse run keep their masks, with a warning
+    naming each kept and each asked setting when this callback was given settings that differ from
+    those the masks were drawn with. A model with SET/RigL or GMP masks is refused (``ValueError``,
+    as :class:`DSTCallback` refuses static masks): continue it with its own callback.
 
     With a plain ``MlpPolicy`` the masks are registered as ``weight_mask`` buffers of every
     sparsified ``nn.Linear`` (online and target), exactly as with ``SparsePolicy``, and the model's
@@ -148,7 +226,8 @@ class TARCallback(SparseCallback):
     SB3's logger under ``sparse/<network>/...``, the per-layer allocation once as text (``docs/masks.md``,
     "What is logged"); the per-layer table is printed with ``verbose >= 1``.
 
-    :param sparsity: Sparsity of actor and critic in ``[0, 1)``.
+    :param sparsity: Sparsity of actor and critic in ``[0, 1)`` (default 0.9,
+        :data:`~sb3_tar.core.config.DEFAULT_SPARSITY`, as every entry point).
     :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
     :param critic_sparsity: Sparsity of each Q-network (default: ``sparsity``).
     :param criterion: ``"random"``, ``"erk"``, ``"magnitude"`` or ``"synflow"``.
@@ -176,9 +255,10 @@ class TARCallback(SparseCallback):
         (``docs/method.md``). For SET/RigL in one role use :class:`DSTCallback`'s ``role_methods``.
     """
 
+    @_records_given
     def __init__(
         self,
-        sparsity: float | None = 0.8,
+        sparsity: float | None = DEFAULT_SPARSITY,
         actor_sparsity: float | None = None,
         critic_sparsity: float | None = None,
         criterion: str = "magnitude",
@@ -219,11 +299,21 @@ class TARCallback(SparseCallback):
 
     def _on_training_start(self) -> None:
         policy = self.model.policy
+        name = type(self).__name__
+        dynamic = isinstance(getattr(self.model, STATE_ATTRIBUTE, None), dict) or getattr(policy, "dst_rewirer", None)
+        if dynamic or isinstance(getattr(self.model, GMP_STATE_ATTRIBUTE, None), dict):
+            raise ValueError(
+                f"{name}: the model already has {'SET/RigL' if dynamic else 'GMP'} masks; TARCallback prunes a dense model "
+                f"once and would only keep them: continue with {'DSTCallback' if dynamic else 'GMPCallback'}, or train a "
+                "fresh model with this callback"
+            )
         if isinstance(policy, SparsePolicyMixin):
+            self._warn_ignored("the policy is a SparsePolicy, pruned when built", policy.sparsity_configs)
             self._report_existing("the policy is a SparsePolicy, pruned when built", policy.sparsity_reports)
             return
         if stored_masks(self.model) is not None:  # a previous learn() or a loaded sparse model
             enforcer_of(self.model)  # hooks are normally attached already; attach them if not
+            self._warn_ignored("the model already has masks", _stored_configs(self.model))
             self._report_existing("the model already has masks", {})
             return
         seed = self._mask_seed()
@@ -289,10 +379,12 @@ class DSTCallback(SparseCallback):
 
     With a ``SparsePolicy`` built with ``dst_method``, the policy runs SET/RigL itself; this
     callback only fills in ``dst_total_steps`` from ``learn()`` when the policy was built without
-    it, and sends the updates to the model's logger. Its other settings are ignored.
+    it, and sends the updates to the model's logger. Its other settings are ignored, with a warning when
+    some were given and differ from the policy's.
 
     :param method: ``"set"`` or ``"rigl"``.
-    :param sparsity: Sparsity of actor and critic in ``[0, 1)``.
+    :param sparsity: Sparsity of actor and critic in ``[0, 1)`` (default 0.9,
+        :data:`~sb3_tar.core.config.DEFAULT_SPARSITY`, as every entry point).
     :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
     :param critic_sparsity: Sparsity of each Q-network (default: ``sparsity``).
     :param criterion: Initial mask: ``"erk"``, ``"random"``, ``"magnitude"`` or ``"synflow"``; ``None`` (default):
@@ -318,10 +410,11 @@ class DSTCallback(SparseCallback):
         the model. As for :class:`TARCallback`; ignored when the policy is a ``SparsePolicy`` or already sparse.
     """
 
+    @_records_given
     def __init__(
         self,
         method: str = "set",
-        sparsity: float | None = 0.8,
+        sparsity: float | None = DEFAULT_SPARSITY,
         actor_sparsity: float | None = None,
         critic_sparsity: float | None = None,
         criterion: str | None = None,
@@ -362,6 +455,17 @@ class DSTCallback(SparseCallback):
                     f"{name} cannot train a static SparsePolicy: build it with dst_method='set' or 'rigl' "
                     "(policy_kwargs), or use a plain MlpPolicy with this callback"
                 )
+            asked = {key for key in self.given if key in _SCHEDULE_ARGUMENTS}
+            schedule = {key: (getattr(rewirer.config, key), getattr(self.config, key)) for key in asked}
+            differing = {key: pair for key, pair in sorted(schedule.items()) if pair[0] != pair[1]}
+            if differing:
+                details = ", ".join(f"{key}={stored!r} kept (asked {own!r})" for key, (stored, own) in differing.items())
+                warnings.warn(
+                    f"{name}: the SparsePolicy runs {rewirer.config.method.upper()} with its own settings; this "
+                    f"callback's are ignored ({details})",
+                    stacklevel=2,
+                )
+            self._warn_ignored("the policy is a SparsePolicy, pruned when built", policy.sparsity_configs)
             if policy.dst_options["dst_total_steps"] is None and (rewirer.total_steps == UNKNOWN_TOTAL or rewirer.step == 0):
                 rewirer.set_total_steps(rewirer.step + planned_steps_of(self.model))
             self.reports = dict(policy.sparsity_reports)

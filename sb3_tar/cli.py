@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from sb3_tar.core.prune_criteria import PRUNE_CRITERIA
 from sb3_tar.experiments.grid import ALGOS, CRITERIA, GRID_CRITERIA, METHODS, PRESETS, GridSpec, get_preset
 from sb3_tar.experiments.runner import (
     BACKENDS,
@@ -29,7 +30,6 @@ from sb3_tar.experiments.runner import (
     cell_state,
     check_checkpoint_every,
     run_sweep,
-    zoo_command,
 )
 
 
@@ -77,6 +77,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("-n", "--n-timesteps", type=int, help="training steps per cell")
     sweep.add_argument("--eval-freq", type=int, help="evaluate every N steps")
     sweep.add_argument("--eval-episodes", type=int, help="deterministic episodes per evaluation")
+    sweep.add_argument(
+        "--prune-criteria",
+        nargs="+",
+        choices=PRUNE_CRITERIA,
+        help="prune criteria of SET/RigL (an axis; default magnitude, which keeps the cell ids of earlier sweeps)",
+    )
     sweep.add_argument("--dst-criterion", choices=[*CRITERIA, "same"], help="initial mask of SET/RigL (default erk)")
     sweep.add_argument("--params", nargs="+", metavar="KEY:VALUE", help="RL-Zoo -params for every cell (Python expressions)")
     sweep.add_argument("--tar-kwargs", nargs="+", metavar="KEY:VALUE", help="extra TARCallback kwargs, e.g. budget_mode:extra")
@@ -84,7 +90,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--dst-kwargs", nargs="+", metavar="KEY:VALUE", help="extra DSTCallback kwargs, e.g. update_interval:500"
     )
     sweep.add_argument(
-        "--gmp-kwargs", nargs="+", metavar="KEY:VALUE", help="extra GMPCallback kwargs, e.g. interval:500 end_fraction:0.75"
+        "--gmp-kwargs",
+        nargs="+",
+        metavar="KEY:VALUE",
+        help="extra GMPCallback kwargs, e.g. update_interval:500 end_fraction:0.75",
     )
     sweep.add_argument("-j", "--jobs", type=int, default=None, help="cells at once (default: number of CPU cores)")
     sweep.add_argument("--backend", choices=BACKENDS, default="local", help="local processes, or a Ray cluster")
@@ -192,7 +201,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
     :return: The preset (or default) grid with the command-line overrides applied, validated.
     """
     grid = get_preset(args.preset) if args.preset else GridSpec()
-    for name in ("algos", "envs", "methods", "criteria", "sparsities", "rrs", "widths", "seeds"):
+    for name in ("algos", "envs", "methods", "criteria", "sparsities", "rrs", "widths", "seeds", "prune_criteria"):
         value = getattr(args, name)
         if value is not None:
             setattr(grid, name, tuple(value))
@@ -223,14 +232,15 @@ def _sweep(args: argparse.Namespace) -> int:
         f"{states.count('stale')} stale) -> {out}"
     )
     if args.dry_run:
-        from sb3_tar.experiments.runner import cell_dir, conf_file, find_conf_dir
+        import shlex
+
+        from sb3_tar.experiments.runner import cell_command, conf_file, find_conf_dir
 
         conf = find_conf_dir(args.conf_dir)
         for cell, state in zip(cells, states):
             print(f"[{state}] {cell.cell_id}")
-            folder = cell_dir(os.path.abspath(out), cell)
-            command = zoo_command(cell, folder, conf_file(conf, cell.algo), checkpoint_every=args.checkpoint_every)
-            print("    " + " ".join(command))
+            command, env = cell_command(cell, out, conf_file(conf, cell.algo), checkpoint_every=args.checkpoint_every)
+            print("    " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(command))
         return 0
     try:
         summary = run_sweep(

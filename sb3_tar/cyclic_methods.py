@@ -241,7 +241,7 @@ class SculptCallback(CyclicCallback):
     The actor and every Q-network are pruned by ``criterion`` to ``start_sparsity`` and trained with the cyclic
     learning rate of :class:`CyclicCallback`. At the first gradient step of cycle ``prune_cycle``
     (``t_p = prune_cycle * T // cycles + 1``) each network is pruned once to exactly ``round((1 - sparsity) N)``
-    weights, those of largest ``|w|`` among the weights it keeps (``scope="global"``: one ranking per network;
+    weights, those of largest ``|w|`` among the weights it keeps (``magnitude_scope="global"``: one ranking per network;
     ``"layer"``: each layer at the target density), online and target (the actor in its next optimizer step); the
     remaining cycles retrain the pruned mask with the same cyclic schedule.
 
@@ -254,7 +254,7 @@ class SculptCallback(CyclicCallback):
     :param cycles: Number of cycles ``>= 2`` (default 5).
     :param prune_cycle: Cycles before the prune, in ``[1, cycles - 1]`` (default ``cycles - 1``: one retraining
         cycle).
-    :param scope: ``"global"`` (default) or ``"layer"``.
+    :param magnitude_scope: ``"global"`` (default) or ``"layer"`` (the name ``TARCallback`` and ``GMPCallback`` use).
     :param warmup_fraction: Warm-up fraction of each cycle (default 0.1).
     :param min_factor: Lowest learning rate as a fraction of the model's (default 0.0).
     :param shape: ``"cosine"`` (default) or ``"linear"``.
@@ -274,7 +274,7 @@ class SculptCallback(CyclicCallback):
         criterion: str = "magnitude",
         cycles: int = DEFAULT_CYCLES,
         prune_cycle: int | None = None,
-        scope: str = "global",
+        magnitude_scope: str = "global",
         warmup_fraction: float = DEFAULT_WARMUP_FRACTION,
         min_factor: float = DEFAULT_MIN_FACTOR,
         shape: str = "cosine",
@@ -295,7 +295,7 @@ class SculptCallback(CyclicCallback):
             verbose,
             sparse_execution,
         )
-        self.plan = SculptPlan(self.schedule, cycles - 1 if prune_cycle is None else prune_cycle, scope)
+        self.plan = SculptPlan(self.schedule, cycles - 1 if prune_cycle is None else prune_cycle, magnitude_scope)
         starts = {}
         for role, target in self.sparsities.items():
             start = sculpt_start_sparsity(target) if start_sparsity is None else start_sparsity
@@ -322,7 +322,7 @@ class IEECallback(_ScheduledCallback):
     """
     Iterative exploitation-exploration ("enhanced saliency", Sun et al. 2025) on any SAC/TD3/TQC model.
 
-    The actor and every Q-network are pruned by ``criterion`` to ``sparsity``. Every ``interval`` gradient steps,
+    The actor and every Q-network are pruned by ``criterion`` to ``sparsity``. Every ``update_interval`` gradient steps,
     until ``end_fraction`` of the planned steps, an exploration phase of ``explore_steps`` gradient steps reactivates
     every pruned weight from zero (weights and optimizer state) and trains only those, the active weights, biases
     and their optimizer state held bit for bit; then each layer keeps exactly its count of weights of largest ``|w|``
@@ -333,8 +333,9 @@ class IEECallback(_ScheduledCallback):
     :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
     :param critic_sparsity: Sparsity of each Q-network (default: ``sparsity``).
     :param criterion: The initial mask's criterion (default ``"erk"``, as SET/RigL here).
-    :param interval: Gradient steps between prune-and-grow steps, ``>= 2`` (default 1000, RigL's here).
-    :param explore_steps: Gradient steps of each exploration phase, in ``[1, interval - 1]`` (default 50).
+    :param update_interval: Gradient steps between prune-and-grow steps, ``>= 2`` (default 1000, RigL's here; the
+        name ``DSTCallback`` and ``GMPCallback`` use).
+    :param explore_steps: Gradient steps of each exploration phase, in ``[1, update_interval - 1]`` (default 50).
     :param end_fraction: Fraction of the planned gradient steps after which the mask is fixed (default 0.8).
     :param seed: Seed of the initial mask and of the tie-breaking.
     :param verbose: 0: silent, 1: the per-layer table, 2: also every phase.
@@ -349,7 +350,7 @@ class IEECallback(_ScheduledCallback):
         actor_sparsity: float | None = None,
         critic_sparsity: float | None = None,
         criterion: str = "erk",
-        interval: int = DEFAULT_INTERVAL,
+        update_interval: int = DEFAULT_INTERVAL,
         explore_steps: int = DEFAULT_EXPLORE_STEPS,
         end_fraction: float = DEFAULT_END_FRACTION,
         seed: int | None = None,
@@ -357,7 +358,7 @@ class IEECallback(_ScheduledCallback):
         sparse_execution: bool | str = "auto",
     ) -> None:
         super().__init__(sparsity, actor_sparsity, critic_sparsity, criterion, seed, verbose, sparse_execution)
-        self.config = IEEConfig(interval=interval, explore_steps=explore_steps, end_fraction=end_fraction)
+        self.config = IEEConfig(interval=update_interval, explore_steps=explore_steps, end_fraction=end_fraction)
 
     def _settings(self) -> dict[str, Any]:
         return self.config.to_dict()

@@ -42,7 +42,8 @@ class DiagnosticsCallback(BaseCallback):
     - ``diagnostics/<network>/weight_norm`` and ``grad_norm``: L2 norms of the kept weights and biases and of
       their gradients from the latest update (NaN before the first update);
 
-    with ``<network>`` = ``actor``, ``critic/qf0``, ``critic/qf1``, ... The logger is dumped at each measurement
+    with ``<network>`` = ``actor``, ``critic/qf0``, ``critic/qf1``, ... (:func:`sb3_tar.sb3.networks.log_name`,
+    as in the ``sparse/`` and ``gmp/`` keys). The logger is dumped at each measurement
     (one row of SB3's csv/tensorboard output per measurement, at that timestep, with ``time/total_timesteps``).
     The batch (``batch_size`` transitions, drawn with ``seed`` by a private generator) is drawn at the first
     measurement that finds enough transitions in the buffer, and kept for the rest of training. A last

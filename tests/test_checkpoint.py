@@ -98,7 +98,7 @@ def test_sweep_cells_killed_after_a_checkpoint_resume_bit_for_bit(uninterrupted,
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "2 cells (0 finished, 2 partial" in resumed.stdout
     reference = {c.parent.name: c for c in _cells(uninterrupted)}
-    assert sorted(c.parent.name for c in cells) == ["rigl_erk_sp0.9_w64", "tar_magnitude_sp0.9_rr0.01_w64"]
+    assert sorted(c.parent.name for c in cells) == ["rigl_erk_sp0.9_w64_update_interval=100", "tar_magnitude_sp0.9_rr0.01_w64"]
     for cell in cells:
         log = (cell / "train.log").read_text()
         assert f"resumed from {cell / 'checkpoints'}" in log and f"at step {steps[cell.parent.name]}" in log

@@ -98,7 +98,7 @@ def test_cyclic_settings_are_checked(kwargs: dict, message: str) -> None:
         (dict(cycles=1), r"cycles=1 is outside the allowed range \[2, inf\)"),
         (dict(cycles=4, prune_cycle=4), r"prune_cycle=4 is outside the allowed range \[1, 3\]"),
         (dict(start_sparsity=0.95), r"start_sparsity=0.95 is outside the allowed range \[0, 0.9\]"),
-        (dict(scope="erk"), "Unknown scope"),
+        (dict(magnitude_scope="erk"), "Unknown scope"),
     ],
 )
 def test_sculpt_settings_are_checked(kwargs: dict, message: str) -> None:

@@ -52,7 +52,7 @@ def test_iee_killed_inside_an_exploration_phase_resumes_bit_for_bit(tmp_path: Pa
     checkpoint of env step 195 is taken inside the first phase (gradient step 95: every weight reactivated, the active
     mask in the saved state, targets masked by hooks); killed at env step 198 and resumed from it, the run finishes
     the phase, prunes and grows, goes back to the kernel and explores again."""
-    body = SCRIPT.format(callback="IEECallback", kwargs="sparsity=0.9, interval=100, explore_steps=10, seed=3")
+    body = SCRIPT.format(callback="IEECallback", kwargs="sparsity=0.9, update_interval=100, explore_steps=10, seed=3")
 
     def inside_phase(run: Path) -> None:
         checkpoints = sorted((run / "checkpoints").glob("step_*"))

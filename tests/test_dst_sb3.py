@@ -25,7 +25,7 @@ from sb3_tar.sac import SparsePolicy as SACSparsePolicy
 from sb3_tar.sb3.enforcement import attached_enforcer
 from sb3_tar.sb3.mask_store import MASK_BUFFER
 from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
-from sb3_tar.sb3.networks import SparseNetwork
+from sb3_tar.sb3.networks import SparseNetwork, log_name
 from sb3_tar.sb3.report_logging import attach_curves
 from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, DSTUpdate, attached_rewirer, reset_optimizer_state
 from sb3_tar.td3 import SparsePolicy as TD3SparsePolicy
@@ -182,8 +182,8 @@ def test_dst_callback_updates_follow_the_schedule(algo: type, method: str, inter
     # Recorded into SB3's logger at its next dump: every update counted; the schedule lives on the model.
     logged = _curves(model)
     for name in last:
-        assert logged[f"sparse/{name}/dropped"] == sum(sum(u.dropped) for u in probe.updates if u.network == name)
-        assert logged[f"sparse/{name}/grown"] == sum(sum(u.grown) for u in probe.updates if u.network == name)
+        assert logged[f"sparse/{log_name(name)}/dropped"] == sum(sum(u.dropped) for u in probe.updates if u.network == name)
+        assert logged[f"sparse/{log_name(name)}/grown"] == sum(sum(u.grown) for u in probe.updates if u.network == name)
     assert logged["sparse/dst/updates"] == max(u.step for u in probe.updates) // interval
     assert logged["sparse/dst/drop_fraction"] == pytest.approx(last["critic.qf0"].drop_fraction)
     state = getattr(model, STATE_ATTRIBUTE)
@@ -217,10 +217,11 @@ def test_dst_callback_fills_in_the_sparse_policy_total_and_logs() -> None:
     model = make(TQC, TQCSparsePolicy, dst_method="set", update_interval=20)
     assert model.policy.dst_rewirer.total_steps == -1
     probe = Probe(0.3)
-    model.learn(TOTAL, callback=[DSTCallback(method="rigl"), probe])  # the policy's settings win
+    with pytest.warns(UserWarning, match="the SparsePolicy runs SET with its own settings"):
+        model.learn(TOTAL, callback=[DSTCallback(method="rigl"), probe])  # the policy's settings win, with a warning
     assert model.policy.dst_rewirer.total_steps == PLANNED and model.policy.dst_rewirer.config.method == "set"
     check_run(model, probe, 20)
-    assert _curves(model)["sparse/critic.qf0/grown"] == sum(sum(u.grown) for u in probe.updates if u.network == "critic.qf0")
+    assert _curves(model)["sparse/critic/qf0/grown"] == sum(sum(u.grown) for u in probe.updates if u.network == "critic.qf0")
 
 
 def test_sparse_policy_without_total_steps_explains_what_to_do() -> None:

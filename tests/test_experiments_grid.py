@@ -172,7 +172,8 @@ def test_cpu300k_preset_is_the_five_times_budget_grid():
         ("sac", "HalfCheetah-v4", 256, 300_000, 10_000, 5, (("learning_starts", "5000"),))
     }
     (kwargs,) = gmp[0].callback()[0].values()
-    assert (kwargs["sparsity"], kwargs["scope"]) == (0.9, "global") and not {"t0", "t1", "interval"} & set(kwargs)
+    assert (kwargs["sparsity"], kwargs["magnitude_scope"]) == (0.9, "global")
+    assert not {"t0", "t1", "update_interval"} & set(kwargs)
     assert len({c.cell_id for c in [*cells, *gmp]}) == 25
 
 
@@ -409,3 +410,84 @@ def _check_provenance(cell_id: str, done: dict, summary: dict, history: set[str]
             assert attempt["package"]["commit"] in history, cell_id
     for network, layers in summary["final_masks"].items():
         assert sum(layer["kept"] for layer in layers) == summary["final_sparsity"][network]["nonzero"], cell_id
+
+
+@pytest.mark.parametrize(
+    "option, typo, callback",
+    [("--tar-kwargs", "floor_fractoin:0.5", "TARCallback"), ("--dst-kwargs", "update_intervall:100", "DSTCallback")]
+    + [("--gmp-kwargs", "end_fracton:0.5", "GMPCallback")],
+)
+def test_a_typo_in_callback_kwargs_fails_before_any_cell_starts(tmp_path, capsys, option, typo, callback):
+    root = tmp_path / "r"
+    methods = {"--tar-kwargs": "tar", "--dst-kwargs": "rigl", "--gmp-kwargs": "gmp"}[option]
+    assert main(["sweep", "--preset", "smoke", "--methods", methods, option, typo, "-o", str(root), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    name = typo.partition(":")[0]
+    assert f"['{name}'] is not a parameter of {callback}: valid names are [" in err
+    import inspect
+
+    import sb3_tar.baselines
+    import sb3_tar.callbacks
+
+    cls = getattr(sb3_tar.callbacks, callback, None) or getattr(sb3_tar.baselines, callback)
+    for valid in inspect.signature(cls.__init__).parameters:  # every valid name is listed
+        assert valid == "self" or f"'{valid}'" in err
+    assert not root.exists()  # nothing was started, not even the results directory
+    with pytest.raises(ValueError, match=f"is not a parameter of {callback}"):
+        GridSpec(**{option[2:].replace("-", "_"): {name: 1}}).validate()
+
+
+def test_extra_kwargs_and_prune_criteria_name_their_cells_and_leave_plain_ids_unchanged():
+    plain = GridSpec(methods=("static", "tar", "set", "rigl", "gmp"), seeds=(0,))
+    assert [c.label for c in plain.expand()] == [
+        "static_magnitude_sp0.9_w256",
+        "tar_magnitude_sp0.9_rr0.01_w256",
+        "set_erk_sp0.9_w256",
+        "rigl_erk_sp0.9_w256",
+        "gmp_magnitude_sp0.9_w256",
+    ]
+    # the default prune criterion is the id of a cell without it
+    same = GridSpec(methods=("set", "rigl"), seeds=(0,), prune_criteria=("magnitude",))
+    assert [c.cell_id for c in same.expand()] == [c.cell_id for c in plain.expand()][2:4]
+    axis = GridSpec(
+        methods=("tar", "rigl"), seeds=(0,), prune_criteria=("magnitude", "snip", "mest"), dst_kwargs={"drop_fraction": 0.25}
+    )
+    cells = axis.expand()
+    assert [c.label for c in cells] == [
+        "tar_magnitude_sp0.9_rr0.01_w256",  # the axis does not apply to TAR
+        "rigl_erk_sp0.9_w256_drop_fraction=0.25",
+        "rigl_erk_sp0.9_w256_drop_fraction=0.25_prune_criterion=snip",
+        "rigl_erk_sp0.9_w256_drop_fraction=0.25_prune_criterion=mest",
+    ]
+    assert len({c.cell_id for c in cells}) == len(cells)
+    criteria = [c.callback()[0][DST_CALLBACK].get("prune_criterion", "magnitude") for c in cells[1:]]
+    assert criteria == ["magnitude", "snip", "mest"]
+    # on the command line
+    args = _build_parser().parse_args(["sweep", "--methods", "set", "--prune-criteria", "random", "set", "--seeds", "0"])
+    assert [c.label for c in grid_from_args(args).expand()] == [
+        "set_erk_sp0.9_w256_prune_criterion=random",
+        "set_erk_sp0.9_w256_prune_criterion=set",
+    ]
+    with pytest.raises(ValueError, match="prune_criteria"):
+        GridSpec(methods=("set",), prune_criteria=("magnitud",)).validate()
+    with pytest.raises(ValueError, match="set the prune criterion in one of them"):
+        GridSpec(methods=("set",), prune_criteria=("snip",), dst_kwargs={"prune_criterion": "mest"}).validate()
+
+
+def test_dry_run_prints_what_run_cell_runs(tmp_path, capsys):
+    import shlex
+
+    from sb3_tar.experiments.runner import DIAGNOSTICS_CALLBACK, cell_command, diagnostics_interval
+
+    assert main(["sweep", "--preset", "smoke", "--seeds", "0", "--dry-run", "-o", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    conf = find_conf_dir() / "sac.yml"
+    cells = get_preset("smoke").expand()[::2]  # seed 0
+    assert len(lines) == 2 * len(cells)
+    for cell, (head, line) in zip(cells, zip(lines[::2], lines[1::2])):
+        assert head == f"[new] {cell.cell_id}"
+        words = shlex.split(line)
+        command, env = cell_command(cell, tmp_path, conf, checkpoint_every=50_000)
+        assert words == [f"{k}={v}" for k, v in env.items()] + command
+        diagnostics = {"every": diagnostics_interval(cell), "path": f"{cell_dir(tmp_path, cell)}/diagnostics.csv"}
+        assert {DIAGNOSTICS_CALLBACK: diagnostics} in _zoo_params(command)["callback"]

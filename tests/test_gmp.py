@@ -43,7 +43,7 @@ SCHEDULE = {
     1152: {110: 506, 160: 206, 210: 120, 240: 115},
     1312: {110: 576, 160: 235, 210: 136, 240: 131},
 }
-GMP = dict(sparsity=0.9, interval=50, seed=3)
+GMP = dict(sparsity=0.9, update_interval=50, seed=3)
 
 
 def make(algo: str) -> Any:
@@ -239,7 +239,7 @@ online = lambda k: k.endswith("weight_mask") and "target" not in k
 masks = lambda: {k: int(v.sum()) for k, v in model.policy.state_dict().items() if online(k)}
 loaded, kernel = masks(), list(model.policy.sparse_layers)
 step = model.sb3_tar_gmp_state["step"]
-model.learn(int(sys.argv[2]), reset_num_timesteps=False, callback=GMPCallback(sparsity=0.9, interval=50, seed=3))
+model.learn(int(sys.argv[2]), reset_num_timesteps=False, callback=GMPCallback(sparsity=0.9, update_interval=50, seed=3))
 out = {"loaded": loaded, "kernel": kernel, "step": step, "state": model.sb3_tar_gmp_state, "final": masks()}
 print(json.dumps(out | {"final_kernel": list(model.policy.sparse_layers)}))
 """
@@ -286,8 +286,9 @@ def _network_sums(masks: dict[str, int]) -> dict[str, int]:
     [
         (dict(start_fraction=0.5, end_fraction=0.4), ValueError, r"end_fraction=0.4 is outside the allowed range"),
         (dict(start_fraction=0.0, end_fraction=0.0), ValueError, r"end_fraction=0.0 is outside the allowed range \(0, 1\]"),
-        (dict(interval=0), ValueError, r"interval"),
-        (dict(scope="random"), ValueError, r"Unknown scope 'random'"),
+        (dict(update_interval=0), ValueError, r"update_interval=0 is outside the allowed range"),
+        (dict(magnitude_scope="random"), ValueError, r"Unknown magnitude_scope 'random'"),
+        (dict(interval=5, update_interval=7), TypeError, r"interval is the former name of update_interval"),
         (dict(sparsity=1.0), ValueError, r"outside the allowed range \[0, 1\)"),
     ],
 )
@@ -333,3 +334,30 @@ def test_gmp_layer_budgets_keep_hand_computed_counts_of_the_largest_weights() ->
     # nested: a further prune keeps a subset of the weights kept now
     again = prune_step_masks(weights, new, 12, Fraction(4, 5), None, torch.Generator().manual_seed(0))
     assert all(torch.equal(a & b, a) for a, b in zip(again, new)) and sum(int(m.sum()) for m in again) == 12
+
+
+def test_td3_gmp_with_odd_prune_steps_ends_every_network_at_its_exact_layer_counts() -> None:
+    """TD3 steps its actor at even gradient steps only (policy_delay=2). With odd t0, t1 and interval the last prune
+    step t1 = 237 is odd, so the actor must be pruned at its next step (238) to the count of t1; read from the weights,
+    every layer of the actor, actor_target and each Q-network and its target ends at its final count exactly.
+    T = 400 - 100 = 300: t0 = round(0.21 * 300) = 63, t1 = round(0.79 * 300) = 237, interval 25: prune steps 88, 113,
+    ..., 213 and 237. magnitude_scope="layer": each layer ends at density 0.1 of its own weights, largest remainder:
+    actor 32x3, 32x32, 1x32: 9.6, 102.4, 3.2 -> 10, 102, 3 (115 = round(0.1 * 1152));
+    Q-network 32x4, 32x32, 1x32: 12.8, 102.4, 3.2 -> 13, 102, 3 (118 = round(0.1 * 1184))."""
+    model = make("td3")
+    schedule = dict(start_fraction=0.21, end_fraction=0.79, update_interval=25, magnitude_scope="layer")
+    gmp = GMPCallback(sparsity=0.9, **schedule, seed=1)
+    model.learn(400, callback=[gmp])
+    assert gmp.pruner.window == (63, 237) and gmp.pruner.step == 300
+    policy = model.policy
+
+    def counts(module: torch.nn.Module) -> list[int]:
+        return [int((m.weight != 0).sum()) for m in module.modules() if isinstance(m, torch.nn.Linear)]
+
+    assert counts(policy.actor) == counts(policy.actor_target) == [10, 102, 3]
+    for q, q_target in zip(policy.critic.q_networks, policy.critic_target.q_networks):
+        assert counts(q) == counts(q_target) == [13, 102, 3]
+    prune_steps = [88, 113, 138, 163, 188, 213, 237]
+    for name in ("actor", "critic.qf0", "critic.qf1"):  # the actor too, at its next (even) step after each
+        assert [step for step, network, _ in gmp.pruner.history if network == name] == prune_steps, name
+    assert model.sb3_tar_gmp_state["actor_step"] == 237  # the actor reached t1's count (at its step 238)

@@ -16,7 +16,7 @@ SAC_GMP = """
     model = SAC("MlpPolicy", env, learning_starts=100, batch_size=32, policy_kwargs=dict(net_arch=[32, 32]), seed=3)
     callbacks = [
         ExactCheckpointCallback(os.path.join(out, "checkpoints"), save_freq=50, config={"run": "sac-gmp"}, verbose=0),
-        GMPCallback(sparsity=0.9, interval=50, seed=3, sparse_execution=True),
+        GMPCallback(sparsity=0.9, update_interval=50, seed=3, sparse_execution=True),
         Kill(),
     ]
     model.learn(400, callback=callbacks)

@@ -23,7 +23,7 @@ torch.set_num_threads(1)
 # Every run: Pendulum-v1, net_arch [64, 64], learning_starts=100, learn(400): T = 300 gradient steps; interval 100,
 # explore_steps 10, end_fraction 0.8 (end step 240): exploration phases at gradient steps 91..100 and 191..200, each
 # followed by a prune-and-grow step (in each optimizer's first step after the phase). No update at 300 (> 240).
-IEE = dict(sparsity=0.9, criterion="magnitude", interval=100, explore_steps=10, seed=0)
+IEE = dict(sparsity=0.9, criterion="magnitude", update_interval=100, explore_steps=10, seed=0)
 WINDOWS = [(91, 100), (191, 200)]
 
 

@@ -203,3 +203,30 @@ def _run_gradient_criterion(algo: type, method: str, criterion: str) -> None:
     assert networks == {"actor", "critic.qf0", "critic.qf1"} and probe.checked >= 3 * len(networks)
     assert getattr(model, STATE_ATTRIBUTE)["prune_criterion"] == criterion
     assert all(s["pruned_nonzero"] == 0 for s in sparsity_summary(model).values())
+
+
+@pytest.mark.parametrize("criterion", PRUNE_CRITERIA)
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_every_prune_criterion_runs_real_mask_updates_with_set_and_rigl(method: str, criterion: str) -> None:
+    """SET and RigL with each prune criterion, as a user runs them (default sparse execution): SAC on Pendulum-v1,
+    100 gradient steps, an update every 20 until T_end = 80 (updates at 20, 40 and 60): each network drops and
+    grows weights at every update, keeps its exact count, and pruned weights stay 0.0."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = SAC(
+            "MlpPolicy", "Pendulum-v1", learning_starts=50, batch_size=64, seed=0, policy_kwargs=dict(net_arch=[32, 32])
+        )
+        callback = DSTCallback(method=method, sparsity=0.8, update_interval=20, prune_criterion=criterion, seed=1)
+        model.learn(150, callback=callback)
+    finally:
+        torch.set_num_threads(threads)
+    history = callback.rewirer.history
+    for name in ("actor", "critic.qf0", "critic.qf1"):
+        updates = [u for u in history if u.network == name]
+        assert [u.step for u in updates] == [20, 40, 60], name
+        assert all(sum(u.dropped) > 0 and u.dropped == u.grown for u in updates), name
+    assert getattr(model, STATE_ATTRIBUTE)["prune_criterion"] == criterion
+    summary = sparsity_summary(model)
+    assert all(s["pruned_nonzero"] == 0 for s in summary.values())
+    assert {name: s["kept"] for name, s in summary.items()} == {"actor": 237, "critic.qf0": 237, "critic.qf1": 237}

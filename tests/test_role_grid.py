@@ -20,11 +20,12 @@ def test_existing_cell_ids_are_unchanged() -> None:
     plain = [c.cell_id for c in grid(PLAIN).expand()]
     both = [c.cell_id for c in grid(PLAIN + MIXED).expand()]
     assert both[: len(plain)] == plain and len(both) > len(plain)
-    # The smoke preset's cells, written out as they were before per-role methods existed.
+    # The smoke preset's cells, written out as they were before per-role methods existed (its SET/RigL cells name
+    # the preset's extra DSTCallback argument, update_interval=100).
     assert sorted({c.label for c in get_preset("smoke").expand()}) == [
         "dense_w64",
-        "rigl_erk_sp0.9_w64",
-        "set_erk_sp0.9_w64",
+        "rigl_erk_sp0.9_w64_update_interval=100",
+        "set_erk_sp0.9_w64_update_interval=100",
         "static_magnitude_sp0.9_w64",
         "tar_magnitude_sp0.9_rr0.01_w64",
         "uniform_magnitude_sp0.9_rr0.01_w64",
@@ -51,7 +52,7 @@ def test_per_role_methods_expand_over_their_axes() -> None:
 
 def test_per_role_cells_run_the_right_callback() -> None:
     cells = {c.label: c for c in grid(MIXED, dst_kwargs={"update_interval": 50}, tar_kwargs={"floor_fraction": 0.5}).expand()}
-    dst = cells["tar+rigl_magnitude_sp0.9_rr0.01_w32"].callback()
+    dst = cells["tar+rigl_magnitude_sp0.9_rr0.01_w32_update_interval=50"].callback()
     assert dst == [
         {
             DST_CALLBACK: {
@@ -66,9 +67,9 @@ def test_per_role_cells_run_the_right_callback() -> None:
             }
         }
     ]
-    tar = cells["dense+tar_erk_sp0.9_rr0.01_w32"].callback()[0][TAR_CALLBACK]
+    tar = cells["dense+tar_erk_sp0.9_rr0.01_w32_floor_fraction=0.5"].callback()[0][TAR_CALLBACK]
     assert tar["role_methods"] == {"actor": "dense", "critic": "tar"} and tar["floor_fraction"] == 0.5
-    assert cells["rigl+static_erk_sp0.9_w32"].callback()[0][DST_CALLBACK]["method"] == "rigl"
+    assert cells["rigl+static_erk_sp0.9_w32_update_interval=50"].callback()[0][DST_CALLBACK]["method"] == "rigl"
     from sb3_tar.callbacks import DSTCallback, TARCallback
 
     for cell in cells.values():  # every spec builds its callback

@@ -191,3 +191,36 @@ def test_a_run_saved_before_the_new_settings_resumes_with_their_defaults() -> No
 def test_role_methods_refuse_bad_values(make_it: Any, pattern: str) -> None:
     with pytest.raises((ValueError, TypeError), match=pattern):
         make_it()
+
+
+@pytest.mark.parametrize("policy", ["callback", "sparse_policy"])
+def test_a_uniform_actor_is_revived_by_uniform_revival_and_the_critic_by_tar(policy: str) -> None:
+    """``role_methods={"actor": "uniform"}`` with TAR for the rest: from the real model, the actor's mask is exactly the
+    mask a Uniform Revival run draws (same seed and weights), no connectivity floor, and not TAR's; each Q-network's
+    mask is exactly a TAR run's. Masks are drawn before any gradient step (learning_starts > steps)."""
+    options = dict(sparsity=0.9, recovery_ratio=0.05, criterion="magnitude", seed=3)
+
+    def masks(**kwargs: Any) -> tuple[dict[str, list[torch.Tensor]], Any]:
+        model_kwargs = dict(learning_starts=1000, seed=0, device="cpu")
+        if policy == "callback":
+            model = SAC("MlpPolicy", ENV, policy_kwargs=dict(NET), **model_kwargs)
+            model.learn(10, callback=TARCallback(**options, sparse_execution=False, **kwargs))
+        else:
+            policy_kwargs = dict(NET, **options, sparse_execution=False, **kwargs)  # the mask seed: the policy's seed
+            model = SAC(SACSparsePolicy, ENV, policy_kwargs=policy_kwargs, **model_kwargs)
+        return masks_of(model), model
+
+    mixed, model = masks(role_methods={"actor": "uniform"})
+    uniform, _ = masks(revival="uniform")
+    tar, _ = masks(revival="tar")
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # noqa: E731
+    assert same(mixed["actor"], uniform["actor"]) and not same(mixed["actor"], tar["actor"])
+    for name in ("critic.qf0", "critic.qf1"):
+        assert same(mixed[name], tar[name]) and not same(mixed[name], uniform[name])
+    from sb3_tar.sb3.reports import pruning_reports
+
+    reports = pruning_reports(model)
+    assert reports["actor"].revival == "uniform" and all(layer.floor == 0 for layer in reports["actor"].layers)
+    assert reports["critic.qf0"].revival == "tar" and any(layer.floor > 0 for layer in reports["critic.qf0"].layers)
+    budget = reports["actor"].budget
+    assert budget > 0 and sum(layer.revived for layer in reports["actor"].layers) == budget

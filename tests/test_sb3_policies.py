@@ -51,14 +51,14 @@ def test_defaults_and_aliases() -> None:
     assert sb3_tar.SACSparsePolicy is sac.SparsePolicy
     assert sb3_tar.TD3SparsePolicy is td3.SparsePolicy
     assert sb3_tar.TQCSparsePolicy is tqc.SparsePolicy
-    model = SAC(sac.SparsePolicy, "Pendulum-v1", seed=0)  # documented defaults: 0.8, magnitude, TAR rr=0.01
+    model = SAC(sac.SparsePolicy, "Pendulum-v1", seed=0)  # documented defaults: 0.9, magnitude, TAR rr=0.01
     reports = model.policy.sparsity_reports
     assert set(reports) == {"actor", "critic.qf0", "critic.qf1"}
     for report in reports.values():
         assert report.criterion == "magnitude" and report.revival == "tar"
         assert report.budget == round(0.01 * report.total)
-        assert report.kept == round(0.2 * report.total)
-    assert_mask_invariants(model, 0.8)
+        assert report.kept == round(0.1 * report.total)
+    assert_mask_invariants(model, 0.9)
 
 
 def test_role_sparsities_and_options() -> None:
@@ -120,7 +120,7 @@ def test_same_seed_same_masks_and_weights() -> None:
         (dict(revival="rigl"), ValueError, r"\['tar', 'uniform', 'none'\]"),
         (dict(recovery_ratio=0.5, sparsity=0.9), ValueError, "recovery_ratio=0.5"),
         (dict(floor_fraction=2.0), ValueError, "floor_fraction"),
-        (dict(sparsity_seed="1"), TypeError, "sparsity_seed"),
+        (dict(seed="1"), TypeError, "seed must be an int"),
     ],
 )
 def test_bad_policy_kwargs(bad: dict, error: type, match: str) -> None:

@@ -190,7 +190,7 @@ def test_neighbouring_seeds_share_no_q_network_mask(criterion: str) -> None:
     """Seed s's critic.qf1 against seed s+1's critic.qf0 (equal under the old ``seed + i`` offsets)."""
     masks = {}
     for seed in (0, 1, 2):
-        kwargs = dict(SMALL, sparsity=0.9, criterion=criterion, sparsity_seed=seed)
+        kwargs = dict(SMALL, sparsity=0.9, criterion=criterion, seed=seed)
         model = SAC(sac.SparsePolicy, "Pendulum-v1", policy_kwargs=kwargs, **small_kwargs("sac"))
         nets = networks_of(model)
         masks[seed] = {name: [layer.weight_mask.clone() for layer in online] for name, (online, _) in nets.items()}

@@ -13,6 +13,7 @@ from stable_baselines3.common.logger import KVWriter, Logger, configure
 
 import sb3_tar
 from sb3_tar import sac
+from sb3_tar.sb3.networks import log_name
 from sb3_tar.sb3.report_logging import ALLOCATION_FILE
 
 # Pendulum-v1 episodes are 200 steps; log_interval=1 dumps at 200, 400 and 600 steps.
@@ -67,9 +68,9 @@ def test_sparse_policy_without_callback_logs_curves_at_every_dump(tmp_path: Path
     assert {name: sum(m.numel() for m in ms) for name, ms in masks.items()} == dict.fromkeys(masks, 1184)
     for name, layer_masks in masks.items():
         for row in rows:  # the masks are fixed: the same measured values at every dump
-            assert float(row[f"sparse/{name}/sparsity"]) == pytest.approx(1 - round(0.1 * 1184) / 1184)
-            assert float(row[f"sparse/{name}/pruned_nonzero"]) == 0
-            assert float(row[f"sparse/{name}/dead_units"]) == sum(_dead_units(m) for m in layer_masks)
+            assert float(row[f"sparse/{log_name(name)}/sparsity"]) == pytest.approx(1 - round(0.1 * 1184) / 1184)
+            assert float(row[f"sparse/{log_name(name)}/pruned_nonzero"]) == 0
+            assert float(row[f"sparse/{log_name(name)}/dead_units"]) == sum(_dead_units(m) for m in layer_masks)
     columns = set(rows[0])
     assert not any(c.startswith("sparsity/") or c.startswith("dst/") for c in columns)
     assert not any(c.startswith("sparse/dst/") or c.endswith(("/dropped", "/grown")) for c in columns)  # no DST fields
@@ -136,12 +137,12 @@ def test_dst_callback_counts_every_update_between_dumps(tmp_path: Path) -> None:
     history = callback.rewirer.history
     assert len({u.step for u in history if u.role == "critic"}) == 19
     for name in ("actor", "critic.qf0", "critic.qf1"):
-        dropped = [int(float(r[f"sparse/{name}/dropped"])) for r in rows]
-        grown = [int(float(r[f"sparse/{name}/grown"])) for r in rows]
+        dropped = [int(float(r[f"sparse/{log_name(name)}/dropped"])) for r in rows]
+        grown = [int(float(r[f"sparse/{log_name(name)}/grown"])) for r in rows]
         assert dropped == sorted(dropped) and dropped[-1] == sum(sum(u.dropped) for u in history if u.network == name) > 0
         assert grown[-1] == sum(sum(u.grown) for u in history if u.network == name)
         total = 1152 if name == "actor" else 1184  # TD3's actor: 32x3 + 32x32 + 1x32
-        assert float(rows[-1][f"sparse/{name}/sparsity"]) == pytest.approx(1 - round(0.2 * total) / total, abs=1e-12)
+        assert float(rows[-1][f"sparse/{log_name(name)}/sparsity"]) == pytest.approx(1 - round(0.2 * total) / total, abs=1e-12)
     # no TAR-only field for a run without revival
     assert not any(key in c for c in rows[0] for key in ("revived", "floor", "threshold"))
     table = (tmp_path / ALLOCATION_FILE).read_text()
@@ -163,7 +164,7 @@ def test_callback_model_logs_after_load_without_callback(tmp_path: Path) -> None
     kept = {name: sum(int(m.sum()) for m in ms) for name, ms in sb3_tar.masks_of(loaded).items()}
     for name, n_kept in kept.items():
         assert n_kept == round(0.1 * 1184)
-        assert all(float(r[f"sparse/{name}/sparsity"]) == pytest.approx(1 - n_kept / 1184) for r in rows)
+        assert all(float(r[f"sparse/{log_name(name)}/sparsity"]) == pytest.approx(1 - n_kept / 1184) for r in rows)
     assert "revival tar" in (tmp_path / "loaded" / ALLOCATION_FILE).read_text()
 
 
@@ -182,8 +183,8 @@ def test_callback_model_logs_in_a_later_learn_without_callback(tmp_path: Path) -
     for name in ("actor", "critic.qf0", "critic.qf1"):
         kept, total = _kept_and_total(model.policy, name)
         assert (kept, total) == (round(0.1 * total), total)
-        assert all(float(r[f"sparse/{name}/sparsity"]) == pytest.approx(1 - kept / total) for r in rows)
-        assert all(float(r[f"sparse/{name}/pruned_nonzero"]) == 0 for r in rows)
+        assert all(float(r[f"sparse/{log_name(name)}/sparsity"]) == pytest.approx(1 - kept / total) for r in rows)
+        assert all(float(r[f"sparse/{log_name(name)}/pruned_nonzero"]) == 0 for r in rows)
     # the policy still copies and pickles, and each copy's training-mode switch switches that copy
     model.policy.set_training_mode(True)
     for clone in (copy.deepcopy(model.policy), pickle.loads(pickle.dumps(model.policy))):
@@ -198,12 +199,42 @@ def test_gmp_model_logs_its_sparsity_rising_at_every_dump(tmp_path: Path) -> Non
     logger, _ = _csv_logger(tmp_path / "gmp")
     model.set_logger(logger)
     # gradient steps 1..500 (env steps 101..600): pruning from step 100 to 400, every 50 steps
-    model.learn(STEPS, log_interval=1, callback=sb3_tar.GMPCallback(sparsity=0.9, interval=50, seed=0))
-    rows = _rows(tmp_path / "gmp")
+    gmp = sb3_tar.GMPCallback(sparsity=0.9, update_interval=50, seed=0)
+    model.learn(STEPS, log_interval=1, callback=gmp)
+    everything = _rows(tmp_path / "gmp")
+    rows = [r for r in everything if not r["gmp/step"]]  # the regular dumps (the prune steps have rows of their own)
     assert len(rows) == 3  # dumps at env steps 200, 400 and 600: gradient steps 100, 300 and 500
     for name in ("actor", "critic.qf0", "critic.qf1"):
         kept, total = _kept_and_total(model.policy, name)
         assert kept == round(0.1 * total)
-        sparsity = [float(r[f"sparse/{name}/sparsity"]) for r in rows]
+        sparsity = [float(r[f"sparse/{log_name(name)}/sparsity"]) for r in rows]
         assert sparsity[0] == 0.0 and 0.0 < sparsity[1] < 1 - kept / total
         assert sparsity[2] == pytest.approx(1 - kept / total)
+
+
+def test_every_gmp_prune_step_reaches_the_csv_output(tmp_path: Path) -> None:
+    """Each prune step of GMP is a row of SB3's progress.csv (one for the Q-networks, one for the actor), with the
+    kept counts the pruner applied, at x = the environment step of that gradient step; the regular dumps keep their
+    own values (nothing recorded for them is taken by a prune row)."""
+    model = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=ARCH), **small_kwargs("sac", learning_starts=100))
+    logger, _ = _csv_logger(tmp_path)
+    model.set_logger(logger)
+    # T = 500 gradient steps, t0 = 100, t1 = 400: prune steps 110, 120, ..., 390 and 400 (30 of them), between
+    # only three regular dumps (env steps 200, 400 and 600)
+    gmp = sb3_tar.GMPCallback(sparsity=0.9, update_interval=10, seed=0)
+    model.learn(STEPS, log_interval=1, callback=gmp)
+    rows = _rows(tmp_path)
+    prune_steps = list(range(110, 400, 10)) + [400]
+    history = {(step, name): kept for step, name, kept in gmp.pruner.history}
+    for name in ("actor", "critic.qf0", "critic.qf1"):
+        pruned = [r for r in rows if r[f"gmp/{log_name(name)}/kept"]]
+        assert [int(float(r["gmp/step"])) for r in pruned] == prune_steps, name
+        for row in pruned:
+            step = int(float(row["gmp/step"]))
+            assert int(float(row[f"gmp/{log_name(name)}/kept"])) == history[(step, name)]
+            assert int(row["time/total_timesteps"]) == 100 + step  # gradient step t runs at env step 100 + t
+    regular = [r for r in rows if not r["gmp/step"]]
+    assert [int(r["time/total_timesteps"]) for r in regular] == [200, 400, 600]
+    assert all(r["rollout/ep_rew_mean"] and r["train/actor_loss"] for r in regular[1:])  # their own values kept
+    assert all(not r["rollout/ep_rew_mean"] for r in rows if r["gmp/step"])
+    assert float(regular[0]["gmp/total_steps"]) == 500  # recorded at training start, dumped with the first row

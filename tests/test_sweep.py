@@ -142,7 +142,7 @@ def test_smoke_table_numbers_come_from_the_raw_evaluation_files(smoke):
         return values
 
     tar, original = finals("tar_magnitude_sp0.9_rr0.01_w64"), finals("static_magnitude_sp0.9_w64")
-    dst = {m: np.mean(finals(f"{m}_erk_sp0.9_w64")) for m in ("set", "rigl")}
+    dst = {m: np.mean(finals(f"{m}_erk_sp0.9_w64_update_interval=100")) for m in ("set", "rigl")}
     assert row["tar_mean"] == pytest.approx(np.mean(tar))
     assert row["tar_se"] == pytest.approx(np.std(tar, ddof=1) / math.sqrt(2))
     assert row["original_mean"] == pytest.approx(np.mean(original))
@@ -278,3 +278,23 @@ def test_changed_budget_is_refused_not_overwritten(tmp_path):
     grid.n_timesteps = 600
     with pytest.raises(ValueError, match="n_timesteps.*300, 600.*--overwrite"):
         run_sweep(grid, tmp_path, jobs=1, progress=False)
+
+
+def test_dry_run_prints_the_commands_the_cells_ran(smoke, capsys):
+    """``sb3-tar sweep --dry-run`` on the finished smoke sweep prints, for every cell, the command its train.log starts
+    with (the sparse callback, the diagnostics callback and the checkpoint callback included)."""
+    import shlex
+
+    from sb3_tar.cli import main
+
+    root, _, _ = smoke
+    assert main(["sweep", "--preset", "smoke", "--dry-run", "-o", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("12 cells (12 finished")
+    for head, line in zip(lines[1::2], lines[2::2]):
+        assert head.startswith("[done] ")
+        words = shlex.split(line)
+        command = words[words.index(sys.executable) :]  # after the environment variables
+        ran = (root / head.removeprefix("[done] ") / "train.log").read_text().splitlines()[0]
+        assert " ".join(command) == ran
+        assert "sb3_tar.diagnostics.DiagnosticsCallback" in ran

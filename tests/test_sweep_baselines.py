@@ -18,7 +18,8 @@ ENV = "Pendulum-v1"
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory) -> tuple[Path, str, str]:
-    """One sweep (and its report) of three cells at width 64: GMP, small dense and a per-role TAR actor + RigL critic.
+    """One sweep (and its report) of four cells at width 64: GMP, small dense and a per-role TAR actor + RigL critic with
+    two prune criteria (magnitude, mest) in one results directory.
 
     :return: The results directory and the sweep's and the report's standard output.
     """
@@ -26,8 +27,9 @@ def swept(tmp_path_factory) -> tuple[Path, str, str]:
     sweep = run_cli(
         *("sweep", "--algos", "sac", "--envs", ENV, "--methods", "gmp", "small_dense", "tar+rigl", "--criteria", "magnitude"),
         *("--sparsities", "0.9", "--rrs", "0.01", "--widths", "64", "--seeds", "0", "-n", "300", "--eval-freq", "150"),
-        *("--eval-episodes", "1", "--params", "learning_starts:100", "--gmp-kwargs", "interval:50"),
-        *("--dst-kwargs", "update_interval:50", "-o", str(root), "--jobs", "2", "--no-progress"),
+        *("--eval-episodes", "1", "--params", "learning_starts:100", "--gmp-kwargs", "update_interval:50"),
+        *("--dst-kwargs", "update_interval:50", "--prune-criteria", "magnitude", "mest"),
+        *("-o", str(root), "--jobs", "2", "--no-progress"),
     )
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
     report = run_cli("report", str(root), "--reps", "50", "--no-progress", timeout=180)
@@ -39,9 +41,9 @@ def test_sweep_runs_gmp_and_small_dense_and_reports_training_flops(swept) -> Non
     from stable_baselines3.common.save_util import load_from_zip_file
 
     root, sweep, _ = swept
-    assert "3 ran" in sweep
+    assert "4 ran" in sweep
 
-    gmp = root / "sac" / ENV / "gmp_magnitude_sp0.9_w64" / "seed_0"
+    gmp = root / "sac" / ENV / "gmp_magnitude_sp0.9_w64_update_interval=50" / "seed_0"
     data, params, _ = load_from_zip_file(gmp / "sac" / f"{ENV}_1" / f"{ENV}.zip", device="cpu", print_system_info=False)
     state = data["sb3_tar_gmp_state"]
     assert (state["step"], state["total_steps"], state["interval"]) == (200, 200, 50)  # env steps 101-300
@@ -90,7 +92,7 @@ def test_sweep_runs_a_per_role_cell_and_reports_it(swept) -> None:
     the schedule ran with the per-role methods stored; ``sb3-tar report`` names the method. (What each role's mask
     does during training is checked step by step in test_role_methods.py.)"""
     root = swept[0]
-    (cell,) = root.glob("sac/Pendulum-v1/tar+rigl_magnitude_sp0.9_rr0.01_w64/seed_0")
+    (cell,) = root.glob("sac/Pendulum-v1/tar+rigl_magnitude_sp0.9_rr0.01_w64_update_interval=50/seed_0")
     model = SAC.load(cell / "sac" / "Pendulum-v1_1" / "Pendulum-v1.zip", device="cpu")
     state = model.sb3_tar_dst_state
     assert state["role_methods"] == {"actor": "tar", "critic": "rigl"} and state["step"] == 200
@@ -120,15 +122,15 @@ def test_grid_expands_gmp_by_magnitude_criteria_and_small_dense_by_sparsity() ->
         sparsities=(0.8, 0.9),
         widths=(256,),
         seeds=(0,),
-        gmp_kwargs={"interval": 500},
+        gmp_kwargs={"update_interval": 500},
     )
     cells = {c.label: c for c in grid.expand()}
     assert sorted(cells) == sorted(
-        [f"gmp_{c}_sp{s}_w256" for c in ("magnitude", "magnitude_layer", "erk") for s in (0.8, 0.9)]
+        [f"gmp_{c}_sp{s}_w256_update_interval=500" for c in ("magnitude", "magnitude_layer", "erk") for s in (0.8, 0.9)]
         + ["small_dense_sp0.8_w256", "small_dense_sp0.9_w256"]
     )
     scopes = {c.criterion: c.callback()[0]["sb3_tar.baselines.GMPCallback"] for c in cells.values() if c.method == "gmp"}
-    assert {k: (v["scope"], v["interval"]) for k, v in scopes.items()} == {
+    assert {k: (v["magnitude_scope"], v["update_interval"]) for k, v in scopes.items()} == {
         "magnitude": ("global", 500),
         "magnitude_layer": ("layer", 500),
         "erk": ("erk", 500),
@@ -137,3 +139,24 @@ def test_grid_expands_gmp_by_magnitude_criteria_and_small_dense_by_sparsity() ->
     assert small == {"reference_width": 256, "sparsity": 0.8, "verbose": 1}
     with pytest.raises(ValueError, match="Method 'gmp' ranks by magnitude"):
         GridSpec(methods=("gmp",), criteria=("random", "synflow")).validate()
+
+
+def test_two_prune_criteria_share_a_results_directory_and_report_apart(swept) -> None:
+    """``--prune-criteria magnitude mest``: one folder per criterion (the default one without the suffix), each cell's
+    RigL critic ran its own criterion, and the report keeps them in separate rows."""
+    import pandas as pd
+
+    root = swept[0]
+    labels = {
+        "magnitude": "tar+rigl_magnitude_sp0.9_rr0.01_w64_update_interval=50",
+        "mest": "tar+rigl_magnitude_sp0.9_rr0.01_w64_prune_criterion=mest_update_interval=50",
+    }
+    for criterion, label in labels.items():
+        (cell,) = root.glob(f"sac/{ENV}/{label}/seed_0")
+        model = SAC.load(cell / "sac" / f"{ENV}_1" / f"{ENV}.zip", device="cpu")
+        assert model.sb3_tar_dst_state["prune_criterion"] == criterion
+    summary = pd.read_csv(root / "report" / "summary.csv")
+    rows = summary[summary["method"] == "tar+rigl"]
+    assert sorted(rows["label"]) == sorted(labels.values()) and list(rows["n"]) == [1, 1]
+    text = (root / "report" / "report.md").read_text()
+    assert "[prune_criterion=mest_update_interval=50]" in text and "[update_interval=50]" in text

@@ -7,6 +7,7 @@ built, so a bad value fails before any network is touched.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -16,6 +17,35 @@ REVIVALS: tuple[str, ...] = ("tar", "uniform", "none")
 BUDGET_MODES: tuple[str, ...] = ("reserve", "extra")
 REVIVED_INITS: tuple[str, ...] = ("init", "zero")
 MAGNITUDE_SCOPES: tuple[str, ...] = ("global", "layer")
+
+
+def renamed(owner: str, old: str, new: str, old_value: Any, new_value: Any, default: Any, stacklevel: int = 3) -> Any:
+    """
+    Accept a keyword argument under its former name for one more release, with a ``FutureWarning`` (shown by default,
+    unlike ``DeprecationWarning``).
+
+    :param owner: Who takes the argument (for the messages), e.g. ``"GMPCallback"``.
+    :param old: Its former name.
+    :param new: Its name.
+    :param old_value: The value given under ``old`` (``None``: not given).
+    :param new_value: The value given under ``new``.
+    :param default: The default of ``new``.
+    :param stacklevel: Passed to :func:`warnings.warn` (3: the caller of the function that calls this one).
+    :return: The value to use: ``old_value`` if it was given, else ``new_value``.
+    :raises TypeError: If both names were given, with different values.
+    """
+    if old_value is None:
+        return new_value
+    if new_value != default and new_value != old_value:
+        raise TypeError(
+            f"{owner} got {old}={old_value!r} and {new}={new_value!r}: {old} is the former name of {new}, pass {new} only"
+        )
+    warnings.warn(
+        f"{owner}: {old}= is deprecated and will be removed in the next release, use {new}= (same meaning)",
+        FutureWarning,
+        stacklevel=stacklevel,
+    )
+    return old_value
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
@@ -75,6 +105,11 @@ def check_int(name: str, value: Any, low: int) -> int:
     return value
 
 
+#: The default sparsity of every entry point (``SparsityConfig``, ``SparsePolicy``, ``TARCallback``, ``DSTCallback``,
+#: ``GMPCallback``, ``SmallDenseCallback``), the value of the shipped hyperparameter files, the presets and the README.
+DEFAULT_SPARSITY = 0.9
+
+
 @dataclass(frozen=True)
 class SparsityConfig:
     """
@@ -100,7 +135,7 @@ class SparsityConfig:
     :param synflow_iters: Number of SynFlow pruning rounds (``>= 1``).
     """
 
-    sparsity: float = 0.8
+    sparsity: float = DEFAULT_SPARSITY
     criterion: str = "magnitude"
     revival: str = "tar"
     recovery_ratio: float = 0.01

@@ -20,12 +20,16 @@ do not apply to a method are collapsed, so no configuration runs twice:
 from __future__ import annotations
 
 import copy
+import importlib
+import inspect
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from sb3_tar.core.config import CRITERIA, check_int
+from sb3_tar.core.config import CRITERIA, DEFAULT_SPARSITY, check_int
+from sb3_tar.core.prune_criteria import PRUNE_CRITERIA
 from sb3_tar.experiments import role_cells
 
 ALGOS: tuple[str, ...] = ("sac", "td3", "tqc")
@@ -42,7 +46,7 @@ SCHEDULE_CALLBACKS: dict[str, str] = {
     "sculpt": "sb3_tar.baselines.SculptCallback",
     "iee": "sb3_tar.baselines.IEECallback",
 }
-#: Grid criterion -> ``GMPCallback(scope=...)``; the other criteria do not apply to GMP.
+#: Grid criterion -> ``GMPCallback(magnitude_scope=...)``; the other criteria do not apply to GMP.
 GMP_SCOPE_OF: dict[str, str] = {"magnitude": "global", "magnitude_layer": "layer", "erk": "erk"}
 
 #: Criteria of a grid: the four static criteria, and ``magnitude_layer``, magnitude with uniform per-layer
@@ -54,6 +58,11 @@ DST_CALLBACK = "sb3_tar.callbacks.DSTCallback"
 GMP_CALLBACK = "sb3_tar.baselines.GMPCallback"
 SMALL_DENSE_CALLBACK = "sb3_tar.baselines.SmallDenseCallback"
 
+#: The grid's option holding each callback's extra keyword arguments -> the callback they go to.
+KWARGS_CALLBACKS: dict[str, str] = {"tar_kwargs": TAR_CALLBACK, "dst_kwargs": DST_CALLBACK, "gmp_kwargs": GMP_CALLBACK}
+#: The prune criterion of SET/RigL that keeps a cell's id unchanged (``DSTCallback``'s default).
+DEFAULT_PRUNE_CRITERION = "magnitude"
+
 #: Hyperparameters that the grid itself sets; overriding them through ``hyperparams`` is refused.
 _RESERVED_HYPERPARAMS = ("callback", "n_timesteps")
 
@@ -61,6 +70,44 @@ _RESERVED_HYPERPARAMS = ("callback", "n_timesteps")
 def _fmt(value: float) -> str:
     """Short, stable text for a float in folder names (0.9 -> '0.9', 0.005 -> '0.005')."""
     return f"{value:g}"
+
+
+def callback_parameters(class_path: str) -> tuple[str, ...]:
+    """
+    :param class_path: ``"module.Class"`` of a callback.
+    :return: The names of its ``__init__`` keyword arguments.
+    """
+    module, _, name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
+
+
+def check_callback_kwargs(option: str, kwargs: dict[str, Any]) -> None:
+    """
+    :param option: ``"tar_kwargs"``, ``"dst_kwargs"`` or ``"gmp_kwargs"``.
+    :param kwargs: Its extra keyword arguments.
+    :raises ValueError: If a name is not a keyword argument of the callback it goes to (the message lists the valid ones).
+    """
+    class_path = KWARGS_CALLBACKS[option]
+    valid = callback_parameters(class_path)
+    unknown = [key for key in kwargs if key not in valid]
+    if unknown:
+        raise ValueError(
+            f"{option} {unknown} {'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of "
+            f"{class_path.rpartition('.')[2]}: valid names are {sorted(valid)}"
+        )
+
+
+def _fmt_option(value: Any) -> str:
+    """Text of an extra callback keyword argument's value in a folder name (characters other than letters, digits,
+    ``.``, ``-`` and ``+`` become ``-``)."""
+    if isinstance(value, float):
+        text = _fmt(value)
+    elif isinstance(value, (dict, list, tuple)):
+        text = repr(value)
+    else:
+        text = str(value)
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-") or "-"
 
 
 def _check_choices(name: str, values: Sequence[str], choices: Sequence[str]) -> tuple[str, ...]:
@@ -151,7 +198,11 @@ class Cell:
 
     @property
     def label(self) -> str:
-        """Name of the configuration (everything but algo, env and seed), e.g. ``tar_magnitude_sp0.9_rr0.01_w256``."""
+        """
+        Name of the configuration (everything but algo, env and seed), e.g. ``tar_magnitude_sp0.9_rr0.01_w256``; the
+        extra callback keyword arguments follow as ``_<name>=<value>`` in name order, e.g.
+        ``rigl_erk_sp0.9_w256_prune_criterion=snip``, so that cells differing only in them never share a folder.
+        """
         parts = [self.method]
         if self.criterion is not None:
             parts.append(self.criterion)
@@ -160,7 +211,14 @@ class Cell:
         if (self.method in REVIVAL_METHODS or role_cells.revives(self.method)) and self.rr is not None:
             parts.append(f"rr{_fmt(self.rr)}")
         parts.append(f"w{self.width}")
+        if self.options:  # extra callback keyword arguments (none in the committed grids: their ids are unchanged)
+            parts.append(self.options)
         return "_".join(parts)
+
+    @property
+    def options(self) -> str:
+        """The extra callback keyword arguments as ``<name>=<value>`` joined by ``_``, in name order (``""``: none)."""
+        return "_".join(f"{key}={_fmt_option(value)}" for key, value in sorted(self.callback_kwargs))
 
     @property
     def cell_id(self) -> str:
@@ -197,7 +255,12 @@ class Cell:
             kwargs.update(extra)
             return [{DST_CALLBACK: kwargs}]
         if self.method == "gmp":
-            kwargs = {"sparsity": self.sparsity, "scope": GMP_SCOPE_OF[self.criterion], "seed": self.seed, "verbose": 1}
+            kwargs = {
+                "sparsity": self.sparsity,
+                "magnitude_scope": GMP_SCOPE_OF[self.criterion],
+                "seed": self.seed,
+                "verbose": 1,
+            }
             kwargs.update(extra)
             return [{GMP_CALLBACK: kwargs}]
         if self.method in SCHEDULE_CALLBACKS:
@@ -258,14 +321,20 @@ class GridSpec:
     :param tar_kwargs: Extra keyword arguments for ``TARCallback`` (static, TAR, Uniform Revival).
     :param dst_kwargs: Extra keyword arguments for ``DSTCallback`` (SET, RigL).
     :param gmp_kwargs: Extra keyword arguments for ``GMPCallback`` (``start_fraction``, ``end_fraction``,
-        ``interval``, ...).
+        ``update_interval``, ...).
+        The names of ``tar_kwargs``, ``dst_kwargs`` and ``gmp_kwargs`` are checked against the callbacks' parameters
+        by :meth:`validate`, before any cell runs; non-empty ones are part of the cells' ids (:attr:`Cell.label`).
+    :param prune_criteria: Prune criteria of SET/RigL (``DSTCallback(prune_criterion=...)``), from
+        :data:`~sb3_tar.core.prune_criteria.PRUNE_CRITERIA`: an axis of the SET/RigL cells (and of the SET/RigL role of
+        per-role methods). ``"magnitude"`` (the default) is not written into the cell, so its id is the one it had
+        before this axis existed; any other value is a ``prune_criterion`` extra keyword argument of the cell.
     """
 
     algos: Sequence[str] = ("sac",)
     envs: Sequence[str] = ("HalfCheetah-v4",)
     methods: Sequence[str] = ("static", "tar")
     criteria: Sequence[str] = ("magnitude",)
-    sparsities: Sequence[float] = (0.9,)
+    sparsities: Sequence[float] = (DEFAULT_SPARSITY,)
     rrs: Sequence[float] = (0.01,)
     widths: Sequence[int] = (256,)
     seeds: Sequence[int] = (0, 1, 2, 3, 4)
@@ -277,6 +346,7 @@ class GridSpec:
     tar_kwargs: dict[str, Any] = field(default_factory=dict)
     dst_kwargs: dict[str, Any] = field(default_factory=dict)
     gmp_kwargs: dict[str, Any] = field(default_factory=dict)
+    prune_criteria: Sequence[str] = (DEFAULT_PRUNE_CRITERION,)
 
     def validate(self) -> None:
         """
@@ -318,6 +388,14 @@ class GridSpec:
         for name in ("hyperparams", "tar_kwargs", "dst_kwargs", "gmp_kwargs"):
             if not isinstance(getattr(self, name), dict):
                 raise TypeError(f"{name} must be a dict, got {getattr(self, name)!r}")
+        for option in KWARGS_CALLBACKS:
+            check_callback_kwargs(option, getattr(self, option))
+        self.prune_criteria = _check_choices("prune_criteria", self.prune_criteria, PRUNE_CRITERIA)
+        if "prune_criterion" in self.dst_kwargs and self.prune_criteria != (DEFAULT_PRUNE_CRITERION,):
+            raise ValueError(
+                f"dst_kwargs sets prune_criterion={self.dst_kwargs['prune_criterion']!r} and prune_criteria is "
+                f"{list(self.prune_criteria)}: set the prune criterion in one of them"
+            )
         for key in self.hyperparams:
             if key in _RESERVED_HYPERPARAMS:
                 raise ValueError(
@@ -365,20 +443,25 @@ class GridSpec:
                                 extra = gmp_extra
                             if real_method in ("dense", "small_dense", *SCHEDULE_CALLBACKS):
                                 extra = ()
-                            for seed in self.seeds:
-                                cell = Cell(
-                                    algo=algo,
-                                    env=env,
-                                    method=real_method,
-                                    criterion=criterion,
-                                    sparsity=sparsity,
-                                    rr=rr,
-                                    width=width,
-                                    seed=seed,
-                                    callback_kwargs=extra,
-                                    **common,
-                                )
-                                cells.setdefault(cell.cell_id, cell)
+                            dynamic = real_method in DST_METHODS or role_cells.is_dynamic(real_method)
+                            for prune_criterion in self.prune_criteria if dynamic else (DEFAULT_PRUNE_CRITERION,):
+                                kwargs = extra
+                                if prune_criterion != DEFAULT_PRUNE_CRITERION:
+                                    kwargs = tuple(sorted((*extra, ("prune_criterion", prune_criterion))))
+                                for seed in self.seeds:
+                                    cell = Cell(
+                                        algo=algo,
+                                        env=env,
+                                        method=real_method,
+                                        criterion=criterion,
+                                        sparsity=sparsity,
+                                        rr=rr,
+                                        width=width,
+                                        seed=seed,
+                                        callback_kwargs=kwargs,
+                                        **common,
+                                    )
+                                    cells.setdefault(cell.cell_id, cell)
         return list(cells.values())
 
     def _configs(self, method: str) -> list[tuple[str | None, float | None, float | None, str]]:

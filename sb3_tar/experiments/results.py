@@ -129,6 +129,7 @@ def load_results(
                 "width": cell.width,
                 "seed": cell.seed,
                 "label": cell.label,
+                "options": cell.options,
                 "final_return": final_return(returns, last_fraction),
                 "n_evals": len(returns),
                 "last_timestep": int(timesteps[-1]),
@@ -146,7 +147,9 @@ def load_results(
     if not rows:
         among = f" among the {len(set(cell_ids))} cells asked for" if cell_ids is not None else ""
         raise FileNotFoundError(f"No finished cell (with {DONE_FILE}) under {root}{among}")
-    runs = pd.DataFrame(rows).sort_values([*CONFIG_COLUMNS, "seed"], na_position="first", key=_sort_key)
+    runs = pd.DataFrame(rows).sort_values([*CONFIG_COLUMNS, "options", "seed"], na_position="first", key=_sort_key)
+    if not runs["options"].astype(bool).any():  # no cell with extra callback options: the columns of earlier reports
+        runs = runs.drop(columns="options")
     return SweepResults(runs.reset_index(drop=True), curves, unfinished)
 
 

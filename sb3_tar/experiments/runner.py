@@ -225,6 +225,31 @@ def zoo_command(
     return [*cmd, "-params", *params]
 
 
+def cell_command(
+    cell: Cell,
+    root: str | os.PathLike,
+    conf: Path,
+    python: str = sys.executable,
+    checkpoint_every: int = 0,
+) -> tuple[list[str], dict[str, str]]:
+    """
+    What :func:`run_cell` runs for a cell: the RL-Zoo3 command line (with the diagnostics callback every cell gets,
+    and the checkpoint callback with ``checkpoint_every > 0``) and the environment variables it sets.
+
+    :param cell: The cell.
+    :param root: Results directory.
+    :param conf: Hyperparameter file (``-conf``).
+    :param python: Python interpreter.
+    :param checkpoint_every: Steps between checkpoints (``0``: none).
+    :return: ``(argument list, environment variables set on top of the caller's)``.
+    """
+    folder = cell_dir(Path(root).resolve(), cell)
+    cmd = zoo_command(cell, folder, conf, python, diagnostics_interval(cell), checkpoint_every)
+    env = dict(SINGLE_THREAD_ENV)
+    env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return cmd, env
+
+
 def diagnostics_interval(cell: Cell) -> int:
     """
     :param cell: The cell.
@@ -497,11 +522,10 @@ def run_cell(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CELL_FILE).write_text(json.dumps(cell.to_dict(), indent=2))
     conf = conf_file(find_conf_dir(conf_dir), cell.algo)
-    cmd = zoo_command(cell, folder, conf, python, diagnostics_interval(cell), checkpoint_every)
+    cmd, cell_env = cell_command(cell, root, conf, python, checkpoint_every)
     commit = package_commit()
     hardware = hardware_info(threads=int(SINGLE_THREAD_ENV["OMP_NUM_THREADS"]))
-    env = dict(os.environ, **SINGLE_THREAD_ENV)
-    env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env = dict(os.environ, **cell_env)
     start = time.time()
     credited = _credited_seconds(folder) if resume else 0.0
     if checkpoint_every > 0:

@@ -86,7 +86,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         :func:`cell_wall_seconds`; NaN if none is).
     """
     rows = []
-    for key, group in runs.groupby(CONFIG_COLUMNS, dropna=False, sort=False):
+    for key, group in runs.groupby([*CONFIG_COLUMNS, "label"], dropna=False, sort=False):  # label: extra options too
         values = group["final_return"].to_numpy()
         row = dict(zip(CONFIG_COLUMNS, key))
         row.update(
@@ -250,9 +250,10 @@ def _method_label(row: pd.Series) -> str:
         return "Small dense"
     names = {"static": "Original", "tar": "TAR", "uniform": "Uniform", "set": "SET", "rigl": "RigL", "gmp": "GMP"}
     name = names.get(method, role_cells.display_name(method))
+    options = f" [{row['options']}]" if isinstance(row.get("options"), str) and row.get("options") else ""
     if method in ("tar", "uniform") or role_cells.revives(method):
-        return f"{name} ({row['criterion']}, rr={row['rr']:g})"
-    return f"{name} ({row['criterion']})"
+        return f"{name} ({row['criterion']}, rr={row['rr']:g}){options}"
+    return f"{name} ({row['criterion']}){options}"
 
 
 def iqm_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, progress: bool = False) -> pd.DataFrame:
@@ -378,7 +379,7 @@ def connectivity_table(runs: pd.DataFrame) -> pd.DataFrame:
     if "dead_final" in runs:
         known |= runs["dead_final"].notna() & (runs["method"] != "dense")
     rows = []
-    for key, group in runs[known].groupby(CONFIG_COLUMNS, dropna=False, sort=False):
+    for key, group in runs[known].groupby([*CONFIG_COLUMNS, "label"], dropna=False, sort=False):
         row = dict(zip(CONFIG_COLUMNS, key))
         row.update(
             label=group["label"].iloc[0],

@@ -20,7 +20,7 @@ from torch import nn
 
 from sb3_tar.core.diagnostics import dormant_ratio, hidden_activations, l2_norm, srank
 from sb3_tar.core.masks import is_compressed
-from sb3_tar.sb3.networks import sparse_networks
+from sb3_tar.sb3.networks import log_name, sparse_networks
 
 
 @dataclass
@@ -130,7 +130,7 @@ def measure_policy(
             inputs[net.role] = features if net.role == "actor" else torch.cat([features, actions.to(features.dtype)], 1)
         x = inputs[net.role]
         hidden = hidden_activations(net.linears, lambda net=net, x=x: net.forward(net.module, x))
-        key = net.name.replace(".", "/")
+        key = log_name(net.name)
         if hidden:
             for tau in taus:
                 out[f"{key}/{tau_key(tau)}"] = dormant_ratio(hidden, tau)

@@ -33,7 +33,8 @@ from sb3_tar.core.gmp import prune_step_masks as core_prune_step_masks
 from sb3_tar.core.masks import is_compressed
 from sb3_tar.core.streams import stream_generator
 from sb3_tar.sb3.enforcement import MaskEnforcer
-from sb3_tar.sb3.networks import SparseNetwork
+from sb3_tar.sb3.networks import SparseNetwork, log_name
+from sb3_tar.sb3.report_logging import record_and_dump
 from sb3_tar.sb3.sparse_execution import register_owner
 
 #: Model attribute holding a GMP run's settings and position (saved with the model).
@@ -98,7 +99,8 @@ class GradualPruner:
     :param enforcer: The policy's mask enforcer (its store holds the masks that shrink).
     :param model: The SB3 model; its ``sb3_tar_gmp_state`` dict is read and written in place, looked up at every use
         (so a model whose attributes are restored from a checkpoint goes on with the restored state).
-    :param logger: SB3 logger receiving ``gmp/...`` records (``None``: none; bind one later).
+    :param logger: SB3 logger receiving the ``gmp/...`` values of every prune (``None``: none; bind one later): each
+        prune of a role is dumped at once, as a row of its own (:func:`~sb3_tar.sb3.report_logging.record_and_dump`).
     :param verbose: 2: print every prune step.
     """
 
@@ -197,15 +199,16 @@ class GradualPruner:
         progress = cubic_progress(step, t0, t1)
         self.conversion_due = True
         networks = self.enforcer.role_networks(role)
+        values: dict[str, Any] = {}
         for net in networks:
             kept = self._prune(net, step, progress, optimizer)
-            if self.logger is not None:
-                self.logger.record(f"gmp/{net.name}/kept", kept)
-                self.logger.record(f"gmp/{net.name}/sparsity", 1 - kept / self.plans[net.name].total)
+            values[f"gmp/{log_name(net.name)}/kept"] = kept
+            values[f"gmp/{log_name(net.name)}/sparsity"] = 1 - kept / self.plans[net.name].total
         if any(is_compressed(layer) for net in networks for layer in net.linears):
             register_owner(optimizer, networks)  # the layout hooks find the new values parameters (shrink_compressed)
-        if self.logger is not None:
-            self.logger.record("gmp/step", step)
+        if self.logger is not None:  # a row of its own at every prune step (SB3 keeps only a key's last value per dump)
+            values["gmp/step"] = step
+            record_and_dump(self.logger, values, int(getattr(self.model, "num_timesteps", 0)))
         if self.verbose >= 2:
             names = {net.name for net in self.enforcer.role_networks(role)}
             counts = ", ".join(f"{n}={k}" for s, n, k in self.history if s == step and n in names)

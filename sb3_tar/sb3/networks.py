@@ -18,6 +18,18 @@ from sb3_tar.core.masks import linear_layers
 ROLES: tuple[str, ...] = ("actor", "critic")
 
 
+def log_name(name: str) -> str:
+    """
+    The name of a network in logged keys (``sparse/``, ``gmp/``, ``diagnostics/``): its name with ``/`` for ``.``,
+    ``actor``, ``critic/qf0``, ``critic/qf1``, ... (TensorBoard groups the Q-networks under ``critic``). Files and
+    reports (``summary.json``, the pruning reports) keep the network's own name, ``critic.qf0``.
+
+    :param name: A :attr:`SparseNetwork.name` (``"actor"``, ``"critic.qf<i>"``).
+    :return: Its name in logged keys.
+    """
+    return name.replace(".", "/")
+
+
 @dataclass
 class SparseNetwork:
     """

@@ -19,7 +19,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from sb3_tar.core.config import check_int
+from sb3_tar.core.config import DEFAULT_SPARSITY, check_int, renamed
 from sb3_tar.core.dynamic import DEFAULT_END_FRACTION, DSTConfig, dst_config
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.masks import is_compressed, ones_masks
@@ -210,7 +210,7 @@ def register_masked_class(policy_class: type, masked: type) -> None:
 
 #: Sparsity options a ``SparsePolicy`` takes through ``policy_kwargs``, with their defaults.
 SPARSITY_DEFAULTS: dict[str, Any] = dict(
-    sparsity=0.8,
+    sparsity=DEFAULT_SPARSITY,
     actor_sparsity=None,
     critic_sparsity=None,
     criterion="magnitude",
@@ -221,7 +221,7 @@ SPARSITY_DEFAULTS: dict[str, Any] = dict(
     revived_init="init",
     magnitude_scope="global",
     synflow_iters=100,
-    sparsity_seed=None,
+    seed=None,
     mask_gradients=False,
     sparse_execution="auto",
 )
@@ -307,7 +307,8 @@ class SparsePolicyMixin:
     extra state), so a loaded policy reports the masks it holds, not those drawn while ``load()``
     rebuilt it.
 
-    :param sparsity: Sparsity of actor and critic, in ``[0, 1)`` (default 0.8).
+    :param sparsity: Sparsity of actor and critic, in ``[0, 1)`` (default 0.9,
+        :data:`~sb3_tar.core.config.DEFAULT_SPARSITY`).
     :param actor_sparsity: Sparsity of the actor (default: ``sparsity``).
     :param critic_sparsity: Sparsity of each Q-network (default: ``sparsity``).
     :param criterion: ``"random"``, ``"erk"``, ``"magnitude"`` (default) or ``"synflow"``.
@@ -318,8 +319,10 @@ class SparsePolicyMixin:
     :param revived_init: ``"init"`` (default) or ``"zero"``.
     :param magnitude_scope: ``"global"`` (default) or ``"layer"``.
     :param synflow_iters: SynFlow rounds (default 100).
-    :param sparsity_seed: Seed of the masks; default: drawn from torch's global generator, which
-        SB3 seeds from the model's ``seed``.
+    :param seed: Seed of the masks (a policy option, as ``TARCallback(seed=...)``; the model's own ``seed`` is
+        SB3's); default: drawn from torch's global generator, which SB3 seeds from the model's ``seed``.
+        ``sparsity_seed``, its former name, is accepted with a ``FutureWarning`` until the next release (a model
+        saved before the rename loads with it).
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``: pruned weights are re-zeroed after every step either way; see
         :mod:`sb3_tar.sb3.enforcement` for why gradient masking is off by default).
@@ -366,14 +369,18 @@ class SparsePolicyMixin:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         check_policy_use(type(self), args[0] if args else kwargs.get("observation_space"))
         role_methods = kwargs.pop("role_methods", None)
+        if "sparsity_seed" in kwargs:  # the former name (a policy saved before the rename passes it on load)
+            kwargs["seed"] = renamed(
+                type(self).__name__, "sparsity_seed", "seed", kwargs.pop("sparsity_seed"), kwargs.get("seed"), None
+            )
         dst = {key: kwargs.pop(key, default) for key, default in DST_DEFAULTS.items()}
         criterion_given, revival_given = kwargs.get("criterion") is not None, "revival" in kwargs
         options = {key: kwargs.pop(key, default) for key, default in SPARSITY_DEFAULTS.items()}
         if options["criterion"] is None:  # saved so by a policy whose roles took their methods' default criteria
             options["criterion"] = SPARSITY_DEFAULTS["criterion"]
-        seed = options.pop("sparsity_seed")
+        seed = options.pop("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"sparsity_seed must be an int or None, got {seed!r}")
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
         mask_gradients = options.pop("mask_gradients")
         if not isinstance(mask_gradients, bool):
             raise TypeError(f"mask_gradients must be a bool, got {mask_gradients!r}")
@@ -388,16 +395,14 @@ class SparsePolicyMixin:
                 role_methods, dst, options, criterion_given
             )
         self.dst_options = dst
-        self.sparsity_options = dict(
-            options, sparsity_seed=seed, mask_gradients=mask_gradients, sparse_execution=sparse_execution
-        )
+        self.sparsity_options = dict(options, seed=seed, mask_gradients=mask_gradients, sparse_execution=sparse_execution)
         if self.role_methods is not None and not criterion_given:
             self.sparsity_options["criterion"] = None  # each role keeps its method's default criterion on load
         super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)  # type: ignore[misc]
-        seed = self.sparsity_options["sparsity_seed"]
+        seed = self.sparsity_options["seed"]
         self.sparsity_seed_used = draw_seed() if seed is None else seed
         networks, masks, self.sparsity_reports = sparsify_policy(self, self.sparsity_configs, self.sparsity_seed_used)
         option = self.sparsity_options["sparse_execution"]

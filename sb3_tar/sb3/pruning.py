@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sb3_tar.core.config import SparsityConfig, check_number
+from sb3_tar.core.config import DEFAULT_SPARSITY, SparsityConfig, check_number
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.sparsify import prune_and_revive
 from sb3_tar.sb3.networks import ROLES, SparseNetwork, sparse_networks
@@ -17,7 +17,7 @@ MAGNITUDE_LAYER = "magnitude_layer"
 
 
 def role_configs(
-    sparsity: float | None = 0.8,
+    sparsity: float | None = DEFAULT_SPARSITY,
     actor_sparsity: float | None = None,
     critic_sparsity: float | None = None,
     **options: Any,

@@ -3,7 +3,8 @@
 :func:`attach_curves` wraps one SB3 logger's ``dump()`` so that, right before each dump, the model's
 measured state is recorded:
 
-- per network (``actor``, ``critic.qf0``, ...): ``sparse/<network>/sparsity`` (of its mask),
+- per network (``actor``, ``critic/qf0``, ...: :func:`~sb3_tar.sb3.networks.log_name`, the one naming of networks in
+  every logged key): ``sparse/<network>/sparsity`` (of its mask),
   ``sparse/<network>/pruned_nonzero`` (pruned weights that are not exactly 0, online or target: it must
   stay 0) and ``sparse/<network>/dead_units`` (units of its layers with no kept connection, summed over
   layers: outputs without an incoming and inputs without an outgoing one);
@@ -39,6 +40,7 @@ from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.masks import dead_units
 from sb3_tar.sb3.call_stack import caller_frames, frame_algorithm
 from sb3_tar.sb3.model_masks import sparsity_summary, stored_masks
+from sb3_tar.sb3.networks import log_name
 from sb3_tar.sb3.reports import pruning_reports
 from sb3_tar.sb3.rewiring import DSTUpdate, attached_rewirer
 
@@ -135,9 +137,10 @@ class SparseCurves:
         self.listen()
         networks, masks = stored_masks(model)
         for name, stats in sparsity_summary(model).items():
-            logger.record(f"{PREFIX}/{name}/sparsity", stats["sparsity"])
-            logger.record(f"{PREFIX}/{name}/pruned_nonzero", stats["pruned_nonzero"])
-            logger.record(f"{PREFIX}/{name}/dead_units", sum(sum(dead_units(m)) for m in masks[name]))
+            key = log_name(name)
+            logger.record(f"{PREFIX}/{key}/sparsity", stats["sparsity"])
+            logger.record(f"{PREFIX}/{key}/pruned_nonzero", stats["pruned_nonzero"])
+            logger.record(f"{PREFIX}/{key}/dead_units", sum(sum(dead_units(m)) for m in masks[name]))
         rewirer = attached_rewirer(model.policy)
         if rewirer is not None:
             total = max(rewirer.total_steps, 0)
@@ -146,8 +149,8 @@ class SparseCurves:
             logger.record(f"{PREFIX}/dst/drop_fraction", rewirer.config.fraction(last, total) if last > 0 else 0.0)
             for net in networks:
                 dropped, grown = self.counts.get(net.name, (0, 0))
-                logger.record(f"{PREFIX}/{net.name}/dropped", dropped)
-                logger.record(f"{PREFIX}/{net.name}/grown", grown)
+                logger.record(f"{PREFIX}/{log_name(net.name)}/dropped", dropped)
+                logger.record(f"{PREFIX}/{log_name(net.name)}/grown", grown)
         if not self.table_written:
             self._write_table(logger, model)
 
@@ -162,6 +165,31 @@ class SparseCurves:
             os.makedirs(folder, exist_ok=True)
             with open(os.path.join(folder, ALLOCATION_FILE), "w") as f:
                 f.write(text + "\n")
+
+
+def record_and_dump(logger: Logger, values: Mapping[str, Any], timesteps: int) -> None:
+    """
+    Write ``values`` to every output of ``logger`` now, as a row of their own at x = ``timesteps`` (with
+    ``time/total_timesteps``, left out of TensorBoard where the x axis shows it), without touching what was recorded
+    for the logger's next regular dump: those records are set aside for this dump and put back after it. Used for
+    events between two dumps whose every value must reach the outputs (GMP's prune steps).
+
+    :param logger: An SB3 logger.
+    :param values: ``{key: value}``.
+    :param timesteps: The model's environment steps (the dump's step).
+    """
+    pending = (dict(logger.name_to_value), dict(logger.name_to_count), dict(logger.name_to_excluded))
+    for store in (logger.name_to_value, logger.name_to_count, logger.name_to_excluded):
+        store.clear()
+    try:
+        logger.record("time/total_timesteps", timesteps, exclude="tensorboard")
+        for key, value in values.items():
+            logger.record(key, value)
+        logger.dump(timesteps)
+    finally:
+        for store, saved in zip((logger.name_to_value, logger.name_to_count, logger.name_to_excluded), pending):
+            store.clear()
+            store.update(saved)
 
 
 def attach_curves(model: Any) -> SparseCurves | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sb3_tar.core.config import REVIVALS, SparsityConfig, check_choice, check_int
+from sb3_tar.core.config import DEFAULT_SPARSITY, REVIVALS, SparsityConfig, check_choice, check_int
 from sb3_tar.core.dynamic import DEFAULT_END_FRACTION, DSTConfig, dst_config
 from sb3_tar.core.role_methods import DYNAMIC_ROLE_METHODS, REVIVAL_OF, ROLE_NAMES, resolve_role_methods, static_method
 from sb3_tar.sb3.pruning import role_configs
@@ -15,7 +15,7 @@ DEFAULT_CRITERION: dict[str, str] = {"set": "erk", "rigl": "erk"}
 
 def method_configs(
     methods: dict[str, str],
-    sparsity: float | None = 0.8,
+    sparsity: float | None = DEFAULT_SPARSITY,
     actor_sparsity: float | None = None,
     critic_sparsity: float | None = None,
     criterion: str | None = None,
