@@ -46,6 +46,8 @@ def test_committed_table_is_what_the_script_prints() -> None:
     docs = (SCRIPT.parents[1] / "docs" / "benchmarks.md").read_text()
     assert all(line in docs for line in committed.splitlines() if line.startswith("|")), "docs/benchmarks.md table"
     out = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, check=True).stdout
+    cpu, _, out = out.partition("\n")  # its first line names the CPU it ran on (every benchmark's does); the table follows
+    assert cpu.startswith("CPU: ")
 
     def rows(text: str) -> dict[tuple[str, str], list[float]]:
         cells = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]

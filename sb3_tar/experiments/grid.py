@@ -99,15 +99,15 @@ def check_callback_kwargs(option: str, kwargs: dict[str, Any]) -> None:
 
 
 def _fmt_option(value: Any) -> str:
-    """Text of an extra callback keyword argument's value in a folder name (characters other than letters, digits,
-    ``.``, ``-`` and ``+`` become ``-``)."""
+    """Text of an extra callback keyword argument's value in a folder name: runs of characters other than letters,
+    digits, ``.``, ``-`` and ``+`` become ``_`` (a sign is kept: ``-1`` and ``1`` name different folders)."""
     if isinstance(value, float):
         text = _fmt(value)
     elif isinstance(value, (dict, list, tuple)):
         text = repr(value)
     else:
         text = str(value)
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-") or "-"
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_") or "_"
 
 
 def _check_choices(name: str, values: Sequence[str], choices: Sequence[str]) -> tuple[str, ...]:
