@@ -13,7 +13,7 @@ from sb3_tar.core.config import SparsityConfig
 from sb3_tar.core.layer_report import LayerReport, NetworkReport
 from sb3_tar.core.sparsify import prune_and_revive
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "SACSparsePolicy": ("sb3_tar.sac", "SparsePolicy"),

@@ -110,3 +110,13 @@ def test_wheel_in_a_fresh_venv_runs_a_sweep(tmp_path: Path) -> None:
     assert (final["actor"]["total"], final["actor"]["nonzero"]) == (1184, 118)
     assert (final["critic.qf0"]["total"], final["critic.qf0"]["nonzero"]) == (1952, 195)
     assert summary["reports"]["actor"]["revival"] == "tar"
+
+
+def test_package_version_is_one_number() -> None:
+    """pyproject.toml's version is the one `sb3_tar.__version__` reports (checkpoints and sweep cells record it)."""
+    import tomllib
+
+    import sb3_tar
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["version"] == sb3_tar.__version__ == "0.2.0"
