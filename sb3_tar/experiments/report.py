@@ -279,6 +279,12 @@ def _scale_sections(scale: dict[str, pd.DataFrame], heading: str) -> list[str]:
             "P(TAR > Original) with its 95% stratified-bootstrap interval, and dead units (means over seeds) before "
             "and after revival.\n"
         )
+        tar = scale["rr"][scale["rr"]["method"] == "tar"]
+        if len(tar) and (tar["n"].min() < MIN_IMPROVEMENT_RUNS):
+            lines.append(
+                f"**Rows with fewer than {MIN_IMPROVEMENT_RUNS} runs on a side are not a result yet**: their "
+                "P(TAR > Original) takes only a few values and its interval is no guide.\n"
+            )
         lines.append(tables.to_markdown(scale_tables.format_rr_table(scale["rr"])))
     if "width" in scale and len(scale["width"]):
         lines += [f"{heading} Width: Original, TAR, RigL and dense at each width (mean ± s.e.)", ""]
@@ -439,6 +445,8 @@ def _digest_tables(
     ]
     if len(improvement):
         lines += ["#### Probability of improvement (95% CI)", ""]
+        caveat = _improvement_caveat(improvement)
+        lines += [caveat] if caveat else []
         lines.append(tables.to_markdown(tables.format_improvement(improvement)))
     lines += _ranking_section(ranking, last_fraction, heading="####")
     if summary is not None and len(summary):
