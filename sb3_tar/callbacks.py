@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
@@ -20,27 +21,39 @@ from sb3_tar.sb3.enforcement import MaskEnforcer, attached_enforcer
 from sb3_tar.sb3.gradual import GMP_STATE_ATTRIBUTE
 from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
 from sb3_tar.sb3.networks import sparse_networks
-from sb3_tar.sb3.policies import SparsePolicyMixin, install_masks, masked_policy_class, start_sparse_execution
+from sb3_tar.sb3.policies import (
+    SparsePolicyMixin,
+    check_masked_only,
+    install_masks,
+    masked_policy_class,
+    start_sparse_execution,
+)
 from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
 from sb3_tar.sb3.report_logging import attach_curves
 from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState, Rewirer, attached_rewirer, planned_steps_of
 from sb3_tar.sb3.role_methods import has_dynamic_role, method_configs
 from sb3_tar.sb3.sparse_execution import check_option
 
+#: The algorithms whose policy a fixed-mask callback (``TARCallback``) supports beside SAC/TD3/TQC.
+FIXED_MASK_ALGORITHMS: tuple[type, ...] = (PPO, A2C, DQN)
 
-def check_supported(model: Any, who: str) -> None:
+
+def check_supported(model: Any, who: str, fixed_mask: bool = False) -> None:
     """
     :param model: The model a callback is attached to.
     :param who: The callback's name, for the message.
-    :raises TypeError: Unless ``model`` is an off-policy actor-critic (SAC, TD3, TQC, DDPG)
-        whose networks hold ``nn.Linear`` layers. Raised before training starts; the model is
-        not modified and stays usable.
+    :param fixed_mask: Whether the callback keeps its masks fixed (``TARCallback``): then SB3's PPO, A2C and DQN
+        (exactly these classes or their subclasses, with their own policies) are supported too.
+    :raises TypeError: Unless ``model`` is an off-policy actor-critic (SAC, TD3, TQC, DDPG), or with
+        ``fixed_mask`` a PPO, A2C or DQN model, whose networks hold ``nn.Linear`` layers. Raised before
+        training starts; the model is not modified and stays usable. The message names what is supported.
     """
-    if not isinstance(model, OffPolicyAlgorithm) or not hasattr(model.policy, "actor"):
-        raise TypeError(
-            f"{who} supports SAC, TD3 and TQC (off-policy actor-critic algorithms), "
-            f"got {type(model).__name__}: remove the callback or switch algorithm"
+    off_policy = isinstance(model, OffPolicyAlgorithm) and hasattr(model.policy, "actor") and not isinstance(model, DQN)
+    if not (off_policy or (fixed_mask and isinstance(model, FIXED_MASK_ALGORITHMS))):
+        supported = "SAC, TD3 and TQC (off-policy actor-critic algorithms)" + (
+            ", and SB3's PPO, A2C and DQN" if fixed_mask else " (PPO, A2C and DQN: use TARCallback)"
         )
+        raise TypeError(f"{who} supports {supported}, got {type(model).__name__}: remove the callback or switch algorithm")
     sparse_networks(model.policy)
 
 
@@ -296,6 +309,10 @@ class TARCallback(SparseCallback):
             self.configs = role_configs(
                 sparsity, actor_sparsity, critic_sparsity, criterion=criterion, revival=revival, **options
             )
+
+    def _init_callback(self) -> None:
+        check_supported(self.model, type(self).__name__, fixed_mask=True)
+        check_masked_only(self.model.policy, self.sparse_execution)
 
     def _on_training_start(self) -> None:
         policy = self.model.policy

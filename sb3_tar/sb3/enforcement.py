@@ -20,6 +20,13 @@ tensor (row/column statistics, norms), so gradients at pruned positions would ch
 weights: for those, gradient masking is turned on automatically. ``mask_gradients=True`` turns it
 on for every optimizer (optimizer state at pruned positions then stays exactly zero).
 
+PPO, A2C and DQN step one optimizer, ``policy.optimizer``, over all their networks (PPO/A2C: both roles
+share it), and clip the gradients by their global norm between ``backward()`` and the step. For them the
+enforcer also registers a gradient hook on every sparsified weight (:func:`~sb3_tar.sb3.networks.clips_gradients`):
+the gradient of a pruned weight is zero as soon as autograd computes it, so the clipped norm is the sparse
+network's (kept weights only) and the optimizer's state (Adam's moments, A2C's RMSprop ``square_avg``) stays
+exactly zero at pruned positions.
+
 Target networks are masked when the mask is made; Polyak averaging of two zeros keeps them at
 exactly zero from then on.
 
@@ -41,7 +48,7 @@ from torch import nn
 
 from sb3_tar.core.masks import apply_masks, mask_gradients
 from sb3_tar.sb3.mask_store import MaskStore
-from sb3_tar.sb3.networks import SparseNetwork
+from sb3_tar.sb3.networks import SparseNetwork, clips_gradients, role_optimizers
 from sb3_tar.sb3.sparse_execution import hook_optimizer, realign_state
 
 _ATTR = "_sb3_tar_enforcer"
@@ -172,6 +179,10 @@ class MaskEnforcer:
             listener(role, optimizer)
         realign_state(optimizer, record_only=True)  # records the layout and the state tensors the step left
 
+    def _grad_hook(self, name: str, index: int, grad: torch.Tensor) -> torch.Tensor:
+        """The gradient of a sparsified weight with its pruned positions zeroed (before it is accumulated)."""
+        return grad * self.store.get(name)[index]
+
     def _forward_pre_hook(self, module: nn.Module, args: tuple) -> None:
         """On a copy's first forward pass: attach to the copied policy's optimizers (see the module docstring)."""
         if self._reattach and self._policy is not None:
@@ -180,25 +191,30 @@ class MaskEnforcer:
 
     def attach(self, policy: nn.Module) -> None:
         """
-        Register the hooks on ``policy.actor.optimizer`` and ``policy.critic.optimizer``,
-        replacing any enforcer attached to this policy before.
+        Register the hooks on the optimizer of each role (``policy.actor.optimizer`` and
+        ``policy.critic.optimizer``; PPO/A2C/DQN: ``policy.optimizer``, :func:`~sb3_tar.sb3.networks.role_optimizers`),
+        and for PPO/A2C/DQN the gradient hooks of the sparsified weights (see the module docstring), replacing any
+        enforcer attached to this policy before.
 
         :param policy: The SB3 policy whose networks these are.
         """
         previous = getattr(policy, _ATTR, None)
         if previous is not None:
             previous.detach(policy if previous is not self else None)
-        for role in ("actor", "critic"):
-            optimizer = getattr(getattr(policy, role), "optimizer", None)
-            if optimizer is None:
-                raise TypeError(f"policy.{role} has no optimizer to hook: build the policy first")
+        clipping = clips_gradients(policy)
+        for role, optimizer in role_optimizers(policy).items():
             hook_optimizer(optimizer, self.role_networks(role))
-            self.auto_gradient_masking[role] = not is_elementwise(optimizer)
+            self.auto_gradient_masking[role] = clipping or not is_elementwise(optimizer)
             self._handles.append(optimizer.register_step_pre_hook(self._pre_step(role)))
             self._handles.append(optimizer.register_step_post_hook(self._post_step(role)))
+        if clipping:
+            for net in self.networks:
+                for index, layer in enumerate(net.linears):
+                    self._handles.append(layer.weight.register_hook(functools.partial(self._grad_hook, net.name, index)))
         if not self._module_handles:
             for net in self.networks:
-                self._module_handles.append(net.module.register_forward_pre_hook(self._forward_pre_hook))
+                hooked = net.hook_module if net.hook_module is not None else net.module
+                self._module_handles.append(hooked.register_forward_pre_hook(self._forward_pre_hook))
         self._policy = policy
         self._reattach = False
         object.__setattr__(policy, _ATTR, self)

@@ -1,8 +1,17 @@
-"""Which networks of an SB3 SAC/TD3/TQC policy are sparsified, and how (thin SB3 glue).
+"""Which networks of an SB3 policy are sparsified, and how (thin SB3 glue).
 
-A *network* is the actor, or one Q-network of the critic (``critic.qf0``, ``critic.qf1``, ...).
-Each has its own mask; the target networks (``critic_target``, TD3's ``actor_target``) carry
-the mask of their online network. Features extractors stay dense.
+- SAC, TD3, TQC (and DDPG): a *network* is the actor, or one Q-network of the critic (``critic.qf0``,
+  ``critic.qf1``, ...); roles ``"actor"`` and ``"critic"``.
+- PPO, A2C (``ActorCriticPolicy``): the network ``actor`` (role ``"actor"``) is the policy branch,
+  ``mlp_extractor.policy_net`` + ``action_net``; the network ``critic`` (role ``"critic"``) is the value
+  branch, ``mlp_extractor.value_net`` + ``value_net``. SB3 2.x's ``MlpExtractor`` shares no layer between
+  them (``net_arch=[64, 64]`` and ``dict(pi=..., vf=...)`` both build two separate branches); what they may
+  share is the features extractor, which stays dense as for every algorithm.
+- DQN: the network ``q_net`` (role ``"critic"``) is the Q-network's MLP (``q_net.q_net``); the target
+  network ``q_net_target`` carries its mask (every hard copy then copies zeros onto zeros).
+
+Each network has its own mask; the target networks (``critic_target``, TD3's ``actor_target``,
+DQN's ``q_net_target``) carry the mask of their online network. Features extractors stay dense.
 """
 
 from __future__ import annotations
@@ -42,6 +51,9 @@ class SparseNetwork:
     :param target_layers: The matching layers of its target network (empty if it has none).
     :param forward: How SynFlow feeds an input through ``module``.
     :param target_module: Its target network (``None`` if it has none); layer names are relative to it too.
+    :param hook_module: The module whose forward pass re-attaches a copied policy's enforcer (default:
+        ``module``; a branch of an ``ActorCriticPolicy`` is a view that is never called itself, so there it is
+        the policy).
     """
 
     name: str
@@ -51,6 +63,7 @@ class SparseNetwork:
     target_layers: list[nn.Linear] = field(default_factory=list)
     forward: ForwardFn = default_forward
     target_module: nn.Module | None = None
+    hook_module: nn.Module | None = None
 
     @property
     def linears(self) -> list[nn.Linear]:
@@ -108,18 +121,111 @@ def _critic_networks(policy: nn.Module) -> list[SparseNetwork]:
     return networks
 
 
+class _Branch(nn.Module):
+    """
+    A view of one branch of an ``ActorCriticPolicy`` (its ``mlp_extractor`` part and its head), so that the
+    branch is one network with layer names as in the policy (``mlp_extractor.policy_net.0``, ``action_net``).
+    It is never registered in the policy: the policy's ``state_dict`` is unchanged.
+
+    :param branch: ``"policy_net"`` or ``"value_net"`` (the ``mlp_extractor`` attribute).
+    :param body: ``mlp_extractor.<branch>``.
+    :param head_name: ``"action_net"`` or ``"value_net"``.
+    :param head: The head layer.
+    """
+
+    def __init__(self, branch: str, body: nn.Module, head_name: str, head: nn.Module) -> None:
+        super().__init__()
+        self.mlp_extractor = nn.Module()
+        self.mlp_extractor.add_module(branch, body)
+        self.add_module(head_name, head)
+        self._branch, self._head = branch, head_name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """SynFlow's forward: the head on the branch's latent."""
+        return getattr(self, self._head)(getattr(self.mlp_extractor, self._branch)(x))
+
+
+def is_actor_critic_policy(policy: nn.Module) -> bool:
+    """:return: Whether ``policy`` is an SB3 ``ActorCriticPolicy`` (PPO, A2C) with an ``MlpExtractor``."""
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    return isinstance(policy, ActorCriticPolicy) and hasattr(policy, "mlp_extractor") and hasattr(policy, "action_net")
+
+
+def is_q_policy(policy: nn.Module) -> bool:
+    """:return: Whether ``policy`` is an SB3 ``DQNPolicy`` (``q_net`` and ``q_net_target``)."""
+    from stable_baselines3.dqn.policies import DQNPolicy
+
+    return isinstance(policy, DQNPolicy)
+
+
+def _actor_critic_networks(policy: nn.Module) -> list[SparseNetwork]:
+    extractor = policy.mlp_extractor
+    networks = []
+    for name, branch, head_name in (("actor", "policy_net", "action_net"), ("critic", "value_net", "value_net")):
+        view = _Branch(branch, getattr(extractor, branch), head_name, getattr(policy, head_name))
+        networks.append(SparseNetwork(name, name, view, linear_layers(view), hook_module=policy))
+    return networks
+
+
+def _q_networks(policy: nn.Module) -> list[SparseNetwork]:
+    q_net, target = policy.q_net, policy.q_net_target
+    layers = linear_layers(q_net, exclude=[q_net.features_extractor])
+    by_name = dict(target.named_modules())
+    target_layers = [by_name[n] for n, _ in layers]
+    return [SparseNetwork("q_net", "critic", q_net, layers, target_layers, target_module=target)]
+
+
+#: What :func:`sparse_networks` supports, for messages.
+SUPPORTED = "SAC, TD3, TQC (policy.actor and policy.critic), PPO and A2C (ActorCriticPolicy) and DQN (DQNPolicy)"
+
+
 def sparse_networks(policy: nn.Module) -> list[SparseNetwork]:
     """
-    The sparsifiable networks of an SB3 SAC, TD3 or TQC policy.
+    The sparsifiable networks of an SB3 SAC, TD3, TQC, PPO, A2C or DQN policy (see the module docstring).
 
-    :param policy: ``model.policy`` of an SAC, TD3 or TQC model.
-    :return: The actor, then each Q-network of the critic.
-    :raises TypeError: If the policy has no SAC/TD3-style actor and critic, or a network has
-        no ``nn.Linear`` layer.
+    :param policy: ``model.policy`` of an SAC, TD3, TQC, PPO, A2C or DQN model.
+    :return: SAC/TD3/TQC: the actor, then each Q-network of the critic; PPO/A2C: ``actor`` (policy branch),
+        then ``critic`` (value branch); DQN: ``q_net``.
+    :raises TypeError: If the policy is none of these, or a network has no ``nn.Linear`` layer.
     """
+    if isinstance(policy, nn.Module) and is_actor_critic_policy(policy):
+        return _actor_critic_networks(policy)
+    if isinstance(policy, nn.Module) and is_q_policy(policy):
+        return _q_networks(policy)
     if not (isinstance(policy, nn.Module) and hasattr(policy, "actor") and hasattr(policy, "critic")):
-        raise TypeError(
-            f"{type(policy).__name__} is not an off-policy actor-critic policy: sb3-tar supports "
-            "SAC, TD3 and TQC (policy.actor and policy.critic with Q-networks)"
-        )
+        raise TypeError(f"{type(policy).__name__} is not a policy sb3-tar can sparsify: sb3-tar supports {SUPPORTED}")
     return [_actor_network(policy), *_critic_networks(policy)]
+
+
+def role_optimizers(policy: nn.Module) -> dict[str, torch.optim.Optimizer]:
+    """
+    The optimizer that steps each role's networks.
+
+    :param policy: An SB3 policy :func:`sparse_networks` supports, built (its optimizers exist).
+    :return: SAC/TD3/TQC: ``{"actor": policy.actor.optimizer, "critic": policy.critic.optimizer}``; PPO/A2C: both
+        roles share ``policy.optimizer``; DQN: ``{"critic": policy.optimizer}``.
+    :raises TypeError: If an optimizer is missing.
+    """
+    if is_actor_critic_policy(policy) or is_q_policy(policy):
+        optimizer = getattr(policy, "optimizer", None)
+        if optimizer is None:
+            raise TypeError("policy.optimizer is missing: build the policy first")
+        return {"critic": optimizer} if is_q_policy(policy) else {"actor": optimizer, "critic": optimizer}
+    optimizers = {}
+    for role in ROLES:
+        optimizer = getattr(getattr(policy, role), "optimizer", None)
+        if optimizer is None:
+            raise TypeError(f"policy.{role} has no optimizer to hook: build the policy first")
+        optimizers[role] = optimizer
+    return optimizers
+
+
+def clips_gradients(policy: nn.Module) -> bool:
+    """
+    :param policy: An SB3 policy.
+    :return: Whether its algorithm clips the gradients by their global norm between ``backward()`` and the
+        optimizer's step (PPO, A2C and DQN do, with ``max_grad_norm``): the gradients of pruned weights must
+        then be zero as soon as they are computed, so that the clipped norm is the sparse network's.
+    """
+    return is_actor_critic_policy(policy) or is_q_policy(policy)

@@ -27,7 +27,7 @@ from sb3_tar.sb3 import sparse_execution as sparse_exec
 from sb3_tar.sb3.call_stack import caller_frames, frame_algorithm
 from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.mask_store import BufferStore
-from sb3_tar.sb3.networks import SparseNetwork, sparse_networks
+from sb3_tar.sb3.networks import SparseNetwork, clips_gradients, sparse_networks
 from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
 from sb3_tar.sb3.report_logging import attach_from_caller
 from sb3_tar.sb3.rewiring import UNKNOWN_TOTAL, BufferState, Rewirer
@@ -88,6 +88,10 @@ def start_sparse_execution(
     """
     device, in_load = sparse_exec.sb3_context(policy)
     policy._sb3_tar_path_device = device.type  # what follow_device compares with
+    if clips_gradients(policy):  # PPO, A2C, DQN: the masked path only, in this version
+        check_masked_only(policy, option, in_load if loading is None else loading)
+        policy.sparse_layers = []
+        return []
     if not sparse_exec.resolve(option, device, in_load if loading is None else loading):
         policy.sparse_layers = []
         return []
@@ -95,6 +99,25 @@ def start_sparse_execution(
     enforcer.attach(policy)
     policy.sparse_layers = converted
     return converted
+
+
+def check_masked_only(policy: nn.Module, option: bool | str, loading: bool = False) -> None:
+    """
+    PPO, A2C and DQN policies train on the masked dense path: the sparse kernel is not wired to their single
+    optimizer and their gradient clipping yet. ``"auto"`` and ``False`` mean the masked path for them; ``True`` is
+    refused (except while loading a file, which always loads).
+
+    :param policy: A policy holding masks.
+    :param option: The ``sparse_execution`` option.
+    :param loading: Whether the option comes from a file being loaded.
+    :raises ValueError: With ``option=True`` on a PPO/A2C/DQN policy, not while loading.
+    """
+    if option is True and not loading and clips_gradients(policy):
+        raise ValueError(
+            f"sparse_execution=True is not available for {type(policy).__name__} (PPO, A2C, DQN) yet: their sparse "
+            "layers train on the masked dense path; use sparse_execution='auto' or False (allowed: 'auto', True, "
+            "False; True only for SAC, TD3 and TQC)"
+        )
 
 
 def follow_device(policy: nn.Module, enforcer: MaskEnforcer, device: torch.device | str | None = None) -> None:
@@ -106,7 +129,7 @@ def follow_device(policy: nn.Module, enforcer: MaskEnforcer, device: torch.devic
     :param enforcer: Its attached enforcer.
     :param device: The device to decide for (default: that of the policy's parameters).
     """
-    if not hasattr(policy, sparse_exec.FLAG_BUFFER):
+    if not hasattr(policy, sparse_exec.FLAG_BUFFER) or clips_gradients(policy):  # PPO/A2C/DQN: always masked
         return
     if device is None:
         device = next((p.device for p in policy.parameters()), torch.device("cpu"))
@@ -291,7 +314,8 @@ def check_policy_use(policy_class: type, observation_space: Any) -> None:
     if expected is not None and algorithm is not None and not isinstance(algorithm, expected):
         raise TypeError(
             f"{name} is a policy for {expected.__name__}, got {type(algorithm).__name__}: sb3-tar supports SAC "
-            "(sb3_tar.sac.SparsePolicy), TD3 (sb3_tar.td3.SparsePolicy) and TQC (sb3_tar.tqc.SparsePolicy)"
+            "(sb3_tar.sac.SparsePolicy), TD3 (sb3_tar.td3.SparsePolicy) and TQC (sb3_tar.tqc.SparsePolicy); for PPO, A2C "
+            "and DQN use policy='MlpPolicy' with callback=sb3_tar.TARCallback(...) in learn()"
         )
 
 
