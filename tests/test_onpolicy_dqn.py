@@ -1,0 +1,293 @@
+"""TARCallback on SB3's PPO, A2C and DQN (issue 30): roles, fixed masks, clipped gradients, optimizer state, targets.
+
+Real training on real envs (CartPole-v1, Pendulum-v1 for continuous PPO), a few hundred steps, net_arch [64, 64].
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from sb3_contrib import QRDQN, TRPO
+from sb3_utils import assert_mask_invariants, clone_masks, expected_kept
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+
+from sb3_tar.callbacks import DSTCallback, TARCallback
+from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
+from sb3_tar.sb3.networks import sparse_networks
+
+SPARSITY = 0.9
+REPO = Path(__file__).resolve().parents[1]
+
+#: (algorithm, env, settings): PPO with several epochs over small minibatches, DQN with frequent hard target copies.
+CASES = {
+    "ppo-cartpole": (PPO, "CartPole-v1", dict(n_steps=64, batch_size=16, n_epochs=4)),
+    "ppo-pendulum": (PPO, "Pendulum-v1", dict(n_steps=64, batch_size=16, n_epochs=4)),
+    "a2c-cartpole": (A2C, "CartPole-v1", dict(n_steps=8)),
+    "dqn-cartpole": (
+        DQN,
+        "CartPole-v1",
+        dict(learning_starts=50, train_freq=4, gradient_steps=1, target_update_interval=10, batch_size=32, buffer_size=1_000),
+    ),
+}
+STEPS = 256
+
+
+def make(case: str, **overrides):
+    algo, env, kwargs = CASES[case]
+    kwargs = dict(kwargs, **overrides)
+    return algo("MlpPolicy", env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[64, 64]), **kwargs)
+
+
+class Recorder(BaseCallback):
+    """Records the masks and the weights right after the callbacks before it in the list pruned the model."""
+
+    def _on_training_start(self) -> None:
+        self.masks = clone_masks(self.model)
+        self.weights = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def nonzero_counts(model) -> dict[str, int]:
+    """Nonzero weights of each sparse network, read from the model's real weights."""
+    return {net.name: sum(int((layer.weight != 0).sum()) for layer in net.linears) for net in sparse_networks(model.policy)}
+
+
+def test_roles_of_actor_critic_and_dqn_policies() -> None:
+    ppo = make("ppo-cartpole")
+    nets = {n.name: n for n in sparse_networks(ppo.policy)}
+    assert [(n.name, n.role) for n in nets.values()] == [("actor", "actor"), ("critic", "critic")]
+    policy = ppo.policy
+    assert nets["actor"].linears == [policy.mlp_extractor.policy_net[0], policy.mlp_extractor.policy_net[2], policy.action_net]
+    assert nets["critic"].linears == [policy.mlp_extractor.value_net[0], policy.mlp_extractor.value_net[2], policy.value_net]
+    assert [name for name, _ in nets["actor"].layers] == [
+        "mlp_extractor.policy_net.0",
+        "mlp_extractor.policy_net.2",
+        "action_net",
+    ]
+    assert not nets["actor"].target_layers and not nets["critic"].target_layers
+    dqn = make("dqn-cartpole")
+    (q,) = sparse_networks(dqn.policy)
+    assert (q.name, q.role) == ("q_net", "critic")
+    assert q.linears == [dqn.policy.q_net.q_net[0], dqn.policy.q_net.q_net[2], dqn.policy.q_net.q_net[4]]
+    assert q.target_layers == [dqn.policy.q_net_target.q_net[i] for i in (0, 2, 4)]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_exact_counts_fixed_masks_and_zeros_through_training(case: str) -> None:
+    model = make(case)
+    recorder = Recorder()
+    model.learn(STEPS, callback=CallbackList([TARCallback(sparsity=SPARSITY, seed=0), recorder]))
+    kept = expected_kept(model, SPARSITY)
+    names = ["q_net"] if case.startswith("dqn") else ["actor", "critic"]
+    assert sorted(kept) == sorted(names)
+    # right after pruning: exact kept counts in the masks and in the real weights
+    after_pruning = {
+        net.name: sum(int((recorder.weights[f"{prefix}.weight"] != 0).sum()) for prefix in _prefixes(model, net))
+        for net in sparse_networks(model.policy)
+    }
+    assert after_pruning == kept
+    assert {name: sum(int(m.sum()) for m in masks) for name, masks in recorder.masks.items()} == kept
+    # after training (PPO's epochs, A2C's RMSprop steps, DQN's target copies): same masks, same counts, zeros
+    assert_mask_invariants(model, SPARSITY, recorder.masks)
+    assert nonzero_counts(model) == kept
+    trained = model.policy.state_dict()
+    assert any(not torch.equal(trained[k], recorder.weights[k]) for k in recorder.weights if k.endswith(".weight"))
+    for name, stats in sparsity_summary(model).items():
+        assert stats["pruned_nonzero"] == 0 and stats["enforced"] == 1.0, (name, stats)
+
+
+def _prefixes(model, net) -> list[str]:
+    """The state-dict prefixes of a network's online layers."""
+    names = {id(module): name for name, module in model.policy.named_modules()}
+    return [names[id(layer)] for layer in net.linears]
+
+
+@pytest.mark.parametrize("case", ["ppo-cartpole", "ppo-pendulum", "a2c-cartpole", "dqn-cartpole"])
+def test_clipped_gradient_norm_is_the_sparse_networks(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The norm SB3 clips by is computed over kept weights only: pruned gradients are zero before clipping."""
+    max_grad_norm = 1e-3  # small enough that every step is clipped
+    model = make(case, max_grad_norm=max_grad_norm)
+    calls: list[dict] = []
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        before = {id(p): p.grad.detach().clone() for p in parameters if p.grad is not None}
+        total = real_clip(parameters, max_norm, *args, **kwargs)
+        after = {id(p): p.grad.detach().clone() for p in parameters if p.grad is not None}
+        calls.append(dict(before=before, after=after, total=float(total), max_norm=max_norm))
+        return total
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    model.learn(128 if not case.startswith("dqn") else 120, callback=TARCallback(sparsity=SPARSITY, seed=0))
+    assert calls, "SB3 did not clip any gradient"
+    networks = sparse_networks(model.policy)
+    masks = clone_masks(model)
+    sparse_ids = {id(layer.weight): mask for net in networks for layer, mask in zip(net.linears, masks[net.name])}
+    params = {id(p): p for p in model.policy.parameters()}
+    for call in calls:
+        squared = 0.0
+        for pid, grad in call["before"].items():
+            if pid in sparse_ids:
+                mask = sparse_ids[pid]
+                assert torch.all(grad[~mask] == 0.0), "a pruned weight has a gradient before clipping"
+                squared += float((grad[mask].double() ** 2).sum())  # kept weights only
+            else:
+                squared += float((grad.double() ** 2).sum())  # biases, log_std: dense
+        hand_norm = squared**0.5
+        assert call["total"] == pytest.approx(hand_norm, rel=1e-5)
+        coefficient = min(1.0, call["max_norm"] / (hand_norm + 1e-6))
+        assert coefficient < 1.0
+        for pid, grad in call["before"].items():
+            torch.testing.assert_close(call["after"][pid], grad * coefficient, rtol=1e-4, atol=1e-12)
+            if pid in sparse_ids:
+                assert torch.all(call["after"][pid][~sparse_ids[pid]] == 0.0)
+    assert set(call["before"]) <= set(params)
+    assert_mask_invariants(model, SPARSITY)
+
+
+def test_a2c_rmsprop_state_is_zero_at_pruned_positions() -> None:
+    model = make("a2c-cartpole")
+    model.learn(STEPS, callback=TARCallback(sparsity=SPARSITY, seed=0))
+    optimizer = model.policy.optimizer
+    assert type(optimizer) is torch.optim.RMSprop
+    masks = clone_masks(model)
+    for net in sparse_networks(model.policy):
+        for layer, mask in zip(net.linears, masks[net.name]):
+            square_avg = optimizer.state[layer.weight]["square_avg"]
+            assert torch.all(square_avg[~mask] == 0.0), f"{net.name}: RMSprop state at pruned positions"
+            assert torch.count_nonzero(square_avg[mask]) > 0
+    assert_mask_invariants(model, SPARSITY)
+
+
+def test_ppo_adam_state_is_zero_at_pruned_positions() -> None:
+    model = make("ppo-pendulum")
+    model.learn(128, callback=TARCallback(sparsity=SPARSITY, seed=0))
+    masks = clone_masks(model)
+    for net in sparse_networks(model.policy):
+        for layer, mask in zip(net.linears, masks[net.name]):
+            state = model.policy.optimizer.state[layer.weight]
+            assert torch.all(state["exp_avg"][~mask] == 0.0) and torch.all(state["exp_avg_sq"][~mask] == 0.0)
+
+
+def test_dqn_target_follows_the_mask_through_hard_copies() -> None:
+    model = make("dqn-cartpole")
+    interval = model.target_update_interval
+    copies: list[tuple[bool, bool, bool]] = []
+    real_on_step = model._on_step
+
+    def on_step_then_check() -> None:
+        real_on_step()
+        if model._n_calls % interval == 0:  # DQN copied q_net into q_net_target in this call
+            (net,) = sparse_networks(model.policy)
+            masks = clone_masks(model)["q_net"]
+            equal = all(torch.equal(t.weight, o.weight) for t, o in zip(net.target_layers, net.linears))
+            zero = all(torch.all(t.weight[~m] == 0.0) for t, m in zip(net.target_layers, masks))
+            same_masks = all(torch.equal(t.weight_mask, o.weight_mask) for t, o in zip(net.target_layers, net.linears))
+            copies.append((equal, zero, same_masks))
+
+    model._on_step = on_step_then_check
+    recorder = Recorder()
+    model.learn(STEPS, callback=CallbackList([TARCallback(sparsity=SPARSITY, seed=0), recorder]))
+    assert len(copies) == STEPS // interval
+    assert all(all(c) for c in copies), copies
+    assert_mask_invariants(model, SPARSITY, recorder.masks)
+    # the copies carried trained weights (the online network moved after learning_starts)
+    (net,) = sparse_networks(model.policy)
+    names = _prefixes(model, net)
+    assert any(not torch.equal(net.target_layers[i].weight, recorder.weights[f"{n}.weight"]) for i, n in enumerate(names))
+
+
+_LOAD_SCRIPT = """
+import json, sys, torch
+torch.set_num_threads(1)
+from stable_baselines3 import A2C, DQN, PPO
+from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
+from sb3_tar.sb3.networks import sparse_networks
+algo = {"PPO": PPO, "A2C": A2C, "DQN": DQN}[sys.argv[1]]
+model = algo.load(sys.argv[2], device="cpu")
+saved = torch.load(sys.argv[3])
+
+def state():
+    out = {}
+    masks = masks_of(model)
+    for net in sparse_networks(model.policy):
+        same = all(torch.equal(a, b) for a, b in zip(masks[net.name], saved[net.name]))
+        online = sum(int((l.weight[~m] != 0).sum()) for l, m in zip(net.linears, masks[net.name]))
+        target = sum(int((l.weight[~m] != 0).sum()) for l, m in zip(net.target_layers, masks[net.name]))
+        nonzero = sum(int((l.weight != 0).sum()) for l in net.linears)
+        out[net.name] = dict(same=same, online=online, target=target, nonzero=nonzero, targets=len(net.target_layers))
+    return out
+
+loaded = state()
+model.set_env(model.get_env() or __import__("gymnasium").make(sys.argv[4]))
+model.learn(128)
+trained = state()
+print(json.dumps(dict(cls=type(model.policy).__name__, loaded=loaded, trained=trained, summary=sparsity_summary(model))))
+"""
+
+
+@pytest.mark.parametrize("case", ["ppo-cartpole", "a2c-cartpole", "dqn-cartpole"])
+def test_save_load_in_a_fresh_process_keeps_the_masks(case: str, tmp_path: Path) -> None:
+    model = make(case)
+    model.learn(STEPS, callback=TARCallback(sparsity=SPARSITY, seed=0))
+    path = tmp_path / "model.zip"
+    model.save(path)
+    masks = clone_masks(model)
+    torch.save(masks, tmp_path / "masks.pt")
+    kept = expected_kept(model, SPARSITY)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-c", _LOAD_SCRIPT, type(model).__name__, str(path), str(tmp_path / "masks.pt"), CASES[case][1]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["cls"].startswith("Masked")
+    for phase in ("loaded", "trained"):  # right after load, then after learn() without any callback
+        assert set(report[phase]) == set(kept)
+        for name, stats in report[phase].items():
+            assert stats["same"] and stats["online"] == 0 and stats["target"] == 0, (phase, name, stats)
+            assert stats["nonzero"] == kept[name], (phase, name, stats)
+            assert stats["targets"] == (3 if case.startswith("dqn") else 0)
+    assert all(s["pruned_nonzero"] == 0 and s["kept"] == kept[n] for n, s in report["summary"].items())
+
+
+@pytest.mark.parametrize(
+    "algo, env_id",
+    [(QRDQN, "CartPole-v1"), (TRPO, "Pendulum-v1")],
+)
+def test_unsupported_algorithm_is_refused_naming_what_is_supported(algo, env_id: str) -> None:
+    model = algo("MlpPolicy", env_id, seed=0, device="cpu", **({"learning_starts": 10} if algo is QRDQN else {}))
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    with pytest.raises(TypeError, match=rf"TARCallback supports SAC, TD3 and TQC .*PPO, A2C and DQN, got {algo.__name__}"):
+        model.learn(64, callback=TARCallback())
+    after = model.policy.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before) and model.num_timesteps == 0
+
+
+def test_dst_on_ppo_is_refused_pointing_to_tarcallback() -> None:
+    with pytest.raises(TypeError, match=r"DSTCallback supports SAC, TD3 and TQC .*use TARCallback.*got PPO"):
+        make("ppo-cartpole").learn(64, callback=DSTCallback())
+
+
+def test_sparse_execution_true_is_refused_on_the_masked_only_algorithms() -> None:
+    model = make("ppo-cartpole")
+    with pytest.raises(ValueError, match=r"sparse_execution=True is not available .*'auto', True, False"):
+        model.learn(64, callback=TARCallback(sparse_execution=True))
+    assert masks_of(model) is None and model.num_timesteps == 0  # refused before anything changed
+    model.learn(64, callback=TARCallback(sparsity=SPARSITY, sparse_execution="auto"))
+    assert model.policy.sparse_layers == []  # "auto": the masked dense path for PPO/A2C/DQN
+    assert_mask_invariants(model, SPARSITY)
