@@ -1,4 +1,5 @@
-"""Callbacks that make an existing SB3 SAC/TD3/TQC project sparse without other code changes."""
+"""Callbacks that make an existing SB3 SAC/TD3/TQC project sparse without other code changes (``TARCallback``: PPO, A2C
+and DQN too)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def check_supported(model: Any, who: str, fixed_mask: bool = False) -> None:
     off_policy = isinstance(model, OffPolicyAlgorithm) and hasattr(model.policy, "actor") and not isinstance(model, DQN)
     if not (off_policy or (fixed_mask and isinstance(model, FIXED_MASK_ALGORITHMS))):
         supported = "SAC, TD3 and TQC (off-policy actor-critic algorithms)" + (
-            ", and SB3's PPO, A2C and DQN" if fixed_mask else " (PPO, A2C and DQN: use TARCallback)"
+            ", and SB3's PPO, A2C and DQN" if fixed_mask else "; PPO, A2C and DQN are supported by TARCallback only, so far"
         )
         raise TypeError(f"{who} supports {supported}, got {type(model).__name__}: remove the callback or switch algorithm")
     sparse_networks(model.policy)
@@ -217,7 +218,9 @@ def _stored_configs(model: Any) -> dict[str, SparsityConfig] | None:
 
 class TARCallback(SparseCallback):
     """
-    Static sparse training with Topology-Aware Revival, attached to any SAC/TD3/TQC model.
+    Static sparse training with Topology-Aware Revival, attached to any SAC/TD3/TQC model, or to an SB3 PPO, A2C or
+    DQN model built with ``MlpPolicy`` (roles: ``docs/usage.md``, "PPO, A2C and DQN"; masked dense path only there:
+    ``sparse_execution=True`` is refused for them).
 
     On training start, if the model is not sparse yet, the actor and every Q-network are
     pruned by ``criterion`` and revived by ``revival`` (``docs/method.md``), target networks are

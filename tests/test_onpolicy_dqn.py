@@ -279,7 +279,8 @@ def test_unsupported_algorithm_is_refused_naming_what_is_supported(algo, env_id:
 
 
 def test_dst_on_ppo_is_refused_pointing_to_tarcallback() -> None:
-    with pytest.raises(TypeError, match=r"DSTCallback supports SAC, TD3 and TQC .*use TARCallback.*got PPO"):
+    pattern = r"DSTCallback supports SAC, TD3 and TQC .*PPO, A2C and DQN are supported by TARCallback only.*got PPO"
+    with pytest.raises(TypeError, match=pattern):
         make("ppo-cartpole").learn(64, callback=DSTCallback())
 
 
