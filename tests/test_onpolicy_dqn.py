@@ -292,3 +292,29 @@ def test_sparse_execution_true_is_refused_on_the_masked_only_algorithms() -> Non
     model.learn(64, callback=TARCallback(sparsity=SPARSITY, sparse_execution="auto"))
     assert model.policy.sparse_layers == []  # "auto": the masked dense path for PPO/A2C/DQN
     assert_mask_invariants(model, SPARSITY)
+
+
+def test_per_role_sparsity_dict_net_arch_and_several_envs() -> None:
+    """actor_sparsity/critic_sparsity map onto the policy and value branches; net_arch=dict(pi, vf); n_envs=2."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=32,
+        batch_size=16,
+        n_epochs=3,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[32])),
+    )
+    recorder = Recorder()
+    model.learn(256, callback=CallbackList([TARCallback(actor_sparsity=0.5, critic_sparsity=0.8, seed=0), recorder]))
+    totals = {net.name: sum(layer.weight.numel() for layer in net.linears) for net in sparse_networks(model.policy)}
+    assert totals == {"actor": 4 * 64 + 64 * 64 + 64 * 2, "critic": 4 * 32 + 32 * 1}
+    kept = {"actor": round(0.5 * totals["actor"]), "critic": round(0.2 * totals["critic"])}
+    assert nonzero_counts(model) == kept
+    assert {name: sum(int(m.sum()) for m in masks) for name, masks in clone_masks(model).items()} == kept
+    assert all(torch.equal(a, b) for name in kept for a, b in zip(clone_masks(model)[name], recorder.masks[name]))
+    assert all(s["pruned_nonzero"] == 0 for s in sparsity_summary(model).values())
