@@ -1,7 +1,8 @@
 """sb3-tar: Topology-Aware Revival (TAR) and sparse training for Stable-Baselines3.
 
-- ``SAC(sb3_tar.sac.SparsePolicy, env)`` (also ``TD3``/``sb3_tar.td3``, ``TQC``/``sb3_tar.tqc``):
-  a sparse agent, pruned and revived when built.
+- ``SAC(sb3_tar.sac.SparsePolicy, env)`` (also ``TD3``/``sb3_tar.td3``, ``TQC``/``sb3_tar.tqc``, and with fixed
+  masks ``PPO``/``sb3_tar.ppo``, ``A2C``/``sb3_tar.a2c``, ``DQN``/``sb3_tar.dqn``): a sparse agent, pruned and revived
+  when built.
 - ``model.learn(..., callback=sb3_tar.TARCallback(sparsity=0.9))``: the same on an existing
   project's plain ``MlpPolicy`` model.
 - ``sb3_tar.prune_and_revive(network, SparsityConfig(...), seed)``: the pure-PyTorch method.
@@ -19,6 +20,9 @@ _LAZY = {
     "SACSparsePolicy": ("sb3_tar.sac", "SparsePolicy"),
     "TD3SparsePolicy": ("sb3_tar.td3", "SparsePolicy"),
     "TQCSparsePolicy": ("sb3_tar.tqc", "SparsePolicy"),
+    "PPOSparsePolicy": ("sb3_tar.ppo", "SparsePolicy"),
+    "A2CSparsePolicy": ("sb3_tar.a2c", "SparsePolicy"),
+    "DQNSparsePolicy": ("sb3_tar.dqn", "SparsePolicy"),
     "TARCallback": ("sb3_tar.callbacks", "TARCallback"),
     "DSTCallback": ("sb3_tar.callbacks", "DSTCallback"),
     "DiagnosticsCallback": ("sb3_tar.diagnostics", "DiagnosticsCallback"),

@@ -18,6 +18,7 @@ from sb3_utils import assert_mask_invariants, clone_masks, expected_kept
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
+from sb3_tar import a2c, dqn, ppo
 from sb3_tar.callbacks import DSTCallback, TARCallback
 from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
 from sb3_tar.sb3.networks import sparse_networks
@@ -43,6 +44,16 @@ def make(case: str, **overrides):
     algo, env, kwargs = CASES[case]
     kwargs = dict(kwargs, **overrides)
     return algo("MlpPolicy", env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[64, 64]), **kwargs)
+
+
+SPARSE_POLICIES = {PPO: ppo.SparsePolicy, A2C: a2c.SparsePolicy, DQN: dqn.SparsePolicy}
+
+
+def make_sparse(case: str, **policy_kwargs):
+    """The case's model built with sb3-tar's SparsePolicy of its algorithm."""
+    algo, env, kwargs = CASES[case]
+    policy_kwargs = dict(dict(net_arch=[64, 64], sparsity=SPARSITY, seed=0), **policy_kwargs)
+    return algo(SPARSE_POLICIES[algo], env, seed=0, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
 
 
 class Recorder(BaseCallback):
@@ -236,10 +247,23 @@ print(json.dumps(dict(cls=type(model.policy).__name__, loaded=loaded, trained=tr
 """
 
 
-@pytest.mark.parametrize("case", ["ppo-cartpole", "a2c-cartpole", "dqn-cartpole"])
-def test_save_load_in_a_fresh_process_keeps_the_masks(case: str, tmp_path: Path) -> None:
-    model = make(case)
-    model.learn(STEPS, callback=TARCallback(sparsity=SPARSITY, seed=0))
+@pytest.mark.parametrize(
+    "case, how",
+    [
+        ("ppo-cartpole", "callback"),
+        ("a2c-cartpole", "callback"),
+        ("dqn-cartpole", "callback"),
+        ("ppo-cartpole", "policy"),
+        ("dqn-cartpole", "policy"),
+    ],
+)
+def test_save_load_in_a_fresh_process_keeps_the_masks(case: str, how: str, tmp_path: Path) -> None:
+    if how == "callback":
+        model = make(case)
+        model.learn(STEPS, callback=TARCallback(sparsity=SPARSITY, seed=0))
+    else:
+        model = make_sparse(case)
+        model.learn(STEPS)
     path = tmp_path / "model.zip"
     model.save(path)
     masks = clone_masks(model)
@@ -255,7 +279,7 @@ def test_save_load_in_a_fresh_process_keeps_the_masks(case: str, tmp_path: Path)
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["cls"].startswith("Masked")
+    assert report["cls"] == ("MaskedPolicy" if how == "callback" else "SparsePolicy")
     for phase in ("loaded", "trained"):  # right after load, then after learn() without any callback
         assert set(report[phase]) == set(kept)
         for name, stats in report[phase].items():
@@ -318,3 +342,33 @@ def test_per_role_sparsity_dict_net_arch_and_several_envs() -> None:
     assert {name: sum(int(m.sum()) for m in masks) for name, masks in clone_masks(model).items()} == kept
     assert all(torch.equal(a, b) for name in kept for a, b in zip(clone_masks(model)[name], recorder.masks[name]))
     assert all(s["pruned_nonzero"] == 0 for s in sparsity_summary(model).values())
+
+
+@pytest.mark.parametrize("case", ["ppo-cartpole", "ppo-pendulum", "a2c-cartpole", "dqn-cartpole"])
+def test_sparse_policy_classes(case: str) -> None:
+    """PPO(ppo.SparsePolicy), A2C(a2c.SparsePolicy), DQN(dqn.SparsePolicy): exact counts when built and after training."""
+    model = make_sparse(case)
+    kept = expected_kept(model, SPARSITY)
+    assert nonzero_counts(model) == kept
+    built = clone_masks(model)
+    assert_mask_invariants(model, SPARSITY)
+    model.learn(STEPS)
+    assert_mask_invariants(model, SPARSITY, built)
+    assert nonzero_counts(model) == kept
+    assert model.policy.sparse_layers == []  # the masked dense path
+
+
+def test_sparse_policy_classes_refuse_other_algorithms_and_dst() -> None:
+    with pytest.raises(TypeError, match=r"ppo.SparsePolicy is a policy for PPO, got DQN: .*DQN \(sb3_tar.dqn.SparsePolicy\)"):
+        DQN(ppo.SparsePolicy, "CartPole-v1", device="cpu")
+    with pytest.raises(TypeError, match=r"dqn.SparsePolicy is a policy for DQN, got A2C"):
+        A2C(dqn.SparsePolicy, "CartPole-v1", device="cpu")
+    with pytest.raises(ValueError, match=r"dynamic sparse training .*not available for PPO, A2C and DQN"):
+        make_sparse("ppo-cartpole", dst_method="set")
+    with pytest.raises(ValueError, match=r"sparse_execution=True is not available"):
+        make_sparse("dqn-cartpole", sparse_execution=True)
+    model = make_sparse("ppo-cartpole", actor_sparsity=0.5, critic_sparsity=0.8)
+    with pytest.warns(UserWarning, match="TARCallback: not pruning, the policy is a SparsePolicy"):
+        model.learn(64, callback=TARCallback(sparsity=0.3))
+    totals = {net.name: sum(layer.weight.numel() for layer in net.linears) for net in sparse_networks(model.policy)}
+    assert nonzero_counts(model) == {"actor": round(0.5 * totals["actor"]), "critic": round(0.2 * totals["critic"])}

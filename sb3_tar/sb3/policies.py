@@ -211,6 +211,8 @@ def masked_policy_class(policy_class: type) -> type:
     if issubclass(policy_class, (MaskedPolicyMixin, SparsePolicyMixin)):
         return policy_class
     if policy_class not in _MASKED_CLASSES:
+        import sb3_tar.dqn  # noqa: F401
+        import sb3_tar.ppo  # noqa: F401
         import sb3_tar.sac  # noqa: F401  (registers the importable variants of SB3's classes)
         import sb3_tar.td3  # noqa: F401
 
@@ -314,8 +316,8 @@ def check_policy_use(policy_class: type, observation_space: Any) -> None:
     if expected is not None and algorithm is not None and not isinstance(algorithm, expected):
         raise TypeError(
             f"{name} is a policy for {expected.__name__}, got {type(algorithm).__name__}: sb3-tar supports SAC "
-            "(sb3_tar.sac.SparsePolicy), TD3 (sb3_tar.td3.SparsePolicy) and TQC (sb3_tar.tqc.SparsePolicy); for PPO, A2C "
-            "and DQN use policy='MlpPolicy' with callback=sb3_tar.TARCallback(...) in learn()"
+            "(sb3_tar.sac.SparsePolicy), TD3 (sb3_tar.td3.SparsePolicy), TQC (sb3_tar.tqc.SparsePolicy), PPO "
+            "(sb3_tar.ppo.SparsePolicy), A2C (sb3_tar.a2c.SparsePolicy) and DQN (sb3_tar.dqn.SparsePolicy)"
         )
 
 
@@ -387,8 +389,11 @@ class SparsePolicyMixin:
     sparsity_reports: dict[str, NetworkReport]
     mask_enforcer: MaskEnforcer
     _sb3_tar_attaches_curves = True  # its set_training_mode attaches the curves (report_logging.ATTACHES_CURVES)
-    #: The algorithm class this policy is for (``SAC``, ``TD3``, ``TQC``), set by each ``SparsePolicy``.
+    #: The algorithm class this policy is for (``SAC``, ``TD3``, ``TQC``, ``PPO``, ``A2C``, ``DQN``), set by each
+    #: ``SparsePolicy``.
     algorithm_class: ClassVar[type | None] = None
+    #: Whether only fixed masks are available (PPO, A2C, DQN in this version: no ``dst_method``).
+    fixed_mask_only: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         check_policy_use(type(self), args[0] if args else kwargs.get("observation_space"))
@@ -417,6 +422,12 @@ class SparsePolicyMixin:
         else:
             self.dst_config, self.role_methods, self.sparsity_configs = policy_role_setup(
                 role_methods, dst, options, criterion_given
+            )
+        if self.dst_config is not None and getattr(type(self), "fixed_mask_only", False):
+            raise ValueError(
+                f"{type(self).__name__}: dynamic sparse training (dst_method or a 'set'/'rigl' role) is not available "
+                "for PPO, A2C and DQN yet: leave dst_method=None (allowed: None here; 'set' and 'rigl' for SAC, TD3 "
+                "and TQC) and use a static method (revival 'tar', 'uniform' or 'none')"
             )
         self.dst_options = dst
         self.sparsity_options = dict(options, seed=seed, mask_gradients=mask_gradients, sparse_execution=sparse_execution)
