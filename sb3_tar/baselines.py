@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from sb3_tar.callbacks import SparseCallback
+from sb3_tar.callbacks import SparseCallback, check_supported
 from sb3_tar.core.config import DEFAULT_SPARSITY, check_choice, check_int, renamed
 from sb3_tar.core.gmp import DEFAULT_END_FRACTION, DEFAULT_INTERVAL, DEFAULT_START_FRACTION, GMP_SCOPES, GMPConfig
 from sb3_tar.core.masks import ones_masks
@@ -23,7 +23,13 @@ from sb3_tar.sb3.gradual import (
 )
 from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
 from sb3_tar.sb3.networks import sparse_networks
-from sb3_tar.sb3.policies import SparsePolicyMixin, install_masks, masked_policy_class, start_sparse_execution
+from sb3_tar.sb3.policies import (
+    SparsePolicyMixin,
+    check_masked_only,
+    install_masks,
+    masked_policy_class,
+    start_sparse_execution,
+)
 from sb3_tar.sb3.pruning import role_configs
 from sb3_tar.sb3.report_logging import attach_curves
 from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE as DST_STATE_ATTRIBUTE
@@ -101,6 +107,10 @@ class GMPCallback(SparseCallback):
         self.sparsities = {role: config.sparsity for role, config in configs.items()}
         self.sparse_execution = sparse_exec.check_option(sparse_execution)
         self.pruner: GradualPruner | None = None
+
+    def _init_callback(self) -> None:
+        check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
+        check_masked_only(self.model.policy, self.sparse_execution)
 
     @property
     def training_flops(self) -> float:

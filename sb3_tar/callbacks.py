@@ -35,24 +35,26 @@ from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState,
 from sb3_tar.sb3.role_methods import has_dynamic_role, method_configs
 from sb3_tar.sb3.sparse_execution import check_option
 
-#: The algorithms whose policy a fixed-mask callback (``TARCallback``) supports beside SAC/TD3/TQC.
-FIXED_MASK_ALGORITHMS: tuple[type, ...] = (PPO, A2C, DQN)
+#: The algorithms that ``TARCallback`` and ``GMPCallback`` support beside SAC/TD3/TQC.
+PPO_A2C_DQN: tuple[type, ...] = (PPO, A2C, DQN)
 
 
-def check_supported(model: Any, who: str, fixed_mask: bool = False) -> None:
+def check_supported(model: Any, who: str, ppo_a2c_dqn: bool = False) -> None:
     """
     :param model: The model a callback is attached to.
     :param who: The callback's name, for the message.
-    :param fixed_mask: Whether the callback keeps its masks fixed (``TARCallback``): then SB3's PPO, A2C and DQN
-        (exactly these classes or their subclasses, with their own policies) are supported too.
+    :param ppo_a2c_dqn: Whether the callback also supports SB3's PPO, A2C and DQN (exactly these classes or their
+        subclasses, with their own policies): ``TARCallback`` and ``GMPCallback``.
     :raises TypeError: Unless ``model`` is an off-policy actor-critic (SAC, TD3, TQC, DDPG), or with
-        ``fixed_mask`` a PPO, A2C or DQN model, whose networks hold ``nn.Linear`` layers. Raised before
+        ``ppo_a2c_dqn`` a PPO, A2C or DQN model, whose networks hold ``nn.Linear`` layers. Raised before
         training starts; the model is not modified and stays usable. The message names what is supported.
     """
     off_policy = isinstance(model, OffPolicyAlgorithm) and hasattr(model.policy, "actor") and not isinstance(model, DQN)
-    if not (off_policy or (fixed_mask and isinstance(model, FIXED_MASK_ALGORITHMS))):
+    if not (off_policy or (ppo_a2c_dqn and isinstance(model, PPO_A2C_DQN))):
         supported = "SAC, TD3 and TQC (off-policy actor-critic algorithms)" + (
-            ", and SB3's PPO, A2C and DQN" if fixed_mask else "; PPO, A2C and DQN are supported by TARCallback only, so far"
+            ", and SB3's PPO, A2C and DQN"
+            if ppo_a2c_dqn
+            else "; PPO, A2C and DQN are supported by TARCallback and GMPCallback only, so far"
         )
         raise TypeError(f"{who} supports {supported}, got {type(model).__name__}: remove the callback or switch algorithm")
     sparse_networks(model.policy)
@@ -314,7 +316,7 @@ class TARCallback(SparseCallback):
             )
 
     def _init_callback(self) -> None:
-        check_supported(self.model, type(self).__name__, fixed_mask=True)
+        check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
         check_masked_only(self.model.policy, self.sparse_execution)
 
     def _on_training_start(self) -> None:

@@ -19,9 +19,12 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from sb3_tar import a2c, dqn, ppo
+from sb3_tar.baselines import GMPCallback
 from sb3_tar.callbacks import DSTCallback, TARCallback
+from sb3_tar.sb3.gradual import attached_pruner
 from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
 from sb3_tar.sb3.networks import sparse_networks
+from sb3_tar.sb3.rewiring import planned_steps_of
 
 SPARSITY = 0.9
 REPO = Path(__file__).resolve().parents[1]
@@ -303,7 +306,7 @@ def test_unsupported_algorithm_is_refused_naming_what_is_supported(algo, env_id:
 
 
 def test_dst_on_ppo_is_refused_pointing_to_tarcallback() -> None:
-    pattern = r"DSTCallback supports SAC, TD3 and TQC .*PPO, A2C and DQN are supported by TARCallback only.*got PPO"
+    pattern = r"DSTCallback supports SAC, TD3 and TQC .*PPO, A2C and DQN are supported by TARCallback and GMPCallback.*got PPO"
     with pytest.raises(TypeError, match=pattern):
         make("ppo-cartpole").learn(64, callback=DSTCallback())
 
@@ -372,3 +375,51 @@ def test_sparse_policy_classes_refuse_other_algorithms_and_dst() -> None:
         model.learn(64, callback=TARCallback(sparsity=0.3))
     totals = {net.name: sum(layer.weight.numel() for layer in net.linears) for net in sparse_networks(model.policy)}
     assert nonzero_counts(model) == {"actor": round(0.5 * totals["actor"]), "critic": round(0.2 * totals["critic"])}
+
+
+class StepRecorder(BaseCallback):
+    """After the callbacks before it attached their hooks: records, after every optimizer step, the GMP clock and each
+    network's kept count (mask) and nonzero count (real weights)."""
+
+    def _on_training_start(self) -> None:
+        self.rows: list[tuple[int, dict[str, int], dict[str, int]]] = []
+        self.model.policy.optimizer.register_step_post_hook(self._record)
+
+    def _record(self, optimizer, args, kwargs) -> None:
+        pruner = attached_pruner(self.model.policy)
+        masks = clone_masks(self.model)
+        self.rows.append(
+            (pruner.step, {n: sum(int(m.sum()) for m in ms) for n, ms in masks.items()}, nonzero_counts(self.model))
+        )
+
+    def _on_step(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("case", ["ppo-cartpole", "ppo-pendulum", "a2c-cartpole", "dqn-cartpole"])
+def test_gmp_counts_exact_at_every_gradient_step(case: str) -> None:
+    model = make(case)
+    gmp = GMPCallback(sparsity=SPARSITY, update_interval=4, seed=0)
+    recorder = StepRecorder()
+    model.learn(STEPS, callback=CallbackList([gmp, recorder]))
+    pruner = gmp.pruner
+    assert pruner.step == pruner.total_steps == len(recorder.rows) > 0  # the plan is exact (no target_kl)
+    t0, t1 = pruner.window
+    assert 0 < t0 < t1 <= pruner.total_steps
+    final = expected_kept(model, SPARSITY)
+    for step, kept, nonzero in recorder.rows:
+        expected = {name: pruner.kept_at_step(name, step) for name in kept}  # both roles change at the same step
+        assert kept == expected == nonzero, (step, kept, nonzero, expected)
+    assert recorder.rows[t1 - 1][1] == final and recorder.rows[-1][1] == final
+    assert sorted({s for s, _, _ in pruner.history}) == [
+        t for t in range(1, t1 + 1) if pruner.config.is_prune_step(t, pruner.total_steps)
+    ]
+    assert pruner.finished
+    assert_mask_invariants(model, SPARSITY)
+
+
+def test_planned_gradient_steps_of_on_policy_models() -> None:
+    for case, expected in (("ppo-cartpole", 4 * 4 * 4), ("a2c-cartpole", 32)):
+        model = make(case)
+        model._setup_learn(STEPS)
+        assert planned_steps_of(model) == expected

@@ -150,7 +150,8 @@ class GradualPruner:
         """Whether every network has been pruned to its final count (the mask is fixed from now on); never before
         the run's first gradient step (a run planned with ``T = 0`` plans again on its next ``learn()``)."""
         t1 = self.window[1]
-        return self.step >= 1 and self.total_steps > 0 and self.step >= t1 and int(self.state["actor_step"]) >= t1
+        actor_done = int(self.state["actor_step"]) >= t1 or not self.enforcer.role_networks("actor")  # DQN: no actor
+        return self.step >= 1 and self.total_steps > 0 and self.step >= t1 and actor_done
 
     def kept_at_step(self, name: str, step: int) -> int:
         """:return: The kept count of network ``name`` after the latest prune step ``<= step``."""

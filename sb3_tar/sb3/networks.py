@@ -204,14 +204,16 @@ def role_optimizers(policy: nn.Module) -> dict[str, torch.optim.Optimizer]:
 
     :param policy: An SB3 policy :func:`sparse_networks` supports, built (its optimizers exist).
     :return: SAC/TD3/TQC: ``{"actor": policy.actor.optimizer, "critic": policy.critic.optimizer}``; PPO/A2C: both
-        roles share ``policy.optimizer``; DQN: ``{"critic": policy.optimizer}``.
+        roles share ``policy.optimizer`` (critic first: its hooks run first); DQN: ``{"critic": policy.optimizer}``.
     :raises TypeError: If an optimizer is missing.
     """
     if is_actor_critic_policy(policy) or is_q_policy(policy):
         optimizer = getattr(policy, "optimizer", None)
         if optimizer is None:
             raise TypeError("policy.optimizer is missing: build the policy first")
-        return {"critic": optimizer} if is_q_policy(policy) else {"actor": optimizer, "critic": optimizer}
+        # the critic first: on a shared optimizer its pre-step hook runs first, so a schedule's clock (GMP) advances
+        # before the actor's hook reads it, and both roles change their masks at the same gradient step
+        return {"critic": optimizer} if is_q_policy(policy) else {"critic": optimizer, "actor": optimizer}
     optimizers = {}
     for role in ROLES:
         optimizer = getattr(getattr(policy, role), "optimizer", None)

@@ -394,15 +394,42 @@ def attached_rewirer(policy: nn.Module) -> Rewirer | None:
     return getattr(policy, _ATTR, None)
 
 
+def planned_on_policy_steps(model: Any) -> int:
+    """
+    Gradient steps the current ``learn()`` call of a PPO or A2C model will take (SB3's loop, replayed): it collects
+    rollouts of ``n_steps * n_envs`` timesteps while ``num_timesteps < total_timesteps`` and trains after each, PPO
+    ``n_epochs * ceil(n_steps * n_envs / batch_size)`` minibatch steps (fewer if ``target_kl`` stops an epoch early:
+    the schedule then ends later than planned), A2C one step::
+
+        R = ceil((total_timesteps - num_timesteps) / (n_steps * n_envs))
+        T = R * n_epochs * ceil(n_steps * n_envs / batch_size)   # PPO
+        T = R                                                   # A2C
+
+    :param model: A PPO or A2C model whose ``learn()`` has set ``_total_timesteps``.
+    :return: The planned gradient steps (``>= 0``).
+    """
+    rollout = int(model.n_steps) * int(model.n_envs)
+    remaining = int(model._total_timesteps) - int(model.num_timesteps)
+    rollouts = max(0, -(-remaining // rollout))
+    batch_size = getattr(model, "batch_size", None)
+    if batch_size is None:  # A2C: the whole rollout in one step
+        return rollouts
+    return rollouts * int(model.n_epochs) * -(-rollout // int(batch_size))
+
+
 def planned_steps_of(model: Any) -> int:
     """
     Gradient steps the model's current ``learn()`` call will take (call it once ``learn()`` has
     set up the model, e.g. in a callback's ``_on_training_start``); see
     :func:`sb3_tar.core.dynamic.planned_gradient_steps` for the formula.
 
-    :param model: An SB3 off-policy model.
+    :param model: An SB3 off-policy model, or a PPO/A2C model (:func:`planned_on_policy_steps`).
     :return: The planned gradient steps.
     """
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+    if isinstance(model, OnPolicyAlgorithm):
+        return planned_on_policy_steps(model)
     train_freq = model.train_freq
     unit = getattr(train_freq.unit, "value", train_freq.unit)
     return planned_gradient_steps(
