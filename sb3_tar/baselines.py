@@ -39,7 +39,8 @@ from sb3_tar.sb3.small_dense import network_shapes, small_dense_matches
 
 class GMPCallback(SparseCallback):
     """
-    Gradual magnitude pruning (Zhu and Gupta 2017) on any SAC/TD3/TQC model, as Graesser et al. 2022 run it.
+    Gradual magnitude pruning (Zhu and Gupta 2017) on any SAC/TD3/TQC model, as Graesser et al. 2022 run it; also on
+    SB3's PPO, A2C and DQN (masked dense path only; ``docs/usage.md``, "PPO, A2C and DQN", for their roles and ``T``).
 
     Training starts dense: on the first training start the actor and every Q-network get all-ones masks
     (``weight_mask`` buffers, online and target, as with :class:`~sb3_tar.callbacks.TARCallback`). With ``T``
