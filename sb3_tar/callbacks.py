@@ -35,7 +35,7 @@ from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState,
 from sb3_tar.sb3.role_methods import has_dynamic_role, method_configs
 from sb3_tar.sb3.sparse_execution import check_option
 
-#: The algorithms that ``TARCallback`` and ``GMPCallback`` support beside SAC/TD3/TQC.
+#: The algorithms that ``TARCallback``, ``DSTCallback`` and ``GMPCallback`` support beside SAC/TD3/TQC.
 PPO_A2C_DQN: tuple[type, ...] = (PPO, A2C, DQN)
 
 
@@ -44,7 +44,7 @@ def check_supported(model: Any, who: str, ppo_a2c_dqn: bool = False) -> None:
     :param model: The model a callback is attached to.
     :param who: The callback's name, for the message.
     :param ppo_a2c_dqn: Whether the callback also supports SB3's PPO, A2C and DQN (exactly these classes or their
-        subclasses, with their own policies): ``TARCallback`` and ``GMPCallback``.
+        subclasses, with their own policies): ``TARCallback``, ``DSTCallback`` and ``GMPCallback``.
     :raises TypeError: Unless ``model`` is an off-policy actor-critic (SAC, TD3, TQC, DDPG), or with
         ``ppo_a2c_dqn`` a PPO, A2C or DQN model, whose networks hold ``nn.Linear`` layers. Raised before
         training starts; the model is not modified and stays usable. The message names what is supported.
@@ -54,7 +54,7 @@ def check_supported(model: Any, who: str, ppo_a2c_dqn: bool = False) -> None:
         supported = "SAC, TD3 and TQC (off-policy actor-critic algorithms)" + (
             ", and SB3's PPO, A2C and DQN"
             if ppo_a2c_dqn
-            else "; PPO, A2C and DQN are supported by TARCallback and GMPCallback only, so far"
+            else "; PPO, A2C and DQN are supported by TARCallback, DSTCallback and GMPCallback only, so far"
         )
         raise TypeError(f"{who} supports {supported}, got {type(model).__name__}: remove the callback or switch algorithm")
     sparse_networks(model.policy)
@@ -374,7 +374,9 @@ def enforce_masks(model: Any) -> bool:
 
 class DSTCallback(SparseCallback):
     """
-    Dynamic sparse training (SET or RigL) on any SAC/TD3/TQC model (``docs/dst.md``).
+    Dynamic sparse training (SET or RigL) on any SAC/TD3/TQC model (``docs/dst.md``), and on SB3's PPO, A2C and DQN
+    (masked dense path only; RigL reads the dense gradient that the gradient hooks record before they zero the pruned
+    positions ahead of gradient clipping: ``docs/usage.md``, "PPO, A2C and DQN").
 
     On the first training start, the actor and every Q-network are pruned by ``criterion``
     (ERK by default, no revival); then, every ``update_interval`` gradient steps until
@@ -466,6 +468,10 @@ class DSTCallback(SparseCallback):
                 methods, sparsity, actor_sparsity, critic_sparsity, criterion, recovery_ratio=recovery_ratio
             )
         self.rewirer: Rewirer | None = None
+
+    def _init_callback(self) -> None:
+        check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
+        check_masked_only(self.model.policy, self.sparse_execution)
 
     def _on_training_start(self) -> None:
         policy = self.model.policy

@@ -19,12 +19,12 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from sb3_tar import a2c, dqn, ppo
-from sb3_tar.baselines import GMPCallback
+from sb3_tar.baselines import GMPCallback, SmallDenseCallback
 from sb3_tar.callbacks import DSTCallback, TARCallback
 from sb3_tar.sb3.gradual import attached_pruner
 from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
 from sb3_tar.sb3.networks import sparse_networks
-from sb3_tar.sb3.rewiring import planned_steps_of
+from sb3_tar.sb3.rewiring import attached_rewirer, planned_steps_of
 
 SPARSITY = 0.9
 REPO = Path(__file__).resolve().parents[1]
@@ -305,10 +305,10 @@ def test_unsupported_algorithm_is_refused_naming_what_is_supported(algo, env_id:
     assert all(torch.equal(before[k], after[k]) for k in before) and model.num_timesteps == 0
 
 
-def test_dst_on_ppo_is_refused_pointing_to_tarcallback() -> None:
-    pattern = r"DSTCallback supports SAC, TD3 and TQC .*PPO, A2C and DQN are supported by TARCallback and GMPCallback.*got PPO"
+def test_small_dense_on_ppo_is_refused_naming_what_is_supported() -> None:
+    pattern = r"SmallDenseCallback supports SAC, TD3 and TQC .*PPO, A2C and DQN are supported by TARCallback, DSTCallback"
     with pytest.raises(TypeError, match=pattern):
-        make("ppo-cartpole").learn(64, callback=DSTCallback())
+        make("ppo-cartpole").learn(64, callback=SmallDenseCallback())
 
 
 def test_sparse_execution_true_is_refused_on_the_masked_only_algorithms() -> None:
@@ -423,3 +423,63 @@ def test_planned_gradient_steps_of_on_policy_models() -> None:
         model = make(case)
         model._setup_learn(STEPS)
         assert planned_steps_of(model) == expected
+
+
+class DSTRecorder(BaseCallback):
+    """After DSTCallback attached its rewirer: after every optimizer step, each network's kept count and whether every
+    pruned weight is exactly zero (online and target); at every update, the dense gradient the rewirer could read."""
+
+    def _on_training_start(self) -> None:
+        self.rows: list[tuple[int, dict[str, int], bool]] = []
+        self.dense: list[tuple[int, str, int, int]] = []
+        self.rewirer = attached_rewirer(self.model.policy)
+        self.rewirer.enforcer.pre_step_listeners.append(self._after_rewire)
+        self.model.policy.optimizer.register_step_post_hook(self._record)
+
+    def _after_rewire(self, role: str, optimizer) -> None:
+        for update in self.rewirer.history:
+            if update.clock == self.rewirer.step and update.role == role:
+                net = next(n for n in sparse_networks(self.model.policy) if n.name == update.network)
+                kept = sum(int(m.sum()) for m in clone_masks(self.model)[net.name])
+                grads = [self.rewirer.enforcer.dense_grad(net.name, i) for i in range(len(net.linears))]
+                self.dense.append((update.clock, net.name, sum(int((g != 0).sum()) for g in grads if g is not None), kept))
+
+    def _record(self, optimizer, args, kwargs) -> None:
+        masks = clone_masks(self.model)
+        zero = all(
+            torch.all(layer.weight[~mask] == 0.0)
+            for net in sparse_networks(self.model.policy)
+            for layers in (net.linears, net.target_layers)
+            for layer, mask in zip(layers, masks[net.name])
+        )
+        self.rows.append((self.rewirer.step, {n: sum(int(m.sum()) for m in ms) for n, ms in masks.items()}, zero))
+
+    def _on_step(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    "case, method", [("ppo-cartpole", "set"), ("ppo-pendulum", "rigl"), ("a2c-cartpole", "rigl"), ("dqn-cartpole", "rigl")]
+)
+def test_dst_counts_exact_at_every_step_and_rigl_reads_dense_gradients(case: str, method: str) -> None:
+    model = make(case)
+    dst = DSTCallback(method=method, sparsity=SPARSITY, update_interval=4, seed=0)
+    recorder = DSTRecorder()
+    initial = Recorder()
+    model.learn(STEPS, callback=CallbackList([dst, initial, recorder]))
+    rewirer = dst.rewirer
+    kept = expected_kept(model, SPARSITY)
+    assert rewirer.step == rewirer.total_steps == len(recorder.rows) > 0
+    for step, counts, zero in recorder.rows:
+        assert counts == kept and zero, (step, counts, zero)
+    updates = rewirer.history
+    assert updates and all(sum(u.dropped) == sum(u.grown) for u in updates) and any(sum(u.grown) > 0 for u in updates)
+    assert {u.network for u in updates} == set(kept)
+    for name in kept:  # both roles are rewired at the same gradient steps (critic hooks first on PPO/A2C)
+        assert [u.clock for u in updates if u.network == name] == [u.step for u in updates if u.network == name]
+    assert any(not torch.equal(a, b) for name in kept for a, b in zip(clone_masks(model)[name], initial.masks[name]))
+    assert_mask_invariants(model, SPARSITY)
+    # grown weights start at 0.0; one into a unit with no outgoing connection never gets a gradient, so <=
+    assert all(nonzero_counts(model)[name] <= kept[name] for name in kept)
+    if method == "rigl":  # the dense gradient (recorded before the hooks zeroed pruned positions) was read
+        assert recorder.dense and all(nonzero > k for _, _, nonzero, k in recorder.dense), recorder.dense

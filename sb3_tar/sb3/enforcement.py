@@ -108,6 +108,10 @@ class MaskEnforcer:
         #: Per role (``"actor"``, ``"critic"``): whether that optimizer's gradients are masked
         #: because it is not elementwise (filled in by :meth:`attach`).
         self.auto_gradient_masking: dict[str, bool] = {}
+        #: PPO/A2C/DQN: keep the dense gradients the gradient hooks see until the next step (set by SET/RigL before an
+        #: update step whose method or prune criterion reads gradients).
+        self.record_dense = False
+        self.dense_grads: dict[tuple[str, int], torch.Tensor] = {}
         self._handles: list = []
         self._module_handles: list = []
         self._policy: nn.Module | None = None
@@ -177,11 +181,30 @@ class MaskEnforcer:
             apply_masks(net.linears, self.store.get(net.name))
         for listener in getattr(self, "post_step_listeners", ()):
             listener(role, optimizer)
+        if getattr(self, "dense_grads", None):
+            self.dense_grads.clear()  # recorded for this step's pre-step listeners only
         realign_state(optimizer, record_only=True)  # records the layout and the state tensors the step left
 
     def _grad_hook(self, name: str, index: int, grad: torch.Tensor) -> torch.Tensor:
-        """The gradient of a sparsified weight with its pruned positions zeroed (before it is accumulated)."""
+        """
+        The gradient of a sparsified weight with its pruned positions zeroed (before it is accumulated). While
+        :attr:`record_dense` is set, the dense gradient is kept first (RigL and the gradient prune criteria read it in
+        the next pre-step hook, :meth:`dense_grad`).
+        """
+        if getattr(self, "record_dense", False):
+            grads = self.__dict__.setdefault("dense_grads", {})
+            previous = grads.get((name, index))
+            grads[(name, index)] = grad.detach().clone() if previous is None else previous + grad.detach()
         return grad * self.store.get(name)[index]
+
+    def dense_grad(self, name: str, index: int) -> torch.Tensor | None:
+        """
+        :param name: Network name.
+        :param index: Layer index in the network.
+        :return: The dense gradient of that layer's weight recorded by the gradient hook since the last optimizer step
+            (PPO/A2C/DQN with :attr:`record_dense` set), or ``None``.
+        """
+        return getattr(self, "dense_grads", {}).get((name, index))
 
     def _forward_pre_hook(self, module: nn.Module, args: tuple) -> None:
         """On a copy's first forward pass: attach to the copied policy's optimizers (see the module docstring)."""

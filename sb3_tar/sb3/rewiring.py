@@ -294,10 +294,16 @@ class Rewirer:
         if self.total_steps < 0:
             return
         rewired = [net for net in self.enforcer.networks if self.config.role_method(net.role) is not None]
-        if self.config.is_update_step(self.step + 1, self.total_steps):
+        update_next = self.config.is_update_step(self.step + 1, self.total_steps)
+        actor_due = self.config.last_update_step(self.step, self.total_steps) > self.state.get("actor_step")
+        reads_grad = any(self.config.role_method(role) == "rigl" for role in ("actor", "critic")) or needs_gradient(
+            self.config.prune_criterion
+        )
+        # PPO/A2C/DQN: the gradient hooks zero pruned gradients before clipping; keep the dense ones for this update
+        self.enforcer.record_dense = reads_grad and (update_next or actor_due)
+        if update_next:
             self.capture.arm([layer for net in rewired for layer in net.linears])  # roles with fixed masks: never
             return
-        actor_due = self.config.last_update_step(self.step, self.total_steps) > self.state.get("actor_step")
         if actor_due:
             self.capture.arm([layer for net in rewired if net.role == "actor" for layer in net.linears])
 
@@ -325,13 +331,21 @@ class Rewirer:
             )
         return grad
 
+    def _recorded_or_grad(self, net: SparseNetwork, index: int, layer: nn.Module) -> torch.Tensor | None:
+        """The dense gradient the enforcer's gradient hook recorded (PPO/A2C/DQN), else the layer's ``.grad``."""
+        recorded = self.enforcer.dense_grad(net.name, index)
+        return recorded if recorded is not None else layer.weight.grad
+
     def _rewire(self, net: SparseNetwork, step: int, fraction: float, optimizer: torch.optim.Optimizer) -> DSTUpdate:
         masks = self.enforcer.store.get(net.name)
         weights = [layer.weight for layer in net.linears]  # a SparseLinear's weight is a dense copy
         method = self.config.role_method(net.role)
         # Dense gradients, read here in the optimizer's pre-step hook (the critic's .grad holds the TD loss's only now);
         # a layer on the sparse kernel has its dense gradient formed from the capture (sb3_tar.sb3.compressed_dst).
-        dense_grads = [self._dense_grad(layer) if is_compressed(layer) else layer.weight.grad for layer in net.linears]
+        dense_grads = [
+            self._dense_grad(layer) if is_compressed(layer) else self._recorded_or_grad(net, i, layer)
+            for i, layer in enumerate(net.linears)
+        ]
         reads_grad = method == "rigl" or needs_gradient(self.config.prune_criterion)
         grads = dense_grads if reads_grad else None
         generator = update_generator(self.state.get("seed"), step, net.name)
