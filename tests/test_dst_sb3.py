@@ -13,8 +13,8 @@ from typing import Any
 import gymnasium as gym
 import pytest
 import torch
-from sb3_contrib import TQC
-from stable_baselines3 import PPO, SAC, TD3
+from sb3_contrib import TQC, TRPO
+from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
 from sb3_tar.callbacks import DSTCallback, TARCallback
@@ -348,8 +348,8 @@ def test_sparse_policy_refuses_bad_dst_options(policy_kwargs: dict, error: type,
 
 
 def test_dst_callback_refuses_unsupported_models() -> None:
-    with pytest.raises(TypeError, match="SAC, TD3 and TQC"):
-        PPO("MlpPolicy", ENV, n_steps=64, batch_size=64).learn(64, callback=DSTCallback())
+    with pytest.raises(TypeError, match="SAC, TD3 and TQC"):  # PPO, A2C and DQN: tests/test_onpolicy_dqn.py
+        TRPO("MlpPolicy", ENV, n_steps=64, batch_size=64).learn(64, callback=DSTCallback())
     static = make(SAC, SACSparsePolicy)
     with pytest.raises(TypeError, match="static SparsePolicy"):
         static.learn(10, callback=DSTCallback())
