@@ -483,3 +483,47 @@ def test_dst_counts_exact_at_every_step_and_rigl_reads_dense_gradients(case: str
     assert all(nonzero_counts(model)[name] <= kept[name] for name in kept)
     if method == "rigl":  # the dense gradient (recorded before the hooks zeroed pruned positions) was read
         assert recorder.dense and all(nonzero > k for _, _, nonzero, k in recorder.dense), recorder.dense
+
+
+def test_deepcopy_of_a_sparse_ppo_policy_stays_sparse() -> None:
+    """A copied policy re-attaches its enforcer (and the gradient hooks) on its first forward pass."""
+    import copy
+
+    model = make_sparse("ppo-cartpole")  # before learn(): SB3's trained policy holds its last distribution (a graph)
+    copied = copy.deepcopy(model.policy)
+    obs = torch.as_tensor(model.observation_space.sample()[None])
+    copied(obs)  # the first forward pass re-attaches
+    actions = torch.as_tensor([[model.action_space.sample()]])
+    values, log_prob, entropy = copied.evaluate_actions(obs, actions.flatten())
+    (values.sum() + log_prob.sum()).backward()
+    masks = clone_masks(copied)
+    for net in sparse_networks(copied):
+        for layer, mask in zip(net.linears, masks[net.name]):
+            assert torch.all(layer.weight.grad[~mask] == 0.0)
+    copied.optimizer.step()
+    assert all(s["pruned_nonzero"] == 0 for s in sparsity_summary(copied).values())
+
+
+@pytest.mark.parametrize("case, callback", [("ppo-cartpole", "dst"), ("dqn-cartpole", "gmp")])
+def test_schedules_continue_after_save_and_load(case: str, callback: str, tmp_path: Path) -> None:
+    algo = CASES[case][0]
+    model = make(case)
+    make_callback = (
+        (lambda: DSTCallback(method="rigl", sparsity=SPARSITY, update_interval=4, seed=0))
+        if callback == "dst"
+        else (lambda: GMPCallback(sparsity=SPARSITY, update_interval=4, seed=0))
+    )
+    first = make_callback()
+    model.learn(STEPS // 2, callback=first)
+    schedule = first.rewirer if callback == "dst" else first.pruner
+    step = schedule.step
+    assert step > 0
+    model.save(tmp_path / "model.zip")
+    loaded = algo.load(tmp_path / "model.zip", env=model.get_env(), device="cpu")
+    second = make_callback()
+    loaded.learn(STEPS // 2, callback=second, reset_num_timesteps=False)
+    resumed = second.rewirer if callback == "dst" else second.pruner
+    assert resumed.step > step  # continued, not restarted
+    assert resumed.total_steps == schedule.total_steps
+    assert resumed.finished  # T was planned by the first learn(): the second trains on with the final mask
+    assert_mask_invariants(loaded, SPARSITY)
