@@ -1,7 +1,7 @@
 """sb3-tar: Topology-Aware Revival (TAR) and sparse training for Stable-Baselines3.
 
-- ``SAC(sb3_tar.sac.SparsePolicy, env)`` (also ``TD3``/``sb3_tar.td3``, ``TQC``/``sb3_tar.tqc``, and with fixed
-  masks ``PPO``/``sb3_tar.ppo``, ``A2C``/``sb3_tar.a2c``, ``DQN``/``sb3_tar.dqn``): a sparse agent, pruned and revived
+- ``SAC(sb3_tar.sac.SparsePolicy, env)`` (also ``TD3``/``sb3_tar.td3``, ``TQC``/``sb3_tar.tqc``, and
+  ``PPO``/``sb3_tar.ppo``, ``A2C``/``sb3_tar.a2c``, ``DQN``/``sb3_tar.dqn``): a sparse agent, pruned and revived
   when built.
 - ``model.learn(..., callback=sb3_tar.TARCallback(sparsity=0.9))``: the same on an existing
   project's plain ``MlpPolicy`` model.

@@ -18,7 +18,6 @@ class SparsePolicy(SparsePolicyMixin, ActorCriticPolicy):
     """
 
     algorithm_class = A2C
-    fixed_mask_only = True
 
 
 MlpPolicy = SparsePolicy

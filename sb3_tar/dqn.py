@@ -2,7 +2,8 @@
 
 - ``DQN(SparsePolicy, env)``: the Q-network (network ``q_net``, role ``critic``: set its sparsity with ``sparsity``
   or ``critic_sparsity``) pruned and revived when built (TAR by default); ``q_net_target`` carries its mask through
-  every hard target copy. Fixed masks only (no ``dst_method``), on the masked dense path.
+  every hard target copy. Static or dynamic (``dst_method``) masks, on the masked
+  dense path.
 - ``MaskedPolicy`` (and ``MaskedCnnPolicy``, ``MaskedMultiInputPolicy``): the classes SB3 rebuilds when it
   loads a DQN model that a callback made sparse (see :class:`~sb3_tar.sb3.policies.MaskedPolicyMixin`).
 """
@@ -20,7 +21,6 @@ class SparsePolicy(SparsePolicyMixin, DQNPolicy):
     """
 
     algorithm_class = DQN
-    fixed_mask_only = True
 
 
 class MaskedPolicy(MaskedPolicyMixin, DQNPolicy):

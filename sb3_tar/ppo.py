@@ -2,8 +2,8 @@
 
 - ``PPO(SparsePolicy, env)``: pruned and revived when built (TAR by default); the ``actor`` network is the policy
   branch (``mlp_extractor.policy_net`` + ``action_net``), the ``critic`` network the value branch
-  (``mlp_extractor.value_net`` + ``value_net``); ``docs/usage.md``, "PPO, A2C and DQN". Fixed masks only
-  (no ``dst_method``), on the masked dense path.
+  (``mlp_extractor.value_net`` + ``value_net``); ``docs/usage.md``, "PPO, A2C and DQN". Static or
+  dynamic (``dst_method``) masks, on the masked dense path.
 - ``MaskedPolicy`` (and ``MaskedCnnPolicy``, ``MaskedMultiInputPolicy``): the classes SB3 rebuilds when it
   loads a PPO or A2C model that a callback made sparse (see :class:`~sb3_tar.sb3.policies.MaskedPolicyMixin`).
 """
@@ -22,7 +22,6 @@ class SparsePolicy(SparsePolicyMixin, ActorCriticPolicy):
     """
 
     algorithm_class = PPO
-    fixed_mask_only = True
 
 
 class MaskedPolicy(MaskedPolicyMixin, ActorCriticPolicy):

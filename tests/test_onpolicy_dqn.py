@@ -361,13 +361,11 @@ def test_sparse_policy_classes(case: str) -> None:
     assert model.policy.sparse_layers == []  # the masked dense path
 
 
-def test_sparse_policy_classes_refuse_other_algorithms_and_dst() -> None:
+def test_sparse_policy_classes_refuse_other_algorithms_and_the_kernel() -> None:
     with pytest.raises(TypeError, match=r"ppo.SparsePolicy is a policy for PPO, got DQN: .*DQN \(sb3_tar.dqn.SparsePolicy\)"):
         DQN(ppo.SparsePolicy, "CartPole-v1", device="cpu")
     with pytest.raises(TypeError, match=r"dqn.SparsePolicy is a policy for DQN, got A2C"):
         A2C(dqn.SparsePolicy, "CartPole-v1", device="cpu")
-    with pytest.raises(ValueError, match=r"dynamic sparse training .*not available for PPO, A2C and DQN"):
-        make_sparse("ppo-cartpole", dst_method="set")
     with pytest.raises(ValueError, match=r"sparse_execution=True is not available"):
         make_sparse("dqn-cartpole", sparse_execution=True)
     model = make_sparse("ppo-cartpole", actor_sparsity=0.5, critic_sparsity=0.8)
@@ -527,3 +525,17 @@ def test_schedules_continue_after_save_and_load(case: str, callback: str, tmp_pa
     assert resumed.total_steps == schedule.total_steps
     assert resumed.finished  # T was planned by the first learn(): the second trains on with the final mask
     assert_mask_invariants(loaded, SPARSITY)
+
+
+@pytest.mark.parametrize("case", ["ppo-cartpole", "dqn-cartpole"])
+def test_sparse_policy_with_rigl(case: str) -> None:
+    """PPO(ppo.SparsePolicy, policy_kwargs=dict(dst_method="rigl")): the policy rewires itself, DSTCallback plans T."""
+    model = make_sparse(case, dst_method="rigl", update_interval=4)
+    recorder = DSTRecorder()
+    model.learn(STEPS, callback=CallbackList([DSTCallback(), recorder]))
+    rewirer = model.policy.dst_rewirer
+    kept = expected_kept(model, SPARSITY)
+    assert rewirer.step == rewirer.total_steps == len(recorder.rows) > 0
+    assert all(counts == kept and zero for _, counts, zero in recorder.rows)
+    assert rewirer.history and recorder.dense and all(nonzero > k for _, _, nonzero, k in recorder.dense)
+    assert_mask_invariants(model, SPARSITY)

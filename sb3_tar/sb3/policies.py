@@ -392,8 +392,6 @@ class SparsePolicyMixin:
     #: The algorithm class this policy is for (``SAC``, ``TD3``, ``TQC``, ``PPO``, ``A2C``, ``DQN``), set by each
     #: ``SparsePolicy``.
     algorithm_class: ClassVar[type | None] = None
-    #: Whether only fixed masks are available (PPO, A2C, DQN in this version: no ``dst_method``).
-    fixed_mask_only: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         check_policy_use(type(self), args[0] if args else kwargs.get("observation_space"))
@@ -422,12 +420,6 @@ class SparsePolicyMixin:
         else:
             self.dst_config, self.role_methods, self.sparsity_configs = policy_role_setup(
                 role_methods, dst, options, criterion_given
-            )
-        if self.dst_config is not None and getattr(type(self), "fixed_mask_only", False):
-            raise ValueError(
-                f"{type(self).__name__}: dynamic sparse training (dst_method or a 'set'/'rigl' role) is not available "
-                "for PPO, A2C and DQN yet: leave dst_method=None (allowed: None here; 'set' and 'rigl' for SAC, TD3 "
-                "and TQC) and use a static method (revival 'tar', 'uniform' or 'none')"
             )
         self.dst_options = dst
         self.sparsity_options = dict(options, seed=seed, mask_gradients=mask_gradients, sparse_execution=sparse_execution)
