@@ -539,3 +539,41 @@ def test_sparse_policy_with_rigl(case: str) -> None:
     assert all(counts == kept and zero for _, counts, zero in recorder.rows)
     assert rewirer.history and recorder.dense and all(nonzero > k for _, _, nonzero, k in recorder.dense)
     assert_mask_invariants(model, SPARSITY)
+
+
+def test_rl_zoo_trains_sparse_ppo_a2c_and_dqn_models(tmp_path: Path) -> None:
+    """python -m rl_zoo3.train --algo ppo|a2c|dqn -conf hyperparams/<algo>.yml leaves a saved model that is sparse."""
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    )
+    runs = {
+        "ppo": ["-n", "512"],
+        "a2c": ["-n", "256"],
+        "dqn": ["-n", "600", "-params", "learning_starts:100", "train_freq:64", "gradient_steps:8"],
+    }
+    procs = {}
+    for algo, extra in runs.items():
+        cmd = [
+            sys.executable,
+            "-m",
+            "rl_zoo3.train",
+            "--algo",
+            algo,
+            "--env",
+            "CartPole-v1",
+            "-conf",
+            f"hyperparams/{algo}.yml",
+        ]
+        cmd += ["-f", str(tmp_path / algo), "--seed", "0", "--num-threads", "1", *extra]
+        procs[algo] = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for algo, proc in procs.items():
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out[-5000:]
+        model = {"ppo": PPO, "a2c": A2C, "dqn": DQN}[algo].load(tmp_path / algo / algo / "CartPole-v1_1" / "CartPole-v1.zip")
+        kept = expected_kept(model, SPARSITY)
+        assert nonzero_counts(model) == kept, algo
+        assert all(s["pruned_nonzero"] == 0 and s["kept"] == kept[n] for n, s in sparsity_summary(model).items())
+        assert (
+            "sb3_tar.callbacks.TARCallback"
+            in (tmp_path / algo / algo / "CartPole-v1_1" / "CartPole-v1" / "config.yml").read_text()
+        )
