@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from sb3_contrib import QRDQN, TRPO
@@ -577,3 +578,40 @@ def test_rl_zoo_trains_sparse_ppo_a2c_and_dqn_models(tmp_path: Path) -> None:
             "sb3_tar.callbacks.TARCallback"
             in (tmp_path / algo / algo / "CartPole-v1_1" / "CartPole-v1" / "config.yml").read_text()
         )
+
+
+_LOAD_PLAIN = """
+import sys
+sys.modules["sb3_tar"] = None  # as if sb3-tar were not installed
+import numpy as np
+from stable_baselines3 import A2C, DQN, PPO
+algo, path, obs = sys.argv[1], sys.argv[2], np.load(sys.argv[3])
+model = {"PPO": PPO, "A2C": A2C, "DQN": DQN}[algo].load(path, device="cpu")
+np.save(path + ".actions.npy", model.predict(obs, deterministic=True)[0])
+print(type(model.policy).__module__ + "." + type(model.policy).__qualname__)
+"""
+
+
+@pytest.mark.parametrize("case, how", [("ppo-cartpole", "callback"), ("a2c-cartpole", "policy"), ("dqn-cartpole", "callback")])
+def test_to_sb3_writes_plain_ppo_a2c_dqn_files(case: str, how: str, tmp_path: Path) -> None:
+    """to_sb3 bakes the masks in: the file loads where sb3-tar cannot be imported and predicts the same actions."""
+    from sb3_tar import to_sb3
+
+    model = make(case) if how == "callback" else make_sparse(case)
+    model.learn(128, callback=TARCallback(sparsity=SPARSITY, seed=0) if how == "callback" else None)
+    path = to_sb3(model, tmp_path / "plain.zip")
+    obs = np.stack([model.observation_space.sample() for _ in range(32)])
+    np.save(tmp_path / "obs.npy", obs)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-c", _LOAD_PLAIN, type(model).__name__, str(path), str(tmp_path / "obs.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("stable_baselines3.")
+    assert np.array_equal(np.load(str(path) + ".actions.npy"), model.predict(obs, deterministic=True)[0])
+    plain = type(model).load(path, device="cpu")
+    assert nonzero_counts(plain) == expected_kept(model, SPARSITY)

@@ -3,7 +3,7 @@
 A model saved by a ``SparsePolicy`` or a sb3-tar callback names an sb3-tar policy class and holds
 ``weight_mask`` buffers and a few sb3-tar buffers in its policy's state dict, so loading it needs sb3-tar.
 :func:`to_sb3` rewrites such a file (or a model in memory) for SB3's own policy class (``MlpPolicy``,
-``CnnPolicy`` or ``MultiInputPolicy`` of SAC, TD3 or TQC): the masks are baked into the weights (exact zeros
+``CnnPolicy`` or ``MultiInputPolicy`` of SAC, TD3, TQC, PPO, A2C or DQN): the masks are baked into the weights (exact zeros
 at pruned positions) and dropped with the other sb3-tar entries; everything else (hyperparameters, the
 optimizers' state, the entropy coefficient, ``num_timesteps``) is kept as saved. ``SAC.load`` /
 ``TD3.load`` / ``TQC.load`` then open it where sb3-tar is not installed, and it predicts the same actions.
@@ -117,7 +117,7 @@ def _plain_state_dict(policy_state: dict[str, torch.Tensor], plain_policy: torch
 
 def to_sb3(model_or_path: Any, out_path: str | os.PathLike) -> str:
     """
-    Write a sparse SAC, TD3 or TQC model (a ``SparsePolicy`` model or one made sparse by a sb3-tar callback)
+    Write a sparse SAC, TD3, TQC, PPO, A2C or DQN model (a ``SparsePolicy`` model or one made sparse by a sb3-tar callback)
     as a plain SB3 file: SB3's own policy class (``MlpPolicy`` for a ``SparsePolicy``), the pruned weights
     baked in as exact zeros, no ``weight_mask`` buffers and no sb3-tar entries. ``SAC.load`` (``TD3.load``,
     ``TQC.load``) opens it where sb3-tar is not installed and it predicts the same actions (identical on the
