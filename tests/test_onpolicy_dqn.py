@@ -615,3 +615,28 @@ def test_to_sb3_writes_plain_ppo_a2c_dqn_files(case: str, how: str, tmp_path: Pa
     assert np.array_equal(np.load(str(path) + ".actions.npy"), model.predict(obs, deterministic=True)[0])
     plain = type(model).load(path, device="cpu")
     assert nonzero_counts(plain) == expected_kept(model, SPARSITY)
+
+
+def test_ppo_with_subprocess_envs() -> None:
+    """Rollouts from SubprocVecEnv workers: the policy (and its masks) lives in this process; nothing else changes."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv)
+    try:
+        model = PPO(
+            "MlpPolicy",
+            env,
+            n_steps=32,
+            batch_size=16,
+            n_epochs=2,
+            seed=0,
+            device="cpu",
+            policy_kwargs=dict(net_arch=[64, 64]),
+        )
+        recorder = Recorder()
+        model.learn(128, callback=CallbackList([TARCallback(sparsity=SPARSITY, seed=0), recorder]))
+        assert_mask_invariants(model, SPARSITY, recorder.masks)
+        assert nonzero_counts(model) == expected_kept(model, SPARSITY)
+    finally:
+        env.close()
