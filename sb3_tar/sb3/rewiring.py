@@ -295,7 +295,9 @@ class Rewirer:
             return
         rewired = [net for net in self.enforcer.networks if self.config.role_method(net.role) is not None]
         update_next = self.config.is_update_step(self.step + 1, self.total_steps)
-        actor_due = self.config.last_update_step(self.step, self.total_steps) > self.state.get("actor_step")
+        actor_due = any(net.role == "actor" for net in rewired) and (  # DQN has no actor network
+            self.config.last_update_step(self.step, self.total_steps) > self.state.get("actor_step")
+        )
         reads_grad = any(self.config.role_method(role) == "rigl" for role in ("actor", "critic")) or needs_gradient(
             self.config.prune_criterion
         )
