@@ -1,4 +1,4 @@
-"""Sparse SB3 SAC/TD3/TQC policies (thin SB3 glue).
+"""Sparse SB3 SAC/TD3/TQC policies, and PPO/A2C/DQN policies on the masked dense path (thin SB3 glue).
 
 - :class:`SparsePolicyMixin`: ``SparsePolicy`` classes, pruned and revived when built, or trained
   with dynamic sparse training (SET/RigL) from an initial static mask.
@@ -323,7 +323,9 @@ def check_policy_use(policy_class: type, observation_space: Any) -> None:
 
 class SparsePolicyMixin:
     """
-    Adds static sparsity with Topology-Aware Revival to an SB3 actor-critic policy.
+    Adds static sparsity with Topology-Aware Revival to an SB3 actor-critic policy (SAC, TD3, TQC), an
+    ``ActorCriticPolicy`` (PPO, A2C: the policy branch is the actor, the value branch the critic) or a
+    ``DQNPolicy`` (its Q-network is the critic; see :mod:`sb3_tar.sb3.networks`).
 
     When the policy is built, the actor and every Q-network are pruned by ``criterion`` and
     revived by ``revival`` (``docs/method.md``); their masks are registered as ``weight_mask`` buffers
