@@ -298,3 +298,19 @@ def test_dry_run_prints_the_commands_the_cells_ran(smoke, capsys):
         ran = (root / head.removeprefix("[done] ") / "train.log").read_text().splitlines()[0]
         assert " ".join(command) == ran
         assert "sb3_tar.diagnostics.DiagnosticsCallback" in ran
+
+
+def test_docs_name_the_methods_the_smoke_preset_runs():
+    """docs/experiments.md's presets table names exactly the methods of the ``smoke`` preset and those it leaves out
+    (every method of the package is one or the other), and its cell count."""
+    import re
+
+    from sb3_tar.experiments.grid import METHODS, get_preset
+
+    grid = get_preset("smoke")
+    row = next(line for line in (REPO / "docs" / "experiments.md").read_text().splitlines() if line.startswith("| `smoke` |"))
+    ran, left_out = re.search(r"methods \(([^;]+); not (.+?), which `--methods` adds\)", row).groups()
+    assert re.findall(r"`(\w+)`", ran) == list(grid.methods)
+    assert sorted(re.findall(r"`(\w+)`", left_out) + list(grid.methods)) == sorted(METHODS)
+    assert f"{len(grid.methods)} of the {len(METHODS)} methods (" in row
+    assert row.rstrip(" |").endswith(f"| {len(grid.expand())}")
