@@ -1,13 +1,29 @@
-"""Sweeps shared by several test modules: the smoke preset, run once per session through the ``sb3-tar`` CLI."""
+"""Sweeps shared by several test modules, run once per session through the ``sb3-tar`` CLI: the smoke preset and a small
+grid of the baselines (GMP, small dense, a per-role cell with two prune criteria).
+
+The session starts them in the background, one after the other, as soon as its first test begins
+(:class:`SessionSweeps`, from conftest.py), and the tests that read them run last: their cells train on the core that
+the rest of the suite, mostly one process computing in place, leaves idle, instead of after it.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from cli_utils import run_cli
+from cli_utils import REPO, cli_env
 
 SMOKE_ENV = "Pendulum-v1"
+
+#: ``run(*args, timeout=...)``: runs ``python -m sb3_tar.cli <args>`` to its end (:func:`cli_utils.run_cli` or
+#: :meth:`SessionSweeps.run`).
+Runner = Callable[..., subprocess.CompletedProcess]
 
 
 def failed_logs(root: Path) -> str:
@@ -19,16 +35,108 @@ def failed_logs(root: Path) -> str:
     return "\n".join(logs)
 
 
-def run_smoke(root: Path) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
+def run_smoke(root: Path, run: Runner, jobs: int = 2) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
     """
-    ``sb3-tar sweep --preset smoke -o root --jobs 2`` (12 cells: dense, static, tar, uniform, set and rigl, seeds 0 and
-    1, 600 steps), then ``sb3-tar report root``.
+    ``sb3-tar sweep --preset smoke -o root --jobs <jobs>`` (12 cells: dense, static, tar, uniform, set and rigl, seeds
+    0 and 1, 600 steps), then ``sb3-tar report root``.
 
     :param root: The results directory.
+    :param run: Runs one CLI command.
+    :param jobs: Cells side by side (the cells' results do not depend on it: one thread each).
     :return: ``root`` and the two finished commands.
     """
-    sweep = run_cli("sweep", "--preset", "smoke", "-o", str(root), "--jobs", "2", "--no-progress")
+    sweep = run("sweep", "--preset", "smoke", "-o", str(root), "--jobs", str(jobs), "--no-progress")
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr + failed_logs(root)
-    report = run_cli("report", str(root), "--reps", "50", "--no-progress", timeout=180)
+    report = run("report", str(root), "--reps", "50", "--no-progress", timeout=180)
     assert report.returncode == 0, report.stdout + report.stderr
     return root, sweep, report
+
+
+def run_baselines(root: Path, run: Runner, jobs: int = 2) -> tuple[Path, str, str]:
+    """
+    One sweep (and its report) of four cells at width 64 on Pendulum-v1, 300 steps: GMP, small dense and a per-role
+    TAR actor + RigL critic with two prune criteria (magnitude, mest) in one results directory (test_sweep_baselines.py).
+
+    :param root: The results directory (``<root>/baselines``).
+    :param run: Runs one CLI command.
+    :param jobs: Cells side by side.
+    :return: The results directory and the sweep's and the report's standard output.
+    """
+    root = root / "baselines"
+    sweep = run(
+        *("sweep", "--algos", "sac", "--envs", SMOKE_ENV, "--methods", "gmp", "small_dense", "tar+rigl"),
+        *("--criteria", "magnitude", "--sparsities", "0.9", "--rrs", "0.01", "--widths", "64", "--seeds", "0"),
+        *("-n", "300", "--eval-freq", "150", "--eval-episodes", "1", "--params", "learning_starts:100"),
+        *("--gmp-kwargs", "update_interval:50", "--dst-kwargs", "update_interval:50", "--prune-criteria", "magnitude", "mest"),
+        *("-o", str(root), "--jobs", str(jobs), "--no-progress"),
+    )
+    assert sweep.returncode == 0, sweep.stdout + sweep.stderr + failed_logs(root)
+    report = run("report", str(root), "--reps", "50", "--no-progress", timeout=180)
+    assert report.returncode == 0, report.stdout + report.stderr
+    return root, sweep.stdout, report.stdout
+
+
+#: The session's sweeps by the name of the fixture that returns them, in the order they run.
+SWEEPS: dict[str, Callable[..., object]] = {"smoke_sweep": run_smoke, "baselines_sweep": run_baselines}
+
+
+class SessionSweeps:
+    """
+    The session's sweeps (:data:`SWEEPS`), run one after the other on a background thread; each fixture waits for its
+    own (:meth:`result`), which raises what the sweep raised.
+
+    :param mktemp: ``tmp_path_factory.mktemp``.
+    :param jobs: ``--jobs`` of every sweep: 1 while other tests run beside them, 2 when little else is selected.
+    """
+
+    def __init__(self, mktemp: Callable[[str], Path], jobs: int) -> None:
+        self._mktemp = mktemp
+        self.jobs = jobs
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-sweeps")
+        self._futures: dict[str, Future] = {}
+        self._running: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def start(self, name: str) -> None:
+        """Queue the sweep ``name`` (once)."""
+        if name not in self._futures:
+            root = self._mktemp(name.removesuffix("_sweep"))
+            self._futures[name] = self._pool.submit(SWEEPS[name], root, self.run, self.jobs)
+
+    def result(self, name: str):
+        """:return: What the sweep ``name`` returned, once it has finished (queued now if it was not)."""
+        self.start(name)
+        return self._futures[name].result()
+
+    def run(self, *args: str, timeout: float = 540) -> subprocess.CompletedProcess:
+        """:func:`cli_utils.run_cli` in its own process group, so :meth:`close` can end it with its RL-Zoo children."""
+        cmd = [sys.executable, "-m", "sb3_tar.cli", *args]
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the session is over")
+            proc = subprocess.Popen(
+                cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+            )
+            self._running.add(proc)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+    def close(self) -> None:
+        """End what still runs (a session stopped early) and the thread."""
+        with self._lock:
+            self._closed = True
+            for proc in self._running:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self._pool.shutdown(wait=True, cancel_futures=True)
