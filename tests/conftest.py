@@ -221,6 +221,15 @@ def smoke_sweep(session_sweeps):
 
 
 @pytest.fixture(scope="session")
+def killed_sweep(session_sweeps) -> dict:
+    """
+    A sweep of three dense cells killed while the second trains, then run twice more, once for the session
+    (:func:`sweep_utils.run_killed_sweep`), read by test_sweep.py.
+    """
+    return session_sweeps.result("killed_sweep")
+
+
+@pytest.fixture(scope="session")
 def baselines_sweep(session_sweeps):
     """
     The baselines' sweep and its report, once for the session (:func:`sweep_utils.run_baselines`), read by

@@ -1,5 +1,5 @@
-"""Sweeps shared by several test modules, run once per session through the ``sb3-tar`` CLI: the smoke preset and a small
-grid of the baselines (GMP, small dense, a per-role cell with two prune criteria).
+"""Sweeps shared by several tests, run once per session through the ``sb3-tar`` CLI: the smoke preset, a small grid of
+the baselines (GMP, small dense, a per-role cell with two prune criteria) and a sweep killed mid-cell and resumed.
 
 The session starts them in the background, one after the other, as soon as its first test begins
 (:class:`SessionSweeps`, from conftest.py), and the tests that read them run last: their cells train on the core that
@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -76,8 +77,60 @@ def run_baselines(root: Path, run: Runner, jobs: int = 2) -> tuple[Path, str, st
     return root, sweep.stdout, report.stdout
 
 
-#: The session's sweeps by the name of the fixture that returns them, in the order they run.
-SWEEPS: dict[str, Callable[..., object]] = {"smoke_sweep": run_smoke, "baselines_sweep": run_baselines}
+RESUME = ["sweep", "--methods", "dense", "--envs", SMOKE_ENV, "--widths", "32", "--seeds", "0", "1", "2", "-n", "200"]
+RESUME += ["--eval-freq", "100", "--eval-episodes", "1", "--jobs", "1", "--no-progress"]
+
+
+def run_killed_sweep(root: Path, run: Runner, jobs: int = 2, popen: Callable[..., subprocess.Popen] | None = None) -> dict:
+    """
+    A sweep of three dense cells killed with SIGKILL (the sweep and its RL-Zoo child) while the second cell trains,
+    then the same command run twice more (test_sweep.py).
+
+    :param root: Where the results directory goes (``<root>/resume``).
+    :param run: Runs one CLI command.
+    :param jobs: Unused: the killed sweep runs one cell at a time, the resumed one two.
+    :param popen: Starts ``python -m sb3_tar.cli <args>`` in a new session, output discarded (default: here).
+    :return: ``root``, ``cells``, the files of the first cell with their mtimes after the kill (``finished``), and
+        the two later runs (``resumed``, ``again``) with the mtimes after each.
+    """
+    root = root / "resume"
+    args = [*RESUME, "-o", str(root)]
+    cells = [root / "sac" / SMOKE_ENV / "dense_w32" / f"seed_{s}" for s in range(3)]
+    proc = (popen or _popen)(*args)
+    try:
+        deadline = time.time() + 240
+        while not ((cells[0] / "done.json").exists() and (cells[1] / "train.log").exists()):
+            assert proc.poll() is None and time.time() < deadline, "sweep ended or hung before the kill"
+            time.sleep(0.2)
+        time.sleep(1.5)  # let the second cell's RL-Zoo process start writing
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # kill -9 the sweep and its RL-Zoo child
+        proc.wait()
+    killed = {"second_done": (cells[1] / "done.json").exists(), "third_exists": cells[2].exists()}
+    finished = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
+    (cells[1] / "leftover_from_killed_run").write_text("x")
+
+    args[args.index("--jobs") + 1] = "2"  # the same grid again, the two cells left side by side
+    resumed = run(*args, timeout=240)
+    after_resume = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
+    again = run(*args, timeout=120)
+    after_again = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
+    mtimes = [after_resume, after_again]
+    return dict(root=root, cells=cells, killed=killed, finished=finished, resumed=resumed, again=again, mtimes=mtimes)
+
+
+def _popen(*args: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "sb3_tar.cli", *args]
+    out = subprocess.DEVNULL
+    return subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=out, stderr=out, start_new_session=True)
+
+
+#: The session's sweeps by the name of the fixture that returns them, in the order they run (that of their readers).
+SWEEPS: dict[str, Callable[..., object]] = {
+    "smoke_sweep": run_smoke,
+    "killed_sweep": run_killed_sweep,
+    "baselines_sweep": run_baselines,
+}
 
 
 class SessionSweeps:
@@ -102,7 +155,8 @@ class SessionSweeps:
         """Queue the sweep ``name`` (once)."""
         if name not in self._futures:
             root = self._mktemp(name.removesuffix("_sweep"))
-            self._futures[name] = self._pool.submit(SWEEPS[name], root, self.run, self.jobs)
+            kwargs = {"popen": self.popen} if name == "killed_sweep" else {}
+            self._futures[name] = self._pool.submit(SWEEPS[name], root, self.run, self.jobs, **kwargs)
 
     def result(self, name: str):
         """:return: What the sweep ``name`` returned, once it has finished (queued now if it was not)."""
@@ -130,11 +184,22 @@ class SessionSweeps:
                 self._running.discard(proc)
         return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
+    def popen(self, *args: str) -> subprocess.Popen:
+        """Start ``python -m sb3_tar.cli <args>`` in its own process group (output discarded), ended by :meth:`close`."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the session is over")
+            proc = _popen(*args)
+            self._running.add(proc)
+        return proc
+
     def close(self) -> None:
         """End what still runs (a session stopped early) and the thread."""
         with self._lock:
             self._closed = True
             for proc in self._running:
+                if proc.poll() is not None:
+                    continue
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
