@@ -172,13 +172,67 @@ def humanoid_networks() -> dict[str, nn.Module]:
     }
 
 
+#: Selected tests besides the sweeps' readers from which on the sweeps run one cell at a time (beside those tests)
+#: rather than two (when little else is selected, e.g. one file).
+_OTHER_TESTS_FOR_ONE_JOB = 100
+
+
+def _sweeps_read_by(item: pytest.Item) -> list[str]:
+    """:return: The session sweeps (:data:`sweep_utils.SWEEPS`) that ``item`` reads."""
+    from sweep_utils import SWEEPS
+
+    return [name for name in SWEEPS if name in getattr(item, "fixturenames", ())]
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that read a session sweep run last (in their order), while the sweeps train in the background."""
+    readers = [item for item in items if _sweeps_read_by(item)]
+    if readers:
+        items[:] = [item for item in items if not _sweeps_read_by(item)] + readers
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_sweeps(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """
+    Start the sweeps that the selected tests read (:class:`sweep_utils.SessionSweeps`) before the first test, in the
+    background; they are ended if the session stops before they finish.
+    """
+    from sweep_utils import SWEEPS, SessionSweeps
+
+    items = request.session.items
+    wanted = {name for item in items for name in _sweeps_read_by(item)}
+    others = sum(1 for item in items if not _sweeps_read_by(item))
+    sweeps = SessionSweeps(tmp_path_factory.mktemp, jobs=1 if others >= _OTHER_TESTS_FOR_ONE_JOB else 2)
+    for name in SWEEPS:  # in SWEEPS' order
+        if name in wanted:
+            sweeps.start(name)
+    yield sweeps
+    sweeps.close()
+
+
 @pytest.fixture(scope="session")
-def smoke_sweep(tmp_path_factory):
+def smoke_sweep(session_sweeps):
     """
     The smoke preset swept and reported once for the whole session (:func:`sweep_utils.run_smoke`): its cells are
     checked by test_sweep.py and are the uninterrupted references of the killed cells in test_checkpoint.py.
     Tests read it and never write into it.
     """
-    from sweep_utils import run_smoke
+    return session_sweeps.result("smoke_sweep")
 
-    return run_smoke(tmp_path_factory.mktemp("smoke"))
+
+@pytest.fixture(scope="session")
+def killed_sweep(session_sweeps) -> dict:
+    """
+    A sweep of three dense cells killed while the second trains, then run twice more, once for the session
+    (:func:`sweep_utils.run_killed_sweep`), read by test_sweep.py.
+    """
+    return session_sweeps.result("killed_sweep")
+
+
+@pytest.fixture(scope="session")
+def baselines_sweep(session_sweeps):
+    """
+    The baselines' sweep and its report, once for the session (:func:`sweep_utils.run_baselines`), read by
+    test_sweep_baselines.py: the results directory and the sweep's and the report's standard output.
+    """
+    return session_sweeps.result("baselines_sweep")

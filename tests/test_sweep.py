@@ -7,12 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -184,52 +181,6 @@ def test_rl_zoo_all_plots_reads_the_results(smoke, tmp_path):
     assert len(runs) == 12
 
 
-RESUME = ["sweep", "--methods", "dense", "--envs", SMOKE_ENV, "--widths", "32", "--seeds", "0", "1", "2", "-n", "200"]
-RESUME += ["--eval-freq", "100", "--eval-episodes", "1", "--jobs", "1", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def killed_sweep(tmp_path_factory) -> dict:
-    """
-    A sweep of three dense cells killed with SIGKILL (the sweep and its RL-Zoo child) while the second cell trains,
-    then the same command run twice more.
-
-    :return: ``root``, ``cells``, the files of the first cell with their mtimes after the kill (``finished``), and
-        the two later runs (``resumed``, ``again``) with the mtimes after each.
-    """
-    root = tmp_path_factory.mktemp("resume") / "resume"
-    args = [*RESUME, "-o", str(root)]
-    cells = [root / "sac" / SMOKE_ENV / "dense_w32" / f"seed_{s}" for s in range(3)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sb3_tar.cli", *args],
-        cwd=REPO,
-        env=cli_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 240
-        while not ((cells[0] / "done.json").exists() and (cells[1] / "train.log").exists()):
-            assert proc.poll() is None and time.time() < deadline, "sweep ended or hung before the kill"
-            time.sleep(0.2)
-        time.sleep(1.5)  # let the second cell's RL-Zoo process start writing
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # kill -9 the sweep and its RL-Zoo child
-        proc.wait()
-    killed = {"second_done": (cells[1] / "done.json").exists(), "third_exists": cells[2].exists()}
-    finished = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
-    (cells[1] / "leftover_from_killed_run").write_text("x")
-
-    args[args.index("--jobs") + 1] = "2"  # the same grid again, the two cells left side by side
-    resumed = run_cli(*args, timeout=240)
-    after_resume = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
-    again = run_cli(*args, timeout=120)
-    after_again = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
-    mtimes = [after_resume, after_again]
-    return dict(root=root, cells=cells, killed=killed, finished=finished, resumed=resumed, again=again, mtimes=mtimes)
-
-
 def test_killed_sweep_resumes_without_redoing_finished_cells(killed_sweep):
     cells, finished, resumed, again = (killed_sweep[k] for k in ("cells", "finished", "resumed", "again"))
     assert killed_sweep["killed"] == {"second_done": False, "third_exists": False}
@@ -298,3 +249,19 @@ def test_dry_run_prints_the_commands_the_cells_ran(smoke, capsys):
         ran = (root / head.removeprefix("[done] ") / "train.log").read_text().splitlines()[0]
         assert " ".join(command) == ran
         assert "sb3_tar.diagnostics.DiagnosticsCallback" in ran
+
+
+def test_docs_name_the_methods_the_smoke_preset_runs():
+    """docs/experiments.md's presets table names exactly the methods of the ``smoke`` preset and those it leaves out
+    (every method of the package is one or the other), and its cell count."""
+    import re
+
+    from sb3_tar.experiments.grid import METHODS, get_preset
+
+    grid = get_preset("smoke")
+    row = next(line for line in (REPO / "docs" / "experiments.md").read_text().splitlines() if line.startswith("| `smoke` |"))
+    ran, left_out = re.search(r"methods \(([^;]+); not (.+?), which `--methods` adds\)", row).groups()
+    assert re.findall(r"`(\w+)`", ran) == list(grid.methods)
+    assert sorted(re.findall(r"`(\w+)`", left_out) + list(grid.methods)) == sorted(METHODS)
+    assert f"{len(grid.methods)} of the {len(METHODS)} methods (" in row
+    assert row.rstrip(" |").endswith(f"| {len(grid.expand())}")

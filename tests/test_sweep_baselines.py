@@ -16,25 +16,15 @@ from stable_baselines3 import SAC
 ENV = "Pendulum-v1"
 
 
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory) -> tuple[Path, str, str]:
-    """One sweep (and its report) of four cells at width 64: GMP, small dense and a per-role TAR actor + RigL critic with
-    two prune criteria (magnitude, mest) in one results directory.
+@pytest.fixture
+def swept(baselines_sweep) -> tuple[Path, str, str]:
+    """The session's sweep (and report) of four cells at width 64 (conftest.py, :func:`sweep_utils.run_baselines`):
+    GMP, small dense and a per-role TAR actor + RigL critic with two prune criteria (magnitude, mest) in one results
+    directory.
 
     :return: The results directory and the sweep's and the report's standard output.
     """
-    root = tmp_path_factory.mktemp("baselines") / "baselines"
-    sweep = run_cli(
-        *("sweep", "--algos", "sac", "--envs", ENV, "--methods", "gmp", "small_dense", "tar+rigl", "--criteria", "magnitude"),
-        *("--sparsities", "0.9", "--rrs", "0.01", "--widths", "64", "--seeds", "0", "-n", "300", "--eval-freq", "150"),
-        *("--eval-episodes", "1", "--params", "learning_starts:100", "--gmp-kwargs", "update_interval:50"),
-        *("--dst-kwargs", "update_interval:50", "--prune-criteria", "magnitude", "mest"),
-        *("-o", str(root), "--jobs", "2", "--no-progress"),
-    )
-    assert sweep.returncode == 0, sweep.stdout + sweep.stderr
-    report = run_cli("report", str(root), "--reps", "50", "--no-progress", timeout=180)
-    assert report.returncode == 0, report.stdout + report.stderr
-    return root, sweep.stdout, report.stdout
+    return baselines_sweep
 
 
 def test_sweep_runs_gmp_and_small_dense_and_reports_training_flops(swept) -> None:
