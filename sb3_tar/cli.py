@@ -257,7 +257,11 @@ def _sweep(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("Interrupted: finished cells are kept; run the same command again to resume.", file=sys.stderr)
         return 130
-    print(f"done: {summary.count('done')} ran, {summary.count('skipped')} already finished, {summary.count('failed')} failed")
+    busy = summary.count("busy")
+    print(
+        f"done: {summary.count('done')} ran, {summary.count('skipped')} already finished, {summary.count('failed')} failed"
+        + (f", {busy} left to the other sweep running them" if busy else "")
+    )
     for result in summary.failed:
         print(f"FAILED {result.cell_id} (exit code {result.returncode}); log: {result.log}", file=sys.stderr)
     if not summary.failed:

@@ -86,3 +86,38 @@ def test_signal_stops_the_sweep_and_its_children_with_exit_130(tmp_path: Path, s
         time.sleep(0.2)
     assert not any(_alive(c) for c in children), "RL-Zoo children still running"
     assert not list(root.rglob("done.json"))
+
+
+def test_a_cell_another_sweep_is_running_is_left_alone(tmp_path: Path) -> None:
+    """Two sweeps into one folder never run the same cell: while another process holds a cell's lock (as a running
+    sweep does), a second sweep leaves the cell's folder untouched, reports it, exits 0 and runs the other cells;
+    once the lock is released the cell runs."""
+    import fcntl
+
+    root = tmp_path / "two"
+    args = ("--methods", "dense", "--seeds", "0", "1", "-n", "200", *TINY, "-o", str(root), "--jobs", "1")
+    held = root / "sac" / ENV / "dense_w32" / "seed_0"
+    held.mkdir(parents=True)
+    (held / "train.log").write_text("the other sweep's log\n")
+    holder = subprocess.Popen(  # another process takes the cell's lock, as a sweep running the cell does
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+         "fcntl.flock(f.fileno(), fcntl.LOCK_EX); print('locked', flush=True); time.sleep(600)",
+         str(held.parent / ".seed_0.lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        run = run_cli("sweep", *args)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "1 ran, 0 already finished, 0 failed, 1 left to the other sweep running them" in run.stdout
+        assert (held / "train.log").read_text() == "the other sweep's log\n" and not (held / "done.json").exists()
+        assert (held.parent / "seed_1" / "done.json").is_file()
+        with open(held.parent / ".seed_0.lock", "a+") as probe:  # still the other process's
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        holder.kill()
+        holder.wait()
+    again = run_cli("sweep", *args)
+    assert again.returncode == 0 and "1 ran, 1 already finished, 0 failed" in again.stdout, again.stdout + again.stderr
+    assert (held / "done.json").is_file()

@@ -445,7 +445,8 @@ class CellResult:
     Outcome of one cell.
 
     :param cell_id: The cell's id.
-    :param status: ``"done"`` (ran now), ``"skipped"`` (finished before) or ``"failed"``.
+    :param status: ``"done"`` (ran now), ``"skipped"`` (finished before), ``"busy"`` (another sweep is running it:
+        left alone) or ``"failed"``.
     :param wall_s: Seconds spent running it now.
     :param returncode: Exit code of RL-Zoo (``None`` if skipped).
     :param log: Path of the cell's log.
@@ -499,7 +500,8 @@ def run_cell(
     """
     Run one cell unless it is already finished. An unfinished cell resumes from its latest checkpoint
     (with ``checkpoint_every > 0``; everything but the checkpoints and ``train.log`` is removed first, the
-    checkpoint restores the evaluation history); otherwise its folder is wiped first.
+    checkpoint restores the evaluation history); otherwise its folder is wiped first. A cell that another sweep
+    is running at the moment (it holds the cell's lock, :func:`_lock_cell`) is left alone and reported ``"busy"``.
 
     :param cell: The cell.
     :param root: Results directory.
@@ -514,6 +516,49 @@ def run_cell(
     folder = cell_dir(root, cell)
     if cell_state(root, cell) == "done":
         return CellResult(cell.cell_id, "skipped", log=str(folder / LOG_FILE))
+    lock = _lock_cell(folder)
+    if lock is None:  # another sweep (another process, or another machine on a shared disk) runs this cell now
+        return CellResult(cell.cell_id, "busy", log=str(folder / LOG_FILE))
+    try:
+        if cell_state(root, cell) == "done":  # finished by that other sweep while this one waited to look
+            return CellResult(cell.cell_id, "skipped", log=str(folder / LOG_FILE))
+        return _run_cell_locked(cell, root, folder, conf_dir, python, registry, checkpoint_every)
+    finally:
+        lock.close()  # closing the file releases the lock
+
+
+def _lock_cell(folder: Path) -> Any:
+    """
+    Take the cell's lock, ``.<seed folder>.lock`` beside its folder (kept across the folder's wipes), so that two
+    sweeps into one results directory never run the same cell at once.
+
+    :return: The open lock file (close it to release), or ``None`` if another process holds the lock; where
+        ``fcntl`` does not exist (Windows), an open file without a lock.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(folder.parent / f".{folder.name}.lock", "a+")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _run_cell_locked(
+    cell: Cell,
+    root: Path,
+    folder: Path,
+    conf_dir: str | os.PathLike | None,
+    python: str,
+    registry: _ProcessRegistry | None,
+    checkpoint_every: int,
+) -> CellResult:
+    """The body of :func:`run_cell`, run while this process holds the cell's lock."""
     resume = checkpoint_every > 0 and _has_checkpoint(folder)
     if resume:
         _clear_for_resume(folder)
