@@ -84,6 +84,8 @@ class ScheduleListener(StepClock):
             total = sum(layer.weight.numel() if not is_compressed(layer) else layer.mask.numel() for layer in net.linears)
             bias = sum(layer.out_features for layer in net.linears if layer.bias is not None)
             self.sizes[net.name] = (total, bias)
+        #: The ``start_time`` of the ``learn()`` that planned ``T`` (a ``SparsePolicy`` plans once per ``learn()``).
+        self.planned_for: int | None = None
 
     def kept_now(self, name: str) -> int:
         """:return: Weights network ``name``'s mask keeps now."""
