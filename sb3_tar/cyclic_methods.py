@@ -7,26 +7,17 @@ import warnings
 from typing import Any
 
 from sb3_tar.callbacks import SparseCallback
-from sb3_tar.core.cyclic import (
-    DEFAULT_CYCLES,
-    DEFAULT_MIN_FACTOR,
-    DEFAULT_WARMUP_FRACTION,
-    CyclicSchedule,
-    SculptPlan,
-    sculpt_start_sparsity,
-)
-from sb3_tar.core.iee import DEFAULT_END_FRACTION, DEFAULT_EXPLORE_STEPS, DEFAULT_INTERVAL, IEEConfig
-from sb3_tar.core.masks import is_compressed
+from sb3_tar.core.cyclic import DEFAULT_CYCLES, DEFAULT_MIN_FACTOR, DEFAULT_WARMUP_FRACTION
+from sb3_tar.core.iee import DEFAULT_END_FRACTION, DEFAULT_EXPLORE_STEPS, DEFAULT_INTERVAL
 from sb3_tar.sb3 import sparse_execution as sparse_exec
-from sb3_tar.sb3.cyclic import STATE_ATTRIBUTE, CyclicRunner, ScheduleListener, attached_runner, new_state
+from sb3_tar.sb3.cyclic import STATE_ATTRIBUTE, ScheduleListener, attached_runner
 from sb3_tar.sb3.enforcement import attached_enforcer
 from sb3_tar.sb3.gradual import GMP_STATE_ATTRIBUTE
-from sb3_tar.sb3.iee import Explorer
 from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
-from sb3_tar.sb3.policies import SparsePolicyMixin, start_sparse_execution
-from sb3_tar.sb3.pruning import role_configs
+from sb3_tar.sb3.policies import SparsePolicyMixin
 from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE as DST_STATE_ATTRIBUTE
 from sb3_tar.sb3.rewiring import planned_steps_of
+from sb3_tar.sb3.schedules import ScheduleSpec, convert_between_calls, cyclic_spec, iee_spec, sculpt_spec
 
 
 class _ScheduledCallback(SparseCallback):
@@ -34,37 +25,23 @@ class _ScheduledCallback(SparseCallback):
     What the three callbacks share: prune the plain policy once (``criterion``, no revival) at the method's starting
     sparsity, keep the schedule in ``model.sb3_tar_schedule_state`` (saved by ``model.save()``; a second ``learn()``
     or a loaded run continues it with the stored settings), attach the runner to the optimizers' hooks, and move
-    layers onto the sparse kernel between training calls when they are sparse enough.
+    layers between the sparse kernel and the masked dense path between training calls
+    (:func:`~sb3_tar.sb3.schedules.convert_between_calls`). Each callback only makes its
+    :class:`~sb3_tar.sb3.schedules.ScheduleSpec` (:mod:`sb3_tar.sb3.schedules`, which validates the settings).
+
+    :param spec: The method and its settings.
+    :param seed: Seed of the masks (default: the model's ``seed``, else drawn from torch).
+    :param verbose: 0: silent, 1: the per-layer table, 2: also every mask change.
+    :param sparse_execution: ``"auto"``, ``True`` or ``False``: sparse layers on the C++ kernel.
     """
 
-    method = ""
-
-    def __init__(
-        self,
-        sparsity: float | None,
-        actor_sparsity: float | None,
-        critic_sparsity: float | None,
-        criterion: str,
-        seed: int | None,
-        verbose: int,
-        sparse_execution: bool | str,
-    ) -> None:
+    def __init__(self, spec: ScheduleSpec, seed: int | None, verbose: int, sparse_execution: bool | str) -> None:
         super().__init__(seed, verbose)
         self.sparse_execution = sparse_exec.check_option(sparse_execution)
-        configs = role_configs(sparsity, actor_sparsity, critic_sparsity, criterion=criterion, revival="none")
-        self.criterion = criterion
-        self.sparsities = {role: config.sparsity for role, config in configs.items()}
+        self.spec = spec
+        self.criterion = spec.criterion
+        self.sparsities = dict(spec.sparsities)
         self.runner: ScheduleListener | None = None
-
-    # -- what each method defines --------------------------------------------------------------
-    def _settings(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _start_sparsities(self) -> dict[str, float]:
-        return dict(self.sparsities)
-
-    def _make_runner(self) -> ScheduleListener:
-        raise NotImplementedError
 
     # -- training start ------------------------------------------------------------------------
     @property
@@ -96,21 +73,13 @@ class _ScheduledCallback(SparseCallback):
         self._convert()
 
     def _start(self) -> ScheduleListener:
+        spec = self.spec
         total = planned_steps_of(self.model)  # may refuse the setup: nothing is modified before
         seed = self._mask_seed()
-        configs = role_configs(
-            None,
-            self._start_sparsities()["actor"],
-            self._start_sparsities()["critic"],
-            criterion=self.criterion,
-            revival="none",
-        )
-        settings = self._settings()
-        self._sparsify_model(configs, seed, self.sparse_execution, **{self.method: settings})
-        state = new_state(self.method, total, seed, sparsities=dict(self.sparsities), **settings)
-        state["sparse_execution"] = sparse_exec.option_code(self.sparse_execution)
-        setattr(self.model, STATE_ATTRIBUTE, state)
-        runner = self._make_runner()
+        settings = spec.settings
+        self._sparsify_model(spec.configs(), seed, self.sparse_execution, **{self.method: settings})
+        setattr(self.model, STATE_ATTRIBUTE, spec.new_state(total, seed, self.sparse_execution))
+        runner = spec.runner(enforcer_of(self.model), self.model)
         runner.record_kept()
         runner.conversion_due = False  # _sparsify_model put the sparse layers on the kernel already
         runner.attach(self.model.policy)
@@ -119,9 +88,8 @@ class _ScheduledCallback(SparseCallback):
         return runner
 
     def _resume(self, policy: Any, state: dict[str, Any]) -> ScheduleListener:
-        mine = {k: v for k, v in self._settings().items() if not k.endswith("_pruned")}  # the prune flags are position
-        stored = {k: state.get(k) for k in mine}
-        if stored != mine or state["sparsities"] != self.sparsities:
+        stored = self.spec.stored_settings(state)
+        if stored is not None:
             warnings.warn(
                 f"{type(self).__name__}: the model continues its {self.method} run with the stored settings {stored}; "
                 "this callback's settings are ignored",
@@ -132,44 +100,22 @@ class _ScheduledCallback(SparseCallback):
             raise ValueError(f"The model has a {self.method} state ({STATE_ATTRIBUTE}) but no masks (weight_mask buffers)")
         runner = attached_runner(policy)
         if runner is None or runner.enforcer is not enforcer or runner.model is not self.model:
-            runner = self._make_runner_for(enforcer)
+            runner = self.spec.runner(enforcer, self.model)
             runner.attach(policy)
         if runner.step == 0:
             runner.set_total_steps(planned_steps_of(self.model))
         self._say(f"continuing {self.method} at gradient step {runner.step} of {runner.total_steps}")
         return runner
 
-    def _make_runner_for(self, enforcer: Any) -> ScheduleListener:
-        raise NotImplementedError
-
     # -- sparse execution ----------------------------------------------------------------------
-    def _needs_dense(self) -> bool:
-        return False
-
     def _convert(self) -> None:
         """Between training calls: the masked dense path where the method needs it, the kernel where it is due."""
-        runner, policy = self.runner, self.model.policy
-        if runner is None:
+        if self.runner is None:
             return
-        enforcer = runner.enforcer
-        compressed = any(is_compressed(layer) for net in enforcer.networks for layer in net.linears)
-        if self._needs_dense():
-            if compressed:
-                sparse_exec.disable(policy, enforcer.networks)
-                enforcer.attach(policy)
-                policy.sparse_layers = []
-                runner.conversion_due = True
-            return
-        if not runner.conversion_due or runner.step == 0:
-            return
-        runner.conversion_due = False
-        option = sparse_exec.option_from_code(int(runner.state.get("sparse_execution", 0)))
-        getattr(policy, sparse_exec.FLAG_BUFFER).fill_(sparse_exec.option_code(option))
-        before = list(getattr(policy, "sparse_layers", []))
-        self.sparse_layers = start_sparse_execution(policy, enforcer, option)
-        added = [name for name in self.sparse_layers if name not in before]
+        added = convert_between_calls(self.model, self.runner)
         if added:
-            self._say(f"at gradient step {runner.step}, sparse execution (C++ kernel) for {', '.join(added)}")
+            self.sparse_layers = list(self.model.policy.sparse_layers)
+            self._say(f"at gradient step {self.runner.step}, sparse execution (C++ kernel) for {', '.join(added)}")
 
     def _on_step(self) -> bool:
         self._convert()
@@ -220,20 +166,11 @@ class CyclicCallback(_ScheduledCallback):
         verbose: int = 0,
         sparse_execution: bool | str = "auto",
     ) -> None:
-        super().__init__(sparsity, actor_sparsity, critic_sparsity, criterion, seed, verbose, sparse_execution)
-        self.schedule = CyclicSchedule(cycles=cycles, warmup_fraction=warmup_fraction, min_factor=min_factor, shape=shape)
-
-    def _settings(self) -> dict[str, Any]:
-        return {"schedule": self.schedule.to_dict()}
-
-    def _make_runner(self) -> ScheduleListener:
-        return self._make_runner_for(enforcer_of(self.model))
-
-    def _make_runner_for(self, enforcer: Any) -> ScheduleListener:
-        return CyclicRunner(enforcer, self.model)
+        spec = cyclic_spec(sparsity, actor_sparsity, critic_sparsity, criterion, cycles, warmup_fraction, min_factor, shape)
+        super().__init__(spec, seed, verbose, sparse_execution)
 
 
-class SculptCallback(CyclicCallback):
+class SculptCallback(_ScheduledCallback):
     """
     SCULPT-ing (Gadhikar et al. 2024): cyclic training of a mask at a lower starting sparsity, one magnitude prune
     to the target sparsity, then retraining, on any SAC/TD3/TQC model.
@@ -282,40 +219,21 @@ class SculptCallback(CyclicCallback):
         verbose: int = 0,
         sparse_execution: bool | str = "auto",
     ) -> None:
-        super().__init__(
+        spec = sculpt_spec(
             sparsity,
+            start_sparsity,
             actor_sparsity,
             critic_sparsity,
             criterion,
             cycles,
+            prune_cycle,
+            magnitude_scope,
             warmup_fraction,
             min_factor,
             shape,
-            seed,
-            verbose,
-            sparse_execution,
         )
-        self.plan = SculptPlan(self.schedule, cycles - 1 if prune_cycle is None else prune_cycle, magnitude_scope)
-        starts = {}
-        for role, target in self.sparsities.items():
-            start = sculpt_start_sparsity(target) if start_sparsity is None else start_sparsity
-            if isinstance(start, bool) or not isinstance(start, (int, float)) or not 0.0 <= start <= target:
-                raise ValueError(f"start_sparsity={start!r} is outside the allowed range [0, {target}] (the {role}'s target)")
-            starts[role] = float(start)
-        self.start_sparsities = starts
-
-    def _start_sparsities(self) -> dict[str, float]:
-        return dict(self.start_sparsities)
-
-    def _settings(self) -> dict[str, Any]:
-        return {
-            "schedule": self.schedule.to_dict(),
-            "prune_cycle": self.plan.prune_cycle,
-            "scope": self.plan.scope,
-            "start_sparsities": dict(self.start_sparsities),
-            "critic_pruned": 0,
-            "actor_pruned": 0,
-        }
+        super().__init__(spec, seed, verbose, sparse_execution)
+        self.start_sparsities = dict(spec.start_sparsities)
 
 
 class IEECallback(_ScheduledCallback):
@@ -357,32 +275,8 @@ class IEECallback(_ScheduledCallback):
         verbose: int = 0,
         sparse_execution: bool | str = "auto",
     ) -> None:
-        super().__init__(sparsity, actor_sparsity, critic_sparsity, criterion, seed, verbose, sparse_execution)
-        self.config = IEEConfig(interval=update_interval, explore_steps=explore_steps, end_fraction=end_fraction)
-
-    def _settings(self) -> dict[str, Any]:
-        return self.config.to_dict()
-
-    def _make_runner(self) -> ScheduleListener:
-        state = getattr(self.model, STATE_ATTRIBUTE)
-        state.setdefault("exploring", {"actor": 0, "critic": 0})
-        state.setdefault("updates", 0)
-        return Explorer(enforcer_of(self.model), self.model)
-
-    def _make_runner_for(self, enforcer: Any) -> ScheduleListener:
-        return Explorer(enforcer, self.model)
-
-    def _needs_dense(self) -> bool:
-        runner = self.runner
-        if not isinstance(runner, Explorer):
-            return False
-        if runner.exploring:
-            return True
-        steps = int(self.model.gradient_steps)
-        if steps < 0:
-            steps = int(self.model.train_freq.frequency) * int(self.model.n_envs)
-        first = runner.step + 1
-        return any(runner.config.explores(t, runner.total_steps) for t in range(first, first + max(steps, 1)))
+        spec = iee_spec(sparsity, actor_sparsity, critic_sparsity, criterion, update_interval, explore_steps, end_fraction)
+        super().__init__(spec, seed, verbose, sparse_execution)
 
 
 __all__ = ["CyclicCallback", "IEECallback", "SculptCallback"]

@@ -101,3 +101,46 @@ def assert_same_bits(a: dict, b: dict) -> None:
     for key in a:
         x, y = np.asarray(a[key]), np.asarray(b[key])
         assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), key
+
+
+#: A SAC run on Pendulum with an exact checkpoint every ``save_freq`` env steps, one sparse callback, then ``Kill()``
+#: (the body of :func:`run_killed_and_resumed`): ``.format()`` it with ``callback`` (its class in
+#: :mod:`sb3_tar.baselines`), ``kwargs``, ``width`` and ``save_freq``; it ends with ``model.save(out/final)``.
+SAC_SCRIPT = """
+    from stable_baselines3 import SAC
+    from sb3_tar.baselines import {callback}
+
+    env = make_vec_env("Pendulum-v1", n_envs=1, seed=3)
+    model = SAC("MlpPolicy", env, learning_starts=100, batch_size=32, policy_kwargs=dict(net_arch=[{width}, {width}]), seed=3)
+    callbacks = [
+        ExactCheckpointCallback(
+            os.path.join(out, "checkpoints"), save_freq={save_freq}, config={{"run": "{callback}"}}, verbose=0
+        ),
+        {callback}({kwargs}),
+        Kill(),
+    ]
+    model.learn(400, callback=callbacks)
+    model.save(os.path.join(out, "final"))
+"""
+
+
+def assert_same_final_models(runs: KilledRuns, state_attribute: str) -> tuple[dict, dict]:
+    """
+    The two runs' ``final.zip`` hold the same bits: policy (weights, masks), every optimizer's state and learning
+    rates, and the method's schedule state ``state_attribute``.
+
+    :param runs: What :func:`run_killed_and_resumed` returned.
+    :param state_attribute: The model attribute holding the schedule's state (``sb3_tar_gmp_state``, ...).
+    :return: The resumed run's saved data and parameters (``load_from_zip_file``'s first two values).
+    """
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    ref = load_from_zip_file(runs.reference / "final.zip", device="cpu", print_system_info=False)
+    got = load_from_zip_file(runs.run / "final.zip", device="cpu", print_system_info=False)
+    assert_same_bits(ref[1]["policy"], got[1]["policy"])
+    for role in ("actor", "critic"):
+        for index, entry in ref[1][f"{role}.optimizer"]["state"].items():
+            assert_same_bits(entry, got[1][f"{role}.optimizer"]["state"][index])
+        assert ref[1][f"{role}.optimizer"]["param_groups"] == got[1][f"{role}.optimizer"]["param_groups"]
+    assert ref[0][state_attribute] == got[0][state_attribute]
+    return got[0], got[1]

@@ -22,6 +22,9 @@ _COLORS = {
     "rigl": "tab:purple",
     "gmp": "tab:brown",
     "small_dense": "tab:gray",
+    "cyclic": "tab:olive",
+    "sculpt": "tab:cyan",
+    "iee": "tab:pink",
 }
 _NAMES = {
     "dense": "Dense",
@@ -32,6 +35,9 @@ _NAMES = {
     "rigl": "RigL",
     "gmp": "GMP",
     "small_dense": "Small dense",
+    "cyclic": "Cyclic",
+    "sculpt": "SCULPT",
+    "iee": "IEE",
 }
 _MARKERS = {"magnitude": "o", "erk": "s", "synflow": "^", "random": "v"}
 _DPI = 130

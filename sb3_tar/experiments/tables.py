@@ -248,7 +248,17 @@ def _method_label(row: pd.Series) -> str:
         return "Dense"
     if method == "small_dense":
         return "Small dense"
-    names = {"static": "Original", "tar": "TAR", "uniform": "Uniform", "set": "SET", "rigl": "RigL", "gmp": "GMP"}
+    names = {
+        "static": "Original",
+        "tar": "TAR",
+        "uniform": "Uniform",
+        "set": "SET",
+        "rigl": "RigL",
+        "gmp": "GMP",
+        "cyclic": "Cyclic",
+        "sculpt": "SCULPT",
+        "iee": "IEE",
+    }
     name = names.get(method, role_cells.display_name(method))
     options = f" [{row['options']}]" if isinstance(row.get("options"), str) and row.get("options") else ""
     if method in ("tar", "uniform") or role_cells.revives(method):

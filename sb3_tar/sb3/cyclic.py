@@ -33,8 +33,9 @@ from sb3_tar.core.gmp import prune_step_masks as core_prune_step_masks
 from sb3_tar.core.masks import is_compressed
 from sb3_tar.core.streams import stream_generator
 from sb3_tar.sb3.enforcement import MaskEnforcer
-from sb3_tar.sb3.gradual import shrink_compressed, training_flops_of_state
+from sb3_tar.sb3.gradual import shrink_compressed
 from sb3_tar.sb3.sparse_execution import register_owner
+from sb3_tar.sb3.step_clock import StepClock
 
 #: Model attribute holding a cyclic, SCULPT or exploitation-exploration run's settings and position (saved).
 STATE_ATTRIBUTE = "sb3_tar_schedule_state"
@@ -60,10 +61,10 @@ def new_state(method: str, total_steps: int, seed: int, **settings: Any) -> dict
     }
 
 
-class ScheduleListener:
+class ScheduleListener(StepClock):
     """
-    What the cyclic/SCULPT runner and the exploration runner share: the gradient-step clock, the per-network
-    kept counts and the training-cost integral, driven by the enforcer's pre-step hooks.
+    What the cyclic/SCULPT runner and the exploration runner share beyond :class:`~sb3_tar.sb3.step_clock.StepClock`:
+    the per-network sizes and kept counts, and a step's cost from them.
 
     :param enforcer: The policy's mask enforcer.
     :param model: The SB3 model; its ``sb3_tar_schedule_state`` dict is read and written in place, looked up at
@@ -72,63 +73,23 @@ class ScheduleListener:
     :param verbose: 2: print every mask change.
     """
 
+    state_attribute = STATE_ATTRIBUTE
+    policy_attribute = _ATTR
+
     def __init__(self, enforcer: MaskEnforcer, model: Any, logger: Any = None, verbose: int = 0) -> None:
-        self.enforcer = enforcer
-        self.model = model
-        self.logger = logger
-        self.verbose = verbose
+        super().__init__(enforcer, model, logger, verbose)
         #: Per network: weights ``N`` and bias entries ``B``.
         self.sizes: dict[str, tuple[int, int]] = {}
         for net in enforcer.networks:
             total = sum(layer.weight.numel() if not is_compressed(layer) else layer.mask.numel() for layer in net.linears)
             bias = sum(layer.out_features for layer in net.linears if layer.bias is not None)
             self.sizes[net.name] = (total, bias)
-        #: Set by a mask change: layers may cross the sparse-execution threshold (converted between training calls).
-        self.conversion_due = True
-
-    @property
-    def state(self) -> dict[str, Any]:
-        """``model.sb3_tar_schedule_state``."""
-        return getattr(self.model, STATE_ATTRIBUTE)
-
-    @property
-    def step(self) -> int:
-        """Gradient steps taken so far."""
-        return int(self.state["step"])
-
-    @property
-    def total_steps(self) -> int:
-        """Planned gradient steps ``T``."""
-        return int(self.state["total_steps"])
-
-    def set_total_steps(self, total_steps: int) -> None:
-        """:param total_steps: Planned gradient steps of the whole run."""
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 0:
-            raise ValueError(f"total_steps={total_steps!r} is outside the allowed range [0, inf)")
-        self.state["total_steps"] = total_steps
+        #: The ``start_time`` of the ``learn()`` that planned ``T`` (a ``SparsePolicy`` plans once per ``learn()``).
+        self.planned_for: int | None = None
 
     def kept_now(self, name: str) -> int:
         """:return: Weights network ``name``'s mask keeps now."""
         return sum(int(m.sum()) for m in self.enforcer.store.get(name))
-
-    def attach(self, policy: torch.nn.Module) -> None:
-        """Listen to the enforcer's hooks, replacing a runner attached to ``policy`` before."""
-        previous = getattr(policy, _ATTR, None)
-        if previous is not None:
-            previous.detach()
-        self.enforcer.pre_step_listeners.append(self)
-        object.__setattr__(policy, _ATTR, self)
-
-    def detach(self) -> None:
-        """Stop listening."""
-        if self in self.enforcer.pre_step_listeners:
-            self.enforcer.pre_step_listeners.remove(self)
-
-    def tick(self) -> int:
-        """Advance the clock by one gradient step (the critic's pre-step hook). :return: The new step."""
-        step = self.step + 1
-        self.state["step"] = step
-        return step
 
     def count_flops(self, dense: bool = False) -> None:
         """
@@ -136,23 +97,15 @@ class ScheduleListener:
 
         :param dense: Whether every weight is trained at this step (an exploration step).
         """
-        state = self.state
-        kept = state.setdefault("kept", {})
+        kept = self.state.setdefault("kept", {})
         cost = 0
         for name, (total, bias) in self.sizes.items():
             cost += flops_per_sample(total if dense else int(kept.get(name, total)), bias)
-        state["flops_sum"] = int(state["flops_sum"]) + cost
-        state["flops_dense"] = sum(flops_per_sample(total, bias) for total, bias in self.sizes.values())
-        state["flops_steps"] = int(state["flops_steps"]) + 1
+        self.add_step_cost(cost, sum(flops_per_sample(total, bias) for total, bias in self.sizes.values()))
 
     def record_kept(self) -> None:
         """Store every network's kept count in the state (what :meth:`count_flops` reads)."""
         self.state["kept"] = {net.name: self.kept_now(net.name) for net in self.enforcer.networks}
-
-    @property
-    def training_flops(self) -> float:
-        """Average training FLOPs so far relative to the dense networks."""
-        return training_flops_of_state(self.state)
 
 
 class CyclicRunner(ScheduleListener):

@@ -36,6 +36,7 @@ from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.networks import SparseNetwork, log_name
 from sb3_tar.sb3.report_logging import record_and_dump
 from sb3_tar.sb3.sparse_execution import register_owner
+from sb3_tar.sb3.step_clock import StepClock, training_flops_of_state
 
 #: Model attribute holding a GMP run's settings and position (saved with the model).
 GMP_STATE_ATTRIBUTE = "sb3_tar_gmp_state"
@@ -69,19 +70,6 @@ def config_of_state(state: dict[str, Any]) -> GMPConfig:
     return GMPConfig(**{key: state[key] for key in GMPConfig.__dataclass_fields__})
 
 
-def training_flops_of_state(state: dict[str, Any]) -> float:
-    """
-    Average training FLOPs of a GMP run relative to the same networks dense, integrated over its gradient
-    steps: ``sum_t sum_n (2 K_n(t) + B_n) / (steps * sum_n (2 N_n + B_n))``.
-
-    :param state: ``model.sb3_tar_gmp_state``.
-    :return: The ratio (1.0 before any gradient step).
-    """
-    if int(state.get("flops_steps", 0)) == 0 or int(state.get("flops_dense", 0)) == 0:
-        return 1.0
-    return int(state["flops_sum"]) / (int(state["flops_steps"]) * int(state["flops_dense"]))
-
-
 @dataclass
 class _Plan:
     """Per-network constants of the schedule."""
@@ -92,7 +80,7 @@ class _Plan:
     final_counts: list[int] | None
 
 
-class GradualPruner:
+class GradualPruner(StepClock):
     """
     Runs gradual magnitude pruning on a policy holding masks, driven by its optimizers' pre-step hooks.
 
@@ -104,13 +92,13 @@ class GradualPruner:
     :param verbose: 2: print every prune step.
     """
 
+    state_attribute = GMP_STATE_ATTRIBUTE
+    policy_attribute = _ATTR
+
     def __init__(self, enforcer: MaskEnforcer, model: Any, logger: Any = None, verbose: int = 0) -> None:
-        self.enforcer = enforcer
-        self.model = model
+        super().__init__(enforcer, model, logger, verbose)
         state = self.state
         self.config = config_of_state(state)
-        self.logger = logger
-        self.verbose = verbose
         self.plans: dict[str, _Plan] = {}
         for net in enforcer.networks:
             shapes = [tuple(layer.weight.shape) for layer in net.linears]
@@ -120,26 +108,8 @@ class GradualPruner:
             self.plans[net.name] = _Plan(total, final, bias_ops, final_layer_counts(self.config.scope, shapes, final))
         #: ``(step, network, kept)`` of every prune of this process, in order.
         self.history: list[tuple[int, str, int]] = []
-        #: Set by a prune: layers may have fallen below the sparse-execution threshold (the callback converts
-        #: them between training calls, never inside an optimizer step).
-        self.conversion_due = True
 
     # -- schedule ---------------------------------------------------------------------------
-    @property
-    def state(self) -> dict[str, Any]:
-        """``model.sb3_tar_gmp_state``."""
-        return getattr(self.model, GMP_STATE_ATTRIBUTE)
-
-    @property
-    def step(self) -> int:
-        """Gradient steps taken so far."""
-        return int(self.state["step"])
-
-    @property
-    def total_steps(self) -> int:
-        """Planned gradient steps ``T``."""
-        return int(self.state["total_steps"])
-
     @property
     def window(self) -> tuple[int, int]:
         """``(t0, t1)``."""
@@ -160,33 +130,17 @@ class GradualPruner:
         due = self.config.last_prune_step(step, self.total_steps)
         return kept_at(cubic_progress(due, t0, t1), plan.total, plan.final) if due > 0 else plan.total
 
-    def set_total_steps(self, total_steps: int) -> None:
-        """:param total_steps: Planned gradient steps of the whole run."""
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 0:
-            raise ValueError(f"total_steps={total_steps!r} is outside the allowed range [0, inf)")
-        self.state["total_steps"] = total_steps
-
     # -- hooks ------------------------------------------------------------------------------
-    def attach(self, policy: torch.nn.Module) -> None:
-        """Listen to the enforcer's pre-step hooks, replacing a pruner attached to ``policy`` before."""
-        previous = attached_pruner(policy)
-        if previous is not None and previous in previous.enforcer.pre_step_listeners:
-            previous.enforcer.pre_step_listeners.remove(previous)
-        self.enforcer.pre_step_listeners.append(self)
-        object.__setattr__(policy, _ATTR, self)
-
     def __call__(self, role: str, optimizer: torch.optim.Optimizer) -> None:
         """Pre-step listener: advance the clock on critic steps, prune when due, count the step's cost."""
         if role == "critic":
-            step = self.step + 1
-            self.state["step"] = step
+            step = self.tick()
             if self.config.is_prune_step(step, self.total_steps):
                 self._prune_role("critic", step, optimizer)
-            self.state["flops_sum"] = int(self.state["flops_sum"]) + sum(
-                flops_per_sample(self.kept_at_step(name, step), plan.bias_ops) for name, plan in self.plans.items()
+            self.add_step_cost(
+                sum(flops_per_sample(self.kept_at_step(name, step), plan.bias_ops) for name, plan in self.plans.items()),
+                sum(flops_per_sample(plan.total, plan.bias_ops) for plan in self.plans.values()),
             )
-            self.state["flops_dense"] = sum(flops_per_sample(plan.total, plan.bias_ops) for plan in self.plans.values())
-            self.state["flops_steps"] = int(self.state["flops_steps"]) + 1
         elif role == "actor":
             due = self.config.last_prune_step(self.step, self.total_steps)
             if due > int(self.state["actor_step"]):

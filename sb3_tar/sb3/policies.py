@@ -19,7 +19,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from sb3_tar.core.config import DEFAULT_SPARSITY, check_int, renamed
+from sb3_tar.core.config import DEFAULT_SPARSITY, check_choice, check_int, renamed
 from sb3_tar.core.dynamic import DEFAULT_END_FRACTION, DSTConfig, dst_config
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.masks import is_compressed, ones_masks
@@ -289,6 +289,86 @@ def _dst_setup(dst: dict[str, Any], options: dict[str, Any], criterion_given: bo
     return config
 
 
+#: Options of cyclic training, SCULPT and exploitation-exploration of a ``SparsePolicy`` (``policy_kwargs``); ``None``:
+#: the method's default (:mod:`sb3_tar.sb3.schedules`). IEE also takes ``update_interval`` and ``end_fraction``,
+#: SCULPT ``magnitude_scope``.
+SCHEDULE_DEFAULTS: dict[str, Any] = dict(
+    schedule_method=None,
+    cycles=None,
+    warmup_fraction=None,
+    min_factor=None,
+    shape=None,
+    start_sparsity=None,
+    prune_cycle=None,
+    explore_steps=None,
+)
+
+#: The options each schedule method takes besides the sparsities and ``criterion``.
+SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "cyclic": ("cycles", "warmup_fraction", "min_factor", "shape"),
+    "sculpt": ("cycles", "warmup_fraction", "min_factor", "shape", "start_sparsity", "prune_cycle", "magnitude_scope"),
+    "iee": ("update_interval", "explore_steps", "end_fraction"),
+}
+
+#: Options of the static (TAR) masks that no schedule method uses, with their defaults.
+_REVIVAL_ONLY = ("recovery_ratio", "floor_fraction", "budget_mode", "revived_init", "synflow_iters", "magnitude_scope")
+
+
+def _schedule_setup(
+    schedule: dict[str, Any],
+    dst: dict[str, Any],
+    options: dict[str, Any],
+    criterion_given: bool,
+    revival_given: bool,
+    role_methods: Any,
+) -> Any:
+    """
+    Validate the cyclic/SCULPT/IEE options; with a method, the masks are those of its callback (``criterion``,
+    default ``"magnitude"``, ``"erk"`` for IEE, at its starting sparsity, no revival).
+
+    :return: The run's :class:`~sb3_tar.sb3.schedules.ScheduleSpec`, or ``None`` without ``schedule_method``.
+    """
+    from sb3_tar.sb3.schedules import SCHEDULE_METHODS, cyclic_spec, iee_spec, sculpt_spec
+
+    method = schedule["schedule_method"]
+    given = [key for key, value in schedule.items() if key != "schedule_method" and value is not None]
+    if method is None:
+        if given:
+            raise ValueError(
+                f"{given} only apply to cyclic training, SCULPT or IEE: set schedule_method to one of {list(SCHEDULE_METHODS)}"
+            )
+        return None
+    check_choice("schedule_method", method, SCHEDULE_METHODS)
+    if dst["dst_method"] is not None or role_methods is not None:
+        other = f"dst_method={dst['dst_method']!r}" if dst["dst_method"] is not None else "role_methods"
+        raise ValueError(f"schedule_method={method!r} cannot be combined with {other}: a policy runs one method")
+    if revival_given and options["revival"] != "none":
+        raise ValueError(
+            f"revival={options['revival']!r} cannot be combined with schedule_method={method!r}: its masks are drawn "
+            "without revival (revival='none')"
+        )
+    own = SCHEDULE_OPTIONS[method]
+    given += [key for key in ("update_interval", "drop_fraction", "dst_total_steps") if dst[key] is not None]
+    given += ["end_fraction"] if dst["end_fraction"] != DEFAULT_END_FRACTION else []
+    given += ["prune_criterion"] if dst["prune_criterion"] != DST_DEFAULTS["prune_criterion"] else []
+    given += [key for key in _REVIVAL_ONLY if options[key] != SPARSITY_DEFAULTS[key] and key not in own]
+    wrong = [key for key in given if key not in own]
+    if wrong:
+        raise ValueError(f"{wrong} do not apply to schedule_method={method!r}: its options are {list(own)}")
+    if not criterion_given:
+        options["criterion"] = "erk" if method == "iee" else "magnitude"
+    options["revival"] = "none"
+    sparsities = {key: options[key] for key in ("sparsity", "actor_sparsity", "critic_sparsity")}
+    chosen = {key: schedule[key] for key in own if key in schedule and schedule[key] is not None}
+    if method == "cyclic":
+        return cyclic_spec(**sparsities, criterion=options["criterion"], **chosen)
+    if method == "sculpt":
+        return sculpt_spec(**sparsities, criterion=options["criterion"], magnitude_scope=options["magnitude_scope"], **chosen)
+    if dst["update_interval"] is not None:
+        chosen["update_interval"] = dst["update_interval"]
+    return iee_spec(**sparsities, criterion=options["criterion"], end_fraction=dst["end_fraction"], **chosen)
+
+
 def _building_algorithm() -> Any:
     """:return: The SB3 algorithm whose constructor is building a policy right now (found on the call stack), or None."""
     # SB3: algorithm.__init__ -> _setup_model -> policy __init__ (a few frames, mixins included)
@@ -386,6 +466,23 @@ class SparsePolicyMixin:
         sparsity 0; a SET/RigL role starts from ``criterion`` (default ``"erk"``) and is rewired on the schedule of
         ``dst_method`` (default: the SET/RigL method named here); the other roles keep their masks fixed (default
         criterion ``"magnitude"``). ``None`` (default): every role runs the one method.
+    :param schedule_method: ``None`` (default), ``"cyclic"``, ``"sculpt"`` or ``"iee"``: the run of
+        :class:`~sb3_tar.cyclic_methods.CyclicCallback`, :class:`~sb3_tar.cyclic_methods.SculptCallback` or
+        :class:`~sb3_tar.cyclic_methods.IEECallback` with the same settings, without the callback (bit for bit the
+        same run, ``docs/method.md``): the masks are drawn by ``criterion`` (default ``"magnitude"``, ``"erk"`` for
+        IEE) without revival, at SCULPT's ``start_sparsity``; ``sparsity``/``actor_sparsity``/``critic_sparsity`` are
+        the targets. The schedule's ``T`` is planned when the first ``learn()`` starts (as the callback does); its
+        state is ``model.sb3_tar_schedule_state``, saved by ``model.save()``. Not with ``dst_method``,
+        ``role_methods`` or a revival.
+    :param cycles: Cyclic/SCULPT: number of cycles (default 5).
+    :param warmup_fraction: Cyclic/SCULPT: warm-up fraction of each cycle (default 0.1).
+    :param min_factor: Cyclic/SCULPT: lowest learning rate as a fraction of the model's (default 0.0).
+    :param shape: Cyclic/SCULPT: ``"cosine"`` (default) or ``"linear"`` decay.
+    :param start_sparsity: SCULPT: starting sparsity (default ``1 - min(1, 2 (1 - sparsity))``); SCULPT also takes
+        ``magnitude_scope`` (its prune's scope).
+    :param prune_cycle: SCULPT: cycles before its single prune (default ``cycles - 1``).
+    :param explore_steps: IEE: gradient steps of each exploration phase (default 50); IEE also takes
+        ``update_interval`` (default 1000) and ``end_fraction`` (default 0.8).
     """
 
     sparsity_reports: dict[str, NetworkReport]
@@ -403,6 +500,7 @@ class SparsePolicyMixin:
                 type(self).__name__, "sparsity_seed", "seed", kwargs.pop("sparsity_seed"), kwargs.get("seed"), None
             )
         dst = {key: kwargs.pop(key, default) for key, default in DST_DEFAULTS.items()}
+        schedule = {key: kwargs.pop(key, default) for key, default in SCHEDULE_DEFAULTS.items()}
         criterion_given, revival_given = kwargs.get("criterion") is not None, "revival" in kwargs
         options = {key: kwargs.pop(key, default) for key, default in SPARSITY_DEFAULTS.items()}
         if options["criterion"] is None:  # saved so by a policy whose roles took their methods' default criteria
@@ -416,7 +514,12 @@ class SparsePolicyMixin:
         sparse_execution = sparse_exec.check_option(options.pop("sparse_execution"))
         #: The method of each role (``None``: every role runs the policy's one method).
         self.role_methods: dict[str, str] | None = None
-        if role_methods is None:
+        #: The cyclic/SCULPT/IEE run's method and settings (``None``: none; :mod:`sb3_tar.sb3.schedules`).
+        self.schedule_spec = _schedule_setup(schedule, dst, options, criterion_given, revival_given, role_methods)
+        if self.schedule_spec is not None:
+            self.dst_config = None
+            self.sparsity_configs = self.schedule_spec.configs()
+        elif role_methods is None:
             self.dst_config = _dst_setup(dst, options, criterion_given, revival_given)
             self.sparsity_configs = role_configs(**options)  # validated before anything is built
         else:
@@ -424,6 +527,7 @@ class SparsePolicyMixin:
                 role_methods, dst, options, criterion_given
             )
         self.dst_options = dst
+        self.schedule_options = schedule
         self.sparsity_options = dict(options, seed=seed, mask_gradients=mask_gradients, sparse_execution=sparse_execution)
         if self.role_methods is not None and not criterion_given:
             self.sparsity_options["criterion"] = None  # each role keeps its method's default criterion on load
@@ -446,8 +550,15 @@ class SparsePolicyMixin:
             self.dst_rewirer.attach(self)
 
     def set_training_mode(self, mode: bool) -> None:
-        """Also make the calling model's logger record sb3-tar's curves (:mod:`sb3_tar.sb3.report_logging`)."""
+        """
+        Also make the calling model's logger record sb3-tar's curves (:mod:`sb3_tar.sb3.report_logging`) and, with
+        ``schedule_method``, run the schedule for the calling model (:func:`sb3_tar.sb3.schedules.run_from_policy`).
+        """
         attach_from_caller(self)
+        if self.schedule_spec is not None:
+            from sb3_tar.sb3.schedules import run_from_policy
+
+            run_from_policy(self, self.schedule_spec, mode)
         super().set_training_mode(mode)  # type: ignore[misc]
 
     def _apply(self, fn: Any, recurse: bool = True) -> Any:  # .to(), .cuda(), .cpu(): the device decides the path
@@ -483,5 +594,6 @@ class SparsePolicyMixin:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
         data.update(self.sparsity_options)
         data.update(self.dst_options)
+        data.update(self.schedule_options)
         data["role_methods"] = self.role_methods
         return data
