@@ -420,8 +420,9 @@ class DSTCallback(SparseCallback):
     :param seed: Seed of the initial mask and of the update draws (default: the model's ``seed``,
         else drawn from torch).
     :param verbose: 0: silent, 1: print the initial per-layer table, 2: also print every update.
-    :param prune_criterion: Which active weights an update drops: ``"magnitude"`` (default), ``"set"``, ``"mest"``,
-        ``"snip"``, ``"sensitivity"``, ``"reciprocal_sensitivity"`` or ``"random"`` (Nowak et al. 2023;
+    :param prune_criterion: Which active weights an update drops: ``"magnitude"`` (default),
+        ``"sign_balanced_magnitude"`` (SET's own drop rule; ``"set"``, its former name, warns), ``"mest"``, ``"snip"``,
+        ``"sensitivity"``, ``"reciprocal_sensitivity"`` or ``"random"`` (Nowak et al. 2023;
         ``docs/method.md``). The gradient criteria read the dense gradient in the optimizer's pre-step hook, as RigL does.
     :param role_methods: A method per role, e.g. ``{"actor": "tar"}`` (RigL critic, static TAR actor) or
         ``{"actor": "dense"}``: ``"dense"``, ``"static"``, ``"tar"``, ``"uniform"``, ``"set"`` or ``"rigl"``; a role it

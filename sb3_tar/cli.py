@@ -22,8 +22,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from sb3_tar.core.prune_criteria import PRUNE_CRITERIA
-from sb3_tar.experiments.grid import ALGOS, CRITERIA, GRID_CRITERIA, METHODS, PRESETS, GridSpec, get_preset
+from sb3_tar.core.config import MAGNITUDE_SCOPES, warn_former_name
+from sb3_tar.core.prune_criteria import FORMER_PRUNE_CRITERIA, PRUNE_CRITERIA
+from sb3_tar.experiments.grid import ALGOS, CRITERIA, MAGNITUDE_LAYER, METHODS, PRESETS, GridSpec, get_preset
 from sb3_tar.experiments.runner import (
     BACKENDS,
     DEFAULT_CHECKPOINT_EVERY,
@@ -67,9 +68,30 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--methods", nargs="+", help=f"from {list(METHODS)}, or per role: <actor method>+<critic method> (e.g. tar+rigl)"
     )
-    sweep.add_argument("--criteria", nargs="+", choices=GRID_CRITERIA, help="magnitude_layer: magnitude, per-layer scope")
+    sweep.add_argument(
+        "--criteria",
+        nargs="+",
+        choices=(*CRITERIA, MAGNITUDE_LAYER),
+        metavar="CRITERION",
+        help=f"static criteria, from {list(CRITERIA)} (magnitude_layer: former spelling of --criteria magnitude "
+        "--magnitude-scopes layer, deprecated)",
+    )
+    sweep.add_argument(
+        "--magnitude-scopes",
+        nargs="+",
+        choices=MAGNITUDE_SCOPES,
+        help="scopes of the magnitude criterion (the callbacks' magnitude_scope; an axis, default global): 'layer' "
+        "cells are labelled magnitude_layer in cell ids and reports (docs/experiments.md)",
+    )
     sweep.add_argument("--sparsities", nargs="+", type=float)
-    sweep.add_argument("--rrs", nargs="+", type=float, help="recovery ratios of TAR/Uniform (0 = static)")
+    sweep.add_argument(
+        "--recovery-ratios",
+        nargs="+",
+        type=float,
+        dest="rrs",
+        help="recovery ratios of TAR/Uniform (the callbacks' recovery_ratio; 0 = static); the tables' column is rr",
+    )
+    sweep.add_argument("--rrs", nargs="+", type=float, dest="former_rrs", help=argparse.SUPPRESS)  # deprecated
     sweep.add_argument("--widths", nargs="+", type=int)
     seeds = sweep.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", nargs="+", type=int, help="explicit seeds")
@@ -80,8 +102,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--prune-criteria",
         nargs="+",
-        choices=PRUNE_CRITERIA,
-        help="prune criteria of SET/RigL (an axis; default magnitude, which keeps the cell ids of earlier sweeps)",
+        choices=(*PRUNE_CRITERIA, *FORMER_PRUNE_CRITERIA),
+        metavar="PRUNE_CRITERION",
+        help=f"prune criteria of SET/RigL, from {list(PRUNE_CRITERIA)} (an axis; default magnitude, which keeps the "
+        "cell ids of earlier sweeps; 'set' is the deprecated former name of sign_balanced_magnitude)",
     )
     sweep.add_argument("--dst-criterion", choices=[*CRITERIA, "same"], help="initial mask of SET/RigL (default erk)")
     sweep.add_argument("--params", nargs="+", metavar="KEY:VALUE", help="RL-Zoo -params for every cell (Python expressions)")
@@ -201,7 +225,13 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
     :return: The preset (or default) grid with the command-line overrides applied, validated.
     """
     grid = get_preset(args.preset) if args.preset else GridSpec()
-    for name in ("algos", "envs", "methods", "criteria", "sparsities", "rrs", "widths", "seeds", "prune_criteria"):
+    if getattr(args, "former_rrs", None) is not None:
+        if args.rrs is not None:
+            raise ValueError("--rrs is the former name of --recovery-ratios: give --recovery-ratios only")
+        warn_former_name("sb3-tar sweep", "--rrs", "--recovery-ratios", stacklevel=2)
+        args.rrs = args.former_rrs
+    axes = ("algos", "envs", "methods", "criteria", "magnitude_scopes", "sparsities", "rrs", "widths", "seeds")
+    for name in (*axes, "prune_criteria"):
         value = getattr(args, name)
         if value is not None:
             setattr(grid, name, tuple(value))

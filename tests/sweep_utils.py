@@ -66,7 +66,7 @@ def run_baselines(root: Path, run: Runner, jobs: int = 2) -> tuple[Path, str, st
     root = root / "baselines"
     sweep = run(
         *("sweep", "--algos", "sac", "--envs", SMOKE_ENV, "--methods", "gmp", "small_dense", "tar+rigl"),
-        *("--criteria", "magnitude", "--sparsities", "0.9", "--rrs", "0.01", "--widths", "64", "--seeds", "0"),
+        *("--criteria", "magnitude", "--sparsities", "0.9", "--recovery-ratios", "0.01", "--widths", "64", "--seeds", "0"),
         *("-n", "300", "--eval-freq", "150", "--eval-episodes", "1", "--params", "learning_starts:100"),
         *("--gmp-kwargs", "update_interval:50", "--dst-kwargs", "update_interval:50", "--prune-criteria", "magnitude", "mest"),
         *("-o", str(root), "--jobs", str(jobs), "--no-progress"),

@@ -316,7 +316,21 @@ def test_cell_state(tmp_path):
 
 def test_cli_overrides_the_preset():
     args = _build_parser().parse_args(
-        ["sweep", "--preset", "smoke", "--methods", "static", "tar", "--n-seeds", "3", "-n", "500", "--rrs", "0.005", "0.02"]
+        [
+            "sweep",
+            "--preset",
+            "smoke",
+            "--methods",
+            "static",
+            "tar",
+            "--n-seeds",
+            "3",
+            "-n",
+            "500",
+            "--recovery-ratios",
+            "0.005",
+            "0.02",
+        ]
         + ["--params", "learning_starts:50", "--tar-kwargs", "budget_mode:extra", "floor_fraction:0.5"]
     )
     grid = grid_from_args(args)
@@ -335,7 +349,7 @@ def test_ray_backend_without_ray_says_how_to_install(tmp_path, capsys, monkeypat
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
-    assert main(["sweep", "--sparsities", "0.99", "--rrs", "0.02", "--dry-run"]) == 2
+    assert main(["sweep", "--sparsities", "0.99", "--recovery-ratios", "0.02", "--dry-run"]) == 2
     assert "rr=0.02" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -463,10 +477,10 @@ def test_extra_kwargs_and_prune_criteria_name_their_cells_and_leave_plain_ids_un
     criteria = [c.callback()[0][DST_CALLBACK].get("prune_criterion", "magnitude") for c in cells[1:]]
     assert criteria == ["magnitude", "snip", "mest"]
     # on the command line
-    args = _build_parser().parse_args(["sweep", "--methods", "set", "--prune-criteria", "random", "set", "--seeds", "0"])
-    assert [c.label for c in grid_from_args(args).expand()] == [
+    args = ["sweep", "--methods", "set", "--prune-criteria", "random", "sign_balanced_magnitude", "--seeds", "0"]
+    assert [c.label for c in grid_from_args(_build_parser().parse_args(args)).expand()] == [
         "set_erk_sp0.9_w256_prune_criterion=random",
-        "set_erk_sp0.9_w256_prune_criterion=set",
+        "set_erk_sp0.9_w256_prune_criterion=sign_balanced_magnitude",
     ]
     with pytest.raises(ValueError, match="prune_criteria"):
         GridSpec(methods=("set",), prune_criteria=("magnitud",)).validate()

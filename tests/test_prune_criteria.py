@@ -80,7 +80,7 @@ def test_set_criterion_drops_smallest_positive_and_largest_negative_halves() -> 
     w, m, _ = layer(7, (20, 20))
     wn, mn = w.double().numpy().ravel(), m.numpy().ravel()
     for k in (1, 2, 7, 30):
-        dropped = drop_positions("set", w, m, k, torch.Generator().manual_seed(0))
+        dropped = drop_positions("sign_balanced_magnitude", w, m, k, torch.Generator().manual_seed(0))
         pos = [i for i in np.argsort(wn) if mn[i] and wn[i] > 0]  # ascending: smallest positive first
         neg = [i for i in np.argsort(-wn) if mn[i] and wn[i] <= 0]  # descending: closest to zero first
         expected = set(pos[: math.ceil(k / 2)]) | set(neg[: k // 2])
@@ -90,7 +90,7 @@ def test_set_criterion_drops_smallest_positive_and_largest_negative_halves() -> 
 def test_set_criterion_takes_the_missing_quota_from_the_other_sign() -> None:
     w = torch.tensor([[0.5, 0.1, -0.2, -0.3, -0.05, -0.9]])
     m = torch.tensor([[True, False, True, True, True, True]])  # one active positive weight (0.5)
-    dropped = drop_positions("set", w, m, 4, torch.Generator().manual_seed(0))
+    dropped = drop_positions("sign_balanced_magnitude", w, m, 4, torch.Generator().manual_seed(0))
     # 4 -> 2 positive + 2 negative; only 1 positive is active, so 3 negatives: -0.05, -0.2, -0.3.
     assert positions(dropped) == {0, 4, 2, 3}
 

@@ -82,7 +82,7 @@ def test_per_role_cells_run_the_right_callback() -> None:
     [
         (dict(methods=["tar+tar"]), "names one method twice"),
         (dict(methods=["tar+gmp"]), "Unknown per-role method 'tar\\+gmp'"),
-        (dict(methods=["tar+rigl"], criteria=["magnitude_layer"]), "magnitude_layer cannot start"),
+        (dict(methods=["tar+rigl"], magnitude_scopes=["layer"]), "magnitude_layer cannot start"),
         (dict(methods=["dense+tar"], sparsities=[0.995]), "rr=0.01 with sparsity=0.995"),
     ],
 )

@@ -191,3 +191,46 @@ def test_dense_cost_ratio_by_hand():
     assert 14 < wide / narrow < 16  # the hidden layer dominates: about (1024/256)^2 = 16
     assert math.isnan(dense_cost_ratio([], w, n))
     assert np.isclose(dense_cost_ratio(shapes, w, w), 1.0)
+
+
+def test_rr_and_width_tables_reuse_the_reports_improvement_table() -> None:
+    """P(TAR > Original) is read from ``improvement_table`` (the report computes it once): the same numbers as the
+    tables' own computation, and a value that only the given table holds shows up in both tables."""
+    from sb3_tar.experiments.tables import improvement_table
+
+    runs = _rr_runs()
+    improvement = improvement_table(runs, reps=200, seed=0)
+    computed = rr_table(runs, reps=200, seed=0)
+    reused = rr_table(runs, reps=200, seed=0, improvement=improvement)
+    pd.testing.assert_frame_equal(computed, reused)
+    tar = reused[reused["method"] == "tar"]
+    # by hand, sparsity 0.8 rr 0.01: TAR (150, 250, 350) over Original (100, 200, 300): 6 of 9 pairs greater
+    assert tar["probability"].iloc[0] == pytest.approx(6 / 9)
+    doctored = improvement.assign(probability=0.123)
+    assert (rr_table(runs, reps=200, seed=0, improvement=doctored).query("method == 'tar'")["probability"] == 0.123).all()
+    wide = pd.concat([runs, runs.assign(width=1024)], ignore_index=True)
+    improvement = improvement_table(wide, reps=100, seed=0)
+    pd.testing.assert_frame_equal(width_table(wide, reps=100, seed=0), width_table(wide, 100, 0, improvement))
+    assert (width_table(wide, 100, 0, improvement.assign(probability=0.321))["probability"] == 0.321).all()
+
+
+def test_the_plots_and_the_tables_share_one_rr_and_width_grouping(tmp_path) -> None:
+    from sb3_tar.experiments import plots
+    from sb3_tar.experiments.scale_tables import rr_groups, width_groups
+
+    runs = _rr_runs()
+    assert [key for key, _ in rr_groups(runs)] == [("sac", "HalfCheetah-v4", "magnitude", 256)] and has_rr_axis(runs)
+    one = runs[np.isclose(runs["sparsity"], 0.9)]  # one sparsity, one TAR rr: the main table's business
+    assert rr_groups(one) == [] and not has_rr_axis(one)
+    wide = pd.concat([runs, runs.assign(width=1024)], ignore_index=True)
+    assert [key for key, _ in width_groups(wide)] == [
+        ("sac", "HalfCheetah-v4", "magnitude", 0.8),
+        ("sac", "HalfCheetah-v4", "magnitude", 0.9),
+    ]
+    assert [p.name for p, _ in plots.scale_files(wide, tmp_path)] == [
+        "rr_by_sparsity_sac_HalfCheetah-v4_magnitude_w256.png",
+        "rr_by_sparsity_sac_HalfCheetah-v4_magnitude_w1024.png",
+        "width_scaling_sac_sp0.8.png",
+        "width_scaling_sac_sp0.9.png",
+    ]
+    assert [p.name for p, _ in plots.scale_files(runs, tmp_path)] == ["rr_by_sparsity_sac_HalfCheetah-v4_magnitude_w256.png"]

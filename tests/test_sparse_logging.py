@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from sb3_tar.sb3.report_logging import ALLOCATION_FILE
 # Pendulum-v1 episodes are 200 steps; log_interval=1 dumps at 200, 400 and 600 steps.
 STEPS, EPISODE = 600, 200
 ARCH = [32, 32]
+NETWORKS = ("actor", "critic.qf0", "critic.qf1")
 
 
 class _Texts(KVWriter):
@@ -147,6 +149,54 @@ def test_dst_callback_counts_every_update_between_dumps(tmp_path: Path) -> None:
     assert not any(key in c for c in rows[0] for key in ("revived", "floor", "threshold"))
     table = (tmp_path / ALLOCATION_FILE).read_text()
     assert "revival none" in table and "floor" not in table and "E_l" not in table
+
+
+def _layer_masks(policy: torch.nn.Module, network: str) -> list[torch.Tensor]:
+    """The weight_mask buffers of one network (``"actor"``, ``"critic.qf0"``, ...), in layer order."""
+    return [b for k, b in policy.named_buffers() if k.startswith(network + ".") and k.endswith("weight_mask")]
+
+
+def test_every_dst_mask_update_reaches_the_csv_output(tmp_path: Path) -> None:
+    """Each SET mask update is a row of SB3's progress.csv (the Q-networks', then the actor's), with the cumulative
+    dropped/grown counts of the schedule computed here by hand, at x = the environment step of that gradient step; the
+    regular dumps keep their own values."""
+    model = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=ARCH), **small_kwargs("sac", learning_starts=100))
+    logger, _ = _csv_logger(tmp_path)
+    model.set_logger(logger)
+    # T = 500 gradient steps (env steps 101..600), T_end = 0.8 * 500 = 400: updates at t = 50, 100, ..., 350 (7)
+    callback = sb3_tar.DSTCallback(method="set", sparsity=0.8, update_interval=50, seed=0)
+    model.learn(STEPS, log_interval=1, callback=callback)
+    rows = _rows(tmp_path)
+    steps = list(range(50, 400, 50))
+    updates = [r for r in rows if r["sparse/dst/step"]]
+    assert [int(float(r["sparse/dst/step"])) for r in updates] == [t for t in steps for _ in ("critic", "actor")]
+
+    def k(t: int, mask: torch.Tensor) -> int:  # k_l = min(round(zeta_t K_l), K_l, N_l - K_l), zeta_t = 0.3/2 (1 + cos)
+        zeta = 0.3 / 2 * (1 + math.cos(math.pi * t / 400))
+        kept, size = int(mask.sum()), mask.numel()
+        return min(round(zeta * kept), kept, size - kept)
+
+    per_update = {name: [sum(k(t, m) for m in _layer_masks(model.policy, name)) for t in steps] for name in NETWORKS}
+    for i, t in enumerate(steps):
+        for j, role in enumerate(("critic", "actor")):
+            row = updates[2 * i + j]
+            assert int(row["time/total_timesteps"]) == 100 + t  # gradient step t runs at env step 100 + t
+            assert int(float(row["sparse/dst/updates"])) == i + 1
+            assert float(row["sparse/dst/drop_fraction"]) == pytest.approx(0.15 * (1 + math.cos(math.pi * t / 400)))
+            for name in NETWORKS:
+                done = i + 1 if name.startswith(role) or role == "actor" else i  # the critic row: actor not yet
+                expected = sum(per_update[name][:done])
+                assert int(float(row[f"sparse/{log_name(name)}/dropped"])) == expected, (t, role, name)
+                assert int(float(row[f"sparse/{log_name(name)}/grown"])) == expected, (t, role, name)
+    assert all(per_update[name][0] > per_update[name][-1] > 0 for name in NETWORKS)  # the cosine decay is visible
+    assert [(u.step, u.network) for u in callback.rewirer.history] == [
+        (t, name) for t in steps for name in ("critic.qf0", "critic.qf1", "actor")
+    ]
+    regular = [r for r in rows if not r["sparse/dst/step"]]
+    assert [int(r["time/total_timesteps"]) for r in regular] == [200, 400, 600]
+    assert all(r["rollout/ep_rew_mean"] and r["train/actor_loss"] for r in regular[1:])  # their own values kept
+    assert all(not r["rollout/ep_rew_mean"] and not r["train/actor_loss"] for r in updates)
+    assert int(float(regular[-1]["sparse/actor/dropped"])) == sum(per_update["actor"])
 
 
 def test_callback_model_logs_after_load_without_callback(tmp_path: Path) -> None:

@@ -108,7 +108,8 @@ def test_grid_expands_gmp_by_magnitude_criteria_and_small_dense_by_sparsity() ->
 
     grid = GridSpec(
         methods=("gmp", "small_dense"),
-        criteria=("random", "magnitude", "magnitude_layer", "erk"),
+        criteria=("random", "magnitude", "erk"),
+        magnitude_scopes=("global", "layer"),
         sparsities=(0.8, 0.9),
         widths=(256,),
         seeds=(0,),

@@ -98,7 +98,7 @@ def test_wheel_in_a_fresh_venv_runs_a_sweep(tmp_path: Path) -> None:
     )
 
     sweep = [str(venv / "bin" / "sb3-tar"), "sweep", "--algos", "tqc", "--envs", "Pendulum-v1", "--methods", "tar"]
-    sweep += ["--criteria", "magnitude", "--sparsities", "0.9", "--rrs", "0.01", "--widths", "32", "--seeds", "0"]
+    sweep += ["--criteria", "magnitude", "--sparsities", "0.9", "--recovery-ratios", "0.01", "--widths", "32", "--seeds", "0"]
     sweep += ["-n", "300", "--eval-freq", "300", "--eval-episodes", "1", "--params", "learning_starts:100"]
     sweep += ["--tar-kwargs", "sparse_execution:False", "-j", "1", "--no-progress", "-o", "out"]
     _run(sweep, work, env)

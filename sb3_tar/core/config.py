@@ -40,12 +40,42 @@ def renamed(owner: str, old: str, new: str, old_value: Any, new_value: Any, defa
         raise TypeError(
             f"{owner} got {old}={old_value!r} and {new}={new_value!r}: {old} is the former name of {new}, pass {new} only"
         )
+    warn_former_name(owner, f"{old}=", f"{new}=", stacklevel + 1)
+    return old_value
+
+
+def renamed_value(owner: str, name: str, value: Any, former: dict[str, str], stacklevel: int = 3) -> Any:
+    """
+    Accept a value of an option under its former name for one more release, with the ``FutureWarning`` of
+    :func:`renamed` (a renamed choice rather than a renamed keyword).
+
+    :param owner: Who takes the option (for the message), e.g. ``"DSTCallback"``.
+    :param name: The option, e.g. ``"prune_criterion"``.
+    :param value: The value given.
+    :param former: ``{former value: its name now}``.
+    :param stacklevel: Passed to :func:`warnings.warn` (3: the caller of the function that calls this one).
+    :return: ``value``'s name now (``value`` itself if it is not a former name).
+    """
+    if not isinstance(value, str) or value not in former:
+        return value
+    warn_former_name(owner, f"{name}={value!r}", f"{name}={former[value]!r}", stacklevel + 1)
+    return former[value]
+
+
+def warn_former_name(owner: str, old: str, new: str, stacklevel: int) -> None:
+    """
+    The one deprecation message of a former name (of a keyword, of a value, of a command-line option).
+
+    :param owner: Who takes it (for the message).
+    :param old: The former spelling, as the user wrote it (e.g. ``"interval="``, ``"--rrs"``).
+    :param new: The spelling to use now.
+    :param stacklevel: Passed to :func:`warnings.warn`.
+    """
     warnings.warn(
-        f"{owner}: {old}= is deprecated and will be removed in the next release, use {new}= (same meaning)",
+        f"{owner}: {old} is deprecated and will be removed in the next release, use {new} (same meaning)",
         FutureWarning,
         stacklevel=stacklevel,
     )
-    return old_value
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:

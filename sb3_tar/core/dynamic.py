@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from sb3_tar.core.config import check_choice, check_int, check_number
-from sb3_tar.core.prune_criteria import PRUNE_CRITERIA, drop_positions
+from sb3_tar.core.prune_criteria import drop_positions, prune_criterion_name
 from sb3_tar.core.role_methods import DYNAMIC_ROLE_METHODS, ROLE_NAMES, check_role_methods
 from sb3_tar.core.selection import sample_positions, top_k_mask
 from sb3_tar.core.streams import stream_generator
@@ -59,7 +59,8 @@ class DSTConfig:
     :param end_fraction: Fraction of the planned gradient steps after which the mask is frozen,
         in ``(0, 1]``.
     :param prune_criterion: Which active weights an update drops, one of
-        :data:`~sb3_tar.core.prune_criteria.PRUNE_CRITERIA` (default ``"magnitude"``).
+        :data:`~sb3_tar.core.prune_criteria.PRUNE_CRITERIA` (default ``"magnitude"``); the former name ``"set"`` of
+        ``"sign_balanced_magnitude"`` is accepted with a ``FutureWarning``.
     :param role_methods: Method of each role (:mod:`sb3_tar.core.role_methods`); only roles whose method
         is ``"set"`` or ``"rigl"`` are rewired, each growing by its own method. ``None``: every role runs
         ``method``.
@@ -77,7 +78,8 @@ class DSTConfig:
         check_int("update_interval", self.update_interval, 1)
         check_number("drop_fraction", self.drop_fraction, 0.0, 1.0, low_open=True, high_open=True)
         check_number("end_fraction", self.end_fraction, 0.0, 1.0, low_open=True)
-        check_choice("prune_criterion", self.prune_criterion, PRUNE_CRITERIA)
+        # a former name (``"set"``) warns once, here, and is stored under its name now
+        object.__setattr__(self, "prune_criterion", prune_criterion_name(self.prune_criterion, stacklevel=6))
         if self.role_methods is not None:
             methods = check_role_methods(self.role_methods)
             if set(methods) != set(ROLE_NAMES) or not any(m in DYNAMIC_ROLE_METHODS for m in methods.values()):

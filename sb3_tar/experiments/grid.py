@@ -8,7 +8,9 @@ do not apply to a method are collapsed, so no configuration runs twice:
 - ``tar`` and ``uniform`` at rr = 0 *are* the static baseline, so they become ``static`` cells;
 - ``set`` and ``rigl`` ignore rr and start from ``dst_criterion`` (ERK by default, as in the spec);
 - ``gmp`` (gradual magnitude pruning) ignores rr and takes the magnitude criteria of ``criteria`` as its ranking
-  (``magnitude``: global, ``magnitude_layer``: per layer, ``erk``: per layer towards ERK densities);
+  (``magnitude``: global or, with ``magnitude_scopes`` ``layer``, per layer; ``erk``: per layer towards ERK densities);
+- ``magnitude_scopes`` applies to the ``magnitude`` criterion only: ``layer`` gives the cells labelled
+  ``magnitude_layer`` (:data:`MAGNITUDE_LAYER`, the label of committed results and of every report table);
 - ``small_dense`` (a dense network of the sparse one's parameter count) ignores criterion and rr.
 - ``cyclic`` (a static mask trained with a cyclic learning rate), ``sculpt`` (cyclic training from a denser mask, one
   magnitude prune, retraining) and ``iee`` (exploitation-exploration) ignore rr; the criterion is their (starting)
@@ -28,8 +30,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from sb3_tar.core.config import CRITERIA, DEFAULT_SPARSITY, check_int
-from sb3_tar.core.prune_criteria import PRUNE_CRITERIA
+from sb3_tar.core.config import CRITERIA, DEFAULT_SPARSITY, MAGNITUDE_SCOPES, check_int, renamed_value, warn_former_name
+from sb3_tar.core.prune_criteria import FORMER_PRUNE_CRITERIA, PRUNE_CRITERIA
 from sb3_tar.experiments import role_cells
 
 ALGOS: tuple[str, ...] = ("sac", "td3", "tqc")
@@ -46,12 +48,29 @@ SCHEDULE_CALLBACKS: dict[str, str] = {
     "sculpt": "sb3_tar.baselines.SculptCallback",
     "iee": "sb3_tar.baselines.IEECallback",
 }
-#: Grid criterion -> ``GMPCallback(magnitude_scope=...)``; the other criteria do not apply to GMP.
-GMP_SCOPE_OF: dict[str, str] = {"magnitude": "global", "magnitude_layer": "layer", "erk": "erk"}
+#: The one place that maps the callbacks' vocabulary onto the cells' labels: ``criterion="magnitude"`` with
+#: ``magnitude_scope="layer"`` (``sb3-tar sweep --criteria magnitude --magnitude-scopes layer``) is labelled
+#: ``magnitude_layer`` in cell ids, folder names and report tables (the label of the committed results; the
+#: callbacks accept it as ``criterion`` too). As a grid criterion it is a former spelling, accepted with a
+#: ``FutureWarning`` until the next release.
+MAGNITUDE_LAYER = "magnitude_layer"
 
-#: Criteria of a grid: the four static criteria, and ``magnitude_layer``, magnitude with uniform per-layer
-#: density (``TARCallback(criterion="magnitude", magnitude_scope="layer")``), its own row in every table.
-GRID_CRITERIA: tuple[str, ...] = (*CRITERIA, "magnitude_layer")
+#: Cell criterion label -> ``GMPCallback(magnitude_scope=...)``; the other criteria do not apply to GMP.
+GMP_SCOPE_OF: dict[str, str] = {"magnitude": "global", MAGNITUDE_LAYER: "layer", "erk": "erk"}
+
+#: Criterion labels of the cells: the four static criteria, and :data:`MAGNITUDE_LAYER`, its own row in every table.
+GRID_CRITERIA: tuple[str, ...] = (*CRITERIA, MAGNITUDE_LAYER)
+
+
+def criterion_label(criterion: str, magnitude_scope: str = "global") -> str:
+    """
+    :param criterion: A static criterion (:data:`~sb3_tar.core.config.CRITERIA`).
+    :param magnitude_scope: ``"global"`` or ``"layer"`` (applies to ``"magnitude"`` only).
+    :return: The criterion's label in cell ids and reports: ``criterion``, or :data:`MAGNITUDE_LAYER` for
+        ``("magnitude", "layer")``.
+    """
+    return MAGNITUDE_LAYER if criterion == "magnitude" and magnitude_scope == "layer" else criterion
+
 
 TAR_CALLBACK = "sb3_tar.callbacks.TARCallback"
 DST_CALLBACK = "sb3_tar.callbacks.DSTCallback"
@@ -307,7 +326,10 @@ class GridSpec:
     :param algos: Algorithms, from :data:`ALGOS`.
     :param envs: Environment ids (each needs an entry, or a ``default``, in the hyperparameter file).
     :param methods: Methods, from :data:`METHODS`.
-    :param criteria: Static criteria, from :data:`GRID_CRITERIA` (used by static, TAR and Uniform Revival).
+    :param criteria: Static criteria, from :data:`~sb3_tar.core.config.CRITERIA` (used by static, TAR and Uniform
+        Revival; the starting mask of the cyclic methods; GMP's ranking for ``magnitude`` and ``erk``).
+        ``"magnitude_layer"``, the former spelling of ``"magnitude"`` with ``magnitude_scopes`` ``("layer",)``, is
+        accepted with a ``FutureWarning`` and gives the same cells.
     :param sparsities: Sparsities in (0, 1).
     :param rrs: Recovery ratios in [0, 1) for TAR and Uniform Revival (rr = 0 is the static baseline).
     :param widths: Hidden widths (>= 1).
@@ -327,7 +349,13 @@ class GridSpec:
     :param prune_criteria: Prune criteria of SET/RigL (``DSTCallback(prune_criterion=...)``), from
         :data:`~sb3_tar.core.prune_criteria.PRUNE_CRITERIA`: an axis of the SET/RigL cells (and of the SET/RigL role of
         per-role methods). ``"magnitude"`` (the default) is not written into the cell, so its id is the one it had
-        before this axis existed; any other value is a ``prune_criterion`` extra keyword argument of the cell.
+        before this axis existed; any other value is a ``prune_criterion`` extra keyword argument of the cell. The
+        former name ``"set"`` of ``"sign_balanced_magnitude"`` is accepted with a ``FutureWarning`` (here and in
+        ``dst_kwargs``) and gives the same cells.
+    :param magnitude_scopes: Scopes of the ``magnitude`` criterion, from ``("global", "layer")`` (the callbacks'
+        ``magnitude_scope``): an axis of the cells whose criterion is ``magnitude``. ``"layer"`` cells are labelled
+        ``magnitude_layer`` (:data:`MAGNITUDE_LAYER`), as the committed results are. ``magnitude_scope`` itself is not
+        accepted in ``tar_kwargs`` or ``gmp_kwargs`` (it would name a second folder for the same configuration).
     """
 
     algos: Sequence[str] = ("sac",)
@@ -347,6 +375,39 @@ class GridSpec:
     dst_kwargs: dict[str, Any] = field(default_factory=dict)
     gmp_kwargs: dict[str, Any] = field(default_factory=dict)
     prune_criteria: Sequence[str] = (DEFAULT_PRUNE_CRITERION,)
+    magnitude_scopes: Sequence[str] = ("global",)
+
+    @property
+    def criterion_labels(self) -> tuple[str, ...]:
+        """The criterion labels of the cells: ``criteria``, ``magnitude`` once per scope of ``magnitude_scopes``."""
+        labels = []
+        for criterion in self.criteria:
+            scopes = self.magnitude_scopes if criterion == "magnitude" else ("global",)
+            labels += [criterion_label(criterion, scope) for scope in scopes]
+        return tuple(dict.fromkeys(labels))
+
+    def _former_names(self) -> None:
+        """Rewrite former spellings (``magnitude_layer`` in ``criteria``, prune criterion ``set``) with a warning."""
+        if isinstance(self.criteria, Sequence) and not isinstance(self.criteria, str) and MAGNITUDE_LAYER in self.criteria:
+            warn_former_name(
+                "GridSpec",
+                "criteria 'magnitude_layer'",
+                "criteria 'magnitude' with magnitude_scopes 'layer' (sb3-tar sweep --criteria magnitude "
+                "--magnitude-scopes layer; its cells keep the label magnitude_layer)",
+                stacklevel=4,
+            )
+            scopes = tuple(self.magnitude_scopes) if "magnitude" in self.criteria else ()
+            self.magnitude_scopes = (*scopes, "layer")
+            self.criteria = ["magnitude" if c == MAGNITUDE_LAYER else c for c in self.criteria]
+        if isinstance(self.prune_criteria, Sequence) and not isinstance(self.prune_criteria, str):
+            self.prune_criteria = [
+                renamed_value("GridSpec", "prune_criteria", c, FORMER_PRUNE_CRITERIA, 5) for c in self.prune_criteria
+            ]
+        if isinstance(self.dst_kwargs, dict) and "prune_criterion" in self.dst_kwargs:
+            value = renamed_value(
+                "GridSpec dst_kwargs", "prune_criterion", self.dst_kwargs["prune_criterion"], FORMER_PRUNE_CRITERIA, 5
+            )
+            self.dst_kwargs = {**self.dst_kwargs, "prune_criterion": value}
 
     def validate(self) -> None:
         """
@@ -365,7 +426,10 @@ class GridSpec:
             else []
         )
         self.methods = _check_choices("methods", self.methods, (*METHODS, *[role_cells.check(m) for m in per_role]))
-        self.criteria = _check_choices("criteria", self.criteria, GRID_CRITERIA)
+        self._former_names()
+        self.criteria = _check_choices("criteria", self.criteria, CRITERIA)
+        self.magnitude_scopes = _check_choices("magnitude_scopes", self.magnitude_scopes, MAGNITUDE_SCOPES)
+        labels = self.criterion_labels
         self.sparsities = _check_numbers("sparsities", self.sparsities, 0.0, 1.0, low_open=True, high_open=True)
         self.rrs = _check_numbers("rrs", self.rrs, 0.0, 1.0, low_open=False, high_open=True)
         self.widths = _check_ints("widths", self.widths, 1)
@@ -373,15 +437,15 @@ class GridSpec:
         _check_int("n_timesteps", self.n_timesteps, 1, allow_none=True)
         _check_int("eval_freq", self.eval_freq, 1)
         _check_int("eval_episodes", self.eval_episodes, 1)
-        if self.dst_criterion == "same" and "magnitude_layer" in self.criteria and any(m in DST_METHODS for m in self.methods):
+        if self.dst_criterion == "same" and MAGNITUDE_LAYER in labels and any(m in DST_METHODS for m in self.methods):
             raise ValueError("dst_criterion='same' cannot start SET/RigL from magnitude_layer: choose a dst_criterion")
-        if "magnitude_layer" in self.criteria and any(
+        if MAGNITUDE_LAYER in labels and any(
             role_cells.is_dynamic(m) and (role_cells.has_static_role(m) or self.dst_criterion == "same") for m in self.methods
         ):
             raise ValueError("magnitude_layer cannot start the SET/RigL role of a per-role method: remove it from criteria")
         if self.dst_criterion != "same" and self.dst_criterion not in CRITERIA:
             raise ValueError(f"Unknown dst_criterion {self.dst_criterion!r}: valid values are {[*CRITERIA, 'same']}")
-        if "gmp" in self.methods and not any(c in GMP_SCOPE_OF for c in self.criteria):
+        if "gmp" in self.methods and not any(c in GMP_SCOPE_OF for c in labels):
             raise ValueError(
                 f"Method 'gmp' ranks by magnitude: criteria {list(self.criteria)} hold none of {list(GMP_SCOPE_OF)}"
             )
@@ -390,6 +454,13 @@ class GridSpec:
                 raise TypeError(f"{name} must be a dict, got {getattr(self, name)!r}")
         for option in KWARGS_CALLBACKS:
             check_callback_kwargs(option, getattr(self, option))
+        for option in ("tar_kwargs", "gmp_kwargs"):
+            if "magnitude_scope" in getattr(self, option):
+                raise ValueError(
+                    f"{option} sets magnitude_scope={getattr(self, option)['magnitude_scope']!r}: the grid sets it per "
+                    "cell, use magnitude_scopes (sb3-tar sweep --magnitude-scopes global layer) for the magnitude "
+                    "criterion's scope, and criteria 'erk' for GMP's ERK scope"
+                )
         self.prune_criteria = _check_choices("prune_criteria", self.prune_criteria, PRUNE_CRITERIA)
         if "prune_criterion" in self.dst_kwargs and self.prune_criteria != (DEFAULT_PRUNE_CRITERION,):
             raise ValueError(
@@ -474,16 +545,18 @@ class GridSpec:
         if method == "small_dense":
             return [(None, sparsity, None, "small_dense") for sparsity in self.sparsities]
         if method == "gmp":
-            return [(c, sparsity, None, "gmp") for c in self.criteria if c in GMP_SCOPE_OF for sparsity in self.sparsities]
+            return [
+                (c, sparsity, None, "gmp") for c in self.criterion_labels if c in GMP_SCOPE_OF for sparsity in self.sparsities
+            ]
         if method in SCHEDULE_CALLBACKS:
-            return [(c, sparsity, None, method) for c in self.criteria for sparsity in self.sparsities]
+            return [(c, sparsity, None, method) for c in self.criterion_labels for sparsity in self.sparsities]
         if method in DST_METHODS:
-            criteria = self.criteria if self.dst_criterion == "same" else (self.dst_criterion,)
+            criteria = self.criterion_labels if self.dst_criterion == "same" else (self.dst_criterion,)
             for criterion in criteria:
                 for sparsity in self.sparsities:
                     out.append((criterion, sparsity, None, method))
             return out
-        for criterion in self.criteria:
+        for criterion in self.criterion_labels:
             for sparsity in self.sparsities:
                 if method == "static":
                     out.append((criterion, sparsity, 0.0, "static"))
@@ -495,7 +568,7 @@ class GridSpec:
     def _role_configs(self, method: str) -> list[tuple[str | None, float | None, float | None, str]]:
         """(criterion, sparsity, rr, method) tuples of a per-role method (:mod:`sb3_tar.experiments.role_cells`)."""
         if role_cells.has_static_role(method) or self.dst_criterion == "same":
-            criteria: Sequence[str] = self.criteria
+            criteria: Sequence[str] = self.criterion_labels
         else:
             criteria = (self.dst_criterion,)
         rrs: Sequence[float | None] = self.rrs if role_cells.revives(method) else (None,)
@@ -578,7 +651,9 @@ PRESETS: dict[str, GridSpec] = {
     # 30 cells, 10-20 minutes each with two side by side on 2 cores (docs/experiments.md). Fixed before running.
     "cpu60k": GridSpec(methods=("dense", "static", "tar", "uniform", "set", "rigl"), criteria=("magnitude",), **_CPU60K),
     # Phase 2, into the same results directory: Original and TAR for ERK, SynFlow and layer-wise magnitude.
-    "cpu60k-criteria": GridSpec(methods=("static", "tar"), criteria=("erk", "synflow", "magnitude_layer"), **_CPU60K),
+    "cpu60k-criteria": GridSpec(
+        methods=("static", "tar"), criteria=("erk", "synflow", "magnitude"), magnitude_scopes=("layer",), **_CPU60K
+    ),
     # Phase 3, into the same results directory: TD3 with Original, TAR (global magnitude) and dense.
     "cpu60k-td3": GridSpec(methods=("dense", "static", "tar"), criteria=("magnitude",), **{**_CPU60K, "algos": ("td3",)}),
     # Phase 4, into the same results directory: the field's other baselines, gradual magnitude pruning (global

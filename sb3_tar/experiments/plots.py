@@ -1,6 +1,8 @@
 """PNG plots of a sweep: learning curves, rr sensitivity (the paper's Figure 5 kind) and width scaling
 (its Figure 4 kind). Each function returns the files it wrote and a message when the grid lacks the axis
-it needs (then it writes nothing)."""
+it needs (then it writes nothing). Cells that differ only in extra callback options (``options``,
+:attr:`~sb3_tar.experiments.grid.Cell.options`) are lines of their own, named with their options, as the tables keep
+them apart."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sb3_tar.experiments import role_cells
+from sb3_tar.experiments.scale_tables import rr_groups, width_groups, with_options
 from sb3_tar.experiments.tables import standard_error
 
 _COLORS = {
@@ -70,13 +73,37 @@ def _save_figure(plt, fig, title: str, path: Path) -> Path:
     return path
 
 
+#: The columns of one line: a configuration (:func:`_line_keys` adds ``options`` where the runs have them).
+_LINE_KEYS = ["method", "criterion", "rr"]
+
+
+def line_configs(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """
+    The lines of a panel: one per configuration (method, criterion, rr and, where the runs have them, the extra
+    callback options), in the order the runs come.
+
+    :param runs: The runs of one panel.
+    :return: ``(legend label, runs of the line)`` pairs.
+    """
+    return [
+        (_line_label(config.iloc[0]), config)
+        for _, config in runs.groupby(with_options(runs, _LINE_KEYS), dropna=False, sort=False)
+    ]
+
+
+def _options(row: pd.Series) -> str:
+    """`` [<options>]`` for a cell with extra callback options, else ``""``."""
+    options = row.get("options")
+    return f" [{options}]" if isinstance(options, str) and options else ""
+
+
 def _line_label(row: pd.Series) -> str:
     name = _NAMES.get(row["method"], role_cells.display_name(row["method"]))
     if row["method"] in ("tar", "uniform"):
-        return f"{name} rr={row['rr']:g}"
+        return f"{name} rr={row['rr']:g}" + _options(row)
     if row["method"] in ("set", "rigl", "gmp"):
-        return f"{name} ({row['criterion']})"
-    return name
+        return f"{name} ({row['criterion']})" + _options(row)
+    return name + _options(row)
 
 
 def _mean_curve(
@@ -138,12 +165,12 @@ def learning_curves(
                 if criterion is not None:
                     mine = mine[mine["criterion"] == criterion]
                 panel = pd.concat([panel, mine, dst])
-            for _, config in panel.groupby(["method", "criterion", "rr"], dropna=False, sort=False):
+            for label, config in line_configs(panel):
                 timesteps, mean, se = _mean_curve(list(config["cell_dir"]), curves)
                 row = config.iloc[0]
                 style = "--" if row["method"] == "uniform" else "-"
                 color = _COLORS[row["method"]]
-                ax.plot(timesteps, mean, style, color=color, label=f"{_line_label(row)} (n={len(config)})")
+                ax.plot(timesteps, mean, style, color=color, label=f"{label} (n={len(config)})")
                 ax.fill_between(timesteps, mean - se, mean + se, color=color, alpha=0.15)
             title = env if sparsity is None else f"{env}, sparsity {sparsity:g}"
             _style_axis(ax, title + (f", {criterion}" if criterion else ""), "timesteps", "eval return")
@@ -174,14 +201,15 @@ def rr_sensitivity(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path],
         fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.2), squeeze=False)
         for ax, env in zip(axes[0], envs):
             sub = group[group["env"] == env]
-            for k, (criterion, crit) in enumerate(sub.groupby("criterion", sort=True)):
+            for k, (_, crit) in enumerate(sub.groupby(with_options(sub, ["criterion"]), sort=True)):
                 color = f"C{k}"
+                criterion = crit["criterion"].iloc[0]
                 for method, style in (("tar", "-o"), ("uniform", "--s")):
                     points = crit[crit["method"].isin(["static", method])]
                     if points["method"].eq(method).sum() == 0:
                         continue
                     stats = points.groupby("rr")["final_return"].agg(["mean", standard_error]).sort_index()
-                    label = f"{criterion} ({_NAMES[method]})"
+                    label = f"{criterion} ({_NAMES[method]})" + _options(crit.iloc[0])
                     ax.errorbar(
                         stats.index,
                         stats["mean"],
@@ -223,12 +251,10 @@ def width_scaling(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], 
             fig, axes = plt.subplots(1, len(envs), figsize=(6.2 * len(envs), 3.4), squeeze=False)
             for ax, env in zip(axes[0], envs):
                 sub = group[group["env"] == env]
-                for _, config in sub.groupby(["method", "criterion", "rr"], dropna=False, sort=False):
+                for label, config in line_configs(sub):
                     row = config.iloc[0]
                     stats = config.groupby("width")["final_return"].agg(["mean", standard_error]).sort_index()
-                    label = _line_label(row) + (
-                        f" [{row['criterion']}]" if row["method"] in ("static", "tar", "uniform") else ""
-                    )
+                    label = label + (f" [{row['criterion']}]" if row["method"] in ("static", "tar", "uniform") else "")
                     marker = _MARKERS.get(row["criterion"], "o")
                     style = ("--" if row["method"] == "uniform" else "-") + marker
                     ax.errorbar(
@@ -248,36 +274,33 @@ def width_scaling(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], 
     return written, []
 
 
-def rr_by_sparsity_file(out_dir: str | Path, algo: str, env: str, criterion: str, width: int) -> Path:
-    """:return: Where :func:`rr_by_sparsity` writes the plot of one algo, env, criterion and width."""
-    return Path(out_dir) / f"rr_by_sparsity_{algo}_{_safe(env)}_{criterion}_w{width}.png"
+def rr_by_sparsity_file(out_dir: str | Path, algo: str, env: str, criterion: str, width: int, options: str = "") -> Path:
+    """:return: Where :func:`rr_by_sparsity` writes the plot of one algo, env, criterion, width (and extra options)."""
+    suffix = f"_{_safe(options)}" if options else ""
+    return Path(out_dir) / f"rr_by_sparsity_{algo}_{_safe(env)}_{criterion}_w{width}{suffix}.png"
 
 
-def _rr_groups(runs: pd.DataFrame) -> list[tuple[tuple[str, str, str, int], pd.DataFrame]]:
-    """(algo, env, criterion, width) groups of Original/TAR runs that span two or more rr values."""
-    sub = runs[runs["method"].isin(["static", "tar"])]
-    return [
-        (key, group)
-        for key, group in sub.groupby(["algo", "env", "criterion", "width"], sort=True)
-        if group["rr"].nunique() >= 2 and (group["sparsity"].nunique() >= 2 or group["rr"].nunique() >= 3)
-    ]
+def _rr_plots(runs: pd.DataFrame) -> list[tuple[tuple[str, str, str, int, str], pd.DataFrame]]:
+    """The groups of :func:`~sb3_tar.experiments.scale_tables.rr_groups` as ``((algo, env, criterion, width, options),
+    runs)``, ``options`` ``""`` for cells without extra options."""
+    return [((*key[:4], key[4] if len(key) > 4 else ""), group) for key, group in rr_groups(runs)]
 
 
 def rr_by_sparsity(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], list[str]]:
     """
     The paper's rr figure: final return against the recovery ratio rr (rr = 0 is Original), a line per sparsity,
-    one PNG per (algo, env, criterion, width) whose Original/TAR runs span two sparsities or three rr values.
+    one PNG per configuration of :func:`~sb3_tar.experiments.scale_tables.rr_groups` (the groups the rr table reports).
 
     :param runs: Per-run results.
     :param out_dir: Output folder.
     :return: ``(files written, messages)``.
     """
-    groups = _rr_groups(runs)
+    groups = _rr_plots(runs)
     if not groups:
         return [], []
     plt = _pyplot()
     written = []
-    for (algo, env, criterion, width), group in groups:
+    for (algo, env, criterion, width, options), group in groups:
         fig, ax = plt.subplots(figsize=(4.6, 3.3))
         for k, (sparsity, sub) in enumerate(group.groupby("sparsity", sort=True)):
             stats = sub.groupby("rr")["final_return"].agg(["mean", standard_error]).sort_index()
@@ -290,8 +313,9 @@ def rr_by_sparsity(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path],
                 capsize=3,
                 label=f"sparsity {sparsity:g}",
             )
-        _style_axis(ax, f"{env}, {criterion}, width {width}", "recovery ratio rr (0 = Original)", "final return")
-        path = rr_by_sparsity_file(out_dir, algo, env, criterion, width)
+        title = f"{env}, {criterion}, width {width}" + (f" [{options}]" if options else "")
+        _style_axis(ax, title, "recovery ratio rr (0 = Original)", "final return")
+        path = rr_by_sparsity_file(out_dir, algo, env, criterion, width, options)
         written.append(_save_figure(plt, fig, f"{algo.upper()}: TAR's rr at each sparsity (mean ± s.e.)", path))
     return written, []
 
@@ -304,7 +328,8 @@ def width_scaling_file(out_dir: str | Path, algo: str, sparsity: float | None) -
 def scale_files(runs: pd.DataFrame, out_dir: str | Path) -> list[tuple[Path, str]]:
     """
     The plots of the scale sections of a report, whether or not they were drawn: :func:`rr_by_sparsity`'s, and
-    :func:`width_scaling`'s for each (algo, sparsity) at which Original and TAR ran at two or more widths.
+    :func:`width_scaling`'s for each (algo, sparsity) of :func:`~sb3_tar.experiments.scale_tables.width_groups` (the
+    groups the width table reports).
 
     :param runs: Per-run results.
     :param out_dir: The report's folder.
@@ -312,14 +337,11 @@ def scale_files(runs: pd.DataFrame, out_dir: str | Path) -> list[tuple[Path, str
     """
     out = [
         (
-            rr_by_sparsity_file(out_dir, algo, env, criterion, width),
-            f"{algo.upper()} {env} {criterion} width {width}: rr by sparsity",
+            rr_by_sparsity_file(out_dir, algo, env, criterion, width, options),
+            f"{algo.upper()} {env} {criterion} width {width}{f' [{options}]' if options else ''}: rr by sparsity",
         )
-        for (algo, env, criterion, width), _ in _rr_groups(runs)
+        for (algo, env, criterion, width, options), _ in _rr_plots(runs)
     ]
-    sub = runs[runs["method"].isin(["static", "tar"])]
-    for (algo, sparsity), group in sub.groupby(["algo", "sparsity"], sort=True):
-        widths = [set(group.loc[group["method"] == m, "width"]) for m in ("static", "tar")]
-        if len(widths[0] & widths[1]) >= 2:
-            out.append((width_scaling_file(out_dir, algo, sparsity), f"{algo.upper()} width scaling, sparsity {sparsity:g}"))
+    for algo, sparsity in sorted({(key[0], key[3]) for key, _ in width_groups(runs)}):
+        out.append((width_scaling_file(out_dir, algo, sparsity), f"{algo.upper()} width scaling, sparsity {sparsity:g}"))
     return out

@@ -114,7 +114,7 @@ def make_report(
     aggregate, aggregate_message = tables.aggregate_iqm_table(runs, reps=reps, seed=seed)
     improvement = tables.improvement_table(runs, reps=reps, seed=seed)
     connectivity = tables.connectivity_table(runs)
-    scale = _scale_frames(runs, reps, seed)
+    scale = _scale_frames(runs, reps, seed, improvement)
     ranking = None
     if at_steps is not None:
         ranking = milestones.ranking_table(milestones.returns_at_steps(runs, results.curves, at_steps, last_fraction))
@@ -258,13 +258,14 @@ def _layer_sections(runs, connectivity, first_only: bool = False, heading: str =
 _SCALE_ANCHOR = "<!-- scale sections -->"
 
 
-def _scale_frames(runs, reps: int, seed: int) -> dict[str, pd.DataFrame]:
-    """The rr and width tables (:mod:`sb3_tar.experiments.scale_tables`) where the runs have those axes."""
+def _scale_frames(runs, reps: int, seed: int, improvement: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The rr and width tables (:mod:`sb3_tar.experiments.scale_tables`) where the runs have those axes; their
+    ``P(TAR > Original)`` is read from the report's ``improvement`` table."""
     frames: dict[str, pd.DataFrame] = {}
     if scale_tables.has_rr_axis(runs):
-        frames["rr"] = scale_tables.rr_table(runs, reps=reps, seed=seed)
+        frames["rr"] = scale_tables.rr_table(runs, reps=reps, seed=seed, improvement=improvement)
     if scale_tables.has_width_axis(runs):
-        frames["width"] = scale_tables.width_table(runs, reps=reps, seed=seed)
+        frames["width"] = scale_tables.width_table(runs, reps=reps, seed=seed, improvement=improvement)
         frames["width_gain"] = scale_tables.gain_difference_table(runs, reps=reps, seed=seed)
     return frames
 

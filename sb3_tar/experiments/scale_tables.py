@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sb3_tar.experiments.tables import _mean_se, _pct, import_rliable, pct_change, standard_error
+from sb3_tar.experiments.tables import _mean_se, _pct, improvement_table, pct_change, standard_error
 
 #: Methods whose runs form the rr axis (rr = 0 is Original, the static baseline).
 _RR_METHODS = ("static", "tar")
@@ -27,39 +27,93 @@ def _close(column: pd.Series, value: float) -> pd.Series:
     return pd.Series(np.isclose(column.astype(float), float(value)), index=column.index)
 
 
+def with_options(runs: pd.DataFrame, keys: list[str]) -> list[str]:
+    """
+    :param runs: Per-run results.
+    :param keys: Grouping columns of a configuration.
+    :return: ``keys``, and ``options`` when the runs have that column (cells that differ only in extra callback
+        options, :attr:`~sb3_tar.experiments.grid.Cell.options`, are kept apart, as the tables keep them by label).
+    """
+    return [*keys, "options"] if "options" in runs.columns else list(keys)
+
+
+def rr_groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """
+    The configurations of the paper's rr figure: Original/TAR runs of one (algo, env, criterion, width[, options])
+    that hold TAR and two or more rr values (rr = 0 is Original), at two or more sparsities or with two or more TAR
+    recovery ratios at one sparsity (a single rr at a single sparsity is the main table's business). The rr table
+    appears when there is one, and :mod:`sb3_tar.experiments.plots` draws one rr plot per group.
+
+    :param runs: Per-run results.
+    :return: ``(key, runs)`` pairs, keys sorted.
+    """
+    sub = runs[runs["method"].isin(_RR_METHODS)]
+    out = []
+    for key, group in sub.groupby(with_options(sub, ["algo", "env", "criterion", "width"]), sort=True):
+        tar = group[group["method"] == "tar"]
+        if tar.empty or group["rr"].nunique() < 2:
+            continue
+        if group["sparsity"].nunique() >= 2 or any(t["rr"].nunique() >= 2 for _, t in tar.groupby("sparsity")):
+            out.append((key, group))
+    return out
+
+
 def has_rr_axis(runs: pd.DataFrame) -> bool:
     """
     :param runs: Per-run results.
-    :return: Whether Original/TAR runs vary along the paper's rr figure's axes: two or more sparsities, or two or
-        more TAR recovery ratios at one sparsity (a single rr at a single sparsity is the main table's business).
+    :return: Whether the runs hold a configuration of the paper's rr figure (:func:`rr_groups`).
     """
-    sub = runs[runs["method"].isin(_RR_METHODS)]
-    if sub.empty or not (sub["method"] == "tar").any():
-        return False
-    keys = ["algo", "env", "criterion", "width"]
-    for _, group in sub.groupby(keys, sort=False):
-        tar = group[group["method"] == "tar"]
-        if group["sparsity"].nunique() >= 2 or any(t["rr"].nunique() >= 2 for _, t in tar.groupby("sparsity")):
-            return True
-    return False
+    return bool(rr_groups(runs))
 
 
-def rr_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+def tar_over_original(improvement: pd.DataFrame, row: dict[str, Any]) -> dict[str, float]:
+    """
+    ``P(TAR > Original)`` of one TAR configuration, read from the report's improvement table (no bootstrap again).
+
+    :param improvement: Output of :func:`sb3_tar.experiments.tables.improvement_table`.
+    :param row: The configuration: algo, env, criterion, sparsity, width and rr.
+    :return: ``probability``, ``ci_low``, ``ci_high`` (NaN where the table has no such row).
+    """
+    found = {"probability": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    if improvement.empty:
+        return found
+    match = improvement[
+        (improvement["comparison"] == "TAR > Original")
+        & (improvement["algo"] == row["algo"])
+        & (improvement["env"] == row["env"])
+        & (improvement["criterion"] == row["criterion"])
+        & (improvement["width"] == row["width"])
+        & _close(improvement["sparsity"], row["sparsity"])
+        & _close(improvement["rr"], row["rr"])
+    ]
+    if len(match):
+        found.update({k: float(match.iloc[0][k]) for k in found})
+    return found
+
+
+def _improvement_of(runs: pd.DataFrame, improvement: pd.DataFrame | None, reps: int, seed: int) -> pd.DataFrame:
+    """The given improvement table, or that of the Original/TAR runs (the same numbers: same runs, reps and seed)."""
+    if improvement is not None:
+        return improvement
+    return improvement_table(runs[runs["method"].isin(_RR_METHODS)], reps=reps, seed=seed)
+
+
+def rr_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement: pd.DataFrame | None = None) -> pd.DataFrame:
     """
     Final return against the recovery ratio, per (algo, env, criterion, width, sparsity): Original (rr = 0) and TAR
     at every rr it ran, with TAR's change over Original, ``P(TAR > Original)`` and the dead units before and after
     revival (means over seeds, from the pruning reports).
 
     :param runs: Per-run results (columns of :func:`~sb3_tar.experiments.results.load_results`).
-    :param reps: Bootstrap replications of the probability of improvement.
-    :param seed: Seed of that bootstrap.
+    :param reps: Bootstrap replications of the probability of improvement (without ``improvement``).
+    :param seed: Seed of that bootstrap (without ``improvement``).
+    :param improvement: The report's :func:`~sb3_tar.experiments.tables.improvement_table`, whose ``TAR > Original``
+        rows are reused (``None``: computed here, for the Original/TAR runs).
     :return: Columns algo, env, criterion, width, sparsity, rr, method, n, mean, se, vs_original_pct, probability,
         ci_low, ci_high, dead_before, dead_after; rows ordered by the grouping keys, then rr. Empty if the runs hold
         no Original/TAR run.
     """
-    from sb3_tar.experiments.tables import _improvement
-
-    library, metrics = import_rliable()
+    improvement = _improvement_of(runs, improvement, reps, seed)
     sub = runs[runs["method"].isin(_RR_METHODS)]
     rows: list[dict[str, Any]] = []
     keys = ["algo", "env", "criterion", "width", "sparsity"]
@@ -74,8 +128,7 @@ def rr_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFram
             row["vs_original_pct"] = pct_change(row["mean"], original_mean) if method == "tar" else math.nan
             row.update(probability=math.nan, ci_low=math.nan, ci_high=math.nan)
             if method == "tar" and len(original):
-                found = _improvement(library, metrics, "TAR > Original", runs_at, original, reps, seed)
-                row.update({k: found[k] for k in ("probability", "ci_low", "ci_high")})
+                row.update(tar_over_original(improvement, row))
             row["dead_before"] = float(runs_at["dead_before"].mean()) if "dead_before" in runs_at else math.nan
             row["dead_after"] = float(runs_at["dead_after"].mean()) if "dead_after" in runs_at else math.nan
             rows.append(row)
@@ -117,17 +170,30 @@ def format_rr_table(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def width_groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """
+    The configurations of the paper's width figure: Original/TAR runs of one (algo, env, criterion,
+    sparsity[, options]) where Original and TAR both ran at two or more widths. The width tables appear when there is
+    one, and :mod:`sb3_tar.experiments.plots` draws a width plot per (algo, sparsity) of these groups.
+
+    :param runs: Per-run results.
+    :return: ``(key, runs)`` pairs, keys sorted.
+    """
+    sub = runs[runs["method"].isin(_RR_METHODS)]
+    out = []
+    for key, group in sub.groupby(with_options(sub, ["algo", "env", "criterion", "sparsity"]), sort=True):
+        widths = [set(group.loc[group["method"] == m, "width"]) for m in _RR_METHODS]
+        if len(widths[0] & widths[1]) >= 2:
+            out.append((key, group))
+    return out
+
+
 def has_width_axis(runs: pd.DataFrame) -> bool:
     """
     :param runs: Per-run results.
-    :return: Whether Original and TAR of one configuration both ran at two or more widths.
+    :return: Whether Original and TAR of one configuration both ran at two or more widths (:func:`width_groups`).
     """
-    sub = runs[runs["method"].isin(_RR_METHODS)]
-    for _, group in sub.groupby(["algo", "env", "criterion", "sparsity"], sort=False):
-        widths = [set(group.loc[group["method"] == m, "width"]) for m in _RR_METHODS]
-        if len(widths[0] & widths[1]) >= 2:
-            return True
-    return False
+    return bool(width_groups(runs))
 
 
 def dense_cost_ratio(layer_shapes: list[tuple[int, int]], width: int, reference_width: int) -> float:
@@ -164,7 +230,7 @@ def _layer_shapes(cell_dir: str) -> list[tuple[int, int]]:
     return [tuple(layer["shape"]) for report in reports.values() for layer in report.get("layers", [])]
 
 
-def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement: pd.DataFrame | None = None) -> pd.DataFrame:
     """
     Original, TAR, RigL and dense at every width, per (algo, env, criterion, sparsity, TAR's rr), with TAR's gain
     over Original and ``P(TAR > Original)``, and each method's training FLOPs per sample relative to the dense
@@ -172,14 +238,14 @@ def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataF
     dense one). RigL rows are matched on sparsity and width whatever their starting criterion.
 
     :param runs: Per-run results.
-    :param reps: Bootstrap replications of the probability of improvement.
-    :param seed: Seed of that bootstrap.
+    :param reps: Bootstrap replications of the probability of improvement (without ``improvement``).
+    :param seed: Seed of that bootstrap (without ``improvement``).
+    :param improvement: The report's :func:`~sb3_tar.experiments.tables.improvement_table`, whose ``TAR > Original``
+        rows are reused (``None``: computed here, for the Original/TAR runs).
     :return: Columns algo, env, criterion, sparsity, rr, width, and for each of original, tar, rigl, dense:
         ``<m>_n``, ``<m>_mean``, ``<m>_se``, ``<m>_flops``; then gain_pct, probability, ci_low, ci_high.
     """
-    from sb3_tar.experiments.tables import _improvement
-
-    library, metrics = import_rliable()
+    improvement = _improvement_of(runs, improvement, reps, seed)
     rows: list[dict[str, Any]] = []
     narrowest = int(runs["width"].min()) if len(runs) else 0
     tar_runs = runs[runs["method"] == "tar"]
@@ -213,8 +279,7 @@ def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataF
             row["gain_pct"] = pct_change(row["tar_mean"], row["original_mean"])
             row.update(probability=math.nan, ci_low=math.nan, ci_high=math.nan)
             if len(groups["tar"]) and len(groups["original"]):
-                found = _improvement(library, metrics, "TAR > Original", groups["tar"], groups["original"], reps, seed)
-                row.update({k: found[k] for k in ("probability", "ci_low", "ci_high")})
+                row.update(tar_over_original(improvement, row))
             rows.append(row)
     return pd.DataFrame(rows)
 

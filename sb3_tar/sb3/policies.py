@@ -457,8 +457,9 @@ class SparsePolicyMixin:
         (``T_end = end_fraction * dst_total_steps``). The policy cannot know it: give it here, or
         leave it ``None`` and pass ``callback=sb3_tar.DSTCallback()`` to ``learn()``, which fills it
         in from the ``learn()`` call (and sends the updates to SB3's logger).
-    :param prune_criterion: Which active weights a SET/RigL update drops: ``"magnitude"`` (default), ``"set"``,
-        ``"mest"``, ``"snip"``, ``"sensitivity"``, ``"reciprocal_sensitivity"`` or ``"random"`` (Nowak et al. 2023;
+    :param prune_criterion: Which active weights a SET/RigL update drops: ``"magnitude"`` (default),
+        ``"sign_balanced_magnitude"`` (SET's own drop rule; ``"set"``, its former name, warns), ``"mest"``, ``"snip"``,
+        ``"sensitivity"``, ``"reciprocal_sensitivity"`` or ``"random"`` (Nowak et al. 2023;
         :mod:`sb3_tar.core.prune_criteria`). Only with dynamic sparse training.
     :param role_methods: A method per role, e.g. ``{"actor": "tar", "critic": "rigl"}`` or ``{"actor": "dense"}``:
         ``"dense"``, ``"static"``, ``"tar"``, ``"uniform"``, ``"set"`` or ``"rigl"`` (:mod:`sb3_tar.core.role_methods`).

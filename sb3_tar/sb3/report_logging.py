@@ -11,8 +11,11 @@ measured state is recorded:
 - with dynamic sparse training (SET/RigL): ``sparse/dst/updates`` (mask updates of the run so far, from
   the schedule's clock, so it continues after a resume), ``sparse/dst/drop_fraction`` (``zeta_t`` of the
   latest update) and, per network, ``sparse/<network>/dropped`` and ``sparse/<network>/grown``: connections
-  dropped and grown by all updates since the model was built or loaded (cumulative, so every update shows,
-  whatever the number of updates between two dumps).
+  dropped and grown by all updates since the model was built or loaded (cumulative). Besides the regular dumps,
+  every mask update of a role (the Q-networks', then the actor's) is dumped at once as a row of its own at x = the
+  model's environment step, with ``sparse/dst/step`` (the update step ``t``) and all the curves above as they are
+  right after it: the mechanism of GMP's prune steps (:func:`record_and_dump`). Rows without ``sparse/dst/step``
+  are the regular dumps.
 
 The per-layer allocation table (:func:`allocation_text`, markdown) is written once per logger: recorded as
 text (``sparse/allocation``: TensorBoard's Text tab; left out of stdout, CSV and JSON) and, when the logger
@@ -102,10 +105,13 @@ class SparseCurves:
     What one logger records at each dump for one model (see the module docstring).
 
     :param model: The SB3 model (held by a weak reference).
+    :param logger: The logger the curves are recorded into (held by a weak reference; each DST mask update is dumped
+        to it while it is still the model's logger).
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, logger: Logger | None = None) -> None:
         self._model = weakref.ref(model)
+        self._logger = weakref.ref(logger) if logger is not None else lambda: None
         self.table_written = False
         #: Cumulative ``{network: [dropped, grown]}`` of the DST updates seen.
         self.counts: dict[str, list[int]] = {}
@@ -118,12 +124,20 @@ class SparseCurves:
         if rewirer is None or rewirer is self._listening:
             return
         rewirer.update_listeners.append(self._count)
+        rewirer.role_listeners.append(self._dump_update)
         self._listening = rewirer
 
     def _count(self, update: DSTUpdate, network: Any, result: Any) -> None:
         counts = self.counts.setdefault(update.network, [0, 0])
         counts[0] += sum(update.dropped)
         counts[1] += sum(update.grown)
+
+    def _dump_update(self, role: str, step: int) -> None:
+        """A row of its own for one role's mask update (SB3 keeps only a key's last value per dump)."""
+        model, logger = self._model(), self._logger()
+        if model is None or logger is None or getattr(model, "_logger", None) is not logger:
+            return  # a logger of an earlier learn(): its outputs are done
+        record_and_dump(logger, {f"{PREFIX}/dst/step": step}, int(getattr(model, "num_timesteps", 0)))
 
     def record(self, logger: Logger) -> None:
         """
@@ -172,7 +186,7 @@ def record_and_dump(logger: Logger, values: Mapping[str, Any], timesteps: int) -
     Write ``values`` to every output of ``logger`` now, as a row of their own at x = ``timesteps`` (with
     ``time/total_timesteps``, left out of TensorBoard where the x axis shows it), without touching what was recorded
     for the logger's next regular dump: those records are set aside for this dump and put back after it. Used for
-    events between two dumps whose every value must reach the outputs (GMP's prune steps).
+    events between two dumps whose every value must reach the outputs (GMP's prune steps, SET/RigL's mask updates).
 
     :param logger: An SB3 logger.
     :param values: ``{key: value}``.
@@ -210,7 +224,7 @@ def attach_curves(model: Any) -> SparseCurves | None:
     if curves is not None and curves._model() is model:
         curves.listen()
         return curves
-    curves = SparseCurves(model)
+    curves = SparseCurves(model, logger)
     curves.listen()
     dump = logger.dump
 

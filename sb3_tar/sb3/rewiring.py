@@ -171,6 +171,9 @@ class DSTUpdate:
 #: ``listener(update, network, result)``: called right after a network's mask update, before
 #: the optimizer step; ``result`` holds the dropped/grown positions and the previous masks.
 UpdateListener = Callable[[DSTUpdate, SparseNetwork, RewireResult], None]
+#: ``listener(role, step)``: called once a role's networks are all updated for update step ``step`` (after the
+#: :data:`UpdateListener` calls of that update).
+RoleListener = Callable[[str, int], None]
 
 
 class Rewirer:
@@ -181,7 +184,7 @@ class Rewirer:
     :param config: Method and schedule.
     :param state: Where the schedule's position lives.
     :param verbose: 2: print every update. Updates are logged as cumulative ``sparse/...`` curves at every dump of
-        the model's logger (:mod:`sb3_tar.sb3.report_logging`).
+        the model's logger, and each role's update as a row of its own (:mod:`sb3_tar.sb3.report_logging`).
     """
 
     def __init__(self, enforcer: MaskEnforcer, config: DSTConfig, state: DSTState, verbose: int = 0) -> None:
@@ -195,6 +198,8 @@ class Rewirer:
         self.history: list[DSTUpdate] = []
         #: Called after each network's update (see :data:`UpdateListener`).
         self.update_listeners: list[UpdateListener] = []
+        #: Called after each role's update (see :data:`RoleListener`).
+        self.role_listeners: list[RoleListener] = []
         #: Records the dense gradient of layers on the sparse kernel around update steps.
         self.capture = GradientCapture()
         self._load_hook: Any = None
@@ -319,6 +324,8 @@ class Rewirer:
         if self.verbose >= 2:
             counts = ", ".join(f"{u.network} -{sum(u.dropped)}/+{sum(u.grown)}" for u in updates)
             print(f"{self.config.method.upper()} update at gradient step {step} (drop fraction {fraction:.4f}): {counts}")
+        for listener in list(self.role_listeners):
+            listener(role, step)
 
     def _dense_grad(self, layer: nn.Module) -> torch.Tensor | None:
         """The dense gradient of a layer on the sparse kernel, from the capture (see :mod:`sb3_tar.sb3.compressed_dst`)."""
