@@ -352,10 +352,13 @@ class Rewirer:
         grads = dense_grads if reads_grad else None
         generator = update_generator(self.state.get("seed"), step, net.name)
         result = rewire_masks(weights, masks, fraction, method, generator, grads, self.config.prune_criterion)
+        # PPO/A2C/DQN: on the masked path the gradient hooks zeroed the grown weights' gradients before clipping, so
+        # they take gradient 0 at this step; the kernel's grown weights do the same
+        clipped = getattr(self.enforcer, "clipping", False)
         for i, layer in enumerate(net.linears):  # before the masks are stored: set_mask compares with the old one
             if is_compressed(layer):
                 target = net.target_layers[i] if net.target_layers else None
-                rewire_compressed(layer, result.masks[i], optimizer, dense_grads[i], target)
+                rewire_compressed(layer, result.masks[i], optimizer, None if clipped else dense_grads[i], target)
         self.enforcer.update_masks(
             net.name, [m.to(device=mask.device, dtype=mask.dtype) for m, mask in zip(result.masks, masks)]
         )
