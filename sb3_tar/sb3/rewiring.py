@@ -44,6 +44,7 @@ from sb3_tar.core.prune_criteria import needs_gradient
 from sb3_tar.sb3.compressed_dst import GradientCapture, rewire_compressed
 from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.networks import SparseNetwork
+from sb3_tar.sb3.sparse_execution import realign_state
 
 _ATTR = "_sb3_tar_rewirer"
 #: Model attribute holding a callback-driven run's DST state (saved with the model).
@@ -316,6 +317,9 @@ class Rewirer:
         networks = self.enforcer.role_networks(role)
         updates = [self._rewire(net, step, fraction, optimizer) for net in networks]
         self.capture.disarm([layer for net in networks for layer in net.linears])
+        # the state of layers on the kernel moved with their masks: record it, so that another pre-step hook of the same
+        # optimizer (PPO/A2C: one optimizer for both roles) does not move it again
+        realign_state(optimizer, record_only=True)
         if self.verbose >= 2:
             counts = ", ".join(f"{u.network} -{sum(u.dropped)}/+{sum(u.grown)}" for u in updates)
             print(f"{self.config.method.upper()} update at gradient step {step} (drop fraction {fraction:.4f}): {counts}")
