@@ -25,7 +25,6 @@ from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.policies import (
     SparsePolicyMixin,
-    check_masked_only,
     install_masks,
     masked_policy_class,
     start_sparse_execution,
@@ -40,7 +39,7 @@ from sb3_tar.sb3.small_dense import network_shapes, small_dense_matches
 class GMPCallback(SparseCallback):
     """
     Gradual magnitude pruning (Zhu and Gupta 2017) on any SAC/TD3/TQC model, as Graesser et al. 2022 run it; also on
-    SB3's PPO, A2C and DQN (masked dense path only; ``docs/usage.md``, "PPO, A2C and DQN", for their roles and ``T``).
+    SB3's PPO, A2C and DQN (``docs/usage.md``, "PPO, A2C and DQN", for their roles and ``T``).
 
     Training starts dense: on the first training start the actor and every Q-network get all-ones masks
     (``weight_mask`` buffers, online and target, as with :class:`~sb3_tar.callbacks.TARCallback`). With ``T``
@@ -111,7 +110,6 @@ class GMPCallback(SparseCallback):
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
-        check_masked_only(self.model.policy, self.sparse_execution)
 
     @property
     def training_flops(self) -> float:

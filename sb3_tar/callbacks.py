@@ -24,7 +24,6 @@ from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.policies import (
     SparsePolicyMixin,
-    check_masked_only,
     install_masks,
     masked_policy_class,
     start_sparse_execution,
@@ -221,8 +220,8 @@ def _stored_configs(model: Any) -> dict[str, SparsityConfig] | None:
 class TARCallback(SparseCallback):
     """
     Static sparse training with Topology-Aware Revival, attached to any SAC/TD3/TQC model, or to an SB3 PPO, A2C or
-    DQN model built with ``MlpPolicy`` (roles: ``docs/usage.md``, "PPO, A2C and DQN"; masked dense path only there:
-    ``sparse_execution=True`` is refused for them).
+    DQN model built with ``MlpPolicy`` (roles: ``docs/usage.md``, "PPO, A2C and DQN"; sparse execution as for SAC, with
+    gradient clipping over kept weights only).
 
     On training start, if the model is not sparse yet, the actor and every Q-network are
     pruned by ``criterion`` and revived by ``revival`` (``docs/method.md``), target networks are
@@ -317,7 +316,6 @@ class TARCallback(SparseCallback):
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
-        check_masked_only(self.model.policy, self.sparse_execution)
 
     def _on_training_start(self) -> None:
         policy = self.model.policy
@@ -375,8 +373,8 @@ def enforce_masks(model: Any) -> bool:
 class DSTCallback(SparseCallback):
     """
     Dynamic sparse training (SET or RigL) on any SAC/TD3/TQC model (``docs/dst.md``), and on SB3's PPO, A2C and DQN
-    (masked dense path only; RigL reads the dense gradient that the gradient hooks record before they zero the pruned
-    positions ahead of gradient clipping: ``docs/usage.md``, "PPO, A2C and DQN").
+    (RigL reads the dense gradient that the gradient hooks record before they zero the pruned positions ahead of
+    gradient clipping, or on the sparse kernel the capture records: ``docs/usage.md``, "PPO, A2C and DQN").
 
     On the first training start, the actor and every Q-network are pruned by ``criterion``
     (ERK by default, no revival); then, every ``update_interval`` gradient steps until
@@ -472,7 +470,6 @@ class DSTCallback(SparseCallback):
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
-        check_masked_only(self.model.policy, self.sparse_execution)
 
     def _on_training_start(self) -> None:
         policy = self.model.policy

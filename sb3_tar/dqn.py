@@ -2,8 +2,8 @@
 
 - ``DQN(SparsePolicy, env)``: the Q-network (network ``q_net``, role ``critic``: set its sparsity with ``sparsity``
   or ``critic_sparsity``) pruned and revived when built (TAR by default); ``q_net_target`` carries its mask through
-  every hard target copy. Static or dynamic (``dst_method``) masks, on the masked
-  dense path.
+  every hard target copy. Static or dynamic (``dst_method``) masks; layers below the density threshold run on the
+  sparse kernel in ``q_net`` and ``q_net_target`` alike (``sparse_execution``), so each hard copy copies kept weights.
 - ``MaskedPolicy`` (and ``MaskedCnnPolicy``, ``MaskedMultiInputPolicy``): the classes SB3 rebuilds when it
   loads a DQN model that a callback made sparse (see :class:`~sb3_tar.sb3.policies.MaskedPolicyMixin`).
 """

@@ -3,7 +3,8 @@
 - ``PPO(SparsePolicy, env)``: pruned and revived when built (TAR by default); the ``actor`` network is the policy
   branch (``mlp_extractor.policy_net`` + ``action_net``), the ``critic`` network the value branch
   (``mlp_extractor.value_net`` + ``value_net``); ``docs/usage.md``, "PPO, A2C and DQN". Static or
-  dynamic (``dst_method``) masks, on the masked dense path.
+  dynamic (``dst_method``) masks; layers below the density threshold run on the sparse kernel
+  (``sparse_execution``, ``docs/sparse_execution.md``), the gradient PPO clips being the sparse network's.
 - ``MaskedPolicy`` (and ``MaskedCnnPolicy``, ``MaskedMultiInputPolicy``): the classes SB3 rebuilds when it
   loads a PPO or A2C model that a callback made sparse (see :class:`~sb3_tar.sb3.policies.MaskedPolicyMixin`).
 """

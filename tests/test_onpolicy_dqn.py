@@ -1,6 +1,8 @@
 """TARCallback on SB3's PPO, A2C and DQN (issue 30): roles, fixed masks, clipped gradients, optimizer state, targets.
 
 Real training on real envs (CartPole-v1, Pendulum-v1 for continuous PPO), a few hundred steps, net_arch [64, 64].
+Tests that read a layer's dense ``weight`` parameter, its gradient or its optimizer state run on the masked dense path
+(``sparse_execution=False``); the kernel path is tested against it in ``tests/test_sparse_execution_onpolicy_dqn.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sb3_tar import a2c, dqn, ppo
 from sb3_tar.baselines import GMPCallback, SmallDenseCallback
 from sb3_tar.callbacks import DSTCallback, TARCallback
 from sb3_tar.sb3.gradual import attached_pruner
-from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
+from sb3_tar.sb3.model_masks import sparsity_summary
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.rewiring import attached_rewirer, planned_steps_of
 
@@ -42,6 +44,8 @@ CASES = {
     ),
 }
 STEPS = 256
+#: The masked dense path (the default "auto" runs layers below the density threshold on the sparse kernel).
+MASKED = dict(sparse_execution=False)
 
 
 def make(case: str, **overrides):
@@ -56,7 +60,7 @@ SPARSE_POLICIES = {PPO: ppo.SparsePolicy, A2C: a2c.SparsePolicy, DQN: dqn.Sparse
 def make_sparse(case: str, **policy_kwargs):
     """The case's model built with sb3-tar's SparsePolicy of its algorithm."""
     algo, env, kwargs = CASES[case]
-    policy_kwargs = dict(dict(net_arch=[64, 64], sparsity=SPARSITY, seed=0), **policy_kwargs)
+    policy_kwargs = dict(dict(net_arch=[64, 64], sparsity=SPARSITY, seed=0, **MASKED), **policy_kwargs)
     return algo(SPARSE_POLICIES[algo], env, seed=0, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
 
 
@@ -100,7 +104,7 @@ def test_roles_of_actor_critic_and_dqn_policies() -> None:
 def test_exact_counts_fixed_masks_and_zeros_through_training(case: str) -> None:
     model = make(case)
     recorder = Recorder()
-    model.learn(STEPS, callback=CallbackList([TARCallback(sparsity=SPARSITY, seed=0), recorder]))
+    model.learn(STEPS, callback=CallbackList([TARCallback(sparsity=SPARSITY, seed=0, **MASKED), recorder]))
     kept = expected_kept(model, SPARSITY)
     names = ["q_net"] if case.startswith("dqn") else ["actor", "critic"]
     assert sorted(kept) == sorted(names)
@@ -143,7 +147,7 @@ def test_clipped_gradient_norm_is_the_sparse_networks(case: str, monkeypatch: py
         return total
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
-    model.learn(128 if not case.startswith("dqn") else 120, callback=TARCallback(sparsity=SPARSITY, seed=0))
+    model.learn(128 if not case.startswith("dqn") else 120, callback=TARCallback(sparsity=SPARSITY, seed=0, **MASKED))
     assert calls, "SB3 did not clip any gradient"
     networks = sparse_networks(model.policy)
     masks = clone_masks(model)
@@ -172,7 +176,7 @@ def test_clipped_gradient_norm_is_the_sparse_networks(case: str, monkeypatch: py
 
 def test_a2c_rmsprop_state_is_zero_at_pruned_positions() -> None:
     model = make("a2c-cartpole")
-    model.learn(STEPS, callback=TARCallback(sparsity=SPARSITY, seed=0))
+    model.learn(STEPS, callback=TARCallback(sparsity=SPARSITY, seed=0, **MASKED))
     optimizer = model.policy.optimizer
     assert type(optimizer) is torch.optim.RMSprop
     masks = clone_masks(model)
@@ -186,7 +190,7 @@ def test_a2c_rmsprop_state_is_zero_at_pruned_positions() -> None:
 
 def test_ppo_adam_state_is_zero_at_pruned_positions() -> None:
     model = make("ppo-pendulum")
-    model.learn(128, callback=TARCallback(sparsity=SPARSITY, seed=0))
+    model.learn(128, callback=TARCallback(sparsity=SPARSITY, seed=0, **MASKED))
     masks = clone_masks(model)
     for net in sparse_networks(model.policy):
         for layer, mask in zip(net.linears, masks[net.name]):
@@ -212,7 +216,7 @@ def test_dqn_target_follows_the_mask_through_hard_copies() -> None:
 
     model._on_step = on_step_then_check
     recorder = Recorder()
-    model.learn(STEPS, callback=CallbackList([TARCallback(sparsity=SPARSITY, seed=0), recorder]))
+    model.learn(STEPS, callback=CallbackList([TARCallback(sparsity=SPARSITY, seed=0, **MASKED), recorder]))
     assert len(copies) == STEPS // interval
     assert all(all(c) for c in copies), copies
     assert_mask_invariants(model, SPARSITY, recorder.masks)
@@ -312,14 +316,13 @@ def test_small_dense_on_ppo_is_refused_naming_what_is_supported() -> None:
         make("ppo-cartpole").learn(64, callback=SmallDenseCallback())
 
 
-def test_sparse_execution_true_is_refused_on_the_masked_only_algorithms() -> None:
-    model = make("ppo-cartpole")
-    with pytest.raises(ValueError, match=r"sparse_execution=True is not available .*'auto', True, False"):
-        model.learn(64, callback=TARCallback(sparse_execution=True))
-    assert masks_of(model) is None and model.num_timesteps == 0  # refused before anything changed
-    model.learn(64, callback=TARCallback(sparsity=SPARSITY, sparse_execution="auto"))
-    assert model.policy.sparse_layers == []  # "auto": the masked dense path for PPO/A2C/DQN
-    assert_mask_invariants(model, SPARSITY)
+def test_sparse_execution_options_on_ppo() -> None:
+    """True and "auto" (the default) run the layers below the density threshold on the kernel, False none."""
+    for option, kernel in ((True, True), ("auto", True), (False, False)):
+        model = make("ppo-cartpole")
+        model.learn(64, callback=TARCallback(sparsity=SPARSITY, sparse_execution=option))
+        assert bool(model.policy.sparse_layers) == kernel, option
+        assert_mask_invariants(model, SPARSITY)
 
 
 def test_per_role_sparsity_dict_net_arch_and_several_envs() -> None:
@@ -362,13 +365,12 @@ def test_sparse_policy_classes(case: str) -> None:
     assert model.policy.sparse_layers == []  # the masked dense path
 
 
-def test_sparse_policy_classes_refuse_other_algorithms_and_the_kernel() -> None:
+def test_sparse_policy_classes_refuse_other_algorithms() -> None:
     with pytest.raises(TypeError, match=r"ppo.SparsePolicy is a policy for PPO, got DQN: .*DQN \(sb3_tar.dqn.SparsePolicy\)"):
         DQN(ppo.SparsePolicy, "CartPole-v1", device="cpu")
     with pytest.raises(TypeError, match=r"dqn.SparsePolicy is a policy for DQN, got A2C"):
         A2C(dqn.SparsePolicy, "CartPole-v1", device="cpu")
-    with pytest.raises(ValueError, match=r"sparse_execution=True is not available"):
-        make_sparse("dqn-cartpole", sparse_execution=True)
+    assert make_sparse("dqn-cartpole", sparse_execution=True).policy.sparse_layers == ["q_net/q_net.2", "q_net/q_net.4"]
     model = make_sparse("ppo-cartpole", actor_sparsity=0.5, critic_sparsity=0.8)
     with pytest.warns(UserWarning, match="TARCallback: not pruning, the policy is a SparsePolicy"):
         model.learn(64, callback=TARCallback(sparsity=0.3))
@@ -398,7 +400,7 @@ class StepRecorder(BaseCallback):
 @pytest.mark.parametrize("case", ["ppo-cartpole", "ppo-pendulum", "a2c-cartpole", "dqn-cartpole"])
 def test_gmp_counts_exact_at_every_gradient_step(case: str) -> None:
     model = make(case)
-    gmp = GMPCallback(sparsity=SPARSITY, update_interval=4, seed=0)
+    gmp = GMPCallback(sparsity=SPARSITY, update_interval=4, seed=0, **MASKED)
     recorder = StepRecorder()
     model.learn(STEPS, callback=CallbackList([gmp, recorder]))
     pruner = gmp.pruner
@@ -462,7 +464,7 @@ class DSTRecorder(BaseCallback):
 )
 def test_dst_counts_exact_at_every_step_and_rigl_reads_dense_gradients(case: str, method: str) -> None:
     model = make(case)
-    dst = DSTCallback(method=method, sparsity=SPARSITY, update_interval=4, seed=0)
+    dst = DSTCallback(method=method, sparsity=SPARSITY, update_interval=4, seed=0, **MASKED)
     recorder = DSTRecorder()
     initial = Recorder()
     model.learn(STEPS, callback=CallbackList([dst, initial, recorder]))

@@ -188,7 +188,7 @@ class CyclicRunner(ScheduleListener):
             if self.verbose >= 2:
                 print(f"SCULPT prune of {net.name} at gradient step {step}: {n_keep} of {total} weights kept")
         if any(is_compressed(layer) for net in networks for layer in net.linears):
-            register_owner(optimizer, networks)
+            register_owner(optimizer, self.enforcer.optimizer_networks(role, optimizer))
         self.record_kept()
         self.conversion_due = True
 

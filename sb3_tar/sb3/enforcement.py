@@ -25,7 +25,8 @@ share it), and clip the gradients by their global norm between ``backward()`` an
 enforcer also registers a gradient hook on every sparsified weight (:func:`~sb3_tar.sb3.networks.clips_gradients`):
 the gradient of a pruned weight is zero as soon as autograd computes it, so the clipped norm is the sparse
 network's (kept weights only) and the optimizer's state (Adam's moments, A2C's RMSprop ``square_avg``) stays
-exactly zero at pruned positions.
+exactly zero at pruned positions. A layer on the sparse kernel (:mod:`sb3_tar.sb3.sparse_execution`) needs no such
+hook: its only weight parameter holds the kept weights, so its gradient has no pruned position to zero.
 
 Target networks are masked when the mask is made; Polyak averaging of two zeros keeps them at
 exactly zero from then on.
@@ -46,7 +47,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sb3_tar.core.masks import apply_masks, mask_gradients
+from sb3_tar.core.masks import apply_masks, is_compressed, mask_gradients
 from sb3_tar.sb3.mask_store import MaskStore
 from sb3_tar.sb3.networks import SparseNetwork, clips_gradients, role_optimizers
 from sb3_tar.sb3.sparse_execution import hook_optimizer, realign_state
@@ -111,6 +112,7 @@ class MaskEnforcer:
         #: PPO/A2C/DQN: keep the dense gradients the gradient hooks see until the next step (set by SET/RigL before an
         #: update step whose method or prune criterion reads gradients).
         self.record_dense = False
+        self.clipping = False  # set by attach
         self.dense_grads: dict[tuple[str, int], torch.Tensor] = {}
         self._handles: list = []
         self._module_handles: list = []
@@ -132,6 +134,18 @@ class MaskEnforcer:
     def role_networks(self, role: str) -> list[SparseNetwork]:
         """:return: The networks that ``role``'s optimizer steps."""
         return [n for n in self.networks if n.role == role]
+
+    def optimizer_networks(self, role: str, optimizer: torch.optim.Optimizer) -> list[SparseNetwork]:
+        """
+        :param role: The role whose optimizer ``optimizer`` is.
+        :param optimizer: An optimizer of the attached policy.
+        :return: Every network ``optimizer`` steps: ``role``'s, and with PPO/A2C's one shared optimizer the other
+            role's too (what the optimizer's layout hooks must know, :func:`~sb3_tar.sb3.sparse_execution.register_owner`).
+        """
+        if self._policy is None:
+            return self.role_networks(role)
+        optimizers = role_optimizers(self._policy)
+        return [n for n in self.networks if n.role == role or optimizers.get(n.role) is optimizer]
 
     @torch.no_grad()
     def apply(self, targets: bool = True) -> None:
@@ -225,14 +239,21 @@ class MaskEnforcer:
         if previous is not None:
             previous.detach(policy if previous is not self else None)
         clipping = clips_gradients(policy)
-        for role, optimizer in role_optimizers(policy).items():
-            hook_optimizer(optimizer, self.role_networks(role))
+        optimizers = role_optimizers(policy)
+        for role, optimizer in optimizers.items():
+            stepped = [n for n in self.networks if optimizers.get(n.role) is optimizer]  # PPO/A2C: both roles share one
+            hook_optimizer(optimizer, stepped)
             self.auto_gradient_masking[role] = clipping or not is_elementwise(optimizer)
             self._handles.append(optimizer.register_step_pre_hook(self._pre_step(role)))
             self._handles.append(optimizer.register_step_post_hook(self._post_step(role)))
+        #: Whether the algorithm clips gradients by their global norm (PPO, A2C, DQN): a weight grown by SET/RigL then
+        #: takes gradient 0 at its first step, as on the masked path (:mod:`sb3_tar.sb3.rewiring`).
+        self.clipping = clipping
         if clipping:
             for net in self.networks:
                 for index, layer in enumerate(net.linears):
+                    if is_compressed(layer):  # on the sparse kernel: its gradient exists for kept weights only
+                        continue
                     self._handles.append(layer.weight.register_hook(functools.partial(self._grad_hook, net.name, index)))
         if not self._module_handles:
             for net in self.networks:

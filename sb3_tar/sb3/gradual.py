@@ -160,7 +160,8 @@ class GradualPruner(StepClock):
             values[f"gmp/{log_name(net.name)}/kept"] = kept
             values[f"gmp/{log_name(net.name)}/sparsity"] = 1 - kept / self.plans[net.name].total
         if any(is_compressed(layer) for net in networks for layer in net.linears):
-            register_owner(optimizer, networks)  # the layout hooks find the new values parameters (shrink_compressed)
+            # the layout hooks find the new values parameters (shrink_compressed)
+            register_owner(optimizer, self.enforcer.optimizer_networks(role, optimizer))
         if self.logger is not None:  # a row of its own at every prune step (SB3 keeps only a key's last value per dump)
             values["gmp/step"] = step
             record_and_dump(self.logger, values, int(getattr(self.model, "num_timesteps", 0)))
@@ -212,11 +213,15 @@ def shrink_compressed(
         for key, value in list(state.items()):
             if isinstance(value, torch.Tensor) and value.shape == previous.shape:
                 state[key] = dense_to_values(values_to_dense(value, old), new)
+    # the gradient of the step under way (a prune runs in the optimizer's pre-step hook): the weights still kept take
+    # their step, as on the masked dense path
+    grad = None if previous.grad is None else dense_to_values(values_to_dense(previous.grad, old), new)
     for module in (layer, *targets):
         module.set_mask(new.to(module.values.device))
         # A new Parameter: autograd caches a leaf's gradient accumulator with the leaf's shape, so a Parameter whose
         # data changed length could not receive gradients of the new length.
         module.values = torch.nn.Parameter(module.values.detach().clone(), requires_grad=module.values.requires_grad)
+    layer.values.grad = grad
     for group in optimizer.param_groups:
         group["params"] = [layer.values if p is previous else p for p in group["params"]]
     if state:

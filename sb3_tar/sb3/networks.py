@@ -145,6 +145,27 @@ class _Branch(nn.Module):
         return getattr(self, self._head)(getattr(self.mlp_extractor, self._branch)(x))
 
 
+def replace_layer(net: SparseNetwork, name: str, layer: nn.Module, target: bool = False) -> None:
+    """
+    Put ``layer`` in place of the layer ``name`` of a network (or of its target network), where the policy's forward
+    pass reads it: a branch head of an ``ActorCriticPolicy`` (``action_net``, ``value_net``) is an attribute of the
+    policy itself, which the branch view only points to, so it is replaced in both.
+
+    :param net: The network.
+    :param name: A layer name of ``net.layers`` (relative to ``net.module``).
+    :param layer: The new layer.
+    :param target: Replace the layer of ``net.target_module`` instead.
+    """
+    root = net.target_module if target else net.module
+    if root is None:
+        raise ValueError(f"network {net.name!r} has no target network")
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, layer)
+    if not target and not parent_name and isinstance(root, _Branch) and net.hook_module is not None:
+        setattr(net.hook_module, child, layer)  # the policy's own head
+
+
 def is_actor_critic_policy(policy: nn.Module) -> bool:
     """:return: Whether ``policy`` is an SB3 ``ActorCriticPolicy`` (PPO, A2C) with an ``MlpExtractor``."""
     from stable_baselines3.common.policies import ActorCriticPolicy

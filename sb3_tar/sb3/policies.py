@@ -1,4 +1,4 @@
-"""Sparse SB3 SAC/TD3/TQC policies, and PPO/A2C/DQN policies on the masked dense path (thin SB3 glue).
+"""Sparse SB3 SAC/TD3/TQC, PPO/A2C and DQN policies (thin SB3 glue).
 
 - :class:`SparsePolicyMixin`: ``SparsePolicy`` classes, pruned and revived when built, or trained
   with dynamic sparse training (SET/RigL) from an initial static mask.
@@ -27,7 +27,7 @@ from sb3_tar.sb3 import sparse_execution as sparse_exec
 from sb3_tar.sb3.call_stack import caller_frames, frame_algorithm
 from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.mask_store import BufferStore
-from sb3_tar.sb3.networks import SparseNetwork, clips_gradients, sparse_networks
+from sb3_tar.sb3.networks import SparseNetwork, sparse_networks
 from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
 from sb3_tar.sb3.report_logging import attach_from_caller
 from sb3_tar.sb3.rewiring import UNKNOWN_TOTAL, BufferState, Rewirer
@@ -51,7 +51,7 @@ def install_masks(
     optimizers. Everything is part of ``policy.state_dict()``, so SB3's ``save()``/``load()`` keep it.
     (Converting layers to sparse execution is :func:`start_sparse_execution`'s job.)
 
-    :param policy: An SB3 SAC/TD3/TQC policy, built (its optimizers exist).
+    :param policy: An SB3 SAC/TD3/TQC, PPO/A2C or DQN policy, built (its optimizers exist).
     :param networks: Its sparse networks (:func:`~sb3_tar.sb3.networks.sparse_networks`).
     :param masks: A mask per layer of every network.
     :param mask_gradients: Also zero the gradients of pruned weights before each step.
@@ -88,10 +88,6 @@ def start_sparse_execution(
     """
     device, in_load = sparse_exec.sb3_context(policy)
     policy._sb3_tar_path_device = device.type  # what follow_device compares with
-    if clips_gradients(policy):  # PPO, A2C, DQN: the masked path only, in this version
-        check_masked_only(policy, option, in_load if loading is None else loading)
-        policy.sparse_layers = []
-        return []
     if not sparse_exec.resolve(option, device, in_load if loading is None else loading):
         policy.sparse_layers = []
         return []
@@ -99,25 +95,6 @@ def start_sparse_execution(
     enforcer.attach(policy)
     policy.sparse_layers = converted
     return converted
-
-
-def check_masked_only(policy: nn.Module, option: bool | str, loading: bool = False) -> None:
-    """
-    PPO, A2C and DQN policies train on the masked dense path: the sparse kernel is not wired to their single
-    optimizer and their gradient clipping yet. ``"auto"`` and ``False`` mean the masked path for them; ``True`` is
-    refused (except while loading a file, which always loads).
-
-    :param policy: A policy holding masks.
-    :param option: The ``sparse_execution`` option.
-    :param loading: Whether the option comes from a file being loaded.
-    :raises ValueError: With ``option=True`` on a PPO/A2C/DQN policy, not while loading.
-    """
-    if option is True and not loading and clips_gradients(policy):
-        raise ValueError(
-            f"sparse_execution=True is not available for {type(policy).__name__} (PPO, A2C, DQN) yet: their sparse "
-            "layers train on the masked dense path; use sparse_execution='auto' or False (allowed: 'auto', True, "
-            "False; True only for SAC, TD3 and TQC)"
-        )
 
 
 def follow_device(policy: nn.Module, enforcer: MaskEnforcer, device: torch.device | str | None = None) -> None:
@@ -129,7 +106,7 @@ def follow_device(policy: nn.Module, enforcer: MaskEnforcer, device: torch.devic
     :param enforcer: Its attached enforcer.
     :param device: The device to decide for (default: that of the policy's parameters).
     """
-    if not hasattr(policy, sparse_exec.FLAG_BUFFER) or clips_gradients(policy):  # PPO/A2C/DQN: always masked
+    if not hasattr(policy, sparse_exec.FLAG_BUFFER):
         return
     if device is None:
         device = next((p.device for p in policy.parameters()), torch.device("cpu"))

@@ -44,6 +44,7 @@ from sb3_tar.core.prune_criteria import needs_gradient
 from sb3_tar.sb3.compressed_dst import GradientCapture, rewire_compressed
 from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.networks import SparseNetwork
+from sb3_tar.sb3.sparse_execution import realign_state
 
 _ATTR = "_sb3_tar_rewirer"
 #: Model attribute holding a callback-driven run's DST state (saved with the model).
@@ -321,6 +322,9 @@ class Rewirer:
         networks = self.enforcer.role_networks(role)
         updates = [self._rewire(net, step, fraction, optimizer) for net in networks]
         self.capture.disarm([layer for net in networks for layer in net.linears])
+        # the state of layers on the kernel moved with their masks: record it, so that another pre-step hook of the same
+        # optimizer (PPO/A2C: one optimizer for both roles) does not move it again
+        realign_state(optimizer, record_only=True)
         if self.verbose >= 2:
             counts = ", ".join(f"{u.network} -{sum(u.dropped)}/+{sum(u.grown)}" for u in updates)
             print(f"{self.config.method.upper()} update at gradient step {step} (drop fraction {fraction:.4f}): {counts}")
@@ -359,10 +363,13 @@ class Rewirer:
         grads = dense_grads if reads_grad else None
         generator = update_generator(self.state.get("seed"), step, net.name)
         result = rewire_masks(weights, masks, fraction, method, generator, grads, self.config.prune_criterion)
+        # PPO/A2C/DQN: on the masked path the gradient hooks zeroed the grown weights' gradients before clipping, so
+        # they take gradient 0 at this step; the kernel's grown weights do the same
+        clipped = getattr(self.enforcer, "clipping", False)
         for i, layer in enumerate(net.linears):  # before the masks are stored: set_mask compares with the old one
             if is_compressed(layer):
                 target = net.target_layers[i] if net.target_layers else None
-                rewire_compressed(layer, result.masks[i], optimizer, dense_grads[i], target)
+                rewire_compressed(layer, result.masks[i], optimizer, None if clipped else dense_grads[i], target)
         self.enforcer.update_masks(
             net.name, [m.to(device=mask.device, dtype=mask.dtype) for m, mask in zip(result.masks, masks)]
         )

@@ -17,6 +17,13 @@ often stays ~75% dense under global magnitude pruning) keep the masked dense pat
   execution therefore loads with or without the kernel, and the other way round.
 - SET and RigL change the mask during training: their layers stay converted and are rebuilt in place
   at each update (:mod:`sb3_tar.sb3.compressed_dst`).
+- PPO, A2C (``ActorCriticPolicy``) and DQN step one optimizer, ``policy.optimizer``
+  (:func:`optimizer_holders`): it is rebuilt once over all its networks (PPO/A2C: the policy and value branches,
+  heads included, whose layers are replaced in the policy itself; DQN: ``q_net``, with ``q_net_target`` converted
+  alike, so each hard target copy pairs kept values one to one). The gradient they clip by its global norm holds
+  kept weights only on converted layers (their ``values``), and is masked by the enforcer's gradient hooks on the
+  denser layers (:mod:`sb3_tar.sb3.enforcement`), so the clipped norm is the sparse network's on both paths. The
+  features extractor (a CNN's convolutions included) is not sparsified and stays dense.
 
 ``sparse_execution`` takes ``"auto"`` (default: sparse execution where the kernel builds, else the
 masked path with one warning), ``True`` (raise a clear error if the kernel is not available) or
@@ -43,7 +50,7 @@ import torch
 from torch import nn
 
 from sb3_tar.core.masks import is_compressed
-from sb3_tar.sb3.networks import SparseNetwork
+from sb3_tar.sb3.networks import SparseNetwork, replace_layer, role_optimizers
 
 #: Layers whose mask density is below this run on the sparse kernel (measured: see docs/benchmarks.md).
 DENSITY_THRESHOLD = 0.3
@@ -155,10 +162,22 @@ def sb3_context(policy: nn.Module) -> tuple[torch.device, bool]:
     return torch.device(device), loading
 
 
-def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, module)
+def optimizer_holders(policy: nn.Module) -> list[tuple[nn.Module, list[str]]]:
+    """
+    Each optimizer of a policy once, with the module that holds it (as its ``optimizer`` attribute) and the roles
+    it steps: SAC/TD3/TQC ``[(policy.actor, ["actor"]), (policy.critic, ["critic"])]``; PPO/A2C
+    ``[(policy, ["critic", "actor"])]`` (one optimizer for both branches); DQN ``[(policy, ["critic"])]``.
+
+    :param policy: A built SB3 policy that :func:`~sb3_tar.sb3.networks.sparse_networks` supports.
+    :return: ``[(holder, roles)]``.
+    """
+    holders: dict[int, tuple[nn.Module, list[str]]] = {}
+    for role, optimizer in role_optimizers(policy).items():
+        if id(optimizer) not in holders:
+            holder = policy if getattr(policy, "optimizer", None) is optimizer else getattr(policy, role)
+            holders[id(optimizer)] = (holder, [])
+        holders[id(optimizer)][1].append(role)
+    return list(holders.values())
 
 
 @torch.no_grad()
@@ -187,7 +206,7 @@ def convert_networks(
             if float(mask.float().mean()) >= threshold:
                 continue
             sparse = SparseLinear.from_linear(layer, mask)
-            _set_submodule(net.module, name, sparse)
+            replace_layer(net, name, sparse)
             net.layers[i] = (name, sparse)
             replaced[layer.weight] = (sparse.values, mask)
             if layer.bias is not None:
@@ -196,7 +215,7 @@ def convert_networks(
                 target = net.target_layers[i]
                 target_sparse = SparseLinear.from_linear(target, mask)
                 target_sparse.values.requires_grad_(target.weight.requires_grad)
-                _set_submodule(net.target_module, name, target_sparse)
+                replace_layer(net, name, target_sparse, target=True)
                 net.target_layers[i] = target_sparse
     return replaced
 
@@ -368,7 +387,7 @@ def realign_state(optimizer: torch.optim.Optimizer, record_only: bool = False) -
 def disable(policy: nn.Module, networks: Sequence[SparseNetwork]) -> None:
     """
     The way back from :func:`enable`: replace every compressed layer (online and target) by a masked
-    ``nn.Linear`` equal to it, and rebuild the actor and critic optimizers with their per-weight state in the
+    ``nn.Linear`` equal to it, and rebuild the policy's optimizers with their per-weight state in the
     dense layout (zeros at pruned positions). The caller re-attaches the mask enforcer.
 
     :param policy: A policy converted by :func:`enable`.
@@ -388,38 +407,38 @@ def disable(policy: nn.Module, networks: Sequence[SparseNetwork]) -> None:
             if not is_compressed(layer):
                 continue
             linear = dense_copy(layer)
-            _set_submodule(net.module, name, linear)
+            replace_layer(net, name, linear)
             net.layers[i] = (name, linear)
             replaced[layer.values] = (linear.weight, layer.mask)
             if layer.bias is not None:
                 replaced[layer.bias] = (linear.bias, None)
             if net.target_layers:
                 target = dense_copy(net.target_layers[i])
-                _set_submodule(net.target_module, name, target)
+                replace_layer(net, name, target, target=True)
                 net.target_layers[i] = target
-    for role in ("actor", "critic"):
-        holder = getattr(policy, role)
+    for holder, roles in optimizer_holders(policy):
         if any(p in replaced for group in holder.optimizer.param_groups for p in group["params"]):
             holder.optimizer = rebuild_optimizer(holder.optimizer, replaced)
-        register_owner(holder.optimizer, [n for n in networks if n.role == role])
+        register_owner(holder.optimizer, [n for n in networks if n.role in roles])
 
 
 def enable(policy: nn.Module, networks: Sequence[SparseNetwork], threshold: float = DENSITY_THRESHOLD) -> list[str]:
     """
-    Convert the policy's sparse layers (online and target) and rebuild its actor and critic optimizers.
+    Convert the policy's sparse layers (online and target) and rebuild its optimizers (SAC/TD3/TQC: the actor's and
+    the critic's; PPO/A2C/DQN: ``policy.optimizer``).
     The caller re-attaches the mask enforcer to the new optimizers.
 
-    :param policy: An SB3 SAC/TD3/TQC policy holding masks.
+    :param policy: An SB3 SAC/TD3/TQC, PPO/A2C or DQN policy holding masks (:func:`optimizer_holders`: its
+        optimizers, one per role or one shared).
     :param networks: Its sparse networks (updated in place).
     :param threshold: Density below which a layer is converted.
     :return: The qualified names (``"<network>/<layer>"``) of the converted layers.
     """
     replaced = convert_networks(policy, networks, threshold)
-    for role in ("actor", "critic"):
-        holder = getattr(policy, role)
+    for holder, roles in optimizer_holders(policy):
         if any(p in replaced for group in holder.optimizer.param_groups for p in group["params"]):
             holder.optimizer = rebuild_optimizer(holder.optimizer, replaced)
         elif not hasattr(holder.optimizer, "_sb3_tar_masks"):
             add_layout_hooks(holder.optimizer)
-        register_owner(holder.optimizer, [n for n in networks if n.role == role])
+        register_owner(holder.optimizer, [n for n in networks if n.role in roles])
     return [f"{net.name}/{name}" for net in networks for name, layer in net.layers if is_compressed(layer)]
