@@ -156,10 +156,20 @@ class _Branch(nn.Module):
 
 
 def is_actor_critic_policy(policy: nn.Module) -> bool:
-    """:return: Whether ``policy`` is an SB3 ``ActorCriticPolicy`` (PPO, A2C) with an ``MlpExtractor``."""
+    """
+    :return: Whether ``policy`` is an SB3 ``ActorCriticPolicy`` (PPO, A2C, TRPO) or sb3-contrib's
+        ``MaskableActorCriticPolicy`` (MaskablePPO; not an ``ActorCriticPolicy`` subclass, same networks), with an
+        ``MlpExtractor``, ``action_net`` and ``value_net``.
+    """
     from stable_baselines3.common.policies import ActorCriticPolicy
 
-    return isinstance(policy, ActorCriticPolicy) and hasattr(policy, "mlp_extractor") and hasattr(policy, "action_net")
+    try:
+        from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+    except ImportError:  # pragma: no cover - sb3-contrib is a dependency
+        MaskableActorCriticPolicy = ActorCriticPolicy  # noqa: N806
+    return isinstance(policy, (ActorCriticPolicy, MaskableActorCriticPolicy)) and all(
+        hasattr(policy, name) for name in ("mlp_extractor", "action_net", "value_net")
+    )
 
 
 #: The Q-network attributes of the value-based policies: SB3's DQN, sb3-contrib's QR-DQN.
