@@ -243,3 +243,26 @@ def test_methods_that_do_not_fit_on_policy_and_q_models_are_refused(callback: st
     with pytest.raises(TypeError, match=pattern):
         model.learn(32, callback=getattr(sb3_tar, callback)())
     assert all(torch.equal(v, model.policy.state_dict()[k]) for k, v in before.items()) and model.num_timesteps == 0
+
+
+def test_gmp_on_trpo_plans_its_critic_steps_and_ends_exact() -> None:
+    """TRPO steps policy.optimizer n_critic_updates * ceil(n_steps / batch_size) times per rollout (the actor moves by a
+    line search): GMP's plan counts those steps, and both roles reach their exact final counts at its end."""
+    from sb3_tar.baselines import GMPCallback
+
+    model = TRPO(
+        "MlpPolicy",
+        "Pendulum-v1",
+        n_steps=64,
+        batch_size=32,
+        n_critic_updates=3,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[32, 32]),
+    )
+    gmp = GMPCallback(sparsity=0.9, update_interval=2, seed=0)
+    model.learn(256, callback=gmp)
+    assert gmp.pruner.total_steps == 4 * 3 * 2 == gmp.pruner.step and gmp.pruner.finished
+    kept = expected_kept(model, 0.9)
+    assert {n: sum(c) for n, c in layer_counts(model).items()} == kept
+    assert all(s["pruned_nonzero"] == 0 and s["kept"] == kept[n] for n, s in sparsity_summary(model).items())
