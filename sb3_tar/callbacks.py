@@ -34,27 +34,50 @@ from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState,
 from sb3_tar.sb3.role_methods import has_dynamic_role, method_configs
 from sb3_tar.sb3.sparse_execution import check_option
 
-#: The algorithms that ``TARCallback``, ``DSTCallback`` and ``GMPCallback`` support beside SAC/TD3/TQC.
+#: The algorithms that ``TARCallback``, ``DSTCallback`` and ``GMPCallback`` support beside SAC/TD3/TQC/CrossQ.
 PPO_A2C_DQN: tuple[type, ...] = (PPO, A2C, DQN)
+
+
+def contrib_on_policy_and_q() -> tuple[type, ...]:
+    """
+    :return: sb3-contrib's algorithms that train the same networks as PPO/A2C (TRPO, MaskablePPO: an
+        ``ActorCriticPolicy``) or as DQN (QR-DQN: a Q-network and its hard-copied target); CrossQ is an off-policy
+        actor-critic like SAC and needs no entry here. Empty if sb3-contrib is missing.
+    """
+    try:
+        from sb3_contrib import QRDQN, TRPO, MaskablePPO
+    except ImportError:  # pragma: no cover - sb3-contrib is a dependency
+        return ()
+    return (TRPO, MaskablePPO, QRDQN)
+
+
+#: What each kind of callback supports, for messages.
+SUPPORTED_ALL = (
+    "SAC, TD3, TQC and CrossQ (off-policy actor-critic algorithms), SB3's PPO, A2C and DQN, and sb3-contrib's TRPO, "
+    "MaskablePPO and QR-DQN"
+)
+SUPPORTED_OFF_POLICY = (
+    "SAC, TD3, TQC and CrossQ (off-policy actor-critic algorithms); PPO, A2C, DQN, TRPO, MaskablePPO and QR-DQN are "
+    "supported by TARCallback, DSTCallback, GMPCallback and DiagnosticsCallback"
+)
 
 
 def check_supported(model: Any, who: str, ppo_a2c_dqn: bool = False) -> None:
     """
     :param model: The model a callback is attached to.
     :param who: The callback's name, for the message.
-    :param ppo_a2c_dqn: Whether the callback also supports SB3's PPO, A2C and DQN (exactly these classes or their
-        subclasses, with their own policies): ``TARCallback``, ``DSTCallback`` and ``GMPCallback``.
-    :raises TypeError: Unless ``model`` is an off-policy actor-critic (SAC, TD3, TQC, DDPG), or with
-        ``ppo_a2c_dqn`` a PPO, A2C or DQN model, whose networks hold ``nn.Linear`` layers. Raised before
-        training starts; the model is not modified and stays usable. The message names what is supported.
+    :param ppo_a2c_dqn: Whether the callback also supports SB3's PPO, A2C and DQN and sb3-contrib's TRPO, MaskablePPO
+        and QR-DQN (exactly these classes or their subclasses, with their own policies): ``TARCallback``,
+        ``DSTCallback``, ``GMPCallback`` and ``DiagnosticsCallback``.
+    :raises TypeError: Unless ``model`` is an off-policy actor-critic (SAC, TD3, TQC, CrossQ, DDPG), or with
+        ``ppo_a2c_dqn`` one of the algorithms above, whose networks hold ``nn.Linear`` or convolution layers.
+        Raised before training starts; the model is not modified and stays usable. The message names what is
+        supported (sb3-contrib's RecurrentPPO, ARS and others are refused).
     """
-    off_policy = isinstance(model, OffPolicyAlgorithm) and hasattr(model.policy, "actor") and not isinstance(model, DQN)
-    if not (off_policy or (ppo_a2c_dqn and isinstance(model, PPO_A2C_DQN))):
-        supported = "SAC, TD3 and TQC (off-policy actor-critic algorithms)" + (
-            ", and SB3's PPO, A2C and DQN"
-            if ppo_a2c_dqn
-            else "; PPO, A2C and DQN are supported by TARCallback, DSTCallback and GMPCallback only, so far"
-        )
+    others = PPO_A2C_DQN + contrib_on_policy_and_q()
+    off_policy = isinstance(model, OffPolicyAlgorithm) and hasattr(model.policy, "actor") and not isinstance(model, others)
+    if not (off_policy or (ppo_a2c_dqn and isinstance(model, others))):
+        supported = SUPPORTED_ALL if ppo_a2c_dqn else SUPPORTED_OFF_POLICY
         raise TypeError(f"{who} supports {supported}, got {type(model).__name__}: remove the callback or switch algorithm")
     sparse_networks(model.policy)
 

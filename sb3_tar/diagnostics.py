@@ -1,5 +1,6 @@
 """``DiagnosticsCallback``: plasticity diagnostics through training (dormant units, srank, weight and
-gradient norms), for dense and sparse SAC/TD3/TQC models. See ``docs/diagnostics.md``."""
+gradient norms), for dense and sparse SAC/TD3/TQC/CrossQ, PPO/A2C/TRPO/MaskablePPO and DQN/QR-DQN models. See
+``docs/diagnostics.md``."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ class DiagnosticsCallback(BaseCallback):
     """
     Every ``every`` environment steps (at the first rollout start at or after each multiple of ``every``, i.e.
     after the gradient steps of the steps before; with SB3's default ``train_freq=1`` exactly at the multiples),
-    measure each network of the model (the actor and every Q-network) on a fixed batch of the replay buffer and
+    measure each network of the model (the actor and every Q-network; PPO/A2C: the branches ``actor`` and ``critic``
+    and the features extractor networks; DQN: ``q_net``) on a fixed batch of the replay buffer (PPO/A2C, which have
+    none: of the first full rollout, drawn at its end, so the first measurement is the first one due after it) and
     log, through the model's SB3 logger, under ``diagnostics/``:
 
     - ``diagnostics/<network>/dormant_<tau>``: the fraction of tau-dormant hidden units (Sokar et al. 2023);
@@ -97,7 +100,7 @@ class DiagnosticsCallback(BaseCallback):
     def _init_callback(self) -> None:
         from sb3_tar.callbacks import check_supported
 
-        check_supported(self.model, type(self).__name__)
+        check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
 
     def _on_training_start(self) -> None:
         start = int(self.model.num_timesteps)
@@ -105,6 +108,11 @@ class DiagnosticsCallback(BaseCallback):
         self.rows = [r for r in self.rows if r["timesteps"] <= start]
         if self.path is not None and self.path.is_file() and not self.rows:
             self.rows = [r for r in read_diagnostics_csv(self.path) if r["timesteps"] <= start]
+
+    def _on_rollout_end(self) -> None:
+        # PPO/A2C have no replay buffer: the fixed batch is drawn from the first full rollout (then kept)
+        if self.batch is None and not hasattr(self.model, "replay_buffer"):
+            self.batch = draw_fixed_batch(self.model.rollout_buffer, self.batch_size, self.seed)
 
     def _on_rollout_start(self) -> None:
         # At a rollout's start the gradient steps of the previous one are done: a measurement labelled with
@@ -143,11 +151,14 @@ class DiagnosticsCallback(BaseCallback):
             transitions (nothing is logged then).
         """
         start = time.perf_counter()
-        if self.batch is None:
+        on_policy = not hasattr(self.model, "replay_buffer")
+        if self.batch is None and not on_policy:
             self.batch = draw_fixed_batch(self.model.replay_buffer, self.batch_size, self.seed)
-            if self.batch is None:
-                return None
-        values = measure_policy(self.model.policy, self.batch, self.taus, self.delta, self.model.get_vec_normalize_env())
+        if self.batch is None:
+            return None
+        # a rollout stores observations already normalised by VecNormalize, a replay buffer the original ones
+        vec_normalize = None if on_policy else self.model.get_vec_normalize_env()
+        values = measure_policy(self.model.policy, self.batch, self.taus, self.delta, vec_normalize)
         values = {PREFIX + key: value for key, value in values.items()}
         seconds = time.perf_counter() - start
         timesteps = int(self.model.num_timesteps)

@@ -231,6 +231,47 @@ def test_bad_arguments_and_unsupported_models_are_refused():
             DiagnosticsCallback(**kwargs)
     with pytest.raises(TypeError, match="path"):
         DiagnosticsCallback(path=3)
-    model = PPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, device="cpu")
-    with pytest.raises(TypeError, match="SAC, TD3 and TQC"):
+    from sb3_contrib import RecurrentPPO
+
+    model = RecurrentPPO("MlpLstmPolicy", "Pendulum-v1", n_steps=64, batch_size=64, device="cpu")
+    with pytest.raises(
+        TypeError, match="DiagnosticsCallback supports SAC, TD3, TQC and CrossQ .*PPO, A2C and DQN.*, got RecurrentPPO"
+    ):
         model.learn(64, callback=DiagnosticsCallback())
+
+
+def test_ppo_diagnostics_match_a_hand_computation_on_the_fixed_rollout_batch() -> None:
+    """PPO (no replay buffer): the batch comes from the first full rollout; dormancy and srank of both branches equal
+    a hand computation through the branch's layers (tanh MLP) on that batch."""
+    model = PPO(
+        "MlpPolicy",
+        "CartPole-v1",
+        n_steps=64,
+        batch_size=32,
+        n_epochs=2,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[16, 16]),
+    )
+    diagnostics = DiagnosticsCallback(every=64, batch_size=32, taus=(0.0, 0.5), seed=0)
+    model.learn(256, callback=[TARCallback(sparsity=0.5, seed=0), diagnostics])
+    assert diagnostics.batch is not None and len(diagnostics.batch) == 32
+    assert [r["timesteps"] for r in diagnostics.rows] == [64, 128, 192, 256]  # from the 2nd rollout start on, and at the end
+    obs = torch.as_tensor(diagnostics.batch.observations)
+    policy = model.policy
+    for name, body in (
+        ("actor", policy.mlp_extractor.policy_net),
+        ("critic", policy.mlp_extractor.value_net),
+    ):
+        with torch.no_grad():
+            h1 = torch.tanh(obs @ body[0].weight.T + body[0].bias)
+            h2 = torch.tanh(h1 @ body[2].weight.T + body[2].bias)
+        scores = [h.abs().mean(0) / h.abs().mean(0).mean() for h in (h1, h2)]
+        hand = {tau: sum(int((s.double() <= tau).sum()) for s in scores) / 32 for tau in (0.0, 0.5)}
+        singular = torch.linalg.svdvals(h2.double())
+        hand_srank = int((torch.cumsum(singular, 0) < 0.99 * singular.sum()).sum()) + 1
+        row = diagnostics.rows[-1]
+        for tau in (0.0, 0.5):
+            assert row[f"diagnostics/{name}/dormant_{tau:g}"] == pytest.approx(hand[tau])
+        assert row[f"diagnostics/{name}/srank"] == hand_srank
+        assert row[f"diagnostics/{name}/weight_norm"] > 0

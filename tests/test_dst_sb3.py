@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 import pytest
 import torch
-from sb3_contrib import TQC, TRPO
+from sb3_contrib import TQC, RecurrentPPO
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
@@ -348,8 +348,8 @@ def test_sparse_policy_refuses_bad_dst_options(policy_kwargs: dict, error: type,
 
 
 def test_dst_callback_refuses_unsupported_models() -> None:
-    with pytest.raises(TypeError, match="SAC, TD3 and TQC"):  # PPO, A2C and DQN: tests/test_onpolicy_dqn.py
-        TRPO("MlpPolicy", ENV, n_steps=64, batch_size=64).learn(64, callback=DSTCallback())
+    with pytest.raises(TypeError, match="SAC, TD3, TQC and CrossQ .*, got RecurrentPPO"):  # PPO...: test_onpolicy_dqn
+        RecurrentPPO("MlpLstmPolicy", ENV, n_steps=64, batch_size=64).learn(64, callback=DSTCallback())
     static = make(SAC, SACSparsePolicy)
     with pytest.raises(TypeError, match="static SparsePolicy"):
         static.learn(10, callback=DSTCallback())

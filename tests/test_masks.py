@@ -9,6 +9,7 @@ from torch import nn
 
 from sb3_tar.core.masks import (
     apply_masks,
+    as_matrix,
     check_masks,
     dead_units,
     density,
@@ -18,6 +19,7 @@ from sb3_tar.core.masks import (
     linear_layers,
     mask_gradients,
     masks_from_weights,
+    matrix_shape,
     ones_masks,
     total_count,
     training_flops_ratio,
@@ -42,11 +44,22 @@ def test_linear_layers_exclude_drops_a_submodule() -> None:
 
 
 @pytest.mark.parametrize(
-    "network", [nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten()), nn.ReLU()]
+    "network", [nn.ConvTranspose2d(3, 4, 3), nn.Sequential(nn.LSTM(3, 4), nn.ReLU(), nn.Flatten()), nn.ReLU()]
 )
 def test_linear_layers_refuses_networks_without_linear(network: nn.Module) -> None:
-    with pytest.raises(TypeError, match="no nn.Linear layer"):
+    with pytest.raises(TypeError, match="no nn.Linear or convolution layer"):
         linear_layers(network)
+
+
+def test_convolutions_are_sparsifiable_and_read_as_out_by_fan_in_matrices() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 6, (2, 5), groups=2), nn.Flatten(), nn.Linear(6, 2))
+    assert [n for n, _ in linear_layers(net)] == ["0", "2", "4"]
+    assert [matrix_shape(m) for _, m in linear_layers(net)] == [(4, 3 * 3 * 3), (6, 2 * 2 * 5), (2, 6)]
+    mask = torch.ones(4, 3, 3, 3, dtype=torch.bool)
+    mask[1] = False  # output channel 1 has no kept weight
+    mask[:, 0, 0, 0] = False  # input (channel 0, offset (0, 0)) feeds no output
+    assert dead_units(mask) == (1, 1)
+    assert as_matrix(mask).shape == (4, 27)
 
 
 def test_linear_layers_refuses_non_modules() -> None:

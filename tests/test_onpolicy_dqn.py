@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sb3_contrib import QRDQN, TRPO
+from sb3_contrib import ARS, RecurrentPPO
 from sb3_utils import assert_mask_invariants, clone_masks, expected_kept
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -299,19 +299,26 @@ def test_save_load_in_a_fresh_process_keeps_the_masks(case: str, how: str, tmp_p
 
 @pytest.mark.parametrize(
     "algo, env_id",
-    [(QRDQN, "CartPole-v1"), (TRPO, "Pendulum-v1")],
+    [(ARS, "Pendulum-v1"), (RecurrentPPO, "CartPole-v1")],
 )
 def test_unsupported_algorithm_is_refused_naming_what_is_supported(algo, env_id: str) -> None:
-    model = algo("MlpPolicy", env_id, seed=0, device="cpu", **({"learning_starts": 10} if algo is QRDQN else {}))
+    policy = "MlpLstmPolicy" if algo is RecurrentPPO else "MlpPolicy"
+    model = algo(policy, env_id, seed=0, device="cpu", **({"n_steps": 32, "batch_size": 32} if algo is RecurrentPPO else {}))
     before = {k: v.clone() for k, v in model.policy.state_dict().items()}
-    with pytest.raises(TypeError, match=rf"TARCallback supports SAC, TD3 and TQC .*PPO, A2C and DQN, got {algo.__name__}"):
+    supported = (
+        r"TARCallback supports SAC, TD3, TQC and CrossQ .*PPO, A2C and DQN, and sb3-contrib's TRPO, MaskablePPO and QR-DQN"
+    )
+    with pytest.raises(TypeError, match=rf"{supported}, got {algo.__name__}"):
         model.learn(64, callback=TARCallback())
     after = model.policy.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before) and model.num_timesteps == 0
 
 
 def test_small_dense_on_ppo_is_refused_naming_what_is_supported() -> None:
-    pattern = r"SmallDenseCallback supports SAC, TD3 and TQC .*PPO, A2C and DQN are supported by TARCallback, DSTCallback"
+    pattern = (
+        r"SmallDenseCallback supports SAC, TD3, TQC and CrossQ .*; PPO, A2C, DQN, TRPO, MaskablePPO and QR-DQN are "
+        r"supported by TARCallback, DSTCallback, GMPCallback and DiagnosticsCallback, got PPO"
+    )
     with pytest.raises(TypeError, match=pattern):
         make("ppo-cartpole").learn(64, callback=SmallDenseCallback())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import pytest
 import torch
-from sb3_contrib import QRDQN, TRPO
+from sb3_contrib import ARS, RecurrentPPO
 from sb3_utils import ALGOS, SMALL, all_weights, assert_mask_invariants, clone_masks, small_kwargs
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -93,12 +93,13 @@ def test_bad_callback_arguments(kwargs: dict, error: type, match: str) -> None:
         TARCallback(**kwargs)
 
 
-@pytest.mark.parametrize("algo_cls, env_id", [(QRDQN, "CartPole-v1"), (TRPO, "Pendulum-v1")])
-def test_wrong_algorithm_fails_before_training_and_model_stays_usable(algo_cls, env_id: str) -> None:
-    # PPO, A2C and DQN are supported since issue 30 (tests/test_onpolicy_dqn.py); sb3-contrib's are not yet
-    model = algo_cls("MlpPolicy", env_id, seed=0, **({"learning_starts": 10} if algo_cls is QRDQN else {}))
+@pytest.mark.parametrize("algo_cls, policy", [(ARS, "MlpPolicy"), (RecurrentPPO, "MlpLstmPolicy")])
+def test_wrong_algorithm_fails_before_training_and_model_stays_usable(algo_cls, policy: str) -> None:
+    # PPO, A2C, DQN and sb3-contrib's TRPO, MaskablePPO, QR-DQN, CrossQ are supported since issue 30
+    # (tests/test_onpolicy_dqn.py, tests/test_cnn_contrib.py); ARS and RecurrentPPO are not
+    model = algo_cls(policy, "Pendulum-v1", seed=0, **({"n_steps": 32, "batch_size": 32} if algo_cls is RecurrentPPO else {}))
     before = all_weights(model)
-    with pytest.raises(TypeError, match="supports SAC, TD3 and TQC .*PPO, A2C and DQN"):
+    with pytest.raises(TypeError, match="supports SAC, TD3, TQC and CrossQ .*PPO, A2C and DQN.*TRPO, MaskablePPO and QR-DQN"):
         model.learn(64, callback=TARCallback())
     after = all_weights(model)
     assert all(torch.equal(before[k], after[k]) for k in before)

@@ -384,11 +384,11 @@ def test_non_int_seed_is_refused_and_the_network_untouched(seed) -> None:
 
 
 @pytest.mark.parametrize(
-    "network", [nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten()), nn.Sequential()]
+    "network", [nn.ConvTranspose2d(3, 4, 3), nn.Sequential(nn.LSTM(3, 8), nn.ReLU(), nn.Flatten()), nn.Sequential()]
 )
 def test_network_without_linear_is_refused(network: nn.Module) -> None:
     before = state_copy(network)
-    with pytest.raises(TypeError, match=r"no nn\.Linear layer"):
+    with pytest.raises(TypeError, match=r"no nn\.Linear or convolution layer"):
         prune_and_revive(network, SparsityConfig(), 0)
     assert_same_state(network, before)
 
@@ -423,3 +423,22 @@ def test_only_the_given_layers_are_sparsified() -> None:
     assert [layer.name for layer in report.layers] == ["latent_pi.0", "latent_pi.2"]
     assert sum(int(m.sum()) for m in masks) == round(0.25 * (8 * 16 + 16 * 16))
     assert all(torch.equal(actor.mu.state_dict()[k], v) for k, v in head_before.items())
+
+
+@pytest.mark.parametrize("criterion", ["random", "erk", "magnitude", "synflow"])
+def test_convolutional_network_keeps_an_exact_count(criterion: str) -> None:
+    """Convolutions are pruned like linear layers: one global count, pruned kernel entries exactly zero."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2, 3))
+    n_total = 4 * 2 * 9 + 4 * 4 * 9 + 3 * 16  # 72 + 144 + 48 = 264
+
+    def forward(network: nn.Module, x: torch.Tensor) -> torch.Tensor:  # SynFlow's input is an image, not (1, fan_in)
+        return network(torch.ones(1, 2, 6, 6, dtype=x.dtype))
+
+    config = SparsityConfig(sparsity=0.8, criterion=criterion, revival="tar", recovery_ratio=0.05)
+    masks, report = prune_and_revive(net, config, 0, forward=forward)
+    assert [tuple(m.shape) for m in masks] == [(4, 2, 3, 3), (4, 4, 3, 3), (3, 16)]
+    assert sum(int(m.sum()) for m in masks) == round(0.2 * n_total) == 53
+    assert [layer.shape for layer in report.layers] == [(4, 18), (4, 36), (3, 16)]
+    for layer, mask in zip([net[0], net[2], net[5]], masks):
+        assert torch.all(layer.weight[~mask] == 0.0) and torch.count_nonzero(layer.weight) <= int(mask.sum())

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from sb3_tar.core.config import CRITERIA, MAGNITUDE_SCOPES, check_choice
+from sb3_tar.core.masks import is_sparsifiable, matrix_shape
 from sb3_tar.core.selection import apportion, top_k_mask
 
 #: ``forward(network, x) -> outputs``: how SynFlow feeds an input through a network.
@@ -129,7 +130,7 @@ class SynFlowProbe:
             if layer.bias is not None:
                 layer.bias.zero_()
         for module in self.clone.modules():
-            if not isinstance(module, nn.Linear) and next(module.children(), None) is None:
+            if not is_sparsifiable(module) and next(module.children(), None) is None:
                 module.register_forward_hook(_identity_if_same_shape)
 
     def scores(self, masks: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -139,7 +140,8 @@ class SynFlowProbe:
         """
         for layer, w, mask in zip(self.layers, self.abs_weights, masks):
             layer.weight = nn.Parameter(torch.where(mask.to(device="cpu", dtype=torch.bool), w, 0.0))
-        x = torch.ones(1, self.layers[0].in_features, dtype=torch.float64)
+        # a network whose first layer is a convolution needs a forward that builds its own input (x is (1, fan_in))
+        x = torch.ones(1, matrix_shape(self.layers[0])[1], dtype=torch.float64)
         with torch.enable_grad():
             total = self.forward(self.clone, x).sum()
             grads = torch.autograd.grad(total, [layer.weight for layer in self.layers], allow_unused=True)
@@ -260,7 +262,7 @@ def static_masks(
         scores = [_masked_scores(s, m) for s, m in zip(scores, within)]
     if criterion == "magnitude" and magnitude_scope == "global":
         return _global_top_k(scores, n_keep, generator)
-    shapes = [tuple(w.shape) for w in weights]
+    shapes = [matrix_shape(w) for w in weights]
     caps = None if within is None else [int(m.sum()) for m in within]
     counts = layer_counts("erk" if criterion == "erk" else "uniform", shapes, n_keep, caps)
     return [top_k_mask(s, c, generator) for s, c in zip(scores, counts)]

@@ -120,17 +120,24 @@ def hidden_activations(layers: Sequence[nn.Module], run: Callable[[], object]) -
     layers after the first one (a tensor read by several layers, like the shared trunk of a policy with two
     heads, counts once), in the order they were computed.
 
-    :param layers: The network's linear layers.
+    The input of a convolution, ``(batch, channels, *spatial)``, is returned channels last,
+    ``(batch, *spatial, channels)``: its units are its channels, and every position of every sample counts as a
+    sample (:func:`unit_scores` averages over all leading dimensions).
+
+    :param layers: The network's linear layers (and convolutions).
     :param run: Runs the forward pass (its result is ignored); called once, with hooks on ``layers``.
-    :return: One ``(batch, units)`` tensor per hidden layer; empty if the network has one linear layer.
+    :return: One ``(batch, units)`` tensor per hidden layer (channels last for a convolution's input); empty if
+        the network has one layer.
     :raises ValueError: If no layer of ``layers`` ran during ``run``.
     """
     seen: list[torch.Tensor] = []  # the tensors themselves: identity tells a shared input apart
+    units_last: list[torch.Tensor] = []
 
-    def hook(_module: nn.Module, args: tuple) -> None:
+    def hook(module: nn.Module, args: tuple) -> None:
         x = args[0]
         if not any(x is s for s in seen):
             seen.append(x)
+            units_last.append(x.movedim(1, -1) if isinstance(module, nn.modules.conv._ConvNd) and x.dim() > 2 else x)
 
     handles = [layer.register_forward_pre_hook(hook) for layer in layers]
     try:
@@ -140,4 +147,4 @@ def hidden_activations(layers: Sequence[nn.Module], run: Callable[[], object]) -
             handle.remove()
     if not seen:
         raise ValueError("none of the given layers ran during the forward pass")
-    return [x.detach() for x in seen[1:]]
+    return [x.detach() for x in units_last[1:]]

@@ -1,12 +1,18 @@
 """Masks over the sparsifiable layers of a network (pure PyTorch, no SB3).
 
-A *sparsifiable layer* is the weight matrix of an :class:`torch.nn.Linear`; biases stay dense.
-A mask is a boolean tensor of the weight's shape: ``True`` keeps a weight, ``False`` prunes it
-(the weight is held at exactly ``0.0``).
+A *sparsifiable layer* is the weight of an :class:`torch.nn.Linear` or of a convolution
+(:data:`CONV_TYPES`: ``nn.Conv1d``/``Conv2d``/``Conv3d``); biases stay dense. A mask is a boolean tensor
+of the weight's shape: ``True`` keeps a weight, ``False`` prunes it (the weight is held at exactly ``0.0``).
+
+Every criterion, revival and report reads a convolution as the matrix ``(out_channels, fan_in)`` with
+``fan_in = in_channels / groups * prod(kernel_size)`` (:func:`matrix_shape`): a kept weight is one
+kernel entry, an output unit is an output channel and an input unit is one (input channel, kernel
+offset) pair, as in the im2col view of the convolution.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -23,10 +29,39 @@ def is_compressed(layer: nn.Module) -> bool:
     return bool(getattr(type(layer), "sb3_tar_compressed", False))
 
 
+#: The convolutions whose weights are sparsifiable (transposed convolutions are not: their weight is laid out
+#: ``(in, out, ...)``).
+CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def is_sparsifiable(module: nn.Module) -> bool:
+    """:return: Whether ``module`` is an ``nn.Linear``, a compressed linear layer or a convolution of :data:`CONV_TYPES`."""
+    return isinstance(module, nn.Linear) or is_compressed(module) or type(module) in CONV_TYPES
+
+
+def matrix_shape(layer_or_tensor: nn.Module | torch.Tensor) -> tuple[int, int]:
+    """
+    :param layer_or_tensor: A sparsifiable layer, or a weight or mask of one.
+    :return: ``(n_out, n_in)`` of its weight read as a matrix: a linear layer's weight shape; a convolution's
+        ``(out_channels, fan_in)`` (see the module docstring).
+    """
+    if isinstance(layer_or_tensor, nn.Module):
+        if is_compressed(layer_or_tensor):
+            return int(layer_or_tensor.out_features), int(layer_or_tensor.in_features)
+        layer_or_tensor = layer_or_tensor.weight
+    shape = tuple(layer_or_tensor.shape)
+    return int(shape[0]), int(math.prod(shape[1:]))
+
+
+def as_matrix(tensor: torch.Tensor) -> torch.Tensor:
+    """:return: ``tensor`` (a weight, gradient or mask) viewed as its :func:`matrix_shape` (a linear one unchanged)."""
+    return tensor if tensor.dim() == 2 else tensor.reshape(tensor.shape[0], -1)
+
+
 def linear_layers(network: nn.Module, exclude: Sequence[nn.Module] = ()) -> list[tuple[str, nn.Linear]]:
     """
     List the sparsifiable layers of a network: every ``nn.Linear`` (or compressed linear layer, see
-    :func:`is_compressed`) in module order.
+    :func:`is_compressed`) and every convolution of :data:`CONV_TYPES`, in module order.
 
     :param network: The network to inspect.
     :param exclude: Sub-modules whose ``nn.Linear`` layers are left out (for example a shared
@@ -37,15 +72,11 @@ def linear_layers(network: nn.Module, exclude: Sequence[nn.Module] = ()) -> list
     if not isinstance(network, nn.Module):
         raise TypeError(f"Expected a torch.nn.Module, got {type(network).__name__}")
     skipped = {id(m) for sub in exclude for m in sub.modules()}
-    layers = [
-        (name, m)
-        for name, m in network.named_modules()
-        if (isinstance(m, nn.Linear) or is_compressed(m)) and id(m) not in skipped
-    ]
+    layers = [(name, m) for name, m in network.named_modules() if is_sparsifiable(m) and id(m) not in skipped]
     if not layers:
         raise TypeError(
-            f"{type(network).__name__} has no nn.Linear layer to sparsify: sb3-tar sparsifies MLP "
-            "(fully connected) networks only"
+            f"{type(network).__name__} has no nn.Linear or convolution layer to sparsify: sb3-tar sparsifies "
+            "fully connected and convolutional layers only"
         )
     return layers
 
@@ -107,8 +138,8 @@ def check_masks(layers: Sequence[nn.Linear], masks: Sequence[torch.Tensor]) -> N
     if len(layers) != len(masks):
         raise ValueError(f"Got {len(masks)} masks for {len(layers)} layers")
     for i, (layer, mask) in enumerate(zip(layers, masks)):
-        # (out, in) from the attributes: a compressed layer's ``weight`` is a dense copy built on each read
-        shape = (layer.out_features, layer.in_features)
+        # a compressed layer's shape from its attributes: its ``weight`` is a dense copy built on each read
+        shape = (layer.out_features, layer.in_features) if is_compressed(layer) else tuple(layer.weight.shape)
         if tuple(mask.shape) != shape:
             raise ValueError(f"Mask {i} has shape {tuple(mask.shape)}, layer weight has shape {shape}")
 
@@ -149,11 +180,12 @@ def dead_units(mask: torch.Tensor) -> tuple[int, int]:
     """
     Count the disconnected units of one layer.
 
-    :param mask: Mask of an ``nn.Linear`` weight, shape ``(n_out, n_in)``.
+    :param mask: Mask of an ``nn.Linear`` weight, shape ``(n_out, n_in)``, or of a convolution (read as
+        :func:`matrix_shape`: output channels, and (input channel, kernel offset) pairs).
     :return: ``(dead outputs, dead inputs)``: outputs with no incoming kept connection and
         inputs with no outgoing kept connection.
     """
-    m = mask.bool()
+    m = as_matrix(mask.bool())
     return int((~m.any(dim=1)).sum()), int((~m.any(dim=0)).sum())
 
 
@@ -214,7 +246,7 @@ def training_flops_ratio(masks: Sequence[torch.Tensor], biases: Sequence[bool] |
         biases = [True] * len(masks)
     sparse = dense = 0.0
     for mask, has_bias in zip(masks, biases):
-        n_out, n_in = mask.shape
+        n_out, n_in = matrix_shape(mask)
         bias_ops = n_out if has_bias else 0
         sparse += 3 * (2 * float(mask.sum()) + bias_ops)
         dense += 3 * (2 * n_out * n_in + bias_ops)

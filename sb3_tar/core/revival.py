@@ -19,6 +19,7 @@ from fractions import Fraction
 import torch
 
 from sb3_tar.core.config import REVIVALS, check_choice, check_number
+from sb3_tar.core.masks import matrix_shape
 from sb3_tar.core.selection import apportion, sample_positions
 
 
@@ -147,6 +148,6 @@ def revival_counts(
         return [0] * len(masks), None
     if method == "uniform":
         return uniform_counts(masks, budget, generator), None
-    shapes = [tuple(m.shape) for m in masks]
+    shapes = [matrix_shape(m) for m in masks]
     allocation = tar_allocation(shapes, [int(m.sum()) for m in masks], budget, floor_fraction)
     return [a.revived for a in allocation], allocation

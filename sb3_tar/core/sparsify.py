@@ -11,7 +11,7 @@ from torch import nn
 from sb3_tar.core.config import SparsityConfig
 from sb3_tar.core.criteria import ForwardFn, default_forward, static_masks
 from sb3_tar.core.layer_report import LayerReport, NetworkReport
-from sb3_tar.core.masks import apply_masks, dead_units, linear_layers, training_flops_ratio
+from sb3_tar.core.masks import apply_masks, dead_units, linear_layers, matrix_shape, training_flops_ratio
 from sb3_tar.core.revival import connectivity_threshold, revival_counts, revive
 from sb3_tar.core.streams import check_seed, stream_generator
 
@@ -97,7 +97,7 @@ def prune_and_revive(
     modules = [m for _, m in layers]
     for lname, module in layers:
         if module.weight.numel() == 0:
-            n_out, n_in = module.weight.shape
+            n_out, n_in = matrix_shape(module)
             raise ValueError(
                 f"Layer {lname!r} of {name} has a {n_out}x{n_in} weight (no connection): every layer needs at least "
                 "one input and one output unit (for SB3, every net_arch entry must be >= 1)"
@@ -136,7 +136,7 @@ def prune_and_revive(
 
     reports = []
     for i, (lname, layer) in enumerate(layers):
-        n_out, n_in = layer.weight.shape
+        n_out, n_in = matrix_shape(layer)
         threshold = connectivity_threshold(n_in, n_out)
         kept_before = int(static[i].sum())
         reports.append(

@@ -30,7 +30,7 @@ import torch
 from sb3_tar.core.cyclic import CyclicSchedule, SculptPlan
 from sb3_tar.core.gmp import final_kept, final_layer_counts, flops_per_sample
 from sb3_tar.core.gmp import prune_step_masks as core_prune_step_masks
-from sb3_tar.core.masks import is_compressed
+from sb3_tar.core.masks import is_compressed, matrix_shape
 from sb3_tar.core.streams import stream_generator
 from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.gradual import shrink_compressed
@@ -82,7 +82,7 @@ class ScheduleListener(StepClock):
         self.sizes: dict[str, tuple[int, int]] = {}
         for net in enforcer.networks:
             total = sum(layer.weight.numel() if not is_compressed(layer) else layer.mask.numel() for layer in net.linears)
-            bias = sum(layer.out_features for layer in net.linears if layer.bias is not None)
+            bias = sum(matrix_shape(layer)[0] for layer in net.linears if layer.bias is not None)
             self.sizes[net.name] = (total, bias)
         #: The ``start_time`` of the ``learn()`` that planned ``T`` (a ``SparsePolicy`` plans once per ``learn()``).
         self.planned_for: int | None = None
@@ -172,7 +172,7 @@ class CyclicRunner(ScheduleListener):
             total = self.sizes[net.name][0]
             n_keep = final_kept(total, sparsity)
             masks = self.enforcer.store.get(net.name)
-            shapes = [tuple(m.shape) for m in masks]
+            shapes = [matrix_shape(m) for m in masks]
             counts = final_layer_counts(self.plan.scope, shapes, n_keep)
             weights = [layer.weight for layer in net.linears]
             generator = stream_generator(int(self.state["seed"]), f"sculpt/{net.name}", "dst_update", step)

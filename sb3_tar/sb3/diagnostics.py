@@ -1,5 +1,5 @@
-"""Plasticity diagnostics of an SB3 SAC/TD3/TQC policy on a fixed batch of its replay buffer (thin SB3 glue
-over :mod:`sb3_tar.core.diagnostics`).
+"""Plasticity diagnostics of an SB3 policy on a fixed batch of its replay buffer (SAC/TD3/TQC/CrossQ, DQN,
+QR-DQN) or of one rollout (PPO, A2C, TRPO, MaskablePPO) (thin SB3 glue over :mod:`sb3_tar.core.diagnostics`).
 
 The batch is drawn once, with its own random generator (the global NumPy and torch streams are not touched,
 so a run with diagnostics trains exactly like one without), and copied, so later writes into the buffer do
@@ -10,7 +10,7 @@ deterministic trunk and heads, each Q-network on the stored actions.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from torch import nn
 
 from sb3_tar.core.diagnostics import dormant_ratio, hidden_activations, l2_norm, srank
 from sb3_tar.core.masks import is_compressed
-from sb3_tar.sb3.networks import log_name, sparse_networks
+from sb3_tar.sb3.networks import is_actor_critic_policy, is_q_policy, log_name, sparse_networks
 
 
 @dataclass
@@ -41,7 +41,8 @@ class FixedBatch:
 
 def draw_fixed_batch(replay_buffer: Any, batch_size: int, seed: int) -> FixedBatch | None:
     """
-    :param replay_buffer: An SB3 ``ReplayBuffer`` or ``DictReplayBuffer``.
+    :param replay_buffer: An SB3 ``ReplayBuffer`` or ``DictReplayBuffer`` (or a full ``RolloutBuffer`` /
+        ``DictRolloutBuffer``: the same layout, ``(steps, n_envs, ...)``).
     :param batch_size: Transitions to draw (without replacement).
     :param seed: Seed of the draw (a private ``numpy.random.Generator``).
     :return: The batch, or ``None`` while the buffer holds fewer than ``batch_size`` transitions per env.
@@ -106,7 +107,8 @@ def measure_policy(
     """
     Diagnostics of every network of a policy (the actor and each Q-network) on a batch.
 
-    :param policy: ``model.policy`` of an SAC/TD3/TQC model, dense or sparse.
+    :param policy: ``model.policy`` of a model :func:`~sb3_tar.sb3.networks.sparse_networks` supports, dense or
+        sparse.
     :param batch: The batch (see :func:`draw_fixed_batch`).
     :param taus: Dormancy thresholds.
     :param delta: srank's ``delta``.
@@ -121,15 +123,10 @@ def measure_policy(
         observations = vec_normalize.normalize_obs(observations)
     obs = _tensor(observations, policy.device)
     actions = torch.as_tensor(batch.actions, device=policy.device, dtype=torch.float32)
-    inputs: dict[str, torch.Tensor] = {}
+    runs = _runs(policy, obs, actions)
     out: dict[str, float] = {}
     for net in sparse_networks(policy):
-        if net.role not in inputs:
-            holder = policy.actor if net.role == "actor" else policy.critic
-            features = holder.extract_features(obs, holder.features_extractor)
-            inputs[net.role] = features if net.role == "actor" else torch.cat([features, actions.to(features.dtype)], 1)
-        x = inputs[net.role]
-        hidden = hidden_activations(net.linears, lambda net=net, x=x: net.forward(net.module, x))
+        hidden = hidden_activations(net.linears, runs[net.name])
         key = log_name(net.name)
         if hidden:
             for tau in taus:
@@ -137,3 +134,33 @@ def measure_policy(
             out[f"{key}/srank"] = srank(hidden[-1], delta)
         out[f"{key}/weight_norm"], out[f"{key}/grad_norm"] = weight_and_grad_norms(net.linears)
     return out
+
+
+def _runs(policy: nn.Module, obs: Any, actions: torch.Tensor) -> dict[str, Callable[[], object]]:
+    """
+    How each network runs on the observations ``obs``: SAC/TD3/TQC's actor on its features, each Q-network on its
+    features and the stored ``actions``; PPO/A2C's features extractors on the preprocessed observations, each branch
+    on its features; DQN's Q-network on the observations.
+    """
+    from stable_baselines3.common.preprocessing import preprocess_obs
+
+    networks = sparse_networks(policy)
+    if is_q_policy(policy):
+        return {net.name: (lambda net=net: net.module(obs)) for net in networks}
+    runs: dict[str, Callable[[], object]] = {}
+    if is_actor_critic_policy(policy):
+        features = policy.extract_features(obs)
+        pi, vf = features if isinstance(features, tuple) else (features, features)
+        processed = preprocess_obs(obs, policy.observation_space, normalize_images=policy.normalize_images)
+        for net in networks:
+            x = {"actor": pi, "critic": vf}.get(net.name, processed)  # else a features extractor
+            runs[net.name] = lambda net=net, x=x: net.module(x)
+        return runs
+    inputs: dict[str, torch.Tensor] = {}
+    for net in networks:
+        if net.role not in inputs:
+            holder = policy.actor if net.role == "actor" else policy.critic
+            features = holder.extract_features(obs, holder.features_extractor)
+            inputs[net.role] = features if net.role == "actor" else torch.cat([features, actions.to(features.dtype)], 1)
+        runs[net.name] = lambda net=net, x=inputs[net.role]: net.forward(net.module, x)
+    return runs

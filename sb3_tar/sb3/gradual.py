@@ -30,7 +30,7 @@ import torch
 
 from sb3_tar.core.gmp import GMPConfig, cubic_progress, final_kept, final_layer_counts, flops_per_sample, kept_at
 from sb3_tar.core.gmp import prune_step_masks as core_prune_step_masks
-from sb3_tar.core.masks import is_compressed
+from sb3_tar.core.masks import is_compressed, matrix_shape
 from sb3_tar.core.streams import stream_generator
 from sb3_tar.sb3.enforcement import MaskEnforcer
 from sb3_tar.sb3.networks import SparseNetwork, log_name
@@ -101,10 +101,10 @@ class GradualPruner(StepClock):
         self.config = config_of_state(state)
         self.plans: dict[str, _Plan] = {}
         for net in enforcer.networks:
-            shapes = [tuple(layer.weight.shape) for layer in net.linears]
+            shapes = [matrix_shape(layer) for layer in net.linears]
             total = sum(o * i for o, i in shapes)
             final = final_kept(total, float(state["sparsities"][net.role]))
-            bias_ops = sum(layer.out_features for layer in net.linears if layer.bias is not None)
+            bias_ops = sum(matrix_shape(layer)[0] for layer in net.linears if layer.bias is not None)
             self.plans[net.name] = _Plan(total, final, bias_ops, final_layer_counts(self.config.scope, shapes, final))
         #: ``(step, network, kept)`` of every prune of this process, in order.
         self.history: list[tuple[int, str, int]] = []

@@ -2,27 +2,37 @@
 
 - SAC, TD3, TQC (and DDPG): a *network* is the actor, or one Q-network of the critic (``critic.qf0``,
   ``critic.qf1``, ...); roles ``"actor"`` and ``"critic"``.
-- PPO, A2C (``ActorCriticPolicy``): the network ``actor`` (role ``"actor"``) is the policy branch,
+- PPO, A2C (``ActorCriticPolicy``; also sb3-contrib's TRPO and MaskablePPO, whose policies are
+  ``ActorCriticPolicy`` subclasses): the network ``actor`` (role ``"actor"``) is the policy branch,
   ``mlp_extractor.policy_net`` + ``action_net``; the network ``critic`` (role ``"critic"``) is the value
   branch, ``mlp_extractor.value_net`` + ``value_net``. SB3 2.x's ``MlpExtractor`` shares no layer between
-  them (``net_arch=[64, 64]`` and ``dict(pi=..., vf=...)`` both build two separate branches); what they may
-  share is the features extractor, which stays dense as for every algorithm.
-- DQN: the network ``q_net`` (role ``"critic"``) is the Q-network's MLP (``q_net.q_net``); the target
-  network ``q_net_target`` carries its mask (every hard copy then copies zeros onto zeros).
+  them (``net_arch=[64, 64]`` and ``dict(pi=..., vf=...)`` both build two separate branches). A features
+  extractor with sparsifiable layers (``CnnPolicy``'s ``NatureCNN``, ``MultiInputPolicy``'s ``CombinedExtractor``
+  with an image key, or a custom one; ``MlpPolicy``'s ``FlattenExtractor`` has none) is a network of its own,
+  named after its attribute: with ``share_features_extractor=True`` (SB3's default) the shared
+  ``features_extractor``, role ``"actor"`` (the role of the deployed network; SB3's SAC likewise trains a shared
+  extractor with the actor's optimizer); with ``share_features_extractor=False`` ``pi_features_extractor``
+  (role ``"actor"``) and ``vf_features_extractor`` (role ``"critic"``).
+- DQN (and sb3-contrib's QR-DQN): the network ``q_net`` (QR-DQN: ``quantile_net``; role ``"critic"``) is the
+  whole Q-network, its features extractor's sparsifiable layers (convolutions of ``CnnPolicy``) first, then its
+  MLP (``q_net.q_net``); the target network ``q_net_target`` (``quantile_net_target``) carries its mask (every hard
+  copy then copies zeros onto zeros).
 
-Each network has its own mask; the target networks (``critic_target``, TD3's ``actor_target``,
-DQN's ``q_net_target``) carry the mask of their online network. Features extractors stay dense.
+Each network has its own mask (one kept count per network); the target networks (``critic_target``, TD3's
+``actor_target``, DQN's ``q_net_target``) carry the mask of their online network. The features extractors of
+SAC, TD3 and TQC stay dense. Convolutions are sparsified like linear layers (:mod:`sb3_tar.core.masks`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from sb3_tar.core.criteria import ForwardFn, default_forward
-from sb3_tar.core.masks import linear_layers
+from sb3_tar.core.masks import is_sparsifiable, linear_layers
 
 ROLES: tuple[str, ...] = ("actor", "critic")
 
@@ -167,17 +177,114 @@ def replace_layer(net: SparseNetwork, name: str, layer: nn.Module, target: bool 
 
 
 def is_actor_critic_policy(policy: nn.Module) -> bool:
-    """:return: Whether ``policy`` is an SB3 ``ActorCriticPolicy`` (PPO, A2C) with an ``MlpExtractor``."""
+    """
+    :return: Whether ``policy`` is an SB3 ``ActorCriticPolicy`` (PPO, A2C, TRPO) or sb3-contrib's
+        ``MaskableActorCriticPolicy`` (MaskablePPO; not an ``ActorCriticPolicy`` subclass, same networks), with an
+        ``MlpExtractor``, ``action_net`` and ``value_net``.
+    """
     from stable_baselines3.common.policies import ActorCriticPolicy
 
-    return isinstance(policy, ActorCriticPolicy) and hasattr(policy, "mlp_extractor") and hasattr(policy, "action_net")
+    try:
+        from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+    except ImportError:  # pragma: no cover - sb3-contrib is a dependency
+        MaskableActorCriticPolicy = ActorCriticPolicy  # noqa: N806
+    return isinstance(policy, (ActorCriticPolicy, MaskableActorCriticPolicy)) and all(
+        hasattr(policy, name) for name in ("mlp_extractor", "action_net", "value_net")
+    )
+
+
+#: The Q-network attributes of the value-based policies: SB3's DQN, sb3-contrib's QR-DQN.
+Q_NETWORKS: tuple[tuple[str, str, str], ...] = (
+    ("q_net", "q_net_target", "q_net"),
+    ("quantile_net", "quantile_net_target", "quantile_net"),
+)
+
+
+def _q_attributes(policy: nn.Module) -> tuple[str, str, str] | None:
+    """:return: ``(online, target, MLP attribute)`` names of a value-based policy's Q-network, or ``None``."""
+    from stable_baselines3.common.policies import BasePolicy
+
+    if not isinstance(policy, BasePolicy):
+        return None
+    return next((names for names in Q_NETWORKS if isinstance(getattr(policy, names[0], None), nn.Module)), None)
 
 
 def is_q_policy(policy: nn.Module) -> bool:
-    """:return: Whether ``policy`` is an SB3 ``DQNPolicy`` (``q_net`` and ``q_net_target``)."""
-    from stable_baselines3.dqn.policies import DQNPolicy
+    """
+    :return: Whether ``policy`` is an SB3 ``DQNPolicy`` (``q_net`` and ``q_net_target``) or sb3-contrib's
+        ``QRDQNPolicy`` (``quantile_net`` and ``quantile_net_target``).
+    """
+    return _q_attributes(policy) is not None
 
-    return isinstance(policy, DQNPolicy)
+
+def observation_ones(space: Any, dtype: torch.dtype = torch.float64) -> torch.Tensor | dict[str, torch.Tensor]:
+    """
+    SynFlow's all-ones input for a network that reads observations (a features extractor), preprocessed as SB3 does
+    with ``normalize_images=True``: images are divided by 255, ``Discrete``/``MultiDiscrete`` become one-hot widths.
+
+    :param space: The policy's observation space (``Box``, ``Discrete``, ``MultiDiscrete``, ``MultiBinary``, or a
+        ``Dict`` of these).
+    :param dtype: The input's dtype.
+    :return: A batch of one observation of ones (a dict for a ``Dict`` space).
+    :raises TypeError: On another space.
+    """
+    from gymnasium import spaces
+    from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_image_space
+
+    if isinstance(space, spaces.Dict):
+        return {key: observation_ones(sub, dtype) for key, sub in space.spaces.items()}
+    if isinstance(space, spaces.Box):
+        ones = torch.ones((1, *space.shape), dtype=dtype)
+        return ones / 255.0 if is_image_space(space, check_channels=False) else ones
+    if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
+        return torch.ones((1, get_flattened_obs_dim(space)), dtype=dtype)
+    raise TypeError(
+        f"SynFlow cannot build an input for observation space {space!r}: Box, Discrete, MultiDiscrete, "
+        "MultiBinary or a Dict of these"
+    )
+
+
+def _extractor_forward(space: Any) -> ForwardFn:
+    """SynFlow forward of a features extractor: its preprocessed all-ones observation, whatever ``x`` is."""
+
+    def forward(extractor: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return extractor(_cast(observation_ones(space), x.dtype))
+
+    return forward
+
+
+def _q_forward(space: Any, mlp: str) -> ForwardFn:
+    """SynFlow forward of a whole Q-network (features extractor, then its MLP ``mlp``)."""
+
+    def forward(q_net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return getattr(q_net, mlp)(q_net.features_extractor(_cast(observation_ones(space), x.dtype)))
+
+    return forward
+
+
+def _cast(obs: torch.Tensor | dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor | dict[str, torch.Tensor]:
+    return {k: v.to(dtype) for k, v in obs.items()} if isinstance(obs, dict) else obs.to(dtype)
+
+
+def has_sparsifiable_layers(module: nn.Module) -> bool:
+    """:return: Whether ``module`` holds an ``nn.Linear`` or a convolution (:func:`~sb3_tar.core.masks.is_sparsifiable`)."""
+    return any(is_sparsifiable(m) for m in module.modules())
+
+
+def _extractor_networks(policy: nn.Module) -> list[SparseNetwork]:
+    """The features extractor networks of an ``ActorCriticPolicy`` (see the module docstring)."""
+    if getattr(policy, "share_features_extractor", True):
+        named = [("features_extractor", "actor")]
+    else:
+        named = [("pi_features_extractor", "actor"), ("vf_features_extractor", "critic")]
+    networks = []
+    for name, role in named:
+        extractor = getattr(policy, name)
+        if has_sparsifiable_layers(extractor):
+            forward = _extractor_forward(policy.observation_space)
+            layers = linear_layers(extractor)
+            networks.append(SparseNetwork(name, role, extractor, layers, forward=forward, hook_module=policy))
+    return networks
 
 
 def _actor_critic_networks(policy: nn.Module) -> list[SparseNetwork]:
@@ -186,19 +293,24 @@ def _actor_critic_networks(policy: nn.Module) -> list[SparseNetwork]:
     for name, branch, head_name in (("actor", "policy_net", "action_net"), ("critic", "value_net", "value_net")):
         view = _Branch(branch, getattr(extractor, branch), head_name, getattr(policy, head_name))
         networks.append(SparseNetwork(name, name, view, linear_layers(view), hook_module=policy))
-    return networks
+    return networks + _extractor_networks(policy)
 
 
 def _q_networks(policy: nn.Module) -> list[SparseNetwork]:
-    q_net, target = policy.q_net, policy.q_net_target
-    layers = linear_layers(q_net, exclude=[q_net.features_extractor])
+    online, target_name, mlp = _q_attributes(policy)
+    q_net, target = getattr(policy, online), getattr(policy, target_name)
+    layers = linear_layers(q_net)  # the features extractor's layers first (module order), then the MLP's
     by_name = dict(target.named_modules())
     target_layers = [by_name[n] for n, _ in layers]
-    return [SparseNetwork("q_net", "critic", q_net, layers, target_layers, target_module=target)]
+    forward = _q_forward(policy.observation_space, mlp)
+    return [SparseNetwork(online, "critic", q_net, layers, target_layers, forward=forward, target_module=target)]
 
 
 #: What :func:`sparse_networks` supports, for messages.
-SUPPORTED = "SAC, TD3, TQC (policy.actor and policy.critic), PPO and A2C (ActorCriticPolicy) and DQN (DQNPolicy)"
+SUPPORTED = (
+    "SAC, TD3, TQC, CrossQ (policy.actor and policy.critic), PPO, A2C, TRPO, MaskablePPO (ActorCriticPolicy), DQN "
+    "(DQNPolicy) and QR-DQN (QRDQNPolicy)"
+)
 
 
 def sparse_networks(policy: nn.Module) -> list[SparseNetwork]:

@@ -434,8 +434,9 @@ def planned_on_policy_steps(model: Any) -> int:
         R = ceil((total_timesteps - num_timesteps) / (n_steps * n_envs))
         T = R * n_epochs * ceil(n_steps * n_envs / batch_size)   # PPO
         T = R                                                   # A2C
+        T = R * n_critic_updates * ceil(n_steps * n_envs / batch_size)   # TRPO (its actor moves by a line search)
 
-    :param model: A PPO or A2C model whose ``learn()`` has set ``_total_timesteps``.
+    :param model: A PPO, A2C, TRPO or MaskablePPO model whose ``learn()`` has set ``_total_timesteps``.
     :return: The planned gradient steps (``>= 0``).
     """
     rollout = int(model.n_steps) * int(model.n_envs)
@@ -444,6 +445,8 @@ def planned_on_policy_steps(model: Any) -> int:
     batch_size = getattr(model, "batch_size", None)
     if batch_size is None:  # A2C: the whole rollout in one step
         return rollouts
+    if hasattr(model, "n_critic_updates"):  # TRPO: only the value function's minibatch steps use the optimizer
+        return rollouts * int(model.n_critic_updates) * -(-rollout // int(batch_size))
     return rollouts * int(model.n_epochs) * -(-rollout // int(batch_size))
 
 

@@ -200,8 +200,8 @@ def convert_networks(
     replaced: dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor | None]] = {}
     for net in networks:
         for i, (name, layer) in enumerate(net.layers):
-            if is_compressed(layer):
-                continue
+            if is_compressed(layer) or type(layer) is not nn.Linear:
+                continue  # already on the kernel, or a convolution (the kernel is for linear layers)
             mask = layer.weight_mask.bool()
             if float(mask.float().mean()) >= threshold:
                 continue
