@@ -127,7 +127,7 @@ def test_verify_masks_and_report_read_the_cells(swept: Path) -> None:
     assert verify.returncode == 0, verify.stdout + verify.stderr
     same = [line for line in verify.stdout.splitlines() if line.startswith("same masks: ")]
     sparse = [c for c in cells(swept) if json.loads((c / "cell.json").read_text())["method"] not in ("dense", "gmp")]
-    assert len(same) == len(sparse) == 1 + 2 + 1 + 2
+    assert len(same) == len(sparse) == 2 + 1 + 2  # PPO tar, rigl; A2C static; DQN tar, rigl
     report = run_cli("report", str(swept), "--reps", "50", "--no-progress", "--no-plots", timeout=240)
     assert report.returncode == 0, report.stdout + report.stderr
     import pandas as pd
