@@ -395,7 +395,8 @@ def _run_exported_in_fresh_process(files: list[str], obs: np.ndarray, folder) ->
 def test_export_actor_of_ppo_a2c_clips_the_mean_as_predict_does(algo, tmp_path):
     """PPO/A2C on a Box action space with low != -high: the exported file returns the Gaussian's mean clipped to
     [low, high], as ``predict(deterministic=True)`` does, in a fresh process. The trained head is scaled up (its pruned
-    weights stay zero) so that the means fall below ``low``, above ``high`` and between: every branch of the clip runs."""
+    weights stay zero: kept weights become +-40) so that the means fall below ``low``, above ``high`` and between: every
+    branch of the clip runs."""
     from stable_baselines3 import A2C, PPO
 
     from sb3_tar.callbacks import TARCallback
@@ -407,7 +408,7 @@ def test_export_actor_of_ppo_a2c_clips_the_mean_as_predict_does(algo, tmp_path):
     model.learn(128, callback=TARCallback(sparsity=0.9, seed=0))
     head = model.policy.action_net
     with torch.no_grad():
-        head.weight.mul_(300.0)
+        head.weight.copy_(torch.sign(head.weight) * 40.0)  # pruned weights are 0.0: their sign keeps them at zero
         head.bias.copy_(torch.tensor([1.0, 1.0]))
     obs = np.random.default_rng(0).uniform(-1.0, 1.0, size=(500, 3)).astype(np.float32)
     predicted = model.predict(obs, deterministic=True)[0]
