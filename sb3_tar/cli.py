@@ -338,8 +338,8 @@ def _to_sb3(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Algorithms with a shipped RL-Zoo file that the sweep does not run yet (issue 30).
-ZOO_ONLY_ALGOS: tuple[str, ...] = ("ppo", "a2c", "dqn")
+#: Algorithms with a shipped RL-Zoo file that the sweep does not run (none since issue 30: PPO, A2C and DQN run too).
+ZOO_ONLY_ALGOS: tuple[str, ...] = ()
 
 
 def _hyperparams(args: argparse.Namespace) -> int:

@@ -375,3 +375,84 @@ def test_read_export_metadata_is_a_top_level_name(tmp_path):
     command = [sys.executable, "-c", code, str(tmp_path / "actor.onnx")]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _run_exported_in_fresh_process(files: list[str], obs: np.ndarray, folder) -> None:
+    """Run ``RUN_EXPORTED`` (onnxruntime / TorchScript, sb3-tar not importable) on ``files``; it saves their actions."""
+    np.save(folder / "obs.npy", obs)
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_EXPORTED, json.dumps(files), str(folder / "obs.npy")],
+        cwd=folder,
+        env=dict(os.environ, PYTHONPATH="", OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_export_actor_of_ppo_a2c_clips_the_mean_as_predict_does(algo, tmp_path):
+    """PPO/A2C on a Box action space with low != -high: the exported file returns the Gaussian's mean clipped to
+    [low, high], as ``predict(deterministic=True)`` does, in a fresh process. The trained head is scaled up (its pruned
+    weights stay zero: kept weights become +-40) so that the means fall below ``low``, above ``high`` and between: every
+    branch of the clip runs."""
+    from stable_baselines3 import A2C, PPO
+
+    from sb3_tar.callbacks import TARCallback
+
+    settings = dict(n_steps=64, batch_size=32, n_epochs=2) if algo == "ppo" else dict(n_steps=8)
+    model = {"ppo": PPO, "a2c": A2C}[algo](
+        "MlpPolicy", AsymmetricBoundsEnv(), seed=0, device="cpu", policy_kwargs=dict(net_arch=[32, 32]), **settings
+    )
+    model.learn(128, callback=TARCallback(sparsity=0.9, seed=0))
+    head = model.policy.action_net
+    with torch.no_grad():
+        head.weight.copy_(torch.sign(head.weight) * 40.0)  # pruned weights are 0.0: their sign keeps them at zero
+        head.bias.copy_(torch.tensor([1.0, 1.0]))
+    obs = np.random.default_rng(0).uniform(-1.0, 1.0, size=(500, 3)).astype(np.float32)
+    predicted = model.predict(obs, deterministic=True)[0]
+    low, high = AsymmetricBoundsEnv.action_space.low, AsymmetricBoundsEnv.action_space.high
+    for dim in range(2):  # clipped below, clipped above and inside, in each dimension
+        column = predicted[:, dim]
+        assert (column == low[dim]).sum() > 10 and (column == high[dim]).sum() > 10
+        assert ((column > low[dim]) & (column < high[dim])).sum() > 10
+    files = [str(tmp_path / "actor.onnx"), str(tmp_path / "actor.pt")]
+    metas = [sb3_tar.export_actor(model, path) for path in files]
+    assert all(m["actor"] == "gaussian_mean" and m["action_low"] == [-1.0, 0.0] for m in metas)
+    names = [layer["name"] for layer in metas[0]["layers"]]
+    assert names == ["mlp_extractor.policy_net.0", "mlp_extractor.policy_net.2", "action_net"]
+    kept = sum(int((layer.weight != 0).sum()) for layer in (*model.policy.mlp_extractor.policy_net[::2], head))
+    assert metas[0]["kept"] == kept == round(0.1 * (3 * 32 + 32 * 32 + 32 * 2))
+    _run_exported_in_fresh_process(files, obs, tmp_path)
+    for path in files:
+        np.testing.assert_allclose(np.load(path + ".actions.npy"), predicted, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_export_actor_of_discrete_ppo_and_dqn_gives_predicts_actions(algo, tmp_path):
+    """PPO (the categorical's most likely action) and DQN (the greedy action) on CartPole-v1, 90%-sparse: the exported
+    file's int64 actions are ``predict(deterministic=True)``'s, both actions among them, in a fresh process."""
+    from stable_baselines3 import DQN, PPO
+
+    from sb3_tar.callbacks import TARCallback
+
+    if algo == "ppo":
+        model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, n_epochs=2, seed=0, device="cpu")
+    else:
+        model = DQN("MlpPolicy", "CartPole-v1", learning_starts=50, train_freq=8, seed=0, device="cpu")
+    model.learn(256, callback=TARCallback(sparsity=0.9, seed=0))
+    scale = np.array([2.4, 3.0, 0.21, 3.0], np.float32)
+    obs = (np.random.default_rng(0).uniform(-1.0, 1.0, size=(1000, 4)) * scale).astype(np.float32)
+    predicted = model.predict(obs, deterministic=True)[0]
+    assert predicted.dtype == np.int64 and predicted.shape == (1000,)
+    assert set(np.unique(predicted).tolist()) == {0, 1}  # the argmax is exercised both ways
+    files = [str(tmp_path / "actor.onnx"), str(tmp_path / "actor.pt")]
+    metas = [sb3_tar.export_actor(model, path) for path in files]
+    assert all(m["actor"] == ("categorical" if algo == "ppo" else "q_argmax") and m["action_n"] == 2 for m in metas)
+    assert metas[0]["kept"] == round(0.1 * (4 * 64 + 64 * 64 + 64 * 2))
+    _run_exported_in_fresh_process(files, obs, tmp_path)
+    for path in files:
+        actions = np.load(path + ".actions.npy")
+        assert actions.dtype == np.int64
+        np.testing.assert_array_equal(actions, predicted)

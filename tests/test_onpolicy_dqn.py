@@ -597,13 +597,26 @@ from stable_baselines3 import A2C, DQN, PPO
 algo, path, obs = sys.argv[1], sys.argv[2], np.load(sys.argv[3])
 model = {"PPO": PPO, "A2C": A2C, "DQN": DQN}[algo].load(path, device="cpu")
 np.save(path + ".actions.npy", model.predict(obs, deterministic=True)[0])
+np.savez(path + ".weights.npz", **{k: v.numpy() for k, v in model.policy.state_dict().items()})
 print(type(model.policy).__module__ + "." + type(model.policy).__qualname__)
 """
 
 
-@pytest.mark.parametrize("case, how", [("ppo-cartpole", "callback"), ("a2c-cartpole", "policy"), ("dqn-cartpole", "callback")])
+@pytest.mark.parametrize(
+    "case, how",
+    [
+        ("ppo-cartpole", "callback"),
+        ("ppo-pendulum", "policy"),
+        ("a2c-cartpole", "policy"),
+        ("a2c-cartpole", "callback"),
+        ("dqn-cartpole", "callback"),
+        ("dqn-cartpole", "policy"),
+    ],
+)
 def test_to_sb3_writes_plain_ppo_a2c_dqn_files(case: str, how: str, tmp_path: Path) -> None:
-    """to_sb3 bakes the masks in: the file loads where sb3-tar cannot be imported and predicts the same actions."""
+    """to_sb3 bakes the masks in: the file loads where sb3-tar cannot be imported (plain SB3 policy class) and predicts
+    the same actions; the weights it loads there are exactly zero at every pruned position, online and DQN's target,
+    and equal to the sparse model's elsewhere."""
     from sb3_tar import to_sb3
 
     model = make(case) if how == "callback" else make_sparse(case)
@@ -622,6 +635,21 @@ def test_to_sb3_writes_plain_ppo_a2c_dqn_files(case: str, how: str, tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("stable_baselines3.")
     assert np.array_equal(np.load(str(path) + ".actions.npy"), model.predict(obs, deterministic=True)[0])
+    loaded = np.load(str(path) + ".weights.npz")
+    assert not [k for k in loaded.files if k.endswith("_mask")]
+    checked = 0
+    for net in sparse_networks(model.policy):
+        for prefix, layer, mask in zip(_prefixes(model, net), net.linears, masks_of(model)[net.name], strict=True):
+            kept = mask.numpy()
+            weight = loaded[f"{prefix}.weight"]
+            assert (weight[~kept] == 0).all() and int((weight != 0).sum()) == int(kept.sum()), prefix  # pruned: exactly 0
+            np.testing.assert_array_equal(weight[kept], layer.weight.detach().numpy()[kept])
+            checked += 1
+            if net.target_layers:  # DQN's q_net_target: a lagged copy, zero at the same positions
+                target = loaded[prefix.replace("q_net.", "q_net_target.", 1) + ".weight"]
+                assert (target[~kept] == 0).all(), prefix
+                checked += 1
+    assert checked == 6  # PPO/A2C: 3 layers in each branch; DQN: 3 layers online and 3 in the target
     plain = type(model).load(path, device="cpu")
     assert nonzero_counts(plain) == expected_kept(model, SPARSITY)
 

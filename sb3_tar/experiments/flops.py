@@ -33,19 +33,18 @@ import yaml
 
 from sb3_tar.core.dynamic import DSTConfig, dense_gradient_flops, planned_gradient_steps, update_count
 from sb3_tar.core.gmp import flops_per_sample
+from sb3_tar.experiments.state_networks import network_of_key, role_of
 
 
 def _networks(params: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """``{network: {"total", "kept", "bias"}}`` of the online actor and Q-networks of a saved policy state dict."""
+    """``{network: {"total", "kept", "bias"}}`` of the online networks of a saved policy state dict
+    (:mod:`sb3_tar.experiments.state_networks`)."""
     out: dict[str, dict[str, int]] = {}
     for key, tensor in params.items():
-        parts = key.split(".")
-        if parts[0] == "actor" and "features_extractor" not in parts:
-            name = "actor"
-        elif parts[0] == "critic" and len(parts) > 1 and parts[1].startswith("qf"):
-            name = f"critic.{parts[1]}"
-        else:
+        found = network_of_key(key)
+        if found is None or found.target:
             continue
+        name = found.network
         entry = out.setdefault(name, {"total": 0, "kept": 0, "bias": 0})
         if key.endswith(".weight") and tensor.dim() == 2:
             mask = params.get(key[: -len("weight")] + "weight_mask")
@@ -129,8 +128,8 @@ def dst_gradient_flops(state: Mapping[str, Any], networks: Mapping[str, tuple[in
 
 
 def _role(network: str) -> str:
-    """``"actor"`` -> ``"actor"``, ``"critic.qf0"`` -> ``"critic"``."""
-    return network.split(".")[0]
+    """``"actor"`` -> ``"actor"``, ``"critic.qf0"`` -> ``"critic"``, ``"q_net"`` -> ``"critic"``."""
+    return role_of(network)
 
 
 def cell_training_flops(

@@ -34,7 +34,8 @@ from sb3_tar.core.config import CRITERIA, DEFAULT_SPARSITY, MAGNITUDE_SCOPES, ch
 from sb3_tar.core.prune_criteria import FORMER_PRUNE_CRITERIA, PRUNE_CRITERIA
 from sb3_tar.experiments import role_cells
 
-ALGOS: tuple[str, ...] = ("sac", "td3", "tqc")
+#: SAC, TD3 and TQC run every method; PPO, A2C and DQN (issue 30) the methods of :data:`ALGO_METHODS`.
+ALGOS: tuple[str, ...] = ("sac", "td3", "tqc", "ppo", "a2c", "dqn")
 METHODS: tuple[str, ...] = (
     *("dense", "static", "tar", "uniform", "set", "rigl", "gmp", "small_dense"),
     *("cyclic", "sculpt", "iee"),
@@ -42,6 +43,17 @@ METHODS: tuple[str, ...] = (
 REVIVAL_METHODS: tuple[str, ...] = ("tar", "uniform")
 DST_METHODS: tuple[str, ...] = ("set", "rigl")
 SPARSE_METHODS: tuple[str, ...] = ("static", "tar", "uniform", "set", "rigl", "gmp", "cyclic", "sculpt", "iee")
+#: The methods a sweep runs for the algorithms that do not take every method (the others refused by
+#: :meth:`GridSpec.validate`): dense, the static masks, TAR and Uniform Revival, SET/RigL and GMP, whose callbacks handle
+#: PPO/A2C's policy and value branches and DQN's Q-network (``docs/usage.md``, "PPO, A2C and DQN"). Not (yet) for them:
+#: small dense (its widths are solved for SAC/TD3/TQC's networks), cyclic, SCULPT, exploitation-exploration and the
+#: per-role methods.
+ON_POLICY_DQN_METHODS: tuple[str, ...] = ("dense", "static", "tar", "uniform", "set", "rigl", "gmp")
+ALGO_METHODS: dict[str, tuple[str, ...]] = {
+    "ppo": ON_POLICY_DQN_METHODS,
+    "a2c": ON_POLICY_DQN_METHODS,
+    "dqn": ON_POLICY_DQN_METHODS,
+}
 #: Methods of :mod:`sb3_tar.cyclic_methods` -> their callback (criterion: the (starting) mask's; no rr).
 SCHEDULE_CALLBACKS: dict[str, str] = {
     "cyclic": "sb3_tar.baselines.CyclicCallback",
@@ -185,7 +197,7 @@ class Cell:
     """
     One training run: a single configuration and seed.
 
-    :param algo: RL-Zoo algorithm name (``sac``, ``td3``, ``tqc``).
+    :param algo: RL-Zoo algorithm name, from :data:`ALGOS`.
     :param env: Gymnasium environment id.
     :param method: One of :data:`METHODS`.
     :param criterion: Static criterion (initial mask for SET/RigL); ``None`` for dense.
@@ -323,7 +335,7 @@ class GridSpec:
     """
     A sweep grid. :meth:`expand` turns it into :class:`Cell` objects.
 
-    :param algos: Algorithms, from :data:`ALGOS`.
+    :param algos: Algorithms, from :data:`ALGOS` (PPO, A2C and DQN with the methods of :data:`ALGO_METHODS` only).
     :param envs: Environment ids (each needs an entry, or a ``default``, in the hyperparameter file).
     :param methods: Methods, from :data:`METHODS`.
     :param criteria: Static criteria, from :data:`~sb3_tar.core.config.CRITERIA` (used by static, TAR and Uniform
@@ -426,6 +438,14 @@ class GridSpec:
             else []
         )
         self.methods = _check_choices("methods", self.methods, (*METHODS, *[role_cells.check(m) for m in per_role]))
+        for algo in self.algos:
+            refused = [m for m in self.methods if m not in ALGO_METHODS.get(algo, (m,))]
+            if refused:
+                raise ValueError(
+                    f"Method{'s' if len(refused) > 1 else ''} {refused} cannot run with algo {algo!r}: valid methods for "
+                    f"{algo} are {list(ALGO_METHODS[algo])} "
+                    f"(every method runs with {[a for a in ALGOS if a not in ALGO_METHODS]})"
+                )
         self._former_names()
         self.criteria = _check_choices("criteria", self.criteria, CRITERIA)
         self.magnitude_scopes = _check_choices("magnitude_scopes", self.magnitude_scopes, MAGNITUDE_SCOPES)
@@ -685,6 +705,40 @@ PRESETS: dict[str, GridSpec] = {
         methods=("dense", "static", "tar", "rigl"),
         criteria=("magnitude", "erk"),
         **{**_CPU60K, "sparsities": (0.8,), "widths": (256, 1024)},
+    ),
+    # README demonstration for PPO (issue 30), its own folder (benchmarks/results/ppo-demo): 90%-sparse TAR (global
+    # magnitude, rr 0.01, reserve) against dense PPO on HalfCheetah-v4 with RL-Zoo's tuned PPO values (hyperparams/ppo.yml:
+    # VecNormalize, n_steps 512, 20 epochs of minibatch 64), width 256, 200,000 steps, 5 episodes every 10,000 steps,
+    # seeds 0-2: 6 cells, about 8-11 minutes each on one core (docs/experiments.md). A demonstration, not a comparison.
+    "ppo-demo": GridSpec(
+        algos=("ppo",),
+        envs=("HalfCheetah-v4",),
+        methods=("dense", "tar"),
+        criteria=("magnitude",),
+        sparsities=(0.9,),
+        rrs=(0.01,),
+        widths=(256,),
+        seeds=(0, 1, 2),
+        n_timesteps=200_000,
+        eval_freq=10_000,
+        eval_episodes=5,
+    ),
+    # README demonstration for DQN (issue 30), its own folder (benchmarks/results/dqn-demo): 90%-sparse TAR (global
+    # magnitude, rr 0.01, reserve) against dense DQN on LunarLander-v3 at RL-Zoo's tuned budget and values
+    # (hyperparams/dqn.yml: 100,000 steps, a gradient step per environment step, width 256), 5 episodes every 5,000
+    # steps, seeds 0-2: 6 cells, about 7 (dense) to 13 (TAR, masked path) minutes each on one core. A demonstration.
+    "dqn-demo": GridSpec(
+        algos=("dqn",),
+        envs=("LunarLander-v3",),
+        methods=("dense", "tar"),
+        criteria=("magnitude",),
+        sparsities=(0.9,),
+        rrs=(0.01,),
+        widths=(256,),
+        seeds=(0, 1, 2),
+        n_timesteps=100_000,
+        eval_freq=5_000,
+        eval_episodes=5,
     ),
     "paper": GridSpec(
         algos=("sac", "td3"),

@@ -53,6 +53,7 @@ import yaml
 from sb3_tar.experiments.flops import dst_state, training_flops
 from sb3_tar.experiments.grid import Cell, GridSpec
 from sb3_tar.experiments.provenance import RUNS_FILE, hardware_info, read_attempts, record_attempt
+from sb3_tar.experiments.state_networks import network_of_key
 
 CELL_FILE = "cell.json"
 DONE_FILE = "done.json"
@@ -73,6 +74,12 @@ RESUME_MARKER = "--- sb3-tar: resuming from the latest checkpoint"
 CHECKPOINT_CALLBACK = "sb3_tar.sb3.checkpoint.ExactCheckpointCallback"
 #: Default steps between checkpoints of a cell: about every 10 minutes of a 300k-step CPU cell (~1 hour).
 DEFAULT_CHECKPOINT_EVERY = 50_000
+#: Algorithms whose cells take no checkpoint (:class:`~sb3_tar.sb3.checkpoint.ExactCheckpointCallback` covers
+#: off-policy algorithms only): an interrupted cell of these starts again from step 0.
+UNCHECKPOINTED_ALGOS: tuple[str, ...] = ("ppo", "a2c")
+#: Algorithms whose cells run without :class:`~sb3_tar.diagnostics.DiagnosticsCallback` (it measures on a replay
+#: buffer's batch and supports SAC, TD3 and TQC only so far): their cells have no ``diagnostics.csv``.
+UNDIAGNOSED_ALGOS: tuple[str, ...] = ("ppo", "a2c", "dqn")
 #: Times Ray runs a cell's task again after its worker died.
 RAY_MAX_RETRIES = 3
 
@@ -174,16 +181,48 @@ def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
     :return: The policy keyword arguments.
     """
     base = _env_hyperparams(conf, cell.env).get("policy_kwargs", {})
-    kwargs = dict(eval(base) if isinstance(base, str) else base or {})  # RL-Zoo evals these strings too
+    kwargs = dict(_eval_zoo(base) if isinstance(base, str) else base or {})  # RL-Zoo evals these strings too
     override = dict(cell.hyperparams).get("policy_kwargs")
     if override is not None:
-        kwargs.update(eval(override))
+        kwargs.update(_eval_zoo(override))
     kwargs["net_arch"] = [cell.width, cell.width]
     if cell.method == "small_dense":
         from sb3_tar.sb3.small_dense import small_dense_net_arch
 
         kwargs["net_arch"] = small_dense_net_arch(cell.algo, cell.env, cell.width, cell.sparsity, kwargs)[0]
     return kwargs
+
+
+def _eval_zoo(expression: str) -> Any:
+    """A hyperparameter's Python expression evaluated as RL-Zoo3 does, with ``nn`` (``torch.nn``) and ``th`` at hand."""
+    import torch
+
+    return eval(expression, {"nn": torch.nn, "th": torch})
+
+
+def python_expression(value: Any) -> str:
+    """
+    Text that RL-Zoo3's ``-params`` evaluates back to ``value`` (it evaluates with ``nn``, ``torch.nn``, at hand).
+
+    :param value: Plain data (numbers, strings, ``None``, lists, tuples, dicts) and ``torch.nn`` classes
+        (``activation_fn=nn.ReLU`` in RL-Zoo's tuned PPO entries).
+    :return: The expression: ``repr`` of plain data, ``nn.<Name>`` for a ``torch.nn`` class.
+    :raises ValueError: If a value is a class outside ``torch.nn`` (it would not survive the command line).
+    """
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{python_expression(k)}: {python_expression(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(python_expression(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        items = [python_expression(v) for v in value]
+        return f"({items[0]},)" if len(items) == 1 else "(" + ", ".join(items) + ")"
+    if isinstance(value, type):
+        import torch
+
+        if getattr(torch.nn, value.__name__, None) is value:
+            return f"nn.{value.__name__}"
+        raise ValueError(f"policy_kwargs holds the class {value!r}: only torch.nn classes (nn.ReLU, ...) can be passed")
+    return repr(value)
 
 
 def zoo_command(
@@ -215,7 +254,7 @@ def zoo_command(
     if checkpoint_every > 0:  # first, so that the sparse callback finds the restored masks and schedule
         checkpoint = {"save_path": str(Path(folder) / CHECKPOINT_DIR), "save_freq": checkpoint_every, "config": cell.to_dict()}
         callbacks = [{CHECKPOINT_CALLBACK: checkpoint}, *(callbacks or [])]
-    params = [f"policy_kwargs:{policy_kwargs_for(cell, conf)!r}", f"callback:{callbacks!r}"]
+    params = [f"policy_kwargs:{python_expression(policy_kwargs_for(cell, conf))}", f"callback:{callbacks!r}"]
     params += [f"{key}:{value}" for key, value in cell.hyperparams if key != "policy_kwargs"]
     cmd = [python, "-m", "rl_zoo3.train", "--algo", cell.algo, "--env", cell.env, "-conf", str(conf)]
     cmd += ["-f", str(folder), "--seed", str(cell.seed), "--num-threads", "1"]
@@ -223,6 +262,15 @@ def zoo_command(
     if cell.n_timesteps is not None:
         cmd += ["-n", str(cell.n_timesteps)]
     return [*cmd, "-params", *params]
+
+
+def cell_checkpoint_every(cell: Cell, checkpoint_every: int) -> int:
+    """
+    :param cell: The cell.
+    :param checkpoint_every: The sweep's steps between checkpoints.
+    :return: The cell's: ``checkpoint_every``, or 0 for an algorithm of :data:`UNCHECKPOINTED_ALGOS` (PPO, A2C).
+    """
+    return 0 if cell.algo in UNCHECKPOINTED_ALGOS else checkpoint_every
 
 
 def cell_command(
@@ -233,18 +281,22 @@ def cell_command(
     checkpoint_every: int = 0,
 ) -> tuple[list[str], dict[str, str]]:
     """
-    What :func:`run_cell` runs for a cell: the RL-Zoo3 command line (with the diagnostics callback every cell gets,
-    and the checkpoint callback with ``checkpoint_every > 0``) and the environment variables it sets.
+    What :func:`run_cell` runs for a cell: the RL-Zoo3 command line (with the diagnostics callback every cell of an
+    algorithm outside :data:`UNDIAGNOSED_ALGOS` gets, and the checkpoint callback with ``checkpoint_every > 0``) and
+    the environment variables it sets.
 
     :param cell: The cell.
     :param root: Results directory.
     :param conf: Hyperparameter file (``-conf``).
     :param python: Python interpreter.
-    :param checkpoint_every: Steps between checkpoints (``0``: none).
+    :param checkpoint_every: Steps between checkpoints (``0``: none; always 0 for PPO and A2C,
+        :func:`cell_checkpoint_every`).
     :return: ``(argument list, environment variables set on top of the caller's)``.
     """
     folder = cell_dir(Path(root).resolve(), cell)
-    cmd = zoo_command(cell, folder, conf, python, diagnostics_interval(cell), checkpoint_every)
+    checkpoint_every = cell_checkpoint_every(cell, checkpoint_every)
+    diagnostics = diagnostics_interval(cell) if cell.algo not in UNDIAGNOSED_ALGOS else None
+    cmd = zoo_command(cell, folder, conf, python, diagnostics, checkpoint_every)
     env = dict(SINGLE_THREAD_ENV)
     env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     return cmd, env
@@ -292,31 +344,23 @@ def measured_sparsity(params: dict[str, Any]) -> dict[str, dict[str, float]]:
     """
     Measure a saved policy's sparsity from its weights alone (no sb3-tar state is trusted).
 
-    :param params: ``policy`` state dict of a saved SAC/TD3/TQC model.
-    :return: ``{network: {"total", "nonzero", "sparsity", "target_nonzero", "pattern_sha256"}}`` for ``actor``
-        and each ``critic.qf<i>``, counting the 2-D ``.weight`` tensors of its linear layers (features extractors
+    :param params: ``policy`` state dict of a saved model of any algorithm the sweep runs.
+    :return: ``{network: {"total", "nonzero", "sparsity", "target_nonzero", "pattern_sha256"}}`` for every network
+        (:mod:`sb3_tar.experiments.state_networks`: ``actor`` and each ``critic.qf<i>``; PPO/A2C ``actor`` and
+        ``critic``; DQN ``q_net``), counting the 2-D ``.weight`` tensors of its linear layers (features extractors
         excluded); ``target_nonzero`` counts the nonzero weights of its target network (absent if none), and
         ``pattern_sha256`` fingerprints where the online weights are nonzero (SHA-256 of each layer's nonzero
         pattern as bytes, in state-dict order), so two runs can be checked for the same mask without their models.
     """
     out: dict[str, dict[str, float]] = {}
     digests: dict[str, Any] = {}
-
-    def network_of(key: str) -> tuple[str, bool] | None:
-        parts = key.split(".")
-        if parts[0] in ("actor", "actor_target") and "features_extractor" not in parts:
-            return "actor", parts[0] == "actor_target"
-        if parts[0] in ("critic", "critic_target") and len(parts) > 1 and parts[1].startswith("qf"):
-            return f"critic.{parts[1]}", parts[0] == "critic_target"
-        return None
-
     for key, tensor in params.items():
         if not key.endswith(".weight") or getattr(tensor, "dim", lambda: 0)() != 2:
             continue
-        found = network_of(key)
+        found = network_of_key(key)
         if found is None:
             continue
-        name, is_target = found
+        name, is_target = found.network, found.target
         entry = out.setdefault(name, {"total": 0, "nonzero": 0})
         if is_target:
             entry["target_nonzero"] = entry.get("target_nonzero", 0) + int((tensor != 0).sum())
@@ -336,22 +380,19 @@ def final_masks(params: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     The final mask of every network, layer by layer, read from a saved policy's weights alone (a weight that is
     exactly zero counts as pruned).
 
-    :param params: ``policy`` state dict of a saved SAC/TD3/TQC model.
-    :return: ``{network: [{"name", "shape", "kept", "dead_out", "dead_in"}, ...]}`` for ``actor`` and each
-        ``critic.qf<i>`` (online networks, linear layers in state-dict order, features extractors excluded):
-        the kept weights, the outputs with no incoming and the inputs with no outgoing nonzero weight.
+    :param params: ``policy`` state dict of a saved model of any algorithm the sweep runs.
+    :return: ``{network: [{"name", "shape", "kept", "dead_out", "dead_in"}, ...]}`` for every network
+        (:mod:`sb3_tar.experiments.state_networks`; online networks, linear layers in state-dict order, features
+        extractors excluded): the kept weights, the outputs with no incoming and the inputs with no outgoing nonzero weight.
     """
     out: dict[str, list[dict[str, Any]]] = {}
     for key, tensor in params.items():
         if not key.endswith(".weight") or getattr(tensor, "dim", lambda: 0)() != 2:
             continue
-        parts = key.split(".")
-        if parts[0] == "actor" and "features_extractor" not in parts:
-            network, name = "actor", ".".join(parts[1:-1])
-        elif parts[0] == "critic" and len(parts) > 2 and parts[1].startswith("qf"):
-            network, name = f"critic.{parts[1]}", ".".join(parts[2:-1])
-        else:
+        found = network_of_key(key)
+        if found is None or found.target:
             continue
+        network, name = found.network, found.layer
         nonzero = tensor != 0
         out.setdefault(network, []).append(
             {
@@ -508,10 +549,11 @@ def run_cell(
     :param conf_dir: Folder of hyperparameter files (see :func:`find_conf_dir`).
     :param python: Python interpreter for the RL-Zoo subprocess.
     :param registry: Where to register the subprocess (for interruption); internal.
-    :param checkpoint_every: Steps between checkpoints of the cell (``0``: none, and no resume).
+    :param checkpoint_every: Steps between checkpoints of the cell (``0``: none, and no resume; PPO and A2C cells
+        take none, :func:`cell_checkpoint_every`).
     :return: The outcome.
     """
-    check_checkpoint_every(checkpoint_every)
+    checkpoint_every = cell_checkpoint_every(cell, check_checkpoint_every(checkpoint_every))
     root = Path(root).resolve()
     folder = cell_dir(root, cell)
     if cell_state(root, cell) == "done":

@@ -1,10 +1,13 @@
-"""Export the deterministic actor of an SAC/TD3/TQC model, sparse or not, to ONNX or TorchScript (thin SB3 glue).
+"""Export the deterministic actor of an SAC/TD3/TQC/PPO/A2C/DQN model, sparse or not, to ONNX or TorchScript (thin SB3 glue).
 
 :func:`export_actor` writes one file computing what ``model.predict(obs, deterministic=True)`` returns:
 the observation is preprocessed as SB3 does (``float()``, images divided by 255), passed through the actor's
 features extractor and layers, squashed with ``tanh`` (SAC/TQC; TD3's actor ends with its own ``Tanh``) and
 unscaled from ``[-1, 1]`` to the action space's ``[low, high]``. The output is therefore the *environment*
-action, not SB3's scaled action in ``[-1, 1]``.
+action, not SB3's scaled action in ``[-1, 1]``. PPO and A2C: the Gaussian's mean (the policy branch and
+``action_net``) clipped to ``[low, high]`` as ``predict`` clips it, or for a ``Discrete`` action space the most likely
+action; DQN: the greedy action (``argmax`` of ``q_net``). A ``VecNormalize`` of the training environment is not in
+the file (``predict`` does not apply it either): normalize the observations as the environment did.
 
 The exported graph is *dense-equivalent*: every linear layer is a plain dense matrix product whose weight holds
 the kept weights and exact zeros at pruned positions (a layer running on the sparse C++ kernel is converted
@@ -47,13 +50,16 @@ LAYOUTS: tuple[str, ...] = ("channels_first", "channels_last")
 
 def _policy_of(model: Any) -> nn.Module:
     policy = getattr(model, "policy", model)
-    actor = getattr(policy, "actor", None)
-    if not isinstance(policy, nn.Module) or not isinstance(actor, nn.Module):
-        raise TypeError(
-            f"export_actor expects an SB3 SAC, TD3 or TQC model (or its policy), got {type(model).__name__}: "
-            "it has no policy.actor"
-        )
-    return policy
+    from sb3_tar.sb3.networks import is_actor_critic_policy, is_q_policy
+
+    if isinstance(policy, nn.Module) and (
+        isinstance(getattr(policy, "actor", None), nn.Module) or is_actor_critic_policy(policy) or is_q_policy(policy)
+    ):
+        return policy
+    raise TypeError(
+        f"export_actor expects an SB3 SAC, TD3, TQC, PPO, A2C or DQN model (or its policy), got {type(model).__name__}: "
+        "it has no policy.actor, ActorCriticPolicy or DQNPolicy"
+    )
 
 
 def _plain_linear(layer: nn.Linear) -> nn.Linear:
@@ -100,41 +106,73 @@ def _plain_copy(module: nn.Module, prefix: str, layers: list[dict[str, Any]]) ->
 class DeterministicActor(nn.Module):
     """
     ``observation -> action`` as ``model.predict(observation, deterministic=True)`` computes it, from a copy of
-    an SAC/TD3/TQC policy's actor with dense (mask-baked) linear layers.
+    a policy's action path with dense (mask-baked) linear layers:
 
-    :param policy: ``model.policy`` of an SAC, TD3 or TQC model with a ``Box`` observation and action space.
+    - SAC, TQC (``"squashed_gaussian"``): ``tanh`` of the actor's mean, unscaled to ``[low, high]``;
+    - TD3 (``"deterministic"``): the actor's output (it ends with ``Tanh``), unscaled to ``[low, high]``;
+    - PPO, A2C with a ``Box`` action space (``"gaussian_mean"``): the mean, ``action_net`` on the policy branch
+      ``mlp_extractor.policy_net``, clipped to ``[low, high]`` as ``predict`` does (``tanh`` and unscaled instead
+      when the policy squashes its output, gSDE's ``squash_output=True``);
+    - PPO, A2C with a ``Discrete`` action space (``"categorical"``): the most likely action, ``argmax`` of the logits;
+    - DQN (``"q_argmax"``): the greedy action, ``argmax`` of ``q_net`` (``predict(deterministic=True)`` never
+      explores).
+
+    :param policy: ``model.policy`` of an SAC, TD3, TQC, PPO, A2C or DQN model with a ``Box`` observation space
+        and a ``Box`` action space (``Discrete`` too for PPO, A2C and DQN).
     :param observation_layout: For image observations, the layout of the observations the actor receives:
         ``"channels_first"`` (the policy's own, ``(C, H, W)``) or ``"channels_last"`` (``(H, W, C)``, transposed
         in the graph as ``predict`` does). ``None``: the policy's own layout (and the only one for other spaces).
-    :raises TypeError: If the policy's actor is not an SB3 SAC/TD3/TQC actor.
-    :raises ValueError: If the observation or action space is not a ``Box``, or the layout is not one the
+    :raises TypeError: If the policy is none of these.
+    :raises ValueError: If the observation or action space is not one of these, or the layout is not one the
         observation space allows.
     """
 
     def __init__(self, policy: nn.Module, observation_layout: str | None = None) -> None:
         super().__init__()
-        actor = policy.actor
-        for what, space in (("observation", policy.observation_space), ("action", policy.action_space)):
-            if not isinstance(space, spaces.Box):
+        from sb3_tar.sb3.networks import is_actor_critic_policy, is_q_policy
+
+        discrete_ok = is_actor_critic_policy(policy) or is_q_policy(policy)
+        allowed = (spaces.Box, spaces.Discrete) if discrete_ok else (spaces.Box,)
+        for what, space, kinds in (
+            ("observation", policy.observation_space, (spaces.Box,)),
+            ("action", policy.action_space, allowed),
+        ):
+            if not isinstance(space, kinds):
                 raise ValueError(
-                    f"export_actor supports Box {what} spaces, got {type(space).__name__}: export a Dict-observation "
-                    "policy with SB3's recipe (policy.actor on a dict of tensors) instead"
+                    f"export_actor supports {' and '.join(k.__name__ for k in kinds)} {what} spaces here, got "
+                    f"{type(space).__name__}: export a Dict-observation policy with SB3's recipe instead"
                 )
         #: One record per exported linear layer: ``name``, ``shape`` ``[out, in]``, ``kept`` and ``total`` weights.
         self.layer_records: list[dict[str, Any]] = []
-        if hasattr(actor, "latent_pi") and isinstance(getattr(actor, "mu", None), nn.Module):
-            self.algorithm_actor = "squashed_gaussian"  # SAC, TQC: tanh of the mean
-            body = nn.Sequential(actor.latent_pi, actor.mu)
-            names = ("latent_pi", "mu")
-            self.squash = True
-        elif isinstance(getattr(actor, "mu", None), nn.Module):
-            self.algorithm_actor = "deterministic"  # TD3: mu ends with Tanh
-            body = nn.Sequential(actor.mu)
-            names = ("mu",)
-            self.squash = False
+        self.discrete = isinstance(policy.action_space, spaces.Discrete)
+        self.squash = False
+        self.clip = False
+        if is_q_policy(policy):
+            self.algorithm_actor = "q_argmax"  # DQN: the greedy action
+            features, body, names = policy.q_net.features_extractor, [policy.q_net.q_net], ("q_net.q_net",)
+        elif is_actor_critic_policy(policy):
+            features = policy.pi_features_extractor
+            body = [policy.mlp_extractor.policy_net, policy.action_net]
+            names = ("mlp_extractor.policy_net", "action_net")
+            if self.discrete:
+                self.algorithm_actor = "categorical"  # PPO/A2C, Discrete: the mode of the categorical
+            else:
+                self.algorithm_actor = "gaussian_mean"  # PPO/A2C, Box: the Gaussian's mean, clipped as predict does
+                self.squash = bool(policy.squash_output)
+                self.clip = not self.squash
         else:
-            raise TypeError(f"Unsupported actor {type(actor).__name__}: expected an SB3 SAC, TD3 or TQC actor")
-        self.features_extractor = _plain_copy(actor.features_extractor, "features_extractor", self.layer_records)
+            actor = policy.actor
+            features = actor.features_extractor
+            if hasattr(actor, "latent_pi") and isinstance(getattr(actor, "mu", None), nn.Module):
+                self.algorithm_actor = "squashed_gaussian"  # SAC, TQC: tanh of the mean
+                body, names = [actor.latent_pi, actor.mu], ("latent_pi", "mu")
+                self.squash = True
+            elif isinstance(getattr(actor, "mu", None), nn.Module):
+                self.algorithm_actor = "deterministic"  # TD3: mu ends with Tanh
+                body, names = [actor.mu], ("mu",)
+            else:
+                raise TypeError(f"Unsupported actor {type(actor).__name__}: expected an SB3 SAC, TD3 or TQC actor")
+        self.features_extractor = _plain_copy(features, "features_extractor", self.layer_records)
         self.body = nn.Sequential(
             *(_plain_copy(module, name, self.layer_records) for module, name in zip(body, names))
         ).requires_grad_(False)
@@ -145,16 +183,19 @@ class DeterministicActor(nn.Module):
         self.transpose = self.observation_layout == "channels_last"
         shape = tuple(policy.observation_space.shape)
         self.input_shape = (shape[1], shape[2], shape[0]) if self.transpose else shape
-        low = torch.as_tensor(policy.action_space.low, dtype=torch.float32)
-        high = torch.as_tensor(policy.action_space.high, dtype=torch.float32)
-        self.register_buffer("action_low", low)
-        self.register_buffer("action_scale", high - low)
+        if not self.discrete:
+            low = torch.as_tensor(policy.action_space.low, dtype=torch.float32)
+            high = torch.as_tensor(policy.action_space.high, dtype=torch.float32)
+            self.register_buffer("action_low", low)
+            self.register_buffer("action_high", high)
+            self.register_buffer("action_scale", high - low)
         self.eval()
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
         """
         :param observation: ``(batch, *input_shape)``: ``observation_space.shape``, or its channels-last form.
-        :return: Actions ``(batch, *action_space.shape)`` in the action space's bounds (what ``predict`` returns).
+        :return: Actions as ``predict`` returns them: ``(batch, *action_space.shape)`` float32 in the action space's
+            bounds, or ``(batch,)`` int64 for a ``Discrete`` action space.
         """
         from stable_baselines3.common.preprocessing import preprocess_obs
 
@@ -162,6 +203,10 @@ class DeterministicActor(nn.Module):
             observation = observation.permute(0, 3, 1, 2)
         x = preprocess_obs(observation, self.observation_space, normalize_images=self.normalize_images)
         a = self.body(self.features_extractor(x))
+        if self.discrete:
+            return torch.argmax(a, dim=1)
+        if self.clip:
+            return torch.maximum(torch.minimum(a, self.action_high), self.action_low)
         if self.squash:
             a = torch.tanh(a)
         return self.action_low + 0.5 * (a + 1.0) * self.action_scale
@@ -221,12 +266,23 @@ def _metadata(model: Any, policy: nn.Module, actor: DeterministicActor, fmt: str
         "algorithm": type(model).__name__ if model is not policy else None,
         "policy_class": type(policy).__name__,
         "input": "observation: float32 (batch, *observation_shape), as passed to model.predict",
-        "output": "action: float32 (batch, *action_space.shape), unscaled to the action space (what model.predict returns)",
+        "output": (
+            "action: int64 (batch,), the greedy/most likely action (what model.predict returns)"
+            if actor.discrete
+            else "action: float32 (batch, *action_space.shape), in the action space's bounds (what model.predict returns)"
+        ),
+        "actor": actor.algorithm_actor,
         "observation_shape": list(actor.input_shape),
         "observation_layout": actor.observation_layout,
         "policy_observation_shape": list(policy.observation_space.shape),
-        "action_low": np.asarray(policy.action_space.low, dtype=np.float64).tolist(),
-        "action_high": np.asarray(policy.action_space.high, dtype=np.float64).tolist(),
+        **(
+            {"action_n": int(policy.action_space.n)}
+            if actor.discrete
+            else {
+                "action_low": np.asarray(policy.action_space.low, dtype=np.float64).tolist(),
+                "action_high": np.asarray(policy.action_space.high, dtype=np.float64).tolist(),
+            }
+        ),
         "graph": "dense-equivalent: dense matrix products, pruned weights stored as exact zeros",
         "layers": actor.layer_records,
         "kept": kept,
@@ -282,9 +338,11 @@ def export_actor(
     observation_layout: str | None = None,
 ) -> dict[str, Any]:
     """
-    Export the deterministic actor of an SAC, TD3 or TQC model (sparse or dense, any execution path) to a
-    file that computes ``model.predict(observation, deterministic=True)``: environment actions, ``tanh``
-    squashing and unscaling to the action space included. The model is not changed.
+    Export the deterministic actor of an SAC, TD3, TQC, PPO, A2C or DQN model (sparse or dense, any execution path)
+    to a file that computes ``model.predict(observation, deterministic=True)``: environment actions, ``tanh``
+    squashing and unscaling to the action space included (SAC, TD3, TQC), the Gaussian's mean clipped to the
+    action space (PPO, A2C with a ``Box`` action space), the most likely action (PPO, A2C with a ``Discrete`` one:
+    int64) or the greedy action (DQN: int64); see :class:`DeterministicActor`. The model is not changed.
 
     ONNX needs the ``onnx`` and ``onnxscript`` packages (``pip install 'sb3-tar[export]'``); run the file with
     ``onnxruntime.InferenceSession(path).run(None, {"observation": obs})[0]``, ``obs`` a float32 array
@@ -295,7 +353,8 @@ def export_actor(
     channels-last ``(H, W, C)`` when SB3 transposed the model's environment or the model has none, else
     channels-first ``(C, H, W)`` (the policy's own).
 
-    :param model: An SB3 SAC, TD3 or TQC model (or its ``policy``) with ``Box`` observation and action spaces.
+    :param model: An SB3 SAC, TD3, TQC, PPO, A2C or DQN model (or its ``policy``) with a ``Box`` observation space
+        and a ``Box`` action space (or ``Discrete`` for PPO, A2C and DQN).
     :param path: The file to write (its folder must exist).
     :param format: ``"onnx"`` or ``"torchscript"``; by default from the suffix (``.onnx``; ``.pt``, ``.pth``, ``.ts``).
     :param observation_layout: Image observations only: ``"channels_last"`` or ``"channels_first"``, the layout
@@ -303,7 +362,7 @@ def export_actor(
     :return: The metadata written into the file (see :func:`read_export_metadata`): per layer its name, shape,
         ``kept`` and ``total`` weight counts, and overall ``kept``, ``total`` and ``sparsity``; the input's
         ``observation_shape`` and ``observation_layout`` (``None`` for non-image observations).
-    :raises TypeError: If ``model`` is not an SAC/TD3/TQC model or policy.
+    :raises TypeError: If ``model`` is not an SAC/TD3/TQC/PPO/A2C/DQN model or policy.
     :raises ValueError: If a space is not a ``Box``, the format is unknown, or ``observation_layout`` is given
         for a non-image observation space or is a layout its space does not allow.
     :raises ImportError: For ONNX without the ``onnx``/``onnxscript`` packages.

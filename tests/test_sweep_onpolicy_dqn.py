@@ -1,0 +1,189 @@
+"""``sb3-tar sweep --algos ppo a2c dqn`` end to end (issue 30): real RL-Zoo3 trainings on CartPole-v1 at width 32 through
+the CLI, their summaries checked against hand counts and the saved models, ``sb3-tar verify-masks`` and ``sb3-tar report``
+on them, a killed PPO sweep resumed, and the methods these algorithms do not take refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_utils import run_cli
+from stable_baselines3 import A2C, DQN, PPO
+from sweep_utils import failed_logs, run_killed_sweep
+
+ENV = "CartPole-v1"
+#: Weights of the width-32 networks on CartPole (4 observations, 2 actions): by hand.
+TOTALS = {"actor": 4 * 32 + 32 * 32 + 32 * 2, "critic": 4 * 32 + 32 * 32 + 32 * 1, "q_net": 4 * 32 + 32 * 32 + 32 * 2}
+COMMON = ["--envs", ENV, "--criteria", "magnitude", "--sparsities", "0.9", "--rrs", "0.01", "--widths", "32"]
+COMMON += ["--seeds", "0", "--eval-episodes", "2", "--dst-kwargs", "update_interval:10", "--gmp-kwargs", "update_interval:10"]
+COMMON += ["--jobs", "2", "--no-progress"]
+#: One sweep per algorithm into one results directory (DQN's CartPole entry learns from step 1000: earlier here).
+SWEEPS = {
+    "ppo": ["--methods", "dense", "tar", "rigl", "gmp", "-n", "512", "--eval-freq", "256"],
+    "a2c": ["--methods", "dense", "static", "-n", "256", "--eval-freq", "128"],
+    "dqn": ["--methods", "dense", "tar", "rigl", "gmp", "-n", "640", "--eval-freq", "320", "--checkpoint-every", "320"],
+}
+DQN_PARAMS = ["--params", "learning_starts:100", "train_freq:64", "gradient_steps:8"]
+CLASSES = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory) -> Path:
+    """The three sweeps, run one after the other into one results directory."""
+    root = tmp_path_factory.mktemp("onpolicy_dqn") / "results"
+    for algo, args in SWEEPS.items():
+        extra = DQN_PARAMS if algo == "dqn" else []
+        sweep = run_cli("sweep", "--algos", algo, *COMMON, *args, *extra, "-o", str(root))
+        assert sweep.returncode == 0, sweep.stdout + sweep.stderr + failed_logs(root)
+        assert "0 failed" in sweep.stdout
+    return root
+
+
+def cells(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.glob(f"*/{ENV}/*/seed_0/done.json"))
+
+
+def test_cells_finish_with_evaluations_and_exact_counts(swept: Path) -> None:
+    """Every cell finished, evaluated on the sweep's schedule; each summary's counts are the hand counts, read again from
+    the saved model loaded with plain SB3 (pattern fingerprint included); DQN's target holds the same nonzero count."""
+    found = cells(swept)
+    assert [str(p.relative_to(swept)).split("/")[0] for p in found].count("ppo") == 4
+    assert len(found) == 4 + 2 + 4
+    for cell in found:
+        config = json.loads((cell / "cell.json").read_text())
+        algo, method = config["algo"], config["method"]
+        run = cell / algo / f"{ENV}_1"
+        with np.load(run / "evaluations.npz") as data:
+            assert data["results"].shape[1] == 2 and len(data["timesteps"]) >= 1
+        summary = json.loads((cell / "summary.json").read_text())
+        networks = ["q_net"] if algo == "dqn" else ["actor", "critic"]
+        assert sorted(summary["final_sparsity"]) == sorted(networks), cell
+        model = CLASSES[algo].load(run / f"{ENV}.zip", device="cpu")
+        state = model.policy.state_dict()
+        for name in networks:
+            entry = summary["final_sparsity"][name]
+            assert entry["total"] == TOTALS[name]
+            kept = TOTALS[name] if method == "dense" else round(0.1 * TOTALS[name])
+            prefix = {
+                "actor": ("mlp_extractor.policy_net.", "action_net."),
+                "critic": ("mlp_extractor.value_net.", "value_net."),
+            }
+            keys = [
+                k
+                for k in state
+                if k.endswith(".weight") and state[k].dim() == 2 and k.startswith(prefix.get(name, ("q_net.q_net.",)))
+            ]
+            assert sum(state[k].numel() for k in keys) == TOTALS[name]
+            if method in ("dense", "static", "tar", "gmp"):
+                assert entry["nonzero"] == kept, (cell, name)
+            else:  # RigL grows weights at zero: a grown weight may still be exactly zero
+                assert entry["nonzero"] <= kept, (cell, name)
+            if method != "dense":  # the saved masks keep exactly the hand count; every pruned weight is zero
+                masks = [state[f"{k}_mask"] for k in keys]
+                assert sum(int(m.sum()) for m in masks) == kept, (cell, name)
+                assert all(int((state[k][m == 0] != 0).sum()) == 0 for k, m in zip(keys, masks))
+            digest = hashlib.sha256(b"".join((state[k] != 0).numpy().tobytes() for k in keys)).hexdigest()
+            assert entry["pattern_sha256"] == digest, (cell, name)
+            if algo == "dqn":
+                target = [k.replace("q_net.", "q_net_target.", 1) for k in keys]
+                assert entry["target_nonzero"] == sum(int((state[k] != 0).sum()) for k in target)
+                if method != "dense":  # the target holds zeros wherever the online mask prunes
+                    masks = [state[f"{k}_mask"] for k in keys]
+                    assert all(int((state[t][m == 0] != 0).sum()) == 0 for t, m in zip(target, masks))
+        masks = summary["final_masks"]
+        assert sum(layer["kept"] for name in networks for layer in masks[name]) == sum(
+            summary["final_sparsity"][n]["nonzero"] for n in networks
+        )
+        if algo != "dqn":
+            assert [layer["name"] for layer in masks["actor"]] == [
+                "mlp_extractor.policy_net.0",
+                "mlp_extractor.policy_net.2",
+                "action_net",
+            ]
+        ratio = summary["training_flops"]
+        assert ratio == 1.0 if method == "dense" else 0.05 < ratio < 1.0
+
+
+def test_commands_leave_out_what_these_algorithms_do_not_take(swept: Path) -> None:
+    """PPO/A2C cells run without the checkpoint callback (off-policy only); DQN cells checkpoint; no cell of these
+    algorithms attaches the diagnostics callback (SAC/TD3/TQC only so far)."""
+    for cell in cells(swept):
+        algo = json.loads((cell / "cell.json").read_text())["algo"]
+        command = (cell / "train.log").read_text().splitlines()[0]
+        assert ("ExactCheckpointCallback" in command) == (algo == "dqn"), cell
+        assert "DiagnosticsCallback" not in command and not (cell / "diagnostics.csv").exists()
+        if algo == "dqn":
+            assert "checkpoint" in (cell / "train.log").read_text().split("\n", 1)[1]
+
+
+def test_verify_masks_and_report_read_the_cells(swept: Path) -> None:
+    """sb3-tar verify-masks re-draws every sparse cell and finds the same masks; the report tabulates every cell."""
+    verify = run_cli("verify-masks", str(swept), timeout=540)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    same = [line for line in verify.stdout.splitlines() if line.startswith("same masks: ")]
+    sparse = [c for c in cells(swept) if json.loads((c / "cell.json").read_text())["method"] not in ("dense", "gmp")]
+    assert len(same) == len(sparse) == 2 + 1 + 2  # PPO tar, rigl; A2C static; DQN tar, rigl
+    report = run_cli("report", str(swept), "--reps", "50", "--no-progress", "--no-plots", timeout=240)
+    assert report.returncode == 0, report.stdout + report.stderr
+    import pandas as pd
+
+    runs = pd.read_csv(swept / "report" / "runs.csv")
+    assert len(runs) == len(cells(swept))
+
+
+def test_killed_ppo_sweep_starts_the_cell_again(tmp_path: Path) -> None:
+    """A PPO sweep killed while its second cell trains: the finished cell is left alone, the killed one (no checkpoint for
+    PPO) starts again from step 0 in a clean folder, and all three finish."""
+    found = run_killed_sweep(tmp_path, run_cli, algo="ppo", env=ENV)
+    cells_, finished, resumed, again = (found[k] for k in ("cells", "finished", "resumed", "again"))
+    assert found["killed"] == {"second_done": False, "third_exists": False}
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "3 cells (1 finished, 1 partial" in resumed.stdout
+    assert "2 ran, 1 already finished, 0 failed" in resumed.stdout
+    assert found["mtimes"][0] == finished
+    for cell in cells_:
+        assert (cell / "done.json").is_file()
+        assert [p.name for p in (cell / "ppo").iterdir()] == [f"{ENV}_1"]
+        assert not (cell / "checkpoints").exists()
+    assert not (cells_[1] / "leftover_from_killed_run").exists()
+    assert "0 ran, 3 already finished" in again.stdout
+
+
+@pytest.mark.parametrize("method", ["small_dense", "cyclic", "sculpt", "iee", "tar+rigl"])
+def test_methods_these_algorithms_do_not_take_are_refused(method: str) -> None:
+    from sb3_tar.experiments.grid import GridSpec
+
+    for algo in ("ppo", "a2c", "dqn"):
+        grid = GridSpec(algos=[algo], envs=[ENV], methods=["tar", method], seeds=[0])
+        with pytest.raises(
+            ValueError, match=re.escape(f"['{method}'] cannot run with algo '{algo}': valid methods for {algo} are")
+        ):
+            grid.expand()
+    refused = run_cli("sweep", "--algos", "dqn", "--envs", ENV, "--methods", method, "--dry-run", "-o", "unused")
+    assert refused.returncode == 2 and "'dense', 'static', 'tar', 'uniform', 'set', 'rigl', 'gmp'" in refused.stderr
+
+
+def test_policy_kwargs_with_torch_classes_reach_rl_zoo_as_expressions() -> None:
+    """RL-Zoo's tuned PPO entries hold ``activation_fn=nn.ReLU``: the cell's command passes it as ``nn.ReLU``, which
+    RL-Zoo evaluates back to the class (``repr`` would write ``<class ...>``, a syntax error)."""
+    from rl_zoo3.utils import StoreDict  # noqa: F401  (RL-Zoo's -params parser, evaluating with nn at hand)
+
+    from sb3_tar.experiments.grid import GridSpec
+    from sb3_tar.experiments.runner import PACKAGE_CONF_DIR, python_expression, zoo_command
+
+    cell = GridSpec(algos=["ppo"], envs=["HalfCheetah-v4"], methods=["tar"], seeds=[0]).expand()[0]
+    command = zoo_command(cell, Path("unused"), PACKAGE_CONF_DIR / "ppo.yml")
+    value = next(arg for arg in command if arg.startswith("policy_kwargs:")).split(":", 1)[1]
+    assert "'activation_fn': nn.ReLU" in value and "'net_arch': [256, 256]" in value
+    assert eval(value, {"nn": torch.nn}) == dict(
+        log_std_init=-2, ortho_init=False, activation_fn=torch.nn.ReLU, net_arch=[256, 256]
+    )
+    assert python_expression({"a": (1,), "b": (1, 2.5), "c": None}) == "{'a': (1,), 'b': (1, 2.5), 'c': None}"
+    with pytest.raises(ValueError, match="only torch.nn classes"):
+        python_expression({"cls": subprocess.Popen})
