@@ -25,7 +25,7 @@ from sb3_tar import a2c, dqn, ppo
 from sb3_tar.baselines import GMPCallback, SmallDenseCallback
 from sb3_tar.callbacks import DSTCallback, TARCallback
 from sb3_tar.sb3.gradual import attached_pruner
-from sb3_tar.sb3.model_masks import sparsity_summary
+from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.rewiring import attached_rewirer, planned_steps_of
 
