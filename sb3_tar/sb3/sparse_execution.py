@@ -132,6 +132,61 @@ def resolve(value: bool | str, device: torch.device | str = "cpu", loading: bool
     return False
 
 
+#: The algorithms whose training the kernel supports (for messages).
+KERNEL_ALGORITHMS = "SAC, TD3, TQC, CrossQ, PPO, A2C, DQN, MaskablePPO and QR-DQN"
+
+
+def kernel_refusal(model: Any) -> str | None:
+    """
+    Why an algorithm's training cannot run on the sparse kernel.
+
+    sb3-contrib's TRPO moves its actor by a conjugate-gradient line search: it needs second-order gradients
+    (Fisher-vector products, ``create_graph=True``), which the kernel's backward does not provide, and it picks
+    the actor's parameters by name, skipping every parameter whose name holds ``"value"``, so the kernel layers'
+    ``values`` would never move. Its masked dense path keeps every invariant (the gradient hooks zero pruned
+    positions of both gradients, so the search direction is zero there).
+
+    :param model: An SB3 or sb3-contrib model.
+    :return: The reason (``None``: the kernel trains this algorithm).
+    """
+    try:
+        from sb3_contrib import TRPO
+    except ImportError:  # pragma: no cover - sb3-contrib is a dependency
+        return None
+    if isinstance(model, TRPO):
+        return (
+            f"{type(model).__name__} moves its actor by a line search that needs second-order gradients (Fisher-vector "
+            "products), which the sparse kernel does not compute, and it skips parameters named 'value*' (the kernel "
+            "layers' 'values')"
+        )
+    return None
+
+
+def option_for_model(model: Any, value: bool | str, who: str) -> bool | str:
+    """
+    The ``sparse_execution`` option a callback applies to a model: the option itself, or ``False`` (the masked
+    dense path, recorded so in the saved policy) for ``"auto"`` on an algorithm the kernel cannot train.
+
+    :param model: The model the callback is attached to.
+    :param value: The callback's ``sparse_execution`` option.
+    :param who: The callback's name, for the message.
+    :return: The option to apply.
+    :raises ValueError: ``value=True`` on such an algorithm (raised before anything is modified; the message says
+        why and names the algorithms the kernel supports).
+    """
+    value = check_option(value)
+    reason = kernel_refusal(model)
+    if reason is None or value is False:
+        return value
+    if value is True:
+        raise ValueError(
+            f"{who}: sparse_execution=True is not supported for {type(model).__name__}: {reason}. Sparse execution "
+            f"supports {KERNEL_ALGORITHMS}; use sparse_execution='auto' or False (the masked dense path) for "
+            f"{type(model).__name__}"
+        )
+    return False
+
+
 def sb3_context(policy: nn.Module) -> tuple[torch.device, bool]:
     """
     Where a policy will run and whether SB3 is loading it, read from the calls under way.
