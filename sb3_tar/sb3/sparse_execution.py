@@ -22,8 +22,10 @@ often stays ~75% dense under global magnitude pruning) keep the masked dense pat
   heads included, whose layers are replaced in the policy itself; DQN: ``q_net``, with ``q_net_target`` converted
   alike, so each hard target copy pairs kept values one to one). The gradient they clip by its global norm holds
   kept weights only on converted layers (their ``values``), and is masked by the enforcer's gradient hooks on the
-  denser layers (:mod:`sb3_tar.sb3.enforcement`), so the clipped norm is the sparse network's on both paths. The
-  features extractor (a CNN's convolutions included) is not sparsified and stays dense.
+  denser layers (:mod:`sb3_tar.sb3.enforcement`), so the clipped norm is the sparse network's on both paths. A
+  CNN or multi-input features extractor is a sparse network too: its convolutions stay on the masked path (the
+  kernel is for ``nn.Linear``), its linear layer runs on the kernel. sb3-contrib's QR-DQN, MaskablePPO and CrossQ run
+  as DQN, PPO and SAC; TRPO cannot (:func:`kernel_refusal`).
 
 ``sparse_execution`` takes ``"auto"`` (default: sparse execution where the kernel builds, else the
 masked path with one warning), ``True`` (raise a clear error if the kernel is not available) or
