@@ -110,6 +110,7 @@ class GMPCallback(SparseCallback):
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
+        self._execution()  # refuses sparse_execution=True where the kernel cannot train, before anything changes
 
     @property
     def training_flops(self) -> float:
@@ -149,7 +150,7 @@ class GMPCallback(SparseCallback):
         policy.sparse_layers = []  # none until the mask is fixed
         self.pruned = True
         state = new_state(self.config, self.sparsities, total, seed)
-        state["sparse_execution"] = sparse_exec.option_code(self.sparse_execution)
+        state["sparse_execution"] = sparse_exec.option_code(self._execution())
         setattr(self.model, GMP_STATE_ATTRIBUTE, state)
         self.model.sb3_tar_config = {"gmp": self.config.to_dict() | {"sparsities": dict(self.sparsities), "seed": seed}}
         pruner = GradualPruner(enforcer, self.model)

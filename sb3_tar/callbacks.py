@@ -32,7 +32,7 @@ from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
 from sb3_tar.sb3.report_logging import attach_curves
 from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState, Rewirer, attached_rewirer, planned_steps_of
 from sb3_tar.sb3.role_methods import has_dynamic_role, method_configs
-from sb3_tar.sb3.sparse_execution import check_option
+from sb3_tar.sb3.sparse_execution import check_option, option_for_model
 
 #: The algorithms that ``TARCallback``, ``DSTCallback`` and ``GMPCallback`` support beside SAC/TD3/TQC/CrossQ.
 PPO_A2C_DQN: tuple[type, ...] = (PPO, A2C, DQN)
@@ -128,6 +128,12 @@ class SparseCallback(BaseCallback):
             resumed (:class:`~sb3_tar.sb3.checkpoint.ExactCheckpointCallback`).
         """
         return {key: vars(self)[key] for key in self._SETTINGS if key in vars(self)}
+
+    def _execution(self) -> bool | str:
+        """:return: The ``sparse_execution`` option applied to the model (``"auto"`` is ``False`` where the kernel
+        cannot train its algorithm: :func:`~sb3_tar.sb3.sparse_execution.option_for_model`, which also refuses
+        ``True`` there)."""
+        return option_for_model(self.model, getattr(self, "sparse_execution", False), type(self).__name__)
 
     def _mask_seed(self) -> int:
         if self.seed is not None:
@@ -339,6 +345,7 @@ class TARCallback(SparseCallback):
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
+        self._execution()  # refuses sparse_execution=True where the kernel cannot train, before anything changes
 
     def _on_training_start(self) -> None:
         policy = self.model.policy
@@ -361,7 +368,7 @@ class TARCallback(SparseCallback):
             return
         seed = self._mask_seed()
         record = {} if self.role_methods is None else {"role_methods": self.role_methods}
-        self._sparsify_model(self.configs, seed, self.sparse_execution, **record)
+        self._sparsify_model(self.configs, seed, self._execution(), **record)
         self._say(f"pruned and revived with seed {seed}")
         self._say(
             f"sparse execution (C++ kernel) for {len(self.sparse_layers)} layers: {', '.join(self.sparse_layers)}"
@@ -493,6 +500,7 @@ class DSTCallback(SparseCallback):
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
+        self._execution()  # refuses sparse_execution=True where the kernel cannot train, before anything changes
 
     def _on_training_start(self) -> None:
         policy = self.model.policy
@@ -542,7 +550,7 @@ class DSTCallback(SparseCallback):
     def _start(self, policy: Any) -> Rewirer:
         total = planned_steps_of(self.model)  # may refuse the setup: nothing is modified before
         seed = self._mask_seed()
-        enforcer = self._sparsify_model(self.configs, seed, self.sparse_execution, dst=self.config.to_dict())
+        enforcer = self._sparsify_model(self.configs, seed, self._execution(), dst=self.config.to_dict())
         state = AttributeState.create(self.model, self.config, total, seed)
         rewirer = Rewirer(enforcer, self.config, state)
         rewirer.attach(policy)

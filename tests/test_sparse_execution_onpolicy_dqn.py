@@ -20,7 +20,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from sb3_contrib import QRDQN, TRPO
+from image_envs import BrightSideEnv
+from sb3_contrib import QRDQN, TRPO, CrossQ, MaskablePPO
+from sb3_contrib.common.wrappers import ActionMasker
 from sb3_utils import assert_mask_invariants, clone_masks, expected_kept
 from stable_baselines3 import A2C, DQN, PPO
 
@@ -29,7 +31,9 @@ from sb3_tar.baselines import GMPCallback
 from sb3_tar.callbacks import DSTCallback, TARCallback
 from sb3_tar.core.masks import is_compressed
 from sb3_tar.kernels import SparseLinear
+from sb3_tar.sb3.model_masks import sparsity_summary
 from sb3_tar.sb3.networks import sparse_networks
+from sb3_tar.sb3.sparse_execution import DENSITY_THRESHOLD
 
 SPARSITY = 0.9
 ATOL = 2e-4  # as tests/test_sparse_execution.py
@@ -251,6 +255,7 @@ from stable_baselines3 import A2C, DQN, PPO
 from sb3_tar.kernels import SparseLinear
 from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
 from sb3_tar.sb3.networks import sparse_networks
+from sb3_tar.sb3.sparse_execution import DENSITY_THRESHOLD
 algo = {"PPO": PPO, "A2C": A2C, "DQN": DQN}[sys.argv[1]]
 model = algo.load(sys.argv[2], device="cpu")
 saved = torch.load(sys.argv[3])
@@ -352,37 +357,237 @@ def test_gmp_moves_layers_onto_the_kernel_and_matches_the_masked_path(case: str)
     assert_same_training(states[False], states[True])
 
 
-def test_cnn_policy_keeps_its_convolutions_dense_and_runs_its_linear_layers_on_the_kernel() -> None:
-    """A CnnPolicy's features extractor is not sparsified (convolutions stay dense ``nn.Conv2d``, no mask); the
-    Q-network's linear head runs on the kernel, in the target too."""
+#: Image models (tests/image_envs.py: 36x36 frames, NatureCNN with 32 features). At 0.75 sparsity the "random"
+#: criterion without revival keeps exactly a quarter of every layer (every size is a multiple of 4), so every linear
+#: layer (density 0.25) runs on the kernel and the convolutions (masked too) stay on the masked path.
+IMAGE_SPARSITY = 0.75
+IMAGE_CASES = {
+    "dqn-cnn": (
+        DQN,
+        "CnnPolicy",
+        {},
+        dict(learning_starts=50, buffer_size=500, train_freq=4, target_update_interval=16, batch_size=16),
+    ),
+    "ppo-cnn": (PPO, "CnnPolicy", {}, dict(n_steps=64, batch_size=16, n_epochs=4)),
+    "ppo-multiinput": (PPO, "MultiInputPolicy", dict(dict_obs=True), dict(n_steps=64, batch_size=16, n_epochs=2)),
+}
+#: The layers on the kernel: every linear layer, the features extractor's included; no convolution.
+IMAGE_KERNEL_LAYERS = {
+    "dqn-cnn": ["q_net/features_extractor.linear.0", "q_net/q_net.0"],
+    "ppo-cnn": ["actor/action_net", "critic/value_net", "features_extractor/linear.0"],
+    "ppo-multiinput": [
+        "actor/action_net",
+        "actor/mlp_extractor.policy_net.0",
+        "actor/mlp_extractor.policy_net.2",
+        "critic/mlp_extractor.value_net.0",
+        "critic/mlp_extractor.value_net.2",
+        "critic/value_net",
+        "features_extractor/extractors.image.linear.0",
+    ],
+}
 
-    class Frames(gym.Env):
-        observation_space = gym.spaces.Box(0, 255, (36, 36, 1), np.uint8)
-        action_space = gym.spaces.Discrete(3)
 
-        def reset(self, *, seed=None, options=None):
-            super().reset(seed=seed)
-            return self.observation_space.sample(), {}
+def make_image(case: str):
+    algo, policy, env_kwargs, kwargs = IMAGE_CASES[case]
+    extractor = dict(cnn_output_dim=32) if policy == "MultiInputPolicy" else dict(features_dim=32)
+    policy_kwargs = dict(features_extractor_kwargs=extractor)
+    return algo(policy, BrightSideEnv(**env_kwargs), seed=0, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
 
-        def step(self, action):
-            return self.observation_space.sample(), float(action == 1), False, self.np_random.random() < 0.05, {}
 
-    model = DQN("CnnPolicy", Frames(), learning_starts=20, train_freq=4, buffer_size=200, batch_size=8, seed=0, device="cpu")
-    model.learn(60, callback=TARCallback(sparsity=SPARSITY, seed=0, sparse_execution=True))
-    assert model.policy.sparse_layers == ["q_net/q_net.0"]
-    convs = [m for m in model.policy.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and not any(hasattr(m, "weight_mask") or is_compressed(m) for m in convs)
-    assert isinstance(model.policy.q_net.q_net[0], SparseLinear) and isinstance(
-        model.policy.q_net_target.q_net[0], SparseLinear
+@pytest.mark.parametrize("case", list(IMAGE_CASES))
+def test_cnn_and_multi_input_policies_run_linear_layers_on_the_kernel_and_masked_convolutions(case: str) -> None:
+    """Convolutions are sparsified (4-D masks) and stay ``nn.Conv2d`` on the masked path; every linear layer (the
+    features extractor's and the heads) runs on the kernel, in DQN's target too. Exact per-layer counts read from the
+    weights, pruned positions exactly zero online and in the target after every hard copy, and the same training as
+    the masked path (masks exactly, weights within ATOL)."""
+    states = {}
+    for option in (False, True):
+        model = make_image(case)
+        copies: list[dict] = []
+        if case.startswith("dqn"):  # after every hard copy: the target equals the online network, pruned zeros
+            interval, real_on_step = model.target_update_interval, model._on_step
+
+            def on_step_then_check(model=model, interval=interval, real_on_step=real_on_step, copies=copies) -> None:
+                real_on_step()
+                if model._n_calls % interval == 0:
+                    (net,) = sparse_networks(model.policy)
+                    masks = clone_masks(model)["q_net"]
+                    copies.append(
+                        dict(
+                            equal=all(torch.equal(t.weight, o.weight) for o, t in zip(net.linears, net.target_layers)),
+                            pruned_zero=all(torch.all(t.weight[~m] == 0.0) for t, m in zip(net.target_layers, masks)),
+                            kernel=[is_compressed(t) for t in net.target_layers] == [is_compressed(o) for o in net.linears],
+                        )
+                    )
+
+            model._on_step = on_step_then_check
+        callback = TARCallback(sparsity=IMAGE_SPARSITY, criterion="random", revival="none", seed=0, sparse_execution=option)
+        model.learn(256, callback=callback)
+        assert sorted(model.policy.sparse_layers) == (IMAGE_KERNEL_LAYERS[case] if option else [])
+        convs = [m for m in model.policy.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert convs and all(m.weight_mask.dim() == 4 and not is_compressed(m) for m in convs)
+        kernel = {
+            f"{net.name}/{name}" for net in sparse_networks(model.policy) for name, layer in net.layers if is_compressed(layer)
+        }
+        assert sorted(kernel) == sorted(model.policy.sparse_layers)
+        assert all(
+            type(layer) is torch.nn.Linear
+            for net in sparse_networks(model.policy)
+            for name, layer in net.layers
+            if f"{net.name}/{name}" not in kernel and layer.weight.dim() == 2
+        )
+        for net in sparse_networks(model.policy):  # exactly a quarter of every layer, online and target
+            quarter = [layer.weight.numel() // 4 for layer in net.linears]
+            for layers in (net.linears, net.target_layers):
+                assert [int((layer.weight != 0).sum()) for layer in layers] == (quarter if layers else []), net.name
+        assert_mask_invariants(model, IMAGE_SPARSITY)
+        if case.startswith("dqn"):
+            assert len(copies) == 256 // model.target_update_interval
+            assert all(all(copy.values()) for copy in copies), copies
+            assert isinstance(model.policy.q_net_target.q_net[0], SparseLinear) is option
+            assert isinstance(model.policy.q_net_target.features_extractor.linear[0], SparseLinear) is option
+        states[option] = policy_state(model)
+    assert_same_training(states[False], states[True])
+
+
+def _masked_cartpole() -> gym.Env:
+    """CartPole with action masks (MaskablePPO): action 0 is invalid at every third step."""
+    steps = iter(range(10**9))
+    return ActionMasker(gym.make("CartPole-v1"), lambda _: np.array([next(steps) % 3 != 0, True]))
+
+
+#: sb3-contrib algorithms the kernel trains like DQN (QR-DQN's quantile_net and its hard-copied target) or like PPO.
+CONTRIB_CASES = {
+    "qrdqn": (
+        QRDQN,
+        lambda: "CartPole-v1",
+        dict(learning_starts=50, train_freq=4, target_update_interval=10, batch_size=32, buffer_size=1_000),
+        ["quantile_net/quantile_net.2", "quantile_net/quantile_net.4"],
+    ),
+    "maskable-ppo": (MaskablePPO, _masked_cartpole, dict(n_steps=64, batch_size=16, n_epochs=4), KERNEL_LAYERS["ppo"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CONTRIB_CASES))
+def test_qrdqn_and_maskable_ppo_on_the_kernel_train_as_on_the_masked_path(case: str) -> None:
+    """QR-DQN (target on the kernel with the online mask through its hard copies) and MaskablePPO (PPO's epochs with
+    action masks): same masks, weights and Adam state (dense layout) on both paths, state compressed on the kernel."""
+    algo, env, kwargs, expected = CONTRIB_CASES[case]
+    states, optimizers = {}, {}
+    for option in (False, True):
+        model = algo("MlpPolicy", env(), seed=0, device="cpu", policy_kwargs=dict(net_arch=[64, 64]), **kwargs)
+        model.learn(STEPS, callback=TARCallback(sparsity=SPARSITY, seed=0, sparse_execution=option))
+        assert sorted(model.policy.sparse_layers) == (sorted(expected) if option else [])
+        assert len(kernel_layers(model)) == (len(expected) * (2 if case == "qrdqn" else 1) if option else 0)
+        assert_mask_invariants(model, SPARSITY)
+        if option:
+            optimizer = model.policy.optimizer
+            trained = [layer for layer in kernel_layers(model) if layer.values in optimizer.state]
+            assert len(trained) == len(expected)  # online layers only
+            assert all(optimizer.state[layer.values]["exp_avg"].shape == layer.values.shape for layer in trained)
+        states[option], optimizers[option] = policy_state(model), optimizer_state(model)
+    assert_same_training(states[False], states[True])
+    if case == "qrdqn":
+        assert sum(k.startswith("quantile_net_target.") and k.endswith("weight_mask") for k in states[True]) == 3
+    assert optimizers[False].keys() == optimizers[True].keys()
+    for index, entry in optimizers[False].items():
+        for key, value in entry.items():
+            torch.testing.assert_close(optimizers[True][index][key], value, atol=ATOL, rtol=0, msg=f"{index}/{key}")
+
+
+TRPO_KWARGS = dict(n_steps=64, batch_size=32, n_critic_updates=3, seed=0, device="cpu", policy_kwargs=dict(net_arch=[64, 64]))
+
+
+@pytest.mark.parametrize("callback", [TARCallback, DSTCallback, GMPCallback])
+def test_trpo_refuses_sparse_execution_true_naming_where_it_runs(callback) -> None:
+    """TRPO's line search needs second-order gradients and skips parameters named 'value*' (the kernel's ``values``):
+    ``True`` is refused before anything changes, naming why and where the kernel runs."""
+    model = TRPO("MlpPolicy", "Pendulum-v1", **TRPO_KWARGS)
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    pattern = (
+        rf"{callback.__name__}: sparse_execution=True is not supported for TRPO: .*second-order gradients.*"
+        r"Sparse execution supports SAC, TD3, TQC, CrossQ, PPO, A2C, DQN, MaskablePPO and QR-DQN; use "
+        r"sparse_execution='auto' or False \(the masked dense path\) for TRPO"
     )
+    with pytest.raises(ValueError, match=pattern):
+        model.learn(64, callback=callback(sparse_execution=True))
+    after = model.policy.state_dict()
+    assert model.num_timesteps == 0 and type(model.policy).__name__ == "ActorCriticPolicy"
+    assert after.keys() == before.keys() and all(torch.equal(v, after[k]) for k, v in before.items())
 
 
-@pytest.mark.parametrize("algo, env_id", [(QRDQN, "CartPole-v1"), (TRPO, "Pendulum-v1")])
-def test_sparse_execution_on_an_unsupported_algorithm_is_refused_naming_what_is(algo, env_id: str) -> None:
-    model = algo("MlpPolicy", env_id, seed=0, device="cpu", **({"learning_starts": 10} if algo is QRDQN else {}))
-    with pytest.raises(TypeError, match=rf"TARCallback supports SAC, TD3 and TQC .*PPO, A2C and DQN, got {algo.__name__}"):
-        model.learn(64, callback=TARCallback(sparse_execution=True))
-    assert model.num_timesteps == 0 and not any(isinstance(m, SparseLinear) for m in model.policy.modules())
+def test_trpo_with_auto_trains_on_the_masked_path_and_loads_there(tmp_path: Path) -> None:
+    """``"auto"`` (the default) keeps TRPO on the masked path (recorded as ``False`` in the policy, so a loaded model
+    stays there); the actor moved by the line search and stayed sparse."""
+    model = TRPO("MlpPolicy", "Pendulum-v1", **TRPO_KWARGS)
+    model.learn(256, callback=TARCallback(sparsity=SPARSITY, seed=0))
+    assert model.policy.sparse_layers == [] and not kernel_layers(model)
+    assert int(model.policy.sb3_tar_sparse_execution) == 0
+    assert_mask_invariants(model, SPARSITY)
+    model.save(tmp_path / "trpo.zip")
+    loaded = TRPO.load(tmp_path / "trpo.zip", device="cpu", env=gym.make("Pendulum-v1"))
+    assert not kernel_layers(loaded) and loaded.policy.sparse_layers == []
+    loaded.learn(128, reset_num_timesteps=False)
+    assert not kernel_layers(loaded)
+    assert_mask_invariants(loaded, SPARSITY, clone_masks(model))
+
+
+def assert_crossq_invariants(model, initial_masks: dict | None = None) -> None:
+    """Exact kept counts and pruned weights exactly zero (CrossQ has no target network, so ``assert_mask_invariants``,
+    which expects one for an off-policy model, does not apply), masks unchanged."""
+    kept = expected_kept(model, SPARSITY)
+    summary = sparsity_summary(model)
+    assert {n: (s["kept"], s["pruned_nonzero"]) for n, s in summary.items()} == {n: (k, 0) for n, k in kept.items()}
+    masks = clone_masks(model)
+    for net in sparse_networks(model.policy):
+        assert not net.target_layers
+        assert [int((layer.weight != 0).sum()) for layer in net.linears] == [int(m.sum()) for m in masks[net.name]]
+        if initial_masks is not None:
+            assert all(torch.equal(a, b) for a, b in zip(masks[net.name], initial_masks[net.name], strict=True))
+
+
+def test_crossq_runs_on_the_kernel() -> None:
+    """CrossQ (SAC-like, batch-renorm critics, no target) converts its actor's and critics' sparse layers. With SGD both
+    paths train the same weights and batch-renorm statistics within ATOL; with Adam a parameter whose gradient is
+    analytically zero (a bias whose unit is always active ahead of batch renorm, which removes the shift) takes +-lr
+    steps driven by float noise that differs between the paths, so there only the invariants are compared: exact
+    counts, fixed masks, pruned weights zero, optimizer state compressed."""
+    states = {}
+    for option in (False, True):
+        policy_kwargs = dict(net_arch=[64, 64], optimizer_class=torch.optim.SGD)
+        model = CrossQ(
+            "MlpPolicy", "Pendulum-v1", seed=0, device="cpu", policy_kwargs=policy_kwargs, learning_starts=50, batch_size=16
+        )
+        model.learn(STEPS, callback=TARCallback(sparsity=SPARSITY, seed=0, sparse_execution=option))
+        below = [
+            f"{net.name}/{name}"
+            for net, masks in ((n, clone_masks(model)[n.name]) for n in sparse_networks(model.policy))
+            for (name, _), mask in zip(net.layers, masks)
+            if float(mask.float().mean()) < DENSITY_THRESHOLD
+        ]
+        assert below and sorted(model.policy.sparse_layers) == (sorted(below) if option else [])
+        assert_crossq_invariants(model)
+        states[option] = policy_state(model)
+    assert any(k.endswith("ra_mean") for k in states[True])  # the batch-renorm statistics are compared too
+    assert_same_training(states[False], states[True])
+    model = CrossQ(
+        "MlpPolicy",
+        "Pendulum-v1",
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[64, 64]),
+        learning_starts=50,
+        batch_size=16,
+    )
+    model.learn(STEPS, callback=TARCallback(sparsity=SPARSITY, seed=0, sparse_execution=True))
+    recorder_masks = clone_masks(model)
+    model.learn(STEPS, reset_num_timesteps=False)
+    assert model.policy.sparse_layers and not hasattr(model.policy, "critic_target")
+    assert_crossq_invariants(model, recorder_masks)
+    for holder in (model.policy.actor, model.policy.critic):
+        for layer in kernel_layers(model):
+            if layer.values in holder.optimizer.state:
+                assert holder.optimizer.state[layer.values]["exp_avg"].shape == layer.values.shape
 
 
 def test_shared_optimizer_owns_both_branches() -> None:

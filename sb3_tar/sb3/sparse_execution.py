@@ -22,8 +22,10 @@ often stays ~75% dense under global magnitude pruning) keep the masked dense pat
   heads included, whose layers are replaced in the policy itself; DQN: ``q_net``, with ``q_net_target`` converted
   alike, so each hard target copy pairs kept values one to one). The gradient they clip by its global norm holds
   kept weights only on converted layers (their ``values``), and is masked by the enforcer's gradient hooks on the
-  denser layers (:mod:`sb3_tar.sb3.enforcement`), so the clipped norm is the sparse network's on both paths. The
-  features extractor (a CNN's convolutions included) is not sparsified and stays dense.
+  denser layers (:mod:`sb3_tar.sb3.enforcement`), so the clipped norm is the sparse network's on both paths. A
+  CNN or multi-input features extractor is a sparse network too: its convolutions stay on the masked path (the
+  kernel is for ``nn.Linear``), its linear layer runs on the kernel. sb3-contrib's QR-DQN, MaskablePPO and CrossQ run
+  as DQN, PPO and SAC; TRPO cannot (:func:`kernel_refusal`).
 
 ``sparse_execution`` takes ``"auto"`` (default: sparse execution where the kernel builds, else the
 masked path with one warning), ``True`` (raise a clear error if the kernel is not available) or
@@ -128,6 +130,61 @@ def resolve(value: bool | str, device: torch.device | str = "cpu", loading: bool
             f"sb3-tar: sparse execution is not available ({reason}); training on the masked dense path",
             RuntimeWarning,
             stacklevel=3,
+        )
+    return False
+
+
+#: The algorithms whose training the kernel supports (for messages).
+KERNEL_ALGORITHMS = "SAC, TD3, TQC, CrossQ, PPO, A2C, DQN, MaskablePPO and QR-DQN"
+
+
+def kernel_refusal(model: Any) -> str | None:
+    """
+    Why an algorithm's training cannot run on the sparse kernel.
+
+    sb3-contrib's TRPO moves its actor by a conjugate-gradient line search: it needs second-order gradients
+    (Fisher-vector products, ``create_graph=True``), which the kernel's backward does not provide, and it picks
+    the actor's parameters by name, skipping every parameter whose name holds ``"value"``, so the kernel layers'
+    ``values`` would never move. Its masked dense path keeps every invariant (the gradient hooks zero pruned
+    positions of both gradients, so the search direction is zero there).
+
+    :param model: An SB3 or sb3-contrib model.
+    :return: The reason (``None``: the kernel trains this algorithm).
+    """
+    try:
+        from sb3_contrib import TRPO
+    except ImportError:  # pragma: no cover - sb3-contrib is a dependency
+        return None
+    if isinstance(model, TRPO):
+        return (
+            f"{type(model).__name__} moves its actor by a line search that needs second-order gradients (Fisher-vector "
+            "products), which the sparse kernel does not compute, and it skips parameters named 'value*' (the kernel "
+            "layers' 'values')"
+        )
+    return None
+
+
+def option_for_model(model: Any, value: bool | str, who: str) -> bool | str:
+    """
+    The ``sparse_execution`` option a callback applies to a model: the option itself, or ``False`` (the masked
+    dense path, recorded so in the saved policy) for ``"auto"`` on an algorithm the kernel cannot train.
+
+    :param model: The model the callback is attached to.
+    :param value: The callback's ``sparse_execution`` option.
+    :param who: The callback's name, for the message.
+    :return: The option to apply.
+    :raises ValueError: ``value=True`` on such an algorithm (raised before anything is modified; the message says
+        why and names the algorithms the kernel supports).
+    """
+    value = check_option(value)
+    reason = kernel_refusal(model)
+    if reason is None or value is False:
+        return value
+    if value is True:
+        raise ValueError(
+            f"{who}: sparse_execution=True is not supported for {type(model).__name__}: {reason}. Sparse execution "
+            f"supports {KERNEL_ALGORITHMS}; use sparse_execution='auto' or False (the masked dense path) for "
+            f"{type(model).__name__}"
         )
     return False
 
