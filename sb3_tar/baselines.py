@@ -208,6 +208,10 @@ class SmallDenseCallback(SparseCallback):
     *small dense* baseline (a dense network whose hidden width makes its weight count match the kept count of
     the ``sparsity``-sparse network of width ``reference_width``; see
     :func:`sb3_tar.sb3.small_dense.small_dense_net_arch`, which solves the ``net_arch`` to build it with).
+    On SAC/TD3/TQC/CrossQ the networks are the actor and each Q-network; on PPO/A2C (and sb3-contrib's TRPO,
+    MaskablePPO) the policy branch ``actor`` and the value branch ``critic``, each with its own width
+    (``net_arch=dict(pi=..., vf=...)``); on DQN (and QR-DQN) the Q-network, whose target is built alike. Only
+    ``MlpPolicy`` networks (a ``CnnPolicy``'s features extractor is refused).
 
     It changes nothing in the model, and refuses a sparse one (a ``SparsePolicy``, or a model with masks). On
     training start it reads every network's shape, solves the width
@@ -218,7 +222,8 @@ class SmallDenseCallback(SparseCallback):
     :param reference_width: Hidden width ``W`` of the sparse network matched.
     :param sparsity: Its sparsity (both roles), in ``[0, 1)``.
     :param actor_sparsity: Its actor's sparsity (default: ``sparsity``).
-    :param critic_sparsity: Its Q-networks' sparsity (default: ``sparsity``).
+    :param critic_sparsity: Its Q-networks' (PPO/A2C: value branch's; DQN: Q-network's) sparsity (default:
+        ``sparsity``).
     :param verbose: 1: print the counts.
     """
 
@@ -237,6 +242,9 @@ class SmallDenseCallback(SparseCallback):
         configs = role_configs(sparsity, actor_sparsity, critic_sparsity)
         self.sparsities = {role: config.sparsity for role, config in configs.items()}
         self.record: dict[str, dict[str, Any]] = {}
+
+    def _init_callback(self) -> None:
+        check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
 
     def _on_training_start(self) -> None:
         policy = self.model.policy

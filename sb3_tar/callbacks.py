@@ -34,7 +34,8 @@ from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState,
 from sb3_tar.sb3.role_methods import has_dynamic_role, method_configs
 from sb3_tar.sb3.sparse_execution import check_option
 
-#: The algorithms that ``TARCallback``, ``DSTCallback`` and ``GMPCallback`` support beside SAC/TD3/TQC/CrossQ.
+#: The algorithms that ``TARCallback``, ``DSTCallback``, ``GMPCallback`` and ``SmallDenseCallback`` support beside
+#: SAC/TD3/TQC/CrossQ.
 PPO_A2C_DQN: tuple[type, ...] = (PPO, A2C, DQN)
 
 
@@ -58,7 +59,7 @@ SUPPORTED_ALL = (
 )
 SUPPORTED_OFF_POLICY = (
     "SAC, TD3, TQC and CrossQ (off-policy actor-critic algorithms); PPO, A2C, DQN, TRPO, MaskablePPO and QR-DQN are "
-    "supported by TARCallback, DSTCallback, GMPCallback and DiagnosticsCallback"
+    "supported by TARCallback, DSTCallback, GMPCallback, SmallDenseCallback and DiagnosticsCallback"
 )
 
 
@@ -68,7 +69,7 @@ def check_supported(model: Any, who: str, ppo_a2c_dqn: bool = False) -> None:
     :param who: The callback's name, for the message.
     :param ppo_a2c_dqn: Whether the callback also supports SB3's PPO, A2C and DQN and sb3-contrib's TRPO, MaskablePPO
         and QR-DQN (exactly these classes or their subclasses, with their own policies): ``TARCallback``,
-        ``DSTCallback``, ``GMPCallback`` and ``DiagnosticsCallback``.
+        ``DSTCallback``, ``GMPCallback``, ``SmallDenseCallback`` and ``DiagnosticsCallback``.
     :raises TypeError: Unless ``model`` is an off-policy actor-critic (SAC, TD3, TQC, CrossQ, DDPG), or with
         ``ppo_a2c_dqn`` one of the algorithms above, whose networks hold ``nn.Linear`` or convolution layers.
         Raised before training starts; the model is not modified and stays usable. The message names what is
