@@ -3,10 +3,11 @@ of equal parameter count (``docs/method.md``, "Baselines")."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
-from sb3_tar.callbacks import SparseCallback, check_supported
+from sb3_tar.callbacks import SparseCallback, _records_given, check_supported
 from sb3_tar.core.config import DEFAULT_SPARSITY, check_choice, check_int, renamed
 from sb3_tar.core.gmp import DEFAULT_END_FRACTION, DEFAULT_INTERVAL, DEFAULT_START_FRACTION, GMP_SCOPES, GMPConfig
 from sb3_tar.core.masks import ones_masks
@@ -30,6 +31,7 @@ from sb3_tar.sb3.policies import (
     start_sparse_execution,
 )
 from sb3_tar.sb3.pruning import role_configs
+from sb3_tar.sb3.reference_schedules import REFERENCE_GMP, describe, reference_family, reference_values
 from sb3_tar.sb3.report_logging import attach_curves
 from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE as DST_STATE_ATTRIBUTE
 from sb3_tar.sb3.rewiring import planned_steps_of
@@ -65,10 +67,15 @@ class GMPCallback(SparseCallback):
     :param sparsity: Final sparsity ``s_f`` of actor and critic, in ``[0, 1)``.
     :param actor_sparsity: Final sparsity of the actor (default: ``sparsity``).
     :param critic_sparsity: Final sparsity of each Q-network (default: ``sparsity``).
-    :param start_fraction: ``t0 / T`` in ``[0, 1]`` (default 0.2).
-    :param end_fraction: ``t1 / T`` in ``[start_fraction, 1]`` (default 0.8).
-    :param update_interval: Gradient steps between prune steps, ``>= 1`` (default 1000; the name of
-        :class:`~sb3_tar.callbacks.DSTCallback`'s interval between mask updates).
+    :param start_fraction: ``t0 / T`` in ``[0, 1]`` (default 0.2; on PPO/A2C the reference study's ``32000 / 156480``
+        (0.2045), on DQN its 0.2; :mod:`sb3_tar.sb3.reference_schedules`).
+    :param end_fraction: ``t1 / T`` in ``[start_fraction, 1]`` (default 0.8; on PPO/A2C ``120000 / 156480`` (0.767),
+        on DQN 0.75).
+    :param update_interval: Gradient steps between prune steps, ``>= 1`` (default 1000; on PPO/A2C the reference
+        study's 500, on DQN its 1000; the name of :class:`~sb3_tar.callbacks.DSTCallback`'s interval between mask
+        updates). The PPO/A2C/DQN defaults apply to the arguments the caller did not set (an explicit value always
+        wins; a study value that would put ``t0`` after an explicit ``t1``, or the reverse, is not taken);
+        :attr:`reference_defaults` holds those taken, and ``verbose >= 1`` prints them.
     :param magnitude_scope: ``"global"`` (default), ``"layer"`` or ``"erk"`` (the name of
         :class:`~sb3_tar.callbacks.TARCallback`'s magnitude ranking scope; ``"erk"`` is GMP's own).
     :param seed: Seed of the tie-breaking draws (default: the model's ``seed``, else drawn from torch).
@@ -79,6 +86,7 @@ class GMPCallback(SparseCallback):
     :param scope: Deprecated name of ``magnitude_scope`` (accepted, with a ``FutureWarning``, until the next release).
     """
 
+    @_records_given
     def __init__(
         self,
         sparsity: float | None = DEFAULT_SPARSITY,
@@ -107,10 +115,24 @@ class GMPCallback(SparseCallback):
         self.sparsities = {role: config.sparsity for role, config in configs.items()}
         self.sparse_execution = sparse_exec.check_option(sparse_execution)
         self.pruner: GradualPruner | None = None
+        #: The reference study's PPO/DQN values this callback took for the arguments not set (empty: none).
+        self.reference_defaults: dict[str, Any] = {}
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
         self._execution()  # refuses sparse_execution=True where the kernel cannot train, before anything changes
+        given = set(self.given) | ({"update_interval"} if "interval" in self.given else set())
+        family = reference_family(self.model.policy)
+        taken = reference_values(REFERENCE_GMP, family, given)
+        start = taken.get("start_fraction", self.config.start_fraction)
+        end = taken.get("end_fraction", self.config.end_fraction)
+        if start > end:  # a study value beyond the caller's explicit other end of the window: not taken
+            taken.pop("start_fraction" if "end_fraction" in given else "end_fraction")
+        if taken and family is not None:  # PPO/A2C/DQN: the study's schedule for what the caller left unset
+            fields = {"interval" if k == "update_interval" else k: v for k, v in taken.items()}
+            self.config = dataclasses.replace(self.config, **fields)
+            self.reference_defaults = taken
+            self._say(describe(type(self).__name__, family, taken))
 
     @property
     def training_flops(self) -> float:
@@ -209,6 +231,10 @@ class SmallDenseCallback(SparseCallback):
     *small dense* baseline (a dense network whose hidden width makes its weight count match the kept count of
     the ``sparsity``-sparse network of width ``reference_width``; see
     :func:`sb3_tar.sb3.small_dense.small_dense_net_arch`, which solves the ``net_arch`` to build it with).
+    On SAC/TD3/TQC/CrossQ the networks are the actor and each Q-network; on PPO/A2C (and sb3-contrib's TRPO,
+    MaskablePPO) the policy branch ``actor`` and the value branch ``critic``, each with its own width
+    (``net_arch=dict(pi=..., vf=...)``); on DQN (and QR-DQN) the Q-network, whose target is built alike. Only
+    ``MlpPolicy`` networks (a ``CnnPolicy``'s features extractor is refused).
 
     It changes nothing in the model, and refuses a sparse one (a ``SparsePolicy``, or a model with masks). On
     training start it reads every network's shape, solves the width
@@ -219,7 +245,8 @@ class SmallDenseCallback(SparseCallback):
     :param reference_width: Hidden width ``W`` of the sparse network matched.
     :param sparsity: Its sparsity (both roles), in ``[0, 1)``.
     :param actor_sparsity: Its actor's sparsity (default: ``sparsity``).
-    :param critic_sparsity: Its Q-networks' sparsity (default: ``sparsity``).
+    :param critic_sparsity: Its Q-networks' (PPO/A2C: value branch's; DQN: Q-network's) sparsity (default:
+        ``sparsity``).
     :param verbose: 1: print the counts.
     """
 
@@ -238,6 +265,9 @@ class SmallDenseCallback(SparseCallback):
         configs = role_configs(sparsity, actor_sparsity, critic_sparsity)
         self.sparsities = {role: config.sparsity for role, config in configs.items()}
         self.record: dict[str, dict[str, Any]] = {}
+
+    def _init_callback(self) -> None:
+        check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
 
     def _on_training_start(self) -> None:
         policy = self.model.policy

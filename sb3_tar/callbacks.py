@@ -3,6 +3,7 @@ and DQN too)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import numbers
@@ -29,12 +30,14 @@ from sb3_tar.sb3.policies import (
     start_sparse_execution,
 )
 from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
+from sb3_tar.sb3.reference_schedules import REFERENCE_DST, describe, reference_family, reference_values
 from sb3_tar.sb3.report_logging import attach_curves
 from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState, Rewirer, attached_rewirer, planned_steps_of
 from sb3_tar.sb3.role_methods import has_dynamic_role, method_configs
 from sb3_tar.sb3.sparse_execution import check_option, option_for_model
 
-#: The algorithms that ``TARCallback``, ``DSTCallback`` and ``GMPCallback`` support beside SAC/TD3/TQC/CrossQ.
+#: The algorithms that ``TARCallback``, ``DSTCallback``, ``GMPCallback`` and ``SmallDenseCallback`` support beside
+#: SAC/TD3/TQC/CrossQ.
 PPO_A2C_DQN: tuple[type, ...] = (PPO, A2C, DQN)
 
 
@@ -58,7 +61,7 @@ SUPPORTED_ALL = (
 )
 SUPPORTED_OFF_POLICY = (
     "SAC, TD3, TQC and CrossQ (off-policy actor-critic algorithms); PPO, A2C, DQN, TRPO, MaskablePPO and QR-DQN are "
-    "supported by TARCallback, DSTCallback, GMPCallback and DiagnosticsCallback"
+    "supported by TARCallback, DSTCallback, GMPCallback, SmallDenseCallback and DiagnosticsCallback"
 )
 
 
@@ -68,7 +71,7 @@ def check_supported(model: Any, who: str, ppo_a2c_dqn: bool = False) -> None:
     :param who: The callback's name, for the message.
     :param ppo_a2c_dqn: Whether the callback also supports SB3's PPO, A2C and DQN and sb3-contrib's TRPO, MaskablePPO
         and QR-DQN (exactly these classes or their subclasses, with their own policies): ``TARCallback``,
-        ``DSTCallback``, ``GMPCallback`` and ``DiagnosticsCallback``.
+        ``DSTCallback``, ``GMPCallback``, ``SmallDenseCallback`` and ``DiagnosticsCallback``.
     :raises TypeError: Unless ``model`` is an off-policy actor-critic (SAC, TD3, TQC, CrossQ, DDPG), or with
         ``ppo_a2c_dqn`` one of the algorithms above, whose networks hold ``nn.Linear`` or convolution layers.
         Raised before training starts; the model is not modified and stays usable. The message names what is
@@ -441,10 +444,14 @@ class DSTCallback(SparseCallback):
     :param critic_sparsity: Sparsity of each Q-network (default: ``sparsity``).
     :param criterion: Initial mask: ``"erk"``, ``"random"``, ``"magnitude"`` or ``"synflow"``; ``None`` (default):
         ``"erk"`` (with ``role_methods``: ``"erk"`` for SET/RigL roles, ``"magnitude"`` for the others).
-    :param update_interval: Gradient steps between mask updates, ``>= 1`` (default: SET 250, RigL 1000).
-    :param drop_fraction: Initial drop fraction zeta in ``(0, 1)`` (default: SET 0.3, RigL 0.5).
+    :param update_interval: Gradient steps between mask updates, ``>= 1`` (default: SET 250, RigL 1000; on PPO/A2C and
+        DQN the reference study's 1000, :mod:`sb3_tar.sb3.reference_schedules`).
+    :param drop_fraction: Initial drop fraction zeta in ``(0, 1)`` (default: SET 0.3, RigL 0.5; on PPO/A2C and DQN
+        the reference study's 0.1).
     :param end_fraction: Fraction of the planned gradient steps during which the mask is updated,
-        in ``(0, 1]``.
+        in ``(0, 1]`` (default 0.8; on PPO/A2C the reference study's ``120000 / 156480`` (0.767), on DQN its 0.75).
+        The PPO/A2C/DQN defaults apply to the arguments the caller did not set (an explicit value, even the SAC
+        default, always wins); :attr:`reference_defaults` holds those taken, and ``verbose >= 1`` prints them.
     :param seed: Seed of the initial mask and of the update draws (default: the model's ``seed``,
         else drawn from torch).
     :param verbose: 0: silent, 1: print the initial per-layer table, 2: also print every update.
@@ -489,6 +496,11 @@ class DSTCallback(SparseCallback):
             if not has_dynamic_role(methods):
                 raise ValueError(f"role_methods={methods} rewires no role: use TARCallback for fixed masks")
         self.config = dst_config(method, update_interval, drop_fraction, end_fraction, prune_criterion, methods)
+        #: The schedule arguments set by the caller (``None`` for ``update_interval``/``drop_fraction`` is unset).
+        unset = {k for k, v in (("update_interval", update_interval), ("drop_fraction", drop_fraction)) if v is None}
+        self._explicit = self.given - unset
+        #: The reference study's PPO/DQN values this callback took for the arguments not set (empty: none).
+        self.reference_defaults: dict[str, Any] = {}
         if methods is None:
             criterion = "erk" if criterion is None else criterion
             self.configs = role_configs(sparsity, actor_sparsity, critic_sparsity, criterion=criterion, revival="none")
@@ -501,6 +513,13 @@ class DSTCallback(SparseCallback):
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
         self._execution()  # refuses sparse_execution=True where the kernel cannot train, before anything changes
+        policy = self.model.policy
+        family = reference_family(policy)
+        taken = {} if isinstance(policy, SparsePolicyMixin) else reference_values(REFERENCE_DST, family, self._explicit)
+        if taken and family is not None:  # PPO/A2C/DQN: the study's schedule for what the caller left unset
+            self.config = dataclasses.replace(self.config, **taken)
+            self.reference_defaults = taken
+            self._say(describe(type(self).__name__, family, taken))
 
     def _on_training_start(self) -> None:
         policy = self.model.policy

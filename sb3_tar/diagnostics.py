@@ -15,7 +15,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sb3_tar.sb3.diagnostics import FixedBatch, draw_fixed_batch, measure_policy
+from sb3_tar.sb3.diagnostics import FixedBatch, draw_fixed_batch, draw_rollout_batch, measure_policy
 
 #: Default interval in environment steps (measured cost: see docs/diagnostics.md).
 DEFAULT_EVERY = 5_000
@@ -37,7 +37,9 @@ class DiagnosticsCallback(BaseCallback):
     after the gradient steps of the steps before; with SB3's default ``train_freq=1`` exactly at the multiples),
     measure each network of the model (the actor and every Q-network; PPO/A2C: the branches ``actor`` and ``critic``
     and the features extractor networks; DQN: ``q_net``) on a fixed batch of the replay buffer (PPO/A2C, which have
-    none: of the first full rollout, drawn at its end, so the first measurement is the first one due after it) and
+    none: of the first full rollout, drawn at its end, so the first measurement is the first one due after it; a
+    rollout of fewer than ``batch_size`` steps per env gives ``min(batch_size, n_steps * n_envs)`` of its
+    transitions, :func:`~sb3_tar.sb3.diagnostics.draw_rollout_batch`) and
     log, through the model's SB3 logger, under ``diagnostics/``:
 
     - ``diagnostics/<network>/dormant_<tau>``: the fraction of tau-dormant hidden units (Sokar et al. 2023);
@@ -112,7 +114,7 @@ class DiagnosticsCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         # PPO/A2C have no replay buffer: the fixed batch is drawn from the first full rollout (then kept)
         if self.batch is None and not hasattr(self.model, "replay_buffer"):
-            self.batch = draw_fixed_batch(self.model.rollout_buffer, self.batch_size, self.seed)
+            self.batch = draw_rollout_batch(self.model.rollout_buffer, self.batch_size, self.seed)
 
     def _on_rollout_start(self) -> None:
         # At a rollout's start the gradient steps of the previous one are done: a measurement labelled with

@@ -275,3 +275,26 @@ def test_ppo_diagnostics_match_a_hand_computation_on_the_fixed_rollout_batch() -
             assert row[f"diagnostics/{name}/dormant_{tau:g}"] == pytest.approx(hand[tau])
         assert row[f"diagnostics/{name}/srank"] == hand_srank
         assert row[f"diagnostics/{name}/weight_norm"] > 0
+
+
+def test_short_rollout_of_several_envs_gives_a_batch_of_its_transitions() -> None:
+    """A2C with 8 envs and n_steps=5 (RL-Zoo's CartPole entry): a rollout holds 5 steps per env, fewer than the batch's
+    256, so the batch is all 40 transitions of the first rollout, each once; measured from the 2nd rollout start on
+    (timesteps 40, 80, ..., 240) and at the end (280: the last rollout overshoots 256 by 24 steps)."""
+    from stable_baselines3 import A2C
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_tar.sb3.diagnostics import draw_fixed_batch, draw_rollout_batch
+
+    env = make_vec_env("CartPole-v1", n_envs=8, seed=0)
+    model = A2C("MlpPolicy", env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16]))
+    diagnostics = DiagnosticsCallback(every=12)
+    model.learn(256, callback=diagnostics)
+    assert [r["timesteps"] for r in diagnostics.rows] == [40, 80, 120, 160, 200, 240, 280]
+    assert len(diagnostics.batch) == 40
+    rows = {tuple(o) for o in diagnostics.batch.observations.round(6).tolist()}
+    assert len(rows) == 40  # 40 distinct transitions: every (step, env) pair once
+    assert all(np.isfinite(r["diagnostics/actor/srank"]) for r in diagnostics.rows)
+    # a batch the rollout holds per env (3 <= 5 steps): draw_fixed_batch's draw, unchanged
+    buffer = model.rollout_buffer
+    assert draw_rollout_batch(buffer, 3, 0).observations.tolist() == draw_fixed_batch(buffer, 3, 0).observations.tolist()

@@ -236,7 +236,7 @@ def test_paper_preset_is_the_full_grid():
         ({"methods": ["tar", "prune"]}, ValueError, ["'prune'", "dense", "rigl"]),
         ({"criteria": ["snip"]}, ValueError, ["'snip'", "synflow"]),
         ({"algos": ["qrdqn"]}, ValueError, ["'qrdqn'", "sac", "ppo", "dqn"]),
-        ({"algos": ["ppo"], "methods": ["tar", "small_dense"]}, ValueError, ["['small_dense']", "'ppo'", "'gmp'"]),
+        ({"algos": ["ppo"], "methods": ["tar", "cyclic"]}, ValueError, ["['cyclic']", "'ppo'", "'small_dense'"]),
         ({"sparsities": [1.0]}, ValueError, ["1.0", "(0, 1)"]),
         ({"sparsities": [0.9], "rrs": [0.2]}, ValueError, ["rr=0.2", "[0, 0.1]"]),
         ({"rrs": [-0.01]}, ValueError, ["-0.01", "[0, 1)"]),

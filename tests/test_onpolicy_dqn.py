@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -314,13 +315,96 @@ def test_unsupported_algorithm_is_refused_naming_what_is_supported(algo, env_id:
     assert all(torch.equal(before[k], after[k]) for k in before) and model.num_timesteps == 0
 
 
-def test_small_dense_on_ppo_is_refused_naming_what_is_supported() -> None:
-    pattern = (
-        r"SmallDenseCallback supports SAC, TD3, TQC and CrossQ .*; PPO, A2C, DQN, TRPO, MaskablePPO and QR-DQN are "
-        r"supported by TARCallback, DSTCallback, GMPCallback and DiagnosticsCallback, got PPO"
+#: Small dense of the width-64, 0.9-sparse networks on CartPole (4 observations, 2 actions), by hand:
+#: P(h) = 4 h1 + h1 h2 + h2 n_out. Policy branch and Q-network (n_out = 2): P(64) = 256 + 4096 + 128 = 4480,
+#: K = 448; [18, 19] gives 72 + 342 + 38 = 452 (the other mixes: [18, 18] 432, [19, 18] 454, [19, 19] 475). Value
+#: branch (n_out = 1): P(64) = 4416, K = round(441.6) = 442; [19, 18] gives 76 + 342 + 18 = 436 ([18, 19] 433,
+#: [19, 19] 456, [18, 18] 414).
+SMALL_DENSE = {
+    "actor": {"widths": [18, 19], "reference_weights": 4480, "target": 448, "weights": 452},
+    "critic": {"widths": [19, 18], "reference_weights": 4416, "target": 442, "weights": 436},
+    "q_net": {"widths": [18, 19], "reference_weights": 4480, "target": 448, "weights": 452},
+}
+#: The weight tensors of each network in the policy's state dict.
+SMALL_DENSE_KEYS = {
+    "actor": ("mlp_extractor.policy_net.", "action_net."),
+    "critic": ("mlp_extractor.value_net.", "value_net."),
+    "q_net": ("q_net.q_net.",),
+    "q_net_target": ("q_net_target.q_net.",),
+}
+
+_SMALL_DENSE_LOAD = """
+import json, sys
+from stable_baselines3 import A2C, DQN, PPO
+model = {"PPO": PPO, "A2C": A2C, "DQN": DQN}[sys.argv[1]].load(sys.argv[2], device="cpu")
+state = model.policy.state_dict()
+weights = {k: v.numel() for k, v in state.items() if k.endswith(".weight")}
+print(json.dumps({"config": model.sb3_tar_config["small_dense"], "weights": weights}))
+"""
+
+
+def weight_counts(weights: dict[str, int], network: str) -> int:
+    """Weights of one network, summed over the ``.weight`` entries of its state-dict prefixes."""
+    return sum(n for k, n in weights.items() if k.startswith(SMALL_DENSE_KEYS[network]))
+
+
+@pytest.mark.parametrize("case", ["ppo-cartpole", "a2c-cartpole", "dqn-cartpole"])
+def test_small_dense_widths_counts_and_fresh_process_load(case: str, tmp_path: Path) -> None:
+    """small_dense_net_arch solves each network's widths as computed by hand (PPO/A2C per branch, DQN one Q-network); a
+    real run with SmallDenseCallback records them without a warning, the built networks (DQN's target too) hold the
+    hand counts, and a fresh process reads both back from the saved model."""
+    from sb3_tar.sb3.small_dense import small_dense_net_arch
+
+    algo, env_id, kwargs = CASES[case]
+    name = case.split("-")[0]
+    arch, matches = small_dense_net_arch(name, env_id, 64, SPARSITY)
+    networks = ["q_net"] if algo is DQN else ["actor", "critic"]
+    expected_arch = SMALL_DENSE["q_net"]["widths"] if algo is DQN else {"pi": [18, 19], "vf": [19, 18]}
+    assert arch == expected_arch and sorted(matches) == sorted(networks)
+    model = algo("MlpPolicy", env_id, seed=0, device="cpu", policy_kwargs=dict(net_arch=arch), **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the widths are the solved ones: no warning
+        model.learn(STEPS, callback=SmallDenseCallback(reference_width=64, sparsity=SPARSITY))
+    assert model.num_timesteps >= STEPS
+    record = model.sb3_tar_config["small_dense"]
+    weights = {k: v.numel() for k, v in model.policy.state_dict().items() if k.endswith(".weight")}
+    for network in networks:
+        hand = SMALL_DENSE[network]
+        entry = record[network]
+        assert {k: entry[k] for k in hand} == hand, network
+        assert entry["model_widths"] == hand["widths"] and entry["model_weights"] == hand["weights"]
+        assert entry["sparsity"] == SPARSITY and entry["reference_width"] == 64
+        assert weight_counts(weights, network) == hand["weights"]  # the real model's weights
+    if algo is DQN:
+        assert weight_counts(weights, "q_net_target") == SMALL_DENSE["q_net"]["weights"]
+    path = tmp_path / "model.zip"
+    model.save(path)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-c", _SMALL_DENSE_LOAD, algo.__name__, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
-    with pytest.raises(TypeError, match=pattern):
-        make("ppo-cartpole").learn(64, callback=SmallDenseCallback())
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["config"] == json.loads(json.dumps(record))
+    assert loaded["weights"] == weights
+
+
+def test_small_dense_on_ppo_warns_on_other_widths_and_refuses_a_sparse_model() -> None:
+    """A PPO model at width 64 is not the small dense one: the callback warns, naming the branch and its solved widths,
+    and records the model's own counts; a sparse PPO model is refused before anything changes."""
+    model = make("ppo-cartpole")
+    with pytest.warns(UserWarning, match=r"critic has hidden widths \[64, 64\]; the widths matching .* are \[19, 18\]"):
+        model.learn(64, callback=SmallDenseCallback(reference_width=64, sparsity=SPARSITY))
+    assert model.sb3_tar_config["small_dense"]["actor"]["model_weights"] == 4480
+    sparse = make_sparse("ppo-cartpole")
+    before = {k: v.clone() for k, v in sparse.policy.state_dict().items()}
+    with pytest.raises(ValueError, match="SmallDenseCallback describes a dense model"):
+        sparse.learn(64, callback=SmallDenseCallback())
+    assert all(torch.equal(v, sparse.policy.state_dict()[k]) for k, v in before.items()) and sparse.num_timesteps == 0
 
 
 def test_sparse_execution_options_on_ppo() -> None:

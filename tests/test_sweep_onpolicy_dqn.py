@@ -20,14 +20,21 @@ from sweep_utils import failed_logs, run_killed_sweep
 ENV = "CartPole-v1"
 #: Weights of the width-32 networks on CartPole (4 observations, 2 actions): by hand.
 TOTALS = {"actor": 4 * 32 + 32 * 32 + 32 * 2, "critic": 4 * 32 + 32 * 32 + 32 * 1, "q_net": 4 * 32 + 32 * 32 + 32 * 2}
+#: Small dense of the 0.9-sparse width-32 networks, by hand: policy branch and Q-network keep round(0.1 * 1216) = 122,
+#: widths [8, 9] give 4 * 8 + 8 * 9 + 9 * 2 = 122 exactly; value branch keeps round(118.4) = 118, [9, 8] give
+#: 36 + 72 + 8 = 116 ([8, 9] 113, [9, 9] 126, [8, 8] 104).
+SMALL = {"actor": ([8, 9], 122), "critic": ([9, 8], 116), "q_net": ([8, 9], 122)}
 COMMON = ["--envs", ENV, "--criteria", "magnitude", "--sparsities", "0.9", "--rrs", "0.01", "--widths", "32"]
 COMMON += ["--seeds", "0", "--eval-episodes", "2", "--dst-kwargs", "update_interval:10", "--gmp-kwargs", "update_interval:10"]
 COMMON += ["--jobs", "2", "--no-progress"]
 #: One sweep per algorithm into one results directory (DQN's CartPole entry learns from step 1000: earlier here).
 SWEEPS = {
-    "ppo": ["--methods", "dense", "tar", "rigl", "gmp", "-n", "512", "--eval-freq", "256"],
-    "a2c": ["--methods", "dense", "static", "-n", "256", "--eval-freq", "128"],
-    "dqn": ["--methods", "dense", "tar", "rigl", "gmp", "-n", "640", "--eval-freq", "320", "--checkpoint-every", "320"],
+    "ppo": ["--methods", "dense", "tar", "rigl", "gmp", "small_dense", "-n", "512", "--eval-freq", "256"],
+    "a2c": ["--methods", "dense", "static", "small_dense", "-n", "256", "--eval-freq", "128"],
+    "dqn": [
+        *("--methods", "dense", "tar", "rigl", "gmp", "small_dense", "-n", "640", "--eval-freq", "320"),
+        *("--checkpoint-every", "320"),
+    ],
 }
 DQN_PARAMS = ["--params", "learning_starts:100", "train_freq:64", "gradient_steps:8"]
 CLASSES = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
@@ -53,8 +60,8 @@ def test_cells_finish_with_evaluations_and_exact_counts(swept: Path) -> None:
     """Every cell finished, evaluated on the sweep's schedule; each summary's counts are the hand counts, read again from
     the saved model loaded with plain SB3 (pattern fingerprint included); DQN's target holds the same nonzero count."""
     found = cells(swept)
-    assert [str(p.relative_to(swept)).split("/")[0] for p in found].count("ppo") == 4
-    assert len(found) == 4 + 2 + 4
+    assert [str(p.relative_to(swept)).split("/")[0] for p in found].count("ppo") == 5
+    assert len(found) == 5 + 3 + 5
     for cell in found:
         config = json.loads((cell / "cell.json").read_text())
         algo, method = config["algo"], config["method"]
@@ -68,8 +75,9 @@ def test_cells_finish_with_evaluations_and_exact_counts(swept: Path) -> None:
         state = model.policy.state_dict()
         for name in networks:
             entry = summary["final_sparsity"][name]
-            assert entry["total"] == TOTALS[name]
-            kept = TOTALS[name] if method == "dense" else round(0.1 * TOTALS[name])
+            total = SMALL[name][1] if method == "small_dense" else TOTALS[name]
+            assert entry["total"] == total
+            kept = total if method in ("dense", "small_dense") else round(0.1 * TOTALS[name])
             prefix = {
                 "actor": ("mlp_extractor.policy_net.", "action_net."),
                 "critic": ("mlp_extractor.value_net.", "value_net."),
@@ -79,12 +87,16 @@ def test_cells_finish_with_evaluations_and_exact_counts(swept: Path) -> None:
                 for k in state
                 if k.endswith(".weight") and state[k].dim() == 2 and k.startswith(prefix.get(name, ("q_net.q_net.",)))
             ]
-            assert sum(state[k].numel() for k in keys) == TOTALS[name]
-            if method in ("dense", "static", "tar", "gmp"):
+            assert sum(state[k].numel() for k in keys) == total
+            if method == "small_dense":  # the widths solved by the sweep, recorded by SmallDenseCallback
+                hidden = [state[k].shape[0] for k in keys[:-1]]
+                assert hidden == SMALL[name][0] == summary["config"]["small_dense"][name]["widths"], (cell, name)
+                assert summary["config"]["small_dense"][name]["target"] == round(0.1 * TOTALS[name])
+            if method in ("dense", "small_dense", "static", "tar", "gmp"):
                 assert entry["nonzero"] == kept, (cell, name)
             else:  # RigL grows weights at zero: a grown weight may still be exactly zero
                 assert entry["nonzero"] <= kept, (cell, name)
-            if method != "dense":  # the saved masks keep exactly the hand count; every pruned weight is zero
+            if method not in ("dense", "small_dense"):  # the saved masks keep the hand count; pruned weights are zero
                 masks = [state[f"{k}_mask"] for k in keys]
                 assert sum(int(m.sum()) for m in masks) == kept, (cell, name)
                 assert all(int((state[k][m == 0] != 0).sum()) == 0 for k, m in zip(keys, masks))
@@ -93,7 +105,7 @@ def test_cells_finish_with_evaluations_and_exact_counts(swept: Path) -> None:
             if algo == "dqn":
                 target = [k.replace("q_net.", "q_net_target.", 1) for k in keys]
                 assert entry["target_nonzero"] == sum(int((state[k] != 0).sum()) for k in target)
-                if method != "dense":  # the target holds zeros wherever the online mask prunes
+                if method not in ("dense", "small_dense"):  # the target holds zeros wherever the online mask prunes
                     masks = [state[f"{k}_mask"] for k in keys]
                     assert all(int((state[t][m == 0] != 0).sum()) == 0 for t, m in zip(target, masks))
         masks = summary["final_masks"]
@@ -110,14 +122,31 @@ def test_cells_finish_with_evaluations_and_exact_counts(swept: Path) -> None:
         assert ratio == 1.0 if method == "dense" else 0.05 < ratio < 1.0
 
 
-def test_commands_leave_out_what_these_algorithms_do_not_take(swept: Path) -> None:
-    """PPO/A2C cells run without the checkpoint callback (off-policy only); DQN cells checkpoint; no cell of these
-    algorithms attaches the diagnostics callback (SAC/TD3/TQC only so far)."""
+#: When each cell measures its diagnostics (every a twentieth of the budget, at rollout starts, and at the end), by hand.
+#: PPO: 8 envs x n_steps 32 = 256 steps per rollout, every 512 // 20 = 25: the 2nd rollout start (256; the batch is
+#: drawn at the 1st rollout's end) and the end (512). A2C: 8 x 5 = 40 per rollout, every 12: each rollout start from
+#: 40 to 240 and the end (280). DQN: rollouts of train_freq 64 steps, every 32: from the first rollout start whose
+#: buffer holds the 256-transition batch (256) every 64 steps, and the end (640).
+DIAGNOSED = {"ppo": [256, 512], "a2c": list(range(40, 281, 40)), "dqn": list(range(256, 641, 64))}
+
+
+def test_commands_checkpoint_and_diagnose_as_computed(swept: Path) -> None:
+    """PPO/A2C cells run without the checkpoint callback (off-policy only); DQN cells checkpoint; every cell attaches
+    the diagnostics callback, as SAC's cells do, and its diagnostics.csv has the hand-computed rows for each network."""
     for cell in cells(swept):
         algo = json.loads((cell / "cell.json").read_text())["algo"]
         command = (cell / "train.log").read_text().splitlines()[0]
         assert ("ExactCheckpointCallback" in command) == (algo == "dqn"), cell
-        assert "DiagnosticsCallback" not in command and not (cell / "diagnostics.csv").exists()
+        assert "sb3_tar.diagnostics.DiagnosticsCallback" in command, cell
+        import pandas as pd
+
+        frame = pd.read_csv(cell / "diagnostics.csv")
+        assert frame["timesteps"].tolist() == DIAGNOSED[algo], cell
+        for network in ["q_net"] if algo == "dqn" else ["actor", "critic"]:
+            assert frame[f"diagnostics/{network}/dormant_0"].between(0, 1).all()
+            srank = frame[f"diagnostics/{network}/srank"]
+            assert ((srank >= 1) & (srank <= 32) & (srank == srank.round())).all()
+            assert (frame[f"diagnostics/{network}/weight_norm"] > 0).all()
         if algo == "dqn":
             assert "checkpoint" in (cell / "train.log").read_text().split("\n", 1)[1]
 
@@ -127,7 +156,8 @@ def test_verify_masks_and_report_read_the_cells(swept: Path) -> None:
     verify = run_cli("verify-masks", str(swept), timeout=540)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     same = [line for line in verify.stdout.splitlines() if line.startswith("same masks: ")]
-    sparse = [c for c in cells(swept) if json.loads((c / "cell.json").read_text())["method"] not in ("dense", "gmp")]
+    drawn = [json.loads((c / "cell.json").read_text())["method"] for c in cells(swept)]
+    sparse = [m for m in drawn if m not in ("dense", "gmp", "small_dense")]
     assert len(same) == len(sparse) == 2 + 1 + 2  # PPO tar, rigl; A2C static; DQN tar, rigl
     report = run_cli("report", str(swept), "--reps", "50", "--no-progress", "--no-plots", timeout=240)
     assert report.returncode == 0, report.stdout + report.stderr
@@ -155,7 +185,7 @@ def test_killed_ppo_sweep_starts_the_cell_again(tmp_path: Path) -> None:
     assert "0 ran, 3 already finished" in again.stdout
 
 
-@pytest.mark.parametrize("method", ["small_dense", "cyclic", "sculpt", "iee", "tar+rigl"])
+@pytest.mark.parametrize("method", ["cyclic", "sculpt", "iee", "tar+rigl"])
 def test_methods_these_algorithms_do_not_take_are_refused(method: str) -> None:
     from sb3_tar.experiments.grid import GridSpec
 
@@ -166,7 +196,10 @@ def test_methods_these_algorithms_do_not_take_are_refused(method: str) -> None:
         ):
             grid.expand()
     refused = run_cli("sweep", "--algos", "dqn", "--envs", ENV, "--methods", method, "--dry-run", "-o", "unused")
-    assert refused.returncode == 2 and "'dense', 'static', 'tar', 'uniform', 'set', 'rigl', 'gmp'" in refused.stderr
+    assert (
+        refused.returncode == 2
+        and "'dense', 'static', 'tar', 'uniform', 'set', 'rigl', 'gmp', 'small_dense'" in refused.stderr
+    )
 
 
 def test_policy_kwargs_with_torch_classes_reach_rl_zoo_as_expressions() -> None:

@@ -44,11 +44,11 @@ REVIVAL_METHODS: tuple[str, ...] = ("tar", "uniform")
 DST_METHODS: tuple[str, ...] = ("set", "rigl")
 SPARSE_METHODS: tuple[str, ...] = ("static", "tar", "uniform", "set", "rigl", "gmp", "cyclic", "sculpt", "iee")
 #: The methods a sweep runs for the algorithms that do not take every method (the others refused by
-#: :meth:`GridSpec.validate`): dense, the static masks, TAR and Uniform Revival, SET/RigL and GMP, whose callbacks handle
-#: PPO/A2C's policy and value branches and DQN's Q-network (``docs/usage.md``, "PPO, A2C and DQN"). Not (yet) for them:
-#: small dense (its widths are solved for SAC/TD3/TQC's networks), cyclic, SCULPT, exploitation-exploration and the
+#: :meth:`GridSpec.validate`): dense, the static masks, TAR and Uniform Revival, SET/RigL, GMP and small dense, whose
+#: callbacks handle PPO/A2C's policy and value branches and DQN's Q-network (``docs/usage.md``, "PPO, A2C and DQN";
+#: small dense solves a width per branch). Not (yet) for them: cyclic, SCULPT, exploitation-exploration and the
 #: per-role methods.
-ON_POLICY_DQN_METHODS: tuple[str, ...] = ("dense", "static", "tar", "uniform", "set", "rigl", "gmp")
+ON_POLICY_DQN_METHODS: tuple[str, ...] = ("dense", "static", "tar", "uniform", "set", "rigl", "gmp", "small_dense")
 ALGO_METHODS: dict[str, tuple[str, ...]] = {
     "ppo": ON_POLICY_DQN_METHODS,
     "a2c": ON_POLICY_DQN_METHODS,

@@ -77,9 +77,10 @@ DEFAULT_CHECKPOINT_EVERY = 50_000
 #: Algorithms whose cells take no checkpoint (:class:`~sb3_tar.sb3.checkpoint.ExactCheckpointCallback` covers
 #: off-policy algorithms only): an interrupted cell of these starts again from step 0.
 UNCHECKPOINTED_ALGOS: tuple[str, ...] = ("ppo", "a2c")
-#: Algorithms whose cells run without :class:`~sb3_tar.diagnostics.DiagnosticsCallback` (it measures on a replay
-#: buffer's batch and supports SAC, TD3 and TQC only so far): their cells have no ``diagnostics.csv``.
-UNDIAGNOSED_ALGOS: tuple[str, ...] = ("ppo", "a2c", "dqn")
+#: Algorithms whose cells run without :class:`~sb3_tar.diagnostics.DiagnosticsCallback`: none (it supports every
+#: algorithm of the grid; PPO/A2C measure on a batch of the first full rollout, ``docs/usage.md``), so every cell
+#: has its ``diagnostics.csv``.
+UNDIAGNOSED_ALGOS: tuple[str, ...] = ()
 #: Times Ray runs a cell's task again after its worker died.
 RAY_MAX_RETRIES = 3
 
@@ -173,8 +174,8 @@ def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
     """
     The cell's ``policy_kwargs``: the hyperparameter file's (for the env), updated with any
     ``policy_kwargs`` override in ``cell.hyperparams``, with ``net_arch=[width, width]`` (``small_dense``:
-    ``dict(pi=[w_actor] * 2, qf=[w_critic] * 2)``, the widths matching the sparse network's kept counts,
-    :func:`sb3_tar.sb3.small_dense.small_dense_net_arch`).
+    ``dict(pi=[w_actor] * 2, qf=[w_critic] * 2)``, PPO/A2C ``dict(pi=..., vf=...)``, DQN ``[w_q] * 2``, the widths
+    matching the sparse network's kept counts, :func:`sb3_tar.sb3.small_dense.small_dense_net_arch`).
 
     :param cell: The cell.
     :param conf: Its hyperparameter file.

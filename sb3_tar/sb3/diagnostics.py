@@ -61,6 +61,32 @@ def draw_fixed_batch(replay_buffer: Any, batch_size: int, seed: int) -> FixedBat
     return FixedBatch(observations, replay_buffer.actions[positions, envs].copy())
 
 
+def draw_rollout_batch(rollout_buffer: Any, batch_size: int, seed: int) -> FixedBatch | None:
+    """
+    The fixed batch of an on-policy model (PPO/A2C), drawn from its first full rollout: :func:`draw_fixed_batch`'s
+    batch when the rollout holds ``batch_size`` steps per env; else (a short rollout, e.g. PPO's ``n_steps=32`` or
+    A2C's ``n_steps=5`` with several envs) ``min(batch_size, n_steps * n_envs)`` distinct transitions of the rollout,
+    drawn with ``seed`` without replacement over its ``(step, env)`` pairs.
+
+    :param rollout_buffer: A full SB3 ``RolloutBuffer`` or ``DictRolloutBuffer``.
+    :param batch_size: Transitions to draw.
+    :param seed: Seed of the draw (a private ``numpy.random.Generator``).
+    :return: The batch, or ``None`` if the rollout is empty.
+    """
+    batch = draw_fixed_batch(rollout_buffer, batch_size, seed)
+    filled, n_envs = rollout_buffer.size(), rollout_buffer.n_envs
+    if batch is not None or filled * n_envs == 0:
+        return batch
+    flat = np.random.default_rng(seed).choice(filled * n_envs, size=min(batch_size, filled * n_envs), replace=False)
+    positions, envs = flat // n_envs, flat % n_envs
+    stored = rollout_buffer.observations
+    if isinstance(stored, dict):
+        observations: np.ndarray | dict[str, np.ndarray] = {k: v[positions, envs].copy() for k, v in stored.items()}
+    else:
+        observations = stored[positions, envs].copy()
+    return FixedBatch(observations, rollout_buffer.actions[positions, envs].copy())
+
+
 def _tensor(value: np.ndarray | dict[str, np.ndarray], device: torch.device) -> torch.Tensor | dict[str, torch.Tensor]:
     if isinstance(value, dict):
         return {k: torch.as_tensor(v, device=device) for k, v in value.items()}

@@ -239,6 +239,27 @@ DST_DEFAULTS: dict[str, Any] = dict(
 )
 
 
+def _reference_dst_defaults(policy_class: type, kwargs: dict[str, Any], role_methods: Any) -> dict[str, Any]:
+    """
+    The reference study's DST schedule (:mod:`sb3_tar.sb3.reference_schedules`) for the options a PPO/A2C/DQN
+    ``SparsePolicy`` running SET/RigL was built without (``None`` counts as unset).
+
+    :param policy_class: The policy's class.
+    :param kwargs: Its keyword arguments (not modified).
+    :param role_methods: Its ``role_methods`` option.
+    :return: ``{option: value}`` to take; empty for SAC/TD3/TQC, without SET/RigL, or with ``schedule_method``.
+    """
+    from sb3_tar.sb3.reference_schedules import REFERENCE_DST, reference_family, reference_values
+
+    dynamic = kwargs.get("dst_method") is not None or (
+        isinstance(role_methods, dict) and any(m in ("set", "rigl") for m in role_methods.values())
+    )
+    if not dynamic or kwargs.get("schedule_method") is not None:
+        return {}
+    given = {key for key in ("update_interval", "drop_fraction", "end_fraction") if kwargs.get(key) is not None}
+    return reference_values(REFERENCE_DST, reference_family(policy_class), given)
+
+
 def _dst_setup(dst: dict[str, Any], options: dict[str, Any], criterion_given: bool, revival_given: bool) -> DSTConfig | None:
     """Validate the DST options; with a method, the static stage is ``criterion`` (ERK by default) without revival."""
     if dst["dst_method"] is None:
@@ -426,10 +447,12 @@ class SparsePolicyMixin:
         drawn by ``criterion`` (default ``"erk"``) with ``revival="none"``, and the mask is updated
         during training; the schedule's position is kept in the buffers ``dst_step``,
         ``dst_total_steps``, ``dst_actor_step`` and ``dst_seed``, saved with the policy.
-    :param update_interval: Gradient steps between mask updates (default: SET 250, RigL 1000).
-    :param drop_fraction: Initial drop fraction zeta in ``(0, 1)`` (default: SET 0.3, RigL 0.5).
+    :param update_interval: Gradient steps between mask updates (default: SET 250, RigL 1000; PPO/A2C/DQN policies: the
+        reference study's 1000, :mod:`sb3_tar.sb3.reference_schedules`).
+    :param drop_fraction: Initial drop fraction zeta in ``(0, 1)`` (default: SET 0.3, RigL 0.5; PPO/A2C/DQN: 0.1).
     :param end_fraction: Fraction of the planned gradient steps during which the mask is updated,
-        in ``(0, 1]`` (default 0.8).
+        in ``(0, 1]`` (default 0.8; PPO/A2C: ``120000 / 156480`` (0.767), DQN: 0.75). The PPO/A2C/DQN defaults fill
+        only the options not given (``policy.reference_defaults`` lists them); a loaded policy takes them again.
     :param dst_total_steps: Planned gradient steps of the whole run, which the schedule needs
         (``T_end = end_fraction * dst_total_steps``). The policy cannot know it: give it here, or
         leave it ``None`` and pass ``callback=sb3_tar.DSTCallback()`` to ``learn()``, which fills it
@@ -477,6 +500,9 @@ class SparsePolicyMixin:
             kwargs["seed"] = renamed(
                 type(self).__name__, "sparsity_seed", "seed", kwargs.pop("sparsity_seed"), kwargs.get("seed"), None
             )
+        #: The reference study's PPO/DQN DST values this policy took for the options not set (empty: none).
+        self.reference_defaults = _reference_dst_defaults(type(self), kwargs, role_methods)
+        kwargs.update(self.reference_defaults)  # a loaded policy, rebuilt from its policy_kwargs, takes them again
         dst = {key: kwargs.pop(key, default) for key, default in DST_DEFAULTS.items()}
         schedule = {key: kwargs.pop(key, default) for key, default in SCHEDULE_DEFAULTS.items()}
         criterion_given, revival_given = kwargs.get("criterion") is not None, "revival" in kwargs
