@@ -11,9 +11,9 @@ from sb3_tar.core.config import DEFAULT_SPARSITY, check_choice, check_int, renam
 from sb3_tar.core.gmp import DEFAULT_END_FRACTION, DEFAULT_INTERVAL, DEFAULT_START_FRACTION, GMP_SCOPES, GMPConfig
 from sb3_tar.core.masks import ones_masks
 from sb3_tar.cyclic_methods import CyclicCallback, IEECallback, SculptCallback
-from sb3_tar.sb3 import sparse_execution as sparse_exec
-from sb3_tar.sb3.enforcement import attached_enforcer
-from sb3_tar.sb3.gradual import (
+from sb3_tar.sb3.execution import sparse_execution as sparse_exec
+from sb3_tar.sb3.execution.enforcement import attached_enforcer
+from sb3_tar.sb3.methods.gradual import (
     GMP_STATE_ATTRIBUTE,
     GradualPruner,
     attached_pruner,
@@ -21,7 +21,10 @@ from sb3_tar.sb3.gradual import (
     new_state,
     training_flops_of_state,
 )
-from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
+from sb3_tar.sb3.methods.pruning import role_configs
+from sb3_tar.sb3.methods.rewiring import STATE_ATTRIBUTE as DST_STATE_ATTRIBUTE
+from sb3_tar.sb3.methods.rewiring import planned_steps_of
+from sb3_tar.sb3.methods.small_dense import network_shapes, small_dense_matches
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.policies import (
     SparsePolicyMixin,
@@ -29,11 +32,8 @@ from sb3_tar.sb3.policies import (
     masked_policy_class,
     start_sparse_execution,
 )
-from sb3_tar.sb3.pruning import role_configs
-from sb3_tar.sb3.report_logging import attach_curves
-from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE as DST_STATE_ATTRIBUTE
-from sb3_tar.sb3.rewiring import planned_steps_of
-from sb3_tar.sb3.small_dense import network_shapes, small_dense_matches
+from sb3_tar.sb3.reporting.model_masks import enforcer_of, stored_masks
+from sb3_tar.sb3.reporting.report_logging import attach_curves
 
 
 class GMPCallback(SparseCallback):

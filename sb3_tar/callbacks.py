@@ -18,9 +18,19 @@ from sb3_tar.core.config import DEFAULT_SPARSITY, REVIVALS, SparsityConfig, chec
 from sb3_tar.core.dynamic import DST_METHODS, dst_config
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.role_methods import FIXED_ROLE_METHODS, resolve_role_methods, static_method
-from sb3_tar.sb3.enforcement import MaskEnforcer, attached_enforcer
-from sb3_tar.sb3.gradual import GMP_STATE_ATTRIBUTE
-from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
+from sb3_tar.sb3.execution.enforcement import MaskEnforcer, attached_enforcer
+from sb3_tar.sb3.execution.sparse_execution import check_option
+from sb3_tar.sb3.methods.gradual import GMP_STATE_ATTRIBUTE
+from sb3_tar.sb3.methods.pruning import draw_seed, role_configs, sparsify_policy
+from sb3_tar.sb3.methods.rewiring import (
+    STATE_ATTRIBUTE,
+    UNKNOWN_TOTAL,
+    AttributeState,
+    Rewirer,
+    attached_rewirer,
+    planned_steps_of,
+)
+from sb3_tar.sb3.methods.role_methods import has_dynamic_role, method_configs
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.policies import (
     SparsePolicyMixin,
@@ -28,11 +38,8 @@ from sb3_tar.sb3.policies import (
     masked_policy_class,
     start_sparse_execution,
 )
-from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
-from sb3_tar.sb3.report_logging import attach_curves
-from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState, Rewirer, attached_rewirer, planned_steps_of
-from sb3_tar.sb3.role_methods import has_dynamic_role, method_configs
-from sb3_tar.sb3.sparse_execution import check_option
+from sb3_tar.sb3.reporting.model_masks import enforcer_of, stored_masks
+from sb3_tar.sb3.reporting.report_logging import attach_curves
 
 #: The algorithms that ``TARCallback``, ``DSTCallback`` and ``GMPCallback`` support beside SAC/TD3/TQC/CrossQ.
 PPO_A2C_DQN: tuple[type, ...] = (PPO, A2C, DQN)
@@ -90,7 +97,7 @@ class SparseCallback(BaseCallback):
     :param seed: Seed of the masks (default: the model's ``seed``, else drawn from torch).
     :param verbose: Verbosity level.
     :param mask_gradients: Also zero the gradients of pruned weights before each step (see
-        :mod:`sb3_tar.sb3.enforcement`; on automatically for optimizers that are not elementwise).
+        :mod:`sb3_tar.sb3.execution.enforcement`; on automatically for optimizers that are not elementwise).
     """
 
     def __init__(self, seed: int | None = None, verbose: int = 0, mask_gradients: bool = False) -> None:
@@ -125,7 +132,7 @@ class SparseCallback(BaseCallback):
         """
         :return: The settings that decide what this callback trains (sparsity and mask criterion of each role, revival,
             schedule, seed, execution path ...; not ``verbose``): a checkpoint of a run with other ones is never
-            resumed (:class:`~sb3_tar.sb3.checkpoint.ExactCheckpointCallback`).
+            resumed (:class:`~sb3_tar.sb3.persistence.checkpoint.ExactCheckpointCallback`).
         """
         return {key: vars(self)[key] for key in self._SETTINGS if key in vars(self)}
 
@@ -282,13 +289,13 @@ class TARCallback(SparseCallback):
     :param verbose: 0: silent, 1: print the per-layer table.
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``; pruned weights are re-zeroed after every step either way, see
-        :mod:`sb3_tar.sb3.enforcement`).
+        :mod:`sb3_tar.sb3.execution.enforcement`).
         Gradient masking is switched on automatically, whatever this option, for optimizers that are not
         elementwise (an ``optimizer_class`` that is not exactly SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop
-        or Adagrad, :data:`sb3_tar.sb3.enforcement.ELEMENTWISE_OPTIMIZERS`; subclasses included), whose step could
+        or Adagrad, :data:`sb3_tar.sb3.execution.enforcement.ELEMENTWISE_OPTIMIZERS`; subclasses included), whose step could
         otherwise let the gradients at pruned positions change the kept weights.
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the sparse layers on the
-        sparse C++ kernel (:mod:`sb3_tar.sb3.sparse_execution`; the actor and critic optimizers are rebuilt with
+        sparse C++ kernel (:mod:`sb3_tar.sb3.execution.sparse_execution`; the actor and critic optimizers are rebuilt with
         the model's optimizer class and options). Saved with the model: a loaded model runs the same way.
     :param role_methods: A fixed-mask method per role, e.g. ``{"actor": "dense"}`` (a dense actor with a TAR critic):
         ``"dense"`` (sparsity 0), ``"static"``, ``"tar"`` or ``"uniform"``; a role it does not name follows ``revival``
@@ -452,7 +459,7 @@ class DSTCallback(SparseCallback):
     :param recovery_ratio: Revival budget rr of a ``"tar"`` / ``"uniform"`` role (default 0.01).
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers below the density
         threshold on the sparse C++ kernel between mask updates, online and target, with optimizer state for
-        kept weights only; each update rebuilds them in place (:mod:`sb3_tar.sb3.compressed_dst`). Saved with
+        kept weights only; each update rebuilds them in place (:mod:`sb3_tar.sb3.execution.compressed_dst`). Saved with
         the model. As for :class:`TARCallback`; ignored when the policy is a ``SparsePolicy`` or already sparse.
     """
 

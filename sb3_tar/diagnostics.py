@@ -15,7 +15,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sb3_tar.sb3.diagnostics import FixedBatch, draw_fixed_batch, measure_policy
+from sb3_tar.sb3.reporting.diagnostics import FixedBatch, draw_fixed_batch, measure_policy
 
 #: Default interval in environment steps (measured cost: see docs/diagnostics.md).
 DEFAULT_EVERY = 5_000
@@ -127,7 +127,7 @@ class DiagnosticsCallback(BaseCallback):
 
     def checkpoint_state(self) -> dict[str, Any]:
         """
-        :return: What an exact resume needs (:class:`~sb3_tar.sb3.checkpoint.ExactCheckpointCallback` saves it):
+        :return: What an exact resume needs (:class:`~sb3_tar.sb3.persistence.checkpoint.ExactCheckpointCallback` saves it):
             the fixed batch, the measurements so far and the schedule position.
         """
         return {"batch": self.batch, "rows": list(self.rows), "next": self._next, "last": self._last}

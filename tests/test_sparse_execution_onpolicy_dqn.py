@@ -249,7 +249,7 @@ import json, sys, numpy as np, torch
 torch.set_num_threads(1)
 from stable_baselines3 import A2C, DQN, PPO
 from sb3_tar.kernels import SparseLinear
-from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
+from sb3_tar.sb3.reporting.model_masks import masks_of, sparsity_summary
 from sb3_tar.sb3.networks import sparse_networks
 algo = {"PPO": PPO, "A2C": A2C, "DQN": DQN}[sys.argv[1]]
 model = algo.load(sys.argv[2], device="cpu")

@@ -71,7 +71,7 @@ CHECKPOINT_DIR = "checkpoints"
 TIMING_FILE = "timing.json"
 #: What the sweep writes into a cell's log when it resumes the cell from a checkpoint.
 RESUME_MARKER = "--- sb3-tar: resuming from the latest checkpoint"
-CHECKPOINT_CALLBACK = "sb3_tar.sb3.checkpoint.ExactCheckpointCallback"
+CHECKPOINT_CALLBACK = "sb3_tar.sb3.persistence.checkpoint.ExactCheckpointCallback"
 #: Default steps between checkpoints of a cell: about every 10 minutes of a 300k-step CPU cell (~1 hour).
 DEFAULT_CHECKPOINT_EVERY = 50_000
 #: Algorithms whose cells take no checkpoint (:class:`~sb3_tar.sb3.checkpoint.ExactCheckpointCallback` covers
@@ -187,7 +187,7 @@ def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
         kwargs.update(_eval_zoo(override))
     kwargs["net_arch"] = [cell.width, cell.width]
     if cell.method == "small_dense":
-        from sb3_tar.sb3.small_dense import small_dense_net_arch
+        from sb3_tar.sb3.methods.small_dense import small_dense_net_arch
 
         kwargs["net_arch"] = small_dense_net_arch(cell.algo, cell.env, cell.width, cell.sparsity, kwargs)[0]
     return kwargs
@@ -674,7 +674,7 @@ def check_checkpoint_every(value: Any) -> int:
 
 
 def _has_checkpoint(folder: Path) -> bool:
-    from sb3_tar.sb3.checkpoint import latest_checkpoint
+    from sb3_tar.sb3.persistence.checkpoint import latest_checkpoint
 
     return latest_checkpoint(folder / CHECKPOINT_DIR) is not None
 
@@ -685,7 +685,7 @@ def _credited_seconds(folder: Path) -> float | None:
     credit plus the time from its start to that checkpoint's ``meta.json`` (work after the checkpoint is lost
     and not counted). ``None`` if unknown (a checkpoint written by a sweep that did not record its timing).
     """
-    from sb3_tar.sb3.checkpoint import META_FILE, latest_checkpoint
+    from sb3_tar.sb3.persistence.checkpoint import META_FILE, latest_checkpoint
 
     latest = latest_checkpoint(folder / CHECKPOINT_DIR)
     try:
