@@ -50,7 +50,7 @@ class GMPCallback(SparseCallback):
     far, ranked over the network (``magnitude_scope="global"``) or per layer (``"layer"``, ``"erk"``; see
     :mod:`sb3_tar.core.gmp`). Pruned weights are zeroed online and in the targets and held at ``0.0`` between
     prune steps. After ``t1`` the mask is fixed. A layer whose density falls below
-    :data:`~sb3_tar.sb3.sparse_execution.DENSITY_THRESHOLD` moves onto the sparse kernel (``sparse_execution``)
+    :data:`~sb3_tar.sb3.execution.sparse_execution.DENSITY_THRESHOLD` moves onto the sparse kernel (``sparse_execution``)
     right after the prune step, and is pruned there at later prune steps.
 
     The schedule's settings and position are kept in ``model.sb3_tar_gmp_state`` and saved by ``model.save()``:
@@ -74,7 +74,7 @@ class GMPCallback(SparseCallback):
     :param seed: Seed of the tie-breaking draws (default: the model's ``seed``, else drawn from torch).
     :param verbose: 0: silent, 1: say what happens, 2: also print every prune step.
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers that fall below the
-        density threshold on the sparse C++ kernel (:mod:`sb3_tar.sb3.sparse_execution`).
+        density threshold on the sparse C++ kernel (:mod:`sb3_tar.sb3.execution.sparse_execution`).
     :param interval: Deprecated name of ``update_interval`` (accepted, with a ``FutureWarning``, until the next release).
     :param scope: Deprecated name of ``magnitude_scope`` (accepted, with a ``FutureWarning``, until the next release).
     """
@@ -207,7 +207,7 @@ class SmallDenseCallback(SparseCallback):
     Records how a dense model compares, in parameters, with the sparse network it stands in for: the
     *small dense* baseline (a dense network whose hidden width makes its weight count match the kept count of
     the ``sparsity``-sparse network of width ``reference_width``; see
-    :func:`sb3_tar.sb3.small_dense.small_dense_net_arch`, which solves the ``net_arch`` to build it with).
+    :func:`sb3_tar.sb3.methods.small_dense.small_dense_net_arch`, which solves the ``net_arch`` to build it with).
 
     It changes nothing in the model, and refuses a sparse one (a ``SparsePolicy``, or a model with masks). On
     training start it reads every network's shape, solves the width

@@ -23,7 +23,7 @@ Layout of a results directory (``root``)::
 
 A cell without ``done.json`` is unfinished (interrupted or failed): on the next sweep it resumes from its
 latest checkpoint (written every ``checkpoint_every`` steps by
-:class:`sb3_tar.sb3.checkpoint.ExactCheckpointCallback`, the first callback of the cell's RL-Zoo run), ending
+:class:`sb3_tar.sb3.persistence.checkpoint.ExactCheckpointCallback`, the first callback of the cell's RL-Zoo run), ending
 with the same ``evaluations.npz`` as an uninterrupted run; without a checkpoint it is wiped and run again
 from step 0. Finished cells are never touched again. The compact files (``cell.json``, ``train.log``,
 ``evaluations.npz``, ``summary.json``, ``diagnostics.csv``, ``done.json``) are all that ``sb3-tar report`` reads, so a results
@@ -74,7 +74,7 @@ RESUME_MARKER = "--- sb3-tar: resuming from the latest checkpoint"
 CHECKPOINT_CALLBACK = "sb3_tar.sb3.persistence.checkpoint.ExactCheckpointCallback"
 #: Default steps between checkpoints of a cell: about every 10 minutes of a 300k-step CPU cell (~1 hour).
 DEFAULT_CHECKPOINT_EVERY = 50_000
-#: Algorithms whose cells take no checkpoint (:class:`~sb3_tar.sb3.checkpoint.ExactCheckpointCallback` covers
+#: Algorithms whose cells take no checkpoint (:class:`~sb3_tar.sb3.persistence.checkpoint.ExactCheckpointCallback` covers
 #: off-policy algorithms only): an interrupted cell of these starts again from step 0.
 UNCHECKPOINTED_ALGOS: tuple[str, ...] = ("ppo", "a2c")
 #: Algorithms whose cells run without :class:`~sb3_tar.diagnostics.DiagnosticsCallback` (it measures on a replay
@@ -174,7 +174,7 @@ def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
     The cell's ``policy_kwargs``: the hyperparameter file's (for the env), updated with any
     ``policy_kwargs`` override in ``cell.hyperparams``, with ``net_arch=[width, width]`` (``small_dense``:
     ``dict(pi=[w_actor] * 2, qf=[w_critic] * 2)``, the widths matching the sparse network's kept counts,
-    :func:`sb3_tar.sb3.small_dense.small_dense_net_arch`).
+    :func:`sb3_tar.sb3.methods.small_dense.small_dense_net_arch`).
 
     :param cell: The cell.
     :param conf: Its hyperparameter file.
