@@ -57,7 +57,7 @@ def measure(width: int, args: argparse.Namespace, options: object) -> None:
     from stable_baselines3 import SAC
 
     import sb3_tar
-    from sb3_tar.sb3.export import DeterministicActor
+    from sb3_tar.sb3.persistence.export import DeterministicActor
 
     policy_kwargs = dict(net_arch=[width, width], sparsity=args.sparsity, sparse_execution=True)
     model = SAC(sb3_tar.SACSparsePolicy, args.env, policy_kwargs=policy_kwargs, seed=0, device="cpu")

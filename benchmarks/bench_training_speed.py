@@ -31,7 +31,7 @@ from stable_baselines3 import SAC, TD3
 
 from sb3_tar import sac, td3
 from sb3_tar.experiments.provenance import hardware_line
-from sb3_tar.sb3.rewiring import attached_rewirer
+from sb3_tar.sb3.methods.rewiring import attached_rewirer
 
 ALGOS = {"sac": (SAC, sac.SparsePolicy), "td3": (TD3, td3.SparsePolicy)}
 STATIC = ("dense", "masked", "sparse")

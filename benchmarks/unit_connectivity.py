@@ -6,7 +6,7 @@ network made narrower (units removed whole, still connected end to end) from one
 (units whose kept input weights feed nothing, or whose output weights read a constant). This script draws
 the static masks of SB3's own ``SACPolicy`` for HalfCheetah-v4 (17-dim observation, 6-dim action,
 ``net_arch=[256, 256]``) with each criterion, through the same code as the callbacks
-(:func:`sb3_tar.sb3.pruning.sparsify_policy`), before and after TAR's revival, and classifies the 1,536
+(:func:`sb3_tar.sb3.methods.pruning.sparsify_policy`), before and after TAR's revival, and classifies the 1,536
 hidden units of the actor and both Q-networks with :func:`sb3_tar.core.masks.hidden_unit_states`.
 
 Its masks are fresh draws for seeds 0..n-1 of freshly built policies, not the one-CPU grid's cells (those
@@ -29,7 +29,7 @@ from stable_baselines3.sac.policies import SACPolicy
 
 from sb3_tar.core.masks import hidden_unit_states
 from sb3_tar.experiments.provenance import hardware_line
-from sb3_tar.sb3.pruning import role_configs, sparsify_policy
+from sb3_tar.sb3.methods.pruning import role_configs, sparsify_policy
 
 OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah-v4
 

@@ -32,13 +32,13 @@ _LAZY = {
     "SculptCallback": ("sb3_tar.cyclic_methods", "SculptCallback"),
     "IEECallback": ("sb3_tar.cyclic_methods", "IEECallback"),
     "enforce_masks": ("sb3_tar.callbacks", "enforce_masks"),
-    "ExactCheckpointCallback": ("sb3_tar.sb3.checkpoint", "ExactCheckpointCallback"),
-    "masks_of": ("sb3_tar.sb3.model_masks", "masks_of"),
-    "sparsity_summary": ("sb3_tar.sb3.model_masks", "sparsity_summary"),
-    "export_actor": ("sb3_tar.sb3.export", "export_actor"),
-    "read_export_metadata": ("sb3_tar.sb3.export", "read_export_metadata"),
-    "to_sb3": ("sb3_tar.sb3.share", "to_sb3"),
-    "pruning_reports": ("sb3_tar.sb3.reports", "pruning_reports"),
+    "ExactCheckpointCallback": ("sb3_tar.sb3.persistence.checkpoint", "ExactCheckpointCallback"),
+    "masks_of": ("sb3_tar.sb3.reporting.model_masks", "masks_of"),
+    "sparsity_summary": ("sb3_tar.sb3.reporting.model_masks", "sparsity_summary"),
+    "export_actor": ("sb3_tar.sb3.persistence.export", "export_actor"),
+    "read_export_metadata": ("sb3_tar.sb3.persistence.export", "read_export_metadata"),
+    "to_sb3": ("sb3_tar.sb3.persistence.share", "to_sb3"),
+    "pruning_reports": ("sb3_tar.sb3.reporting.reports", "pruning_reports"),
 }
 
 

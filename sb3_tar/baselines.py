@@ -12,9 +12,9 @@ from sb3_tar.core.config import DEFAULT_SPARSITY, check_choice, check_int, renam
 from sb3_tar.core.gmp import DEFAULT_END_FRACTION, DEFAULT_INTERVAL, DEFAULT_START_FRACTION, GMP_SCOPES, GMPConfig
 from sb3_tar.core.masks import ones_masks
 from sb3_tar.cyclic_methods import CyclicCallback, IEECallback, SculptCallback
-from sb3_tar.sb3 import sparse_execution as sparse_exec
-from sb3_tar.sb3.enforcement import attached_enforcer
-from sb3_tar.sb3.gradual import (
+from sb3_tar.sb3.execution import sparse_execution as sparse_exec
+from sb3_tar.sb3.execution.enforcement import attached_enforcer
+from sb3_tar.sb3.methods.gradual import (
     GMP_STATE_ATTRIBUTE,
     GradualPruner,
     attached_pruner,
@@ -22,7 +22,11 @@ from sb3_tar.sb3.gradual import (
     new_state,
     training_flops_of_state,
 )
-from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
+from sb3_tar.sb3.methods.pruning import role_configs
+from sb3_tar.sb3.methods.reference_schedules import REFERENCE_GMP, describe, reference_family, reference_values
+from sb3_tar.sb3.methods.rewiring import STATE_ATTRIBUTE as DST_STATE_ATTRIBUTE
+from sb3_tar.sb3.methods.rewiring import planned_steps_of
+from sb3_tar.sb3.methods.small_dense import network_shapes, small_dense_matches
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.policies import (
     SparsePolicyMixin,
@@ -30,12 +34,8 @@ from sb3_tar.sb3.policies import (
     masked_policy_class,
     start_sparse_execution,
 )
-from sb3_tar.sb3.pruning import role_configs
-from sb3_tar.sb3.reference_schedules import REFERENCE_GMP, describe, reference_family, reference_values
-from sb3_tar.sb3.report_logging import attach_curves
-from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE as DST_STATE_ATTRIBUTE
-from sb3_tar.sb3.rewiring import planned_steps_of
-from sb3_tar.sb3.small_dense import network_shapes, small_dense_matches
+from sb3_tar.sb3.reporting.model_masks import enforcer_of, stored_masks
+from sb3_tar.sb3.reporting.report_logging import attach_curves
 
 
 class GMPCallback(SparseCallback):
@@ -52,7 +52,7 @@ class GMPCallback(SparseCallback):
     far, ranked over the network (``magnitude_scope="global"``) or per layer (``"layer"``, ``"erk"``; see
     :mod:`sb3_tar.core.gmp`). Pruned weights are zeroed online and in the targets and held at ``0.0`` between
     prune steps. After ``t1`` the mask is fixed. A layer whose density falls below
-    :data:`~sb3_tar.sb3.sparse_execution.DENSITY_THRESHOLD` moves onto the sparse kernel (``sparse_execution``)
+    :data:`~sb3_tar.sb3.execution.sparse_execution.DENSITY_THRESHOLD` moves onto the sparse kernel (``sparse_execution``)
     right after the prune step, and is pruned there at later prune steps.
 
     The schedule's settings and position are kept in ``model.sb3_tar_gmp_state`` and saved by ``model.save()``:
@@ -68,7 +68,7 @@ class GMPCallback(SparseCallback):
     :param actor_sparsity: Final sparsity of the actor (default: ``sparsity``).
     :param critic_sparsity: Final sparsity of each Q-network (default: ``sparsity``).
     :param start_fraction: ``t0 / T`` in ``[0, 1]`` (default 0.2; on PPO/A2C the reference study's ``32000 / 156480``
-        (0.2045), on DQN its 0.2; :mod:`sb3_tar.sb3.reference_schedules`).
+        (0.2045), on DQN its 0.2; :mod:`sb3_tar.sb3.methods.reference_schedules`).
     :param end_fraction: ``t1 / T`` in ``[start_fraction, 1]`` (default 0.8; on PPO/A2C ``120000 / 156480`` (0.767),
         on DQN 0.75).
     :param update_interval: Gradient steps between prune steps, ``>= 1`` (default 1000; on PPO/A2C the reference
@@ -81,7 +81,7 @@ class GMPCallback(SparseCallback):
     :param seed: Seed of the tie-breaking draws (default: the model's ``seed``, else drawn from torch).
     :param verbose: 0: silent, 1: say what happens, 2: also print every prune step.
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers that fall below the
-        density threshold on the sparse C++ kernel (:mod:`sb3_tar.sb3.sparse_execution`).
+        density threshold on the sparse C++ kernel (:mod:`sb3_tar.sb3.execution.sparse_execution`).
     :param interval: Deprecated name of ``update_interval`` (accepted, with a ``FutureWarning``, until the next release).
     :param scope: Deprecated name of ``magnitude_scope`` (accepted, with a ``FutureWarning``, until the next release).
     """
@@ -230,7 +230,7 @@ class SmallDenseCallback(SparseCallback):
     Records how a dense model compares, in parameters, with the sparse network it stands in for: the
     *small dense* baseline (a dense network whose hidden width makes its weight count match the kept count of
     the ``sparsity``-sparse network of width ``reference_width``; see
-    :func:`sb3_tar.sb3.small_dense.small_dense_net_arch`, which solves the ``net_arch`` to build it with).
+    :func:`sb3_tar.sb3.methods.small_dense.small_dense_net_arch`, which solves the ``net_arch`` to build it with).
     On SAC/TD3/TQC/CrossQ the networks are the actor and each Q-network; on PPO/A2C (and sb3-contrib's TRPO,
     MaskablePPO) the policy branch ``actor`` and the value branch ``critic``, each with its own width
     (``net_arch=dict(pi=..., vf=...)``); on DQN (and QR-DQN) the Q-network, whose target is built alike. Only

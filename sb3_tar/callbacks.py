@@ -19,9 +19,20 @@ from sb3_tar.core.config import DEFAULT_SPARSITY, REVIVALS, SparsityConfig, chec
 from sb3_tar.core.dynamic import DST_METHODS, dst_config
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.role_methods import FIXED_ROLE_METHODS, resolve_role_methods, static_method
-from sb3_tar.sb3.enforcement import MaskEnforcer, attached_enforcer
-from sb3_tar.sb3.gradual import GMP_STATE_ATTRIBUTE
-from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
+from sb3_tar.sb3.execution.enforcement import MaskEnforcer, attached_enforcer
+from sb3_tar.sb3.execution.sparse_execution import check_option, option_for_model
+from sb3_tar.sb3.methods.gradual import GMP_STATE_ATTRIBUTE
+from sb3_tar.sb3.methods.pruning import draw_seed, role_configs, sparsify_policy
+from sb3_tar.sb3.methods.reference_schedules import REFERENCE_DST, describe, reference_family, reference_values
+from sb3_tar.sb3.methods.rewiring import (
+    STATE_ATTRIBUTE,
+    UNKNOWN_TOTAL,
+    AttributeState,
+    Rewirer,
+    attached_rewirer,
+    planned_steps_of,
+)
+from sb3_tar.sb3.methods.role_methods import has_dynamic_role, method_configs
 from sb3_tar.sb3.networks import sparse_networks
 from sb3_tar.sb3.policies import (
     SparsePolicyMixin,
@@ -29,12 +40,8 @@ from sb3_tar.sb3.policies import (
     masked_policy_class,
     start_sparse_execution,
 )
-from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
-from sb3_tar.sb3.reference_schedules import REFERENCE_DST, describe, reference_family, reference_values
-from sb3_tar.sb3.report_logging import attach_curves
-from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, UNKNOWN_TOTAL, AttributeState, Rewirer, attached_rewirer, planned_steps_of
-from sb3_tar.sb3.role_methods import has_dynamic_role, method_configs
-from sb3_tar.sb3.sparse_execution import check_option, option_for_model
+from sb3_tar.sb3.reporting.model_masks import enforcer_of, stored_masks
+from sb3_tar.sb3.reporting.report_logging import attach_curves
 
 #: The algorithms that ``TARCallback``, ``DSTCallback``, ``GMPCallback`` and ``SmallDenseCallback`` support beside
 #: SAC/TD3/TQC/CrossQ.
@@ -93,7 +100,7 @@ class SparseCallback(BaseCallback):
     :param seed: Seed of the masks (default: the model's ``seed``, else drawn from torch).
     :param verbose: Verbosity level.
     :param mask_gradients: Also zero the gradients of pruned weights before each step (see
-        :mod:`sb3_tar.sb3.enforcement`; on automatically for optimizers that are not elementwise).
+        :mod:`sb3_tar.sb3.execution.enforcement`; on automatically for optimizers that are not elementwise).
     """
 
     def __init__(self, seed: int | None = None, verbose: int = 0, mask_gradients: bool = False) -> None:
@@ -128,13 +135,13 @@ class SparseCallback(BaseCallback):
         """
         :return: The settings that decide what this callback trains (sparsity and mask criterion of each role, revival,
             schedule, seed, execution path ...; not ``verbose``): a checkpoint of a run with other ones is never
-            resumed (:class:`~sb3_tar.sb3.checkpoint.ExactCheckpointCallback`).
+            resumed (:class:`~sb3_tar.sb3.persistence.checkpoint.ExactCheckpointCallback`).
         """
         return {key: vars(self)[key] for key in self._SETTINGS if key in vars(self)}
 
     def _execution(self) -> bool | str:
         """:return: The ``sparse_execution`` option applied to the model (``"auto"`` is ``False`` where the kernel
-        cannot train its algorithm: :func:`~sb3_tar.sb3.sparse_execution.option_for_model`, which also refuses
+        cannot train its algorithm: :func:`~sb3_tar.sb3.execution.sparse_execution.option_for_model`, which also refuses
         ``True`` there)."""
         return option_for_model(self.model, getattr(self, "sparse_execution", False), type(self).__name__)
 
@@ -291,13 +298,13 @@ class TARCallback(SparseCallback):
     :param verbose: 0: silent, 1: print the per-layer table.
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``; pruned weights are re-zeroed after every step either way, see
-        :mod:`sb3_tar.sb3.enforcement`).
+        :mod:`sb3_tar.sb3.execution.enforcement`).
         Gradient masking is switched on automatically, whatever this option, for optimizers that are not
         elementwise (an ``optimizer_class`` that is not exactly SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop
-        or Adagrad, :data:`sb3_tar.sb3.enforcement.ELEMENTWISE_OPTIMIZERS`; subclasses included), whose step could
+        or Adagrad, :data:`sb3_tar.sb3.execution.enforcement.ELEMENTWISE_OPTIMIZERS`; subclasses included), whose step could
         otherwise let the gradients at pruned positions change the kept weights.
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the sparse layers on the
-        sparse C++ kernel (:mod:`sb3_tar.sb3.sparse_execution`; the actor and critic optimizers are rebuilt with
+        sparse C++ kernel (:mod:`sb3_tar.sb3.execution.sparse_execution`; the actor and critic optimizers are rebuilt with
         the model's optimizer class and options). Saved with the model: a loaded model runs the same way.
     :param role_methods: A fixed-mask method per role, e.g. ``{"actor": "dense"}`` (a dense actor with a TAR critic):
         ``"dense"`` (sparsity 0), ``"static"``, ``"tar"`` or ``"uniform"``; a role it does not name follows ``revival``
@@ -445,7 +452,7 @@ class DSTCallback(SparseCallback):
     :param criterion: Initial mask: ``"erk"``, ``"random"``, ``"magnitude"`` or ``"synflow"``; ``None`` (default):
         ``"erk"`` (with ``role_methods``: ``"erk"`` for SET/RigL roles, ``"magnitude"`` for the others).
     :param update_interval: Gradient steps between mask updates, ``>= 1`` (default: SET 250, RigL 1000; on PPO/A2C and
-        DQN the reference study's 1000, :mod:`sb3_tar.sb3.reference_schedules`).
+        DQN the reference study's 1000, :mod:`sb3_tar.sb3.methods.reference_schedules`).
     :param drop_fraction: Initial drop fraction zeta in ``(0, 1)`` (default: SET 0.3, RigL 0.5; on PPO/A2C and DQN
         the reference study's 0.1).
     :param end_fraction: Fraction of the planned gradient steps during which the mask is updated,
@@ -466,7 +473,7 @@ class DSTCallback(SparseCallback):
     :param recovery_ratio: Revival budget rr of a ``"tar"`` / ``"uniform"`` role (default 0.01).
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers below the density
         threshold on the sparse C++ kernel between mask updates, online and target, with optimizer state for
-        kept weights only; each update rebuilds them in place (:mod:`sb3_tar.sb3.compressed_dst`). Saved with
+        kept weights only; each update rebuilds them in place (:mod:`sb3_tar.sb3.execution.compressed_dst`). Saved with
         the model. As for :class:`TARCallback`; ignored when the policy is a ``SparsePolicy`` or already sparse.
     """
 

@@ -328,7 +328,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _to_sb3(args: argparse.Namespace) -> int:
-    from sb3_tar.sb3.share import to_sb3
+    from sb3_tar.sb3.persistence.share import to_sb3
 
     try:
         print(f"wrote {to_sb3(args.model, args.out)}")

@@ -9,15 +9,15 @@ from typing import Any
 from sb3_tar.callbacks import SparseCallback
 from sb3_tar.core.cyclic import DEFAULT_CYCLES, DEFAULT_MIN_FACTOR, DEFAULT_WARMUP_FRACTION
 from sb3_tar.core.iee import DEFAULT_END_FRACTION, DEFAULT_EXPLORE_STEPS, DEFAULT_INTERVAL
-from sb3_tar.sb3 import sparse_execution as sparse_exec
-from sb3_tar.sb3.cyclic import STATE_ATTRIBUTE, ScheduleListener, attached_runner
-from sb3_tar.sb3.enforcement import attached_enforcer
-from sb3_tar.sb3.gradual import GMP_STATE_ATTRIBUTE
-from sb3_tar.sb3.model_masks import enforcer_of, stored_masks
+from sb3_tar.sb3.execution import sparse_execution as sparse_exec
+from sb3_tar.sb3.execution.enforcement import attached_enforcer
+from sb3_tar.sb3.methods.cyclic import STATE_ATTRIBUTE, ScheduleListener, attached_runner
+from sb3_tar.sb3.methods.gradual import GMP_STATE_ATTRIBUTE
+from sb3_tar.sb3.methods.rewiring import STATE_ATTRIBUTE as DST_STATE_ATTRIBUTE
+from sb3_tar.sb3.methods.rewiring import planned_steps_of
+from sb3_tar.sb3.methods.schedules import ScheduleSpec, convert_between_calls, cyclic_spec, iee_spec, sculpt_spec
 from sb3_tar.sb3.policies import SparsePolicyMixin
-from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE as DST_STATE_ATTRIBUTE
-from sb3_tar.sb3.rewiring import planned_steps_of
-from sb3_tar.sb3.schedules import ScheduleSpec, convert_between_calls, cyclic_spec, iee_spec, sculpt_spec
+from sb3_tar.sb3.reporting.model_masks import enforcer_of, stored_masks
 
 
 class _ScheduledCallback(SparseCallback):
@@ -26,8 +26,8 @@ class _ScheduledCallback(SparseCallback):
     sparsity, keep the schedule in ``model.sb3_tar_schedule_state`` (saved by ``model.save()``; a second ``learn()``
     or a loaded run continues it with the stored settings), attach the runner to the optimizers' hooks, and move
     layers between the sparse kernel and the masked dense path between training calls
-    (:func:`~sb3_tar.sb3.schedules.convert_between_calls`). Each callback only makes its
-    :class:`~sb3_tar.sb3.schedules.ScheduleSpec` (:mod:`sb3_tar.sb3.schedules`, which validates the settings).
+    (:func:`~sb3_tar.sb3.methods.schedules.convert_between_calls`). Each callback only makes its
+    :class:`~sb3_tar.sb3.methods.schedules.ScheduleSpec` (:mod:`sb3_tar.sb3.methods.schedules`, which validates the settings).
 
     :param spec: The method and its settings.
     :param seed: Seed of the masks (default: the model's ``seed``, else drawn from torch).
@@ -244,7 +244,7 @@ class IEECallback(_ScheduledCallback):
     until ``end_fraction`` of the planned steps, an exploration phase of ``explore_steps`` gradient steps reactivates
     every pruned weight from zero (weights and optimizer state) and trains only those, the active weights, biases
     and their optimizer state held bit for bit; then each layer keeps exactly its count of weights of largest ``|w|``
-    over both sets (:mod:`sb3_tar.sb3.iee`). Targets stay masked with the active mask throughout. Between phases the
+    over both sets (:mod:`sb3_tar.sb3.methods.iee`). Targets stay masked with the active mask throughout. Between phases the
     layers below the density threshold run on the sparse kernel.
 
     :param sparsity: Sparsity of actor and critic, in ``[0, 1)``.

@@ -15,7 +15,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sb3_tar.sb3.diagnostics import FixedBatch, draw_fixed_batch, draw_rollout_batch, measure_policy
+from sb3_tar.sb3.reporting.diagnostics import FixedBatch, draw_fixed_batch, draw_rollout_batch, measure_policy
 
 #: Default interval in environment steps (measured cost: see docs/diagnostics.md).
 DEFAULT_EVERY = 5_000
@@ -39,7 +39,7 @@ class DiagnosticsCallback(BaseCallback):
     and the features extractor networks; DQN: ``q_net``) on a fixed batch of the replay buffer (PPO/A2C, which have
     none: of the first full rollout, drawn at its end, so the first measurement is the first one due after it; a
     rollout of fewer than ``batch_size`` steps per env gives ``min(batch_size, n_steps * n_envs)`` of its
-    transitions, :func:`~sb3_tar.sb3.diagnostics.draw_rollout_batch`) and
+    transitions, :func:`~sb3_tar.sb3.reporting.diagnostics.draw_rollout_batch`) and
     log, through the model's SB3 logger, under ``diagnostics/``:
 
     - ``diagnostics/<network>/dormant_<tau>``: the fraction of tau-dormant hidden units (Sokar et al. 2023);
@@ -129,7 +129,7 @@ class DiagnosticsCallback(BaseCallback):
 
     def checkpoint_state(self) -> dict[str, Any]:
         """
-        :return: What an exact resume needs (:class:`~sb3_tar.sb3.checkpoint.ExactCheckpointCallback` saves it):
+        :return: What an exact resume needs (:class:`~sb3_tar.sb3.persistence.checkpoint.ExactCheckpointCallback` saves it):
             the fixed batch, the measurements so far and the schedule position.
         """
         return {"batch": self.batch, "rows": list(self.rows), "next": self._next, "last": self._last}

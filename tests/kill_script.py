@@ -26,7 +26,7 @@ PREAMBLE = textwrap.dedent(
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
-    from sb3_tar.sb3.checkpoint import ExactCheckpointCallback
+    from sb3_tar.sb3.persistence.checkpoint import ExactCheckpointCallback
 
     out, kill_at = sys.argv[1], int(sys.argv[2])
     torch.set_num_threads(1)

@@ -6,8 +6,8 @@ import torch
 from sb3_contrib import TQC
 from stable_baselines3 import SAC, TD3
 
-from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
 from sb3_tar.sb3.networks import is_actor_critic_policy, sparse_networks
+from sb3_tar.sb3.reporting.model_masks import masks_of, sparsity_summary
 
 torch.set_num_threads(1)  # tiny networks: one thread is fastest and keeps parallel runs fair
 

@@ -13,7 +13,7 @@ from stable_baselines3.her import HerReplayBuffer
 import sb3_tar
 from sb3_tar import sac, td3, tqc
 from sb3_tar.core.sparsify import max_sparsity
-from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
+from sb3_tar.sb3.reporting.model_masks import masks_of, sparsity_summary
 
 
 def test_zero_width_layer_is_a_clear_value_error() -> None:

@@ -28,7 +28,7 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from sb3_tar import ExactCheckpointCallback as TopLevel
 from sb3_tar.callbacks import TARCallback
 from sb3_tar.diagnostics import read_diagnostics_csv
-from sb3_tar.sb3.checkpoint import (
+from sb3_tar.sb3.persistence.checkpoint import (
     META_FILE,
     MODEL_FILE,
     CheckpointError,
@@ -291,7 +291,7 @@ def test_refused_checkpoint_restarts_from_step_0_as_a_fresh_run(written, tmp_pat
 
 
 def test_replay_buffer_is_stored_compact_and_restored_whole(tmp_path):
-    from sb3_tar.sb3.checkpoint import save_checkpoint
+    from sb3_tar.sb3.persistence.checkpoint import save_checkpoint
 
     model = _tiny_run(tmp_path, steps=120, checkpoints=False)
     path = save_checkpoint(model, tmp_path / "ck")

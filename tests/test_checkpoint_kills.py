@@ -10,7 +10,7 @@ import numpy as np
 from kill_script import assert_same_bits, run_killed_and_resumed
 from stable_baselines3.common.save_util import load_from_zip_file
 
-from sb3_tar.sb3.checkpoint import BUFFER_FILE, latest_checkpoint
+from sb3_tar.sb3.persistence.checkpoint import BUFFER_FILE, latest_checkpoint
 
 TD3_RIGL_KERNEL = """
     from stable_baselines3 import TD3
@@ -93,7 +93,7 @@ def test_run_killed_after_its_replay_buffer_wrapped_resumes_exactly(tmp_path):
     """``buffer_size=200``: at the checkpoint of env step 350 the buffer has wrapped (``full=True``) and its next row to
     write is ``pos = 350 - 200 = 150``; rows 150..199 hold steps 151..200 and must be saved although they lie past
     ``pos``. Killed at step 450 and resumed from step 350, the run ends bit for bit as the uninterrupted one."""
-    from sb3_tar.sb3.checkpoint import _load_buffer
+    from sb3_tar.sb3.persistence.checkpoint import _load_buffer
 
     def left_by_the_kill(run: Path) -> None:
         path = latest_checkpoint(run / "checkpoints")

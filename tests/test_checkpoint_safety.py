@@ -25,7 +25,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_tar.callbacks import TARCallback
-from sb3_tar.sb3.checkpoint import (
+from sb3_tar.sb3.persistence.checkpoint import (
     META_FILE,
     MODEL_FILE,
     CheckpointMismatch,

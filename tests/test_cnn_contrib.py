@@ -25,8 +25,8 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from sb3_tar.callbacks import TARCallback
-from sb3_tar.sb3.model_masks import sparsity_summary
 from sb3_tar.sb3.networks import sparse_networks
+from sb3_tar.sb3.reporting.model_masks import sparsity_summary
 
 REPO = Path(__file__).resolve().parents[1]
 #: Every NatureCNN layer size (and every head here) is a multiple of 4: at 0.75 the "random" criterion (uniform
@@ -132,7 +132,7 @@ _LOAD = """
 import json, sys, torch
 sys.path.insert(0, sys.argv[4])
 from stable_baselines3 import DQN, PPO
-from sb3_tar.sb3.model_masks import masks_of
+from sb3_tar.sb3.reporting.model_masks import masks_of
 from sb3_tar.sb3.networks import sparse_networks
 model = {"PPO": PPO, "DQN": DQN}[sys.argv[1]].load(sys.argv[2], device="cpu")
 saved, masks, out = torch.load(sys.argv[3]), masks_of(model), {}

@@ -16,7 +16,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from sb3_tar.baselines import CyclicCallback, SculptCallback
 from sb3_tar.core.cyclic import CyclicSchedule, SculptPlan, sculpt_start_sparsity
 from sb3_tar.core.masks import is_compressed
-from sb3_tar.sb3.enforcement import attached_enforcer
+from sb3_tar.sb3.execution.enforcement import attached_enforcer
 from sb3_tar.sb3.networks import sparse_networks
 
 torch.set_num_threads(1)

@@ -17,10 +17,10 @@ from sb3_tar.callbacks import DSTCallback, TARCallback
 from sb3_tar.core.config import DEFAULT_SPARSITY, SparsityConfig
 from sb3_tar.experiments.grid import GridSpec
 from sb3_tar.experiments.runner import PACKAGE_CONF_DIR
-from sb3_tar.sb3.model_masks import sparsity_summary
+from sb3_tar.sb3.methods.pruning import role_configs
+from sb3_tar.sb3.methods.role_methods import method_configs
 from sb3_tar.sb3.policies import SPARSITY_DEFAULTS
-from sb3_tar.sb3.pruning import role_configs
-from sb3_tar.sb3.role_methods import method_configs
+from sb3_tar.sb3.reporting.model_masks import sparsity_summary
 
 
 def test_the_default_sparsity_is_0_9() -> None:

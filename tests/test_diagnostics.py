@@ -284,7 +284,7 @@ def test_short_rollout_of_several_envs_gives_a_batch_of_its_transitions() -> Non
     from stable_baselines3 import A2C
     from stable_baselines3.common.env_util import make_vec_env
 
-    from sb3_tar.sb3.diagnostics import draw_fixed_batch, draw_rollout_batch
+    from sb3_tar.sb3.reporting.diagnostics import draw_fixed_batch, draw_rollout_batch
 
     env = make_vec_env("CartPole-v1", n_envs=8, seed=0)
     model = A2C("MlpPolicy", env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16, 16]))

@@ -23,8 +23,8 @@ from sb3_tar import DSTCallback, sac, td3
 from sb3_tar.core.dynamic import RewireResult
 from sb3_tar.core.masks import is_compressed
 from sb3_tar.kernels import SparseLinear
+from sb3_tar.sb3.methods.rewiring import DSTUpdate, attached_rewirer
 from sb3_tar.sb3.networks import SparseNetwork
-from sb3_tar.sb3.rewiring import DSTUpdate, attached_rewirer
 
 ALGOS = {"sac": (SAC, sac.SparsePolicy), "td3": (TD3, td3.SparsePolicy)}
 TOTAL, LEARNING_STARTS, INTERVAL = 250, 50, 20  # 200 gradient steps, updates at 20, 40, ..., 140 (< 0.8 * 200)

@@ -22,12 +22,12 @@ from sb3_tar.core.dynamic import RewireResult
 from sb3_tar.core.masks import is_compressed
 from sb3_tar.kernels import values_to_dense
 from sb3_tar.sac import SparsePolicy as SACSparsePolicy
-from sb3_tar.sb3.enforcement import attached_enforcer
-from sb3_tar.sb3.mask_store import MASK_BUFFER
-from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
+from sb3_tar.sb3.execution.enforcement import attached_enforcer
+from sb3_tar.sb3.execution.mask_store import MASK_BUFFER
+from sb3_tar.sb3.methods.rewiring import STATE_ATTRIBUTE, DSTUpdate, attached_rewirer, reset_optimizer_state
 from sb3_tar.sb3.networks import SparseNetwork, log_name
-from sb3_tar.sb3.report_logging import attach_curves
-from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, DSTUpdate, attached_rewirer, reset_optimizer_state
+from sb3_tar.sb3.reporting.model_masks import masks_of, sparsity_summary
+from sb3_tar.sb3.reporting.report_logging import attach_curves
 from sb3_tar.td3 import SparsePolicy as TD3SparsePolicy
 from sb3_tar.tqc import SparsePolicy as TQCSparsePolicy
 

@@ -17,7 +17,7 @@ from sb3_utils import ALGOS, SMALL, small_kwargs
 from torch import nn
 
 import sb3_tar
-from sb3_tar.sb3.export import read_export_metadata
+from sb3_tar.sb3.persistence.export import read_export_metadata
 
 POLICIES = {"sac": sb3_tar.SACSparsePolicy, "td3": sb3_tar.TD3SparsePolicy, "tqc": sb3_tar.TQCSparsePolicy}
 
@@ -369,7 +369,8 @@ def test_read_export_metadata_is_a_top_level_name(tmp_path):
     sb3_tar.export_actor(SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, device="cpu"), tmp_path / "actor.onnx")
     code = (
         "import sys; from sb3_tar import read_export_metadata; "
-        "assert 'sb3_tar.sb3.export' in sys.modules and read_export_metadata(sys.argv[1])['observation_shape'] == [3]"
+        "assert 'sb3_tar.sb3.persistence.export' in sys.modules "
+        "and read_export_metadata(sys.argv[1])['observation_shape'] == [3]"
     )
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-c", code, str(tmp_path / "actor.onnx")]

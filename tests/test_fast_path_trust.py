@@ -26,8 +26,8 @@ from torch import nn
 from sb3_tar import TARCallback, sac
 from sb3_tar.core.masks import is_compressed
 from sb3_tar.kernels import SparseLinear, load_kernel
-from sb3_tar.sb3.enforcement import attached_enforcer
-from sb3_tar.sb3.model_masks import sparsity_summary
+from sb3_tar.sb3.execution.enforcement import attached_enforcer
+from sb3_tar.sb3.reporting.model_masks import sparsity_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A hang check, not a speed claim: a process that finishes at all finishes far within this.
@@ -108,7 +108,7 @@ def test_waiting_for_a_live_build_is_bounded_and_names_the_lock(tmp_path: Path) 
         code = f"""
         import torch
         from sb3_tar.kernels import _build, kernel_available, kernel_summary
-        from sb3_tar.sb3 import sparse_execution as sparse_exec
+        from sb3_tar.sb3.execution import sparse_execution as sparse_exec
 
         # 6: another device decides the masked path without building anything (a build would wait here)
         assert sparse_exec.resolve("auto", torch.device("cuda")) is False
@@ -156,8 +156,8 @@ def test_files_saved_with_true_load_without_a_compiler(tmp_path: Path) -> None:
     from stable_baselines3 import SAC
     from sb3_tar import sac
     from sb3_tar.kernels import SparseLinear, _build
-    from sb3_tar.sb3 import sparse_execution as sparse_exec
-    from sb3_tar.sb3.model_masks import sparsity_summary
+    from sb3_tar.sb3.execution import sparse_execution as sparse_exec
+    from sb3_tar.sb3.reporting.model_masks import sparsity_summary
 
     tmp = {str(tmp_path)!r}
     obs = np.load(tmp + "/obs.npy")

@@ -15,7 +15,7 @@ from test_cyclic import Listen
 from sb3_tar.baselines import IEECallback
 from sb3_tar.core.iee import IEEConfig
 from sb3_tar.core.masks import is_compressed
-from sb3_tar.sb3.enforcement import attached_enforcer
+from sb3_tar.sb3.execution.enforcement import attached_enforcer
 from sb3_tar.sb3.networks import sparse_networks
 
 torch.set_num_threads(1)

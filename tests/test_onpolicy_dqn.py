@@ -25,10 +25,10 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from sb3_tar import a2c, dqn, ppo
 from sb3_tar.baselines import GMPCallback, SmallDenseCallback
 from sb3_tar.callbacks import DSTCallback, TARCallback
-from sb3_tar.sb3.gradual import attached_pruner
-from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
+from sb3_tar.sb3.methods.gradual import attached_pruner
+from sb3_tar.sb3.methods.rewiring import attached_rewirer, planned_steps_of
 from sb3_tar.sb3.networks import sparse_networks
-from sb3_tar.sb3.rewiring import attached_rewirer, planned_steps_of
+from sb3_tar.sb3.reporting.model_masks import masks_of, sparsity_summary
 
 SPARSITY = 0.9
 REPO = Path(__file__).resolve().parents[1]
@@ -231,7 +231,7 @@ _LOAD_SCRIPT = """
 import json, sys, torch
 torch.set_num_threads(1)
 from stable_baselines3 import A2C, DQN, PPO
-from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
+from sb3_tar.sb3.reporting.model_masks import masks_of, sparsity_summary
 from sb3_tar.sb3.networks import sparse_networks
 algo = {"PPO": PPO, "A2C": A2C, "DQN": DQN}[sys.argv[1]]
 model = algo.load(sys.argv[2], device="cpu")
@@ -353,7 +353,7 @@ def test_small_dense_widths_counts_and_fresh_process_load(case: str, tmp_path: P
     """small_dense_net_arch solves each network's widths as computed by hand (PPO/A2C per branch, DQN one Q-network); a
     real run with SmallDenseCallback records them without a warning, the built networks (DQN's target too) hold the
     hand counts, and a fresh process reads both back from the saved model."""
-    from sb3_tar.sb3.small_dense import small_dense_net_arch
+    from sb3_tar.sb3.methods.small_dense import small_dense_net_arch
 
     algo, env_id, kwargs = CASES[case]
     name = case.split("-")[0]

@@ -19,9 +19,9 @@ from sb3_tar.callbacks import DSTCallback
 from sb3_tar.core.dynamic import DSTConfig, rewire_masks
 from sb3_tar.core.prune_criteria import GRADIENT_CRITERIA, PRUNE_CRITERIA, drop_positions, needs_gradient
 from sb3_tar.core.selection import sample_positions, top_k_mask
-from sb3_tar.sb3.enforcement import attached_enforcer
-from sb3_tar.sb3.model_masks import sparsity_summary
-from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, attached_rewirer
+from sb3_tar.sb3.execution.enforcement import attached_enforcer
+from sb3_tar.sb3.methods.rewiring import STATE_ATTRIBUTE, attached_rewirer
+from sb3_tar.sb3.reporting.model_masks import sparsity_summary
 
 EPS = 1e-8  # the sensitivity criteria's eps, docs/method.md
 

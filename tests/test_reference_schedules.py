@@ -14,7 +14,7 @@ from sb3_tar.baselines import GMPCallback
 from sb3_tar.callbacks import DSTCallback
 from sb3_tar.core.dynamic import dst_config
 from sb3_tar.core.gmp import GMPConfig
-from sb3_tar.sb3.reference_schedules import REFERENCE_DST, REFERENCE_GMP
+from sb3_tar.sb3.methods.reference_schedules import REFERENCE_DST, REFERENCE_GMP
 
 #: PPO: 40 rollouts of 128 steps, 10 epochs of 128 / 16 = 8 minibatches: T = 40 * 10 * 8 = 3200 gradient steps.
 #: DQN: 6100 steps, train_freq 4, gradient_steps 2, learning_starts 100: ceil(6100 / 4) = 1525 rollouts, the first

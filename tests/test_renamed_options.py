@@ -15,7 +15,7 @@ from sb3_tar import sac
 from sb3_tar.baselines import GMPCallback
 from sb3_tar.callbacks import DSTCallback, TARCallback
 from sb3_tar.experiments.grid import GridSpec
-from sb3_tar.sb3.model_masks import masks_of
+from sb3_tar.sb3.reporting.model_masks import masks_of
 
 
 def test_every_callback_and_the_policy_use_the_one_names() -> None:
@@ -149,7 +149,7 @@ def test_sparse_policy_and_sweep_accept_the_former_prune_criterion_with_a_warnin
     kwargs = dict(net_arch=[32, 32], sparsity=0.9, dst_method="set", dst_total_steps=100, sparse_execution=False)
     with pytest.warns(FutureWarning, match="prune_criterion='set' is deprecated"):
         model = SAC(sac.SparsePolicy, "Pendulum-v1", policy_kwargs=dict(kwargs, prune_criterion="set"), device="cpu")
-    from sb3_tar.sb3.rewiring import attached_rewirer
+    from sb3_tar.sb3.methods.rewiring import attached_rewirer
 
     assert attached_rewirer(model.policy).config.prune_criterion == "sign_balanced_magnitude"
     current = GridSpec(methods=("set",), seeds=(0,), prune_criteria=("magnitude", "sign_balanced_magnitude"))

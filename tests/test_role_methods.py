@@ -19,10 +19,10 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
 from sb3_tar.callbacks import DSTCallback, TARCallback
 from sb3_tar.sac import SparsePolicy as SACSparsePolicy
-from sb3_tar.sb3.enforcement import attached_enforcer
-from sb3_tar.sb3.model_masks import masks_of
+from sb3_tar.sb3.execution.enforcement import attached_enforcer
+from sb3_tar.sb3.methods.rewiring import STATE_ATTRIBUTE, AttributeState, attached_rewirer
 from sb3_tar.sb3.networks import sparse_networks
-from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE, AttributeState, attached_rewirer
+from sb3_tar.sb3.reporting.model_masks import masks_of
 from sb3_tar.td3 import SparsePolicy as TD3SparsePolicy
 
 ENV = "Pendulum-v1"
@@ -217,7 +217,7 @@ def test_a_uniform_actor_is_revived_by_uniform_revival_and_the_critic_by_tar(pol
     assert same(mixed["actor"], uniform["actor"]) and not same(mixed["actor"], tar["actor"])
     for name in ("critic.qf0", "critic.qf1"):
         assert same(mixed[name], tar[name]) and not same(mixed[name], uniform[name])
-    from sb3_tar.sb3.reports import pruning_reports
+    from sb3_tar.sb3.reporting.reports import pruning_reports
 
     reports = pruning_reports(model)
     assert reports["actor"].revival == "uniform" and all(layer.floor == 0 for layer in reports["actor"].layers)

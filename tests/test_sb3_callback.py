@@ -12,8 +12,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from sb3_tar import sac
 from sb3_tar.callbacks import TARCallback
-from sb3_tar.sb3.model_masks import masks_of
-from sb3_tar.sb3.reports import pruning_reports
+from sb3_tar.sb3.reporting.model_masks import masks_of
+from sb3_tar.sb3.reporting.reports import pruning_reports
 
 
 class _Spy(BaseCallback):

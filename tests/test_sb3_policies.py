@@ -11,7 +11,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import sb3_tar
 from sb3_tar import sac, td3, tqc
-from sb3_tar.sb3.mask_store import MASK_BUFFER
+from sb3_tar.sb3.execution.mask_store import MASK_BUFFER
 
 POLICIES = {"sac": sac.SparsePolicy, "td3": td3.SparsePolicy, "tqc": tqc.SparsePolicy}
 
@@ -153,7 +153,7 @@ def test_gradient_masking_option(mask_gradients: bool) -> None:
 
 def test_callback_gradient_masking_survives_reload(tmp_path) -> None:
     from sb3_tar.callbacks import TARCallback
-    from sb3_tar.sb3.model_masks import enforcer_of
+    from sb3_tar.sb3.reporting.model_masks import enforcer_of
 
     model = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(SMALL), **small_kwargs("sac"))
     model.learn(60, callback=TARCallback(sparsity=0.9, mask_gradients=True))

@@ -22,8 +22,8 @@ from torch import nn
 
 import sb3_tar
 from sb3_tar import DSTCallback, TARCallback, sac, td3
-from sb3_tar.sb3.enforcement import attached_enforcer
-from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
+from sb3_tar.sb3.execution.enforcement import attached_enforcer
+from sb3_tar.sb3.reporting.model_masks import masks_of, sparsity_summary
 
 # -- reading the model's real state ------------------------------------------------------------------
 
@@ -221,8 +221,8 @@ def test_static_and_tar_of_one_seed_share_their_static_mask_through_the_callback
 
 def test_adafactor_step_equals_a_step_on_masked_gradients() -> None:
     """One enforcer-hooked Adafactor step against a hand-made reference: zero the pruned gradients, then step."""
-    from sb3_tar.sb3.enforcement import MaskEnforcer
-    from sb3_tar.sb3.mask_store import BufferStore
+    from sb3_tar.sb3.execution.enforcement import MaskEnforcer
+    from sb3_tar.sb3.execution.mask_store import BufferStore
     from sb3_tar.sb3.networks import SparseNetwork
 
     torch.manual_seed(0)

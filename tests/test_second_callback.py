@@ -13,7 +13,7 @@ from stable_baselines3 import SAC
 from sb3_tar import sac
 from sb3_tar.baselines import GMPCallback, SmallDenseCallback
 from sb3_tar.callbacks import DSTCallback, TARCallback
-from sb3_tar.sb3.model_masks import sparsity_summary
+from sb3_tar.sb3.reporting.model_masks import sparsity_summary
 
 STEPS = 120  # learning_starts=50: 70 gradient steps
 

@@ -12,7 +12,7 @@ from sb3_utils import ALGOS
 
 from sb3_tar.baselines import SmallDenseCallback
 from sb3_tar.core.param_match import MLPShape, match_small_dense, solve_widths
-from sb3_tar.sb3.small_dense import small_dense_net_arch
+from sb3_tar.sb3.methods.small_dense import small_dense_net_arch
 
 torch.set_num_threads(1)
 TQC_KWARGS = dict(n_critics=2, n_quantiles=5)

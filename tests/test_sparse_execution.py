@@ -112,7 +112,7 @@ def test_save_load_with_and_without_the_kernel(algo: str, tmp_path: Path, monkey
     with_kernel.learn(60, reset_num_timesteps=False)
 
     monkeypatch.setattr("sb3_tar.kernels.kernel_available", lambda: False)  # a machine without the kernel
-    monkeypatch.setattr("sb3_tar.sb3.sparse_execution._warned", False)
+    monkeypatch.setattr("sb3_tar.sb3.execution.sparse_execution._warned", False)
     with pytest.warns(RuntimeWarning, match="masked dense path"):
         without = cls.load(tmp_path / "m.zip", env=model.get_env())
     assert not sparse_modules(without)
@@ -127,7 +127,7 @@ def test_save_load_with_and_without_the_kernel(algo: str, tmp_path: Path, monkey
 def test_masked_model_loads_onto_the_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A callback model trained where the kernel was missing ('auto') runs sparse where it builds."""
     monkeypatch.setattr("sb3_tar.kernels.kernel_available", lambda: False)
-    monkeypatch.setattr("sb3_tar.sb3.sparse_execution._warned", False)
+    monkeypatch.setattr("sb3_tar.sb3.execution.sparse_execution._warned", False)
     model = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(SMALL), **small_kwargs("sac"))
     with pytest.warns(RuntimeWarning, match="masked dense path"):
         model.learn(150, callback=TARCallback(sparsity=0.9))

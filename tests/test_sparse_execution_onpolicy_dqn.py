@@ -31,9 +31,9 @@ from sb3_tar.baselines import GMPCallback
 from sb3_tar.callbacks import DSTCallback, TARCallback
 from sb3_tar.core.masks import is_compressed
 from sb3_tar.kernels import SparseLinear
-from sb3_tar.sb3.model_masks import sparsity_summary
+from sb3_tar.sb3.execution.sparse_execution import DENSITY_THRESHOLD
 from sb3_tar.sb3.networks import sparse_networks
-from sb3_tar.sb3.sparse_execution import DENSITY_THRESHOLD
+from sb3_tar.sb3.reporting.model_masks import sparsity_summary
 
 SPARSITY = 0.9
 ATOL = 2e-4  # as tests/test_sparse_execution.py
@@ -253,9 +253,9 @@ import json, sys, numpy as np, torch
 torch.set_num_threads(1)
 from stable_baselines3 import A2C, DQN, PPO
 from sb3_tar.kernels import SparseLinear
-from sb3_tar.sb3.model_masks import masks_of, sparsity_summary
+from sb3_tar.sb3.reporting.model_masks import masks_of, sparsity_summary
 from sb3_tar.sb3.networks import sparse_networks
-from sb3_tar.sb3.sparse_execution import DENSITY_THRESHOLD
+from sb3_tar.sb3.execution.sparse_execution import DENSITY_THRESHOLD
 algo = {"PPO": PPO, "A2C": A2C, "DQN": DQN}[sys.argv[1]]
 model = algo.load(sys.argv[2], device="cpu")
 saved = torch.load(sys.argv[3])

@@ -15,7 +15,7 @@ from stable_baselines3.common.logger import KVWriter, Logger, configure
 import sb3_tar
 from sb3_tar import sac
 from sb3_tar.sb3.networks import log_name
-from sb3_tar.sb3.report_logging import ALLOCATION_FILE
+from sb3_tar.sb3.reporting.report_logging import ALLOCATION_FILE
 
 # Pendulum-v1 episodes are 200 steps; log_interval=1 dumps at 200, 400 and 600 steps.
 STEPS, EPISODE = 600, 200

@@ -12,11 +12,11 @@ by the same sum for the dense networks of the cell's width:
   a cell written before the sweep recorded that state gets the steps its RL-Zoo configuration plans
   (:func:`sb3_tar.core.dynamic.planned_gradient_steps`);
 - GMP: its cost integrated over its gradient steps (dense before ``t0``), accumulated during training
-  (:func:`sb3_tar.sb3.gradual.training_flops_of_state`);
+  (:func:`sb3_tar.sb3.methods.gradual.training_flops_of_state`);
 - small dense: its dense networks against the dense networks of the width it matches (recorded by
   :class:`sb3_tar.baselines.SmallDenseCallback`);
 - cyclic, SCULPT, exploitation-exploration: their cost integrated over their gradient steps, accumulated during
-  training like GMP's (:mod:`sb3_tar.sb3.cyclic`): the mask's ``K`` for cyclic training; SCULPT's starting mask
+  training like GMP's (:mod:`sb3_tar.sb3.methods.cyclic`): the mask's ``K`` for cyclic training; SCULPT's starting mask
   (twice the target's density by default) until its prune, the target's after; for exploitation-exploration every
   exploration step counts the dense network (every weight is trained) and every other step the mask's ``K``.
 """
@@ -61,8 +61,8 @@ def training_flops(data: dict[str, Any], params: dict[str, Any]) -> float:
     :param params: Its parameters (the second output); ``params["policy"]`` is the policy's state dict.
     :return: The cell's average training FLOPs relative to dense (see the module docstring); NaN if unknown.
     """
-    from sb3_tar.sb3.cyclic import STATE_ATTRIBUTE as SCHEDULE_STATE_ATTRIBUTE
-    from sb3_tar.sb3.gradual import GMP_STATE_ATTRIBUTE, training_flops_of_state
+    from sb3_tar.sb3.methods.cyclic import STATE_ATTRIBUTE as SCHEDULE_STATE_ATTRIBUTE
+    from sb3_tar.sb3.methods.gradual import GMP_STATE_ATTRIBUTE, training_flops_of_state
 
     for attribute in (GMP_STATE_ATTRIBUTE, SCHEDULE_STATE_ATTRIBUTE):
         state = data.get(attribute)
@@ -94,7 +94,7 @@ def dst_state(data: dict[str, Any], params: dict[str, Any]) -> dict[str, Any] | 
     :param params: Its parameters.
     :return: The state, or ``None`` for a model without dynamic sparse training.
     """
-    from sb3_tar.sb3.rewiring import STATE_ATTRIBUTE
+    from sb3_tar.sb3.methods.rewiring import STATE_ATTRIBUTE
 
     attribute = data.get(STATE_ATTRIBUTE)
     config = ((data.get("sb3_tar_config") or {}).get("dst")) or None

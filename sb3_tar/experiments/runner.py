@@ -23,7 +23,7 @@ Layout of a results directory (``root``)::
 
 A cell without ``done.json`` is unfinished (interrupted or failed): on the next sweep it resumes from its
 latest checkpoint (written every ``checkpoint_every`` steps by
-:class:`sb3_tar.sb3.checkpoint.ExactCheckpointCallback`, the first callback of the cell's RL-Zoo run), ending
+:class:`sb3_tar.sb3.persistence.checkpoint.ExactCheckpointCallback`, the first callback of the cell's RL-Zoo run), ending
 with the same ``evaluations.npz`` as an uninterrupted run; without a checkpoint it is wiped and run again
 from step 0. Finished cells are never touched again. The compact files (``cell.json``, ``train.log``,
 ``evaluations.npz``, ``summary.json``, ``diagnostics.csv``, ``done.json``) are all that ``sb3-tar report`` reads, so a results
@@ -71,10 +71,10 @@ CHECKPOINT_DIR = "checkpoints"
 TIMING_FILE = "timing.json"
 #: What the sweep writes into a cell's log when it resumes the cell from a checkpoint.
 RESUME_MARKER = "--- sb3-tar: resuming from the latest checkpoint"
-CHECKPOINT_CALLBACK = "sb3_tar.sb3.checkpoint.ExactCheckpointCallback"
+CHECKPOINT_CALLBACK = "sb3_tar.sb3.persistence.checkpoint.ExactCheckpointCallback"
 #: Default steps between checkpoints of a cell: about every 10 minutes of a 300k-step CPU cell (~1 hour).
 DEFAULT_CHECKPOINT_EVERY = 50_000
-#: Algorithms whose cells take no checkpoint (:class:`~sb3_tar.sb3.checkpoint.ExactCheckpointCallback` covers
+#: Algorithms whose cells take no checkpoint (:class:`~sb3_tar.sb3.persistence.checkpoint.ExactCheckpointCallback` covers
 #: off-policy algorithms only): an interrupted cell of these starts again from step 0.
 UNCHECKPOINTED_ALGOS: tuple[str, ...] = ("ppo", "a2c")
 #: Algorithms whose cells run without :class:`~sb3_tar.diagnostics.DiagnosticsCallback`: none (it supports every
@@ -175,7 +175,7 @@ def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
     The cell's ``policy_kwargs``: the hyperparameter file's (for the env), updated with any
     ``policy_kwargs`` override in ``cell.hyperparams``, with ``net_arch=[width, width]`` (``small_dense``:
     ``dict(pi=[w_actor] * 2, qf=[w_critic] * 2)``, PPO/A2C ``dict(pi=..., vf=...)``, DQN ``[w_q] * 2``, the widths
-    matching the sparse network's kept counts, :func:`sb3_tar.sb3.small_dense.small_dense_net_arch`).
+    matching the sparse network's kept counts, :func:`sb3_tar.sb3.methods.small_dense.small_dense_net_arch`).
 
     :param cell: The cell.
     :param conf: Its hyperparameter file.
@@ -188,7 +188,7 @@ def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
         kwargs.update(_eval_zoo(override))
     kwargs["net_arch"] = [cell.width, cell.width]
     if cell.method == "small_dense":
-        from sb3_tar.sb3.small_dense import small_dense_net_arch
+        from sb3_tar.sb3.methods.small_dense import small_dense_net_arch
 
         kwargs["net_arch"] = small_dense_net_arch(cell.algo, cell.env, cell.width, cell.sparsity, kwargs)[0]
     return kwargs
@@ -675,7 +675,7 @@ def check_checkpoint_every(value: Any) -> int:
 
 
 def _has_checkpoint(folder: Path) -> bool:
-    from sb3_tar.sb3.checkpoint import latest_checkpoint
+    from sb3_tar.sb3.persistence.checkpoint import latest_checkpoint
 
     return latest_checkpoint(folder / CHECKPOINT_DIR) is not None
 
@@ -686,7 +686,7 @@ def _credited_seconds(folder: Path) -> float | None:
     credit plus the time from its start to that checkpoint's ``meta.json`` (work after the checkpoint is lost
     and not counted). ``None`` if unknown (a checkpoint written by a sweep that did not record its timing).
     """
-    from sb3_tar.sb3.checkpoint import META_FILE, latest_checkpoint
+    from sb3_tar.sb3.persistence.checkpoint import META_FILE, latest_checkpoint
 
     latest = latest_checkpoint(folder / CHECKPOINT_DIR)
     try:

@@ -27,7 +27,7 @@ from sb3_tar.kernels.functional import (
     scatter_dense,
 )
 
-MASK_BUFFER = "weight_mask"  # the name the masked nn.Linear path uses (sb3_tar.sb3.mask_store)
+MASK_BUFFER = "weight_mask"  # the name the masked nn.Linear path uses (sb3_tar.sb3.execution.mask_store)
 _STRUCTURE_BUFFERS = ("row_ptr", "col_idx", "col_ptr", "csc_row", "csc_perm", "kept_index")
 _warned_fallback = False
 

@@ -3,10 +3,10 @@
 SB3 gives a policy no link to the model that owns it, and builds and loads policies inside its own methods.
 Three things in sb3-tar need that link, and read it from the frames of the calls under way:
 
-- the device a policy will run on, and whether SB3 is loading it (:func:`sb3_tar.sb3.sparse_execution.sb3_context`);
+- the device a policy will run on, and whether SB3 is loading it (:func:`sb3_tar.sb3.execution.sparse_execution.sb3_context`);
 - the algorithm a ``SparsePolicy`` is built for, to refuse the wrong one (:func:`sb3_tar.sb3.policies.check_policy_use`);
 - the model whose logger records the ``sparse/`` curves of a policy used without callbacks
-  (:func:`sb3_tar.sb3.report_logging.attach_from_caller`).
+  (:func:`sb3_tar.sb3.reporting.report_logging.attach_from_caller`).
 
 The frames are read, never changed, and only while the call runs.
 """

@@ -23,15 +23,15 @@ from sb3_tar.core.config import DEFAULT_SPARSITY, check_choice, check_int, renam
 from sb3_tar.core.dynamic import DEFAULT_END_FRACTION, DSTConfig, dst_config
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.masks import is_compressed, ones_masks
-from sb3_tar.sb3 import sparse_execution as sparse_exec
 from sb3_tar.sb3.call_stack import caller_frames, frame_algorithm
-from sb3_tar.sb3.enforcement import MaskEnforcer
-from sb3_tar.sb3.mask_store import BufferStore
+from sb3_tar.sb3.execution import sparse_execution as sparse_exec
+from sb3_tar.sb3.execution.enforcement import MaskEnforcer
+from sb3_tar.sb3.execution.mask_store import BufferStore
+from sb3_tar.sb3.methods.pruning import draw_seed, role_configs, sparsify_policy
+from sb3_tar.sb3.methods.rewiring import UNKNOWN_TOTAL, BufferState, Rewirer
+from sb3_tar.sb3.methods.role_methods import policy_role_setup
 from sb3_tar.sb3.networks import SparseNetwork, sparse_networks
-from sb3_tar.sb3.pruning import draw_seed, role_configs, sparsify_policy
-from sb3_tar.sb3.report_logging import attach_from_caller
-from sb3_tar.sb3.rewiring import UNKNOWN_TOTAL, BufferState, Rewirer
-from sb3_tar.sb3.role_methods import policy_role_setup
+from sb3_tar.sb3.reporting.report_logging import attach_from_caller
 
 #: Policy buffer recording whether gradients of pruned weights are masked (saved with the policy).
 MASK_GRADIENTS_BUFFER = "sb3_tar_mask_gradients"
@@ -47,7 +47,7 @@ def install_masks(
     """
     Hold ``masks`` in ``weight_mask`` buffers of the policy's sparsified layers (online and target),
     record ``mask_gradients`` and ``sparse_execution`` in the policy buffers ``sb3_tar_mask_gradients`` and
-    ``sb3_tar_sparse_execution``, and attach a :class:`~sb3_tar.sb3.enforcement.MaskEnforcer` to the policy's
+    ``sb3_tar_sparse_execution``, and attach a :class:`~sb3_tar.sb3.execution.enforcement.MaskEnforcer` to the policy's
     optimizers. Everything is part of ``policy.state_dict()``, so SB3's ``save()``/``load()`` keep it.
     (Converting layers to sparse execution is :func:`start_sparse_execution`'s job.)
 
@@ -74,7 +74,7 @@ def start_sparse_execution(
 ) -> list[str]:
     """
     Run the policy's sparse layers on the sparse kernel if ``option`` asks for it and the kernel is
-    available on the policy's device (:mod:`sb3_tar.sb3.sparse_execution`), moving the enforcement hooks
+    available on the policy's device (:mod:`sb3_tar.sb3.execution.sparse_execution`), moving the enforcement hooks
     to the rebuilt optimizers.
 
     :param policy: A policy holding masks.
@@ -147,7 +147,7 @@ class MaskedPolicyMixin:
         self.sparse_layers: list[str] = []
 
     def set_training_mode(self, mode: bool) -> None:
-        """Also make the calling model's logger record sb3-tar's curves (:mod:`sb3_tar.sb3.report_logging`)."""
+        """Also make the calling model's logger record sb3-tar's curves (:mod:`sb3_tar.sb3.reporting.report_logging`)."""
         attach_from_caller(self)
         super().set_training_mode(mode)  # type: ignore[misc]
 
@@ -241,7 +241,7 @@ DST_DEFAULTS: dict[str, Any] = dict(
 
 def _reference_dst_defaults(policy_class: type, kwargs: dict[str, Any], role_methods: Any) -> dict[str, Any]:
     """
-    The reference study's DST schedule (:mod:`sb3_tar.sb3.reference_schedules`) for the options a PPO/A2C/DQN
+    The reference study's DST schedule (:mod:`sb3_tar.sb3.methods.reference_schedules`) for the options a PPO/A2C/DQN
     ``SparsePolicy`` running SET/RigL was built without (``None`` counts as unset).
 
     :param policy_class: The policy's class.
@@ -249,7 +249,7 @@ def _reference_dst_defaults(policy_class: type, kwargs: dict[str, Any], role_met
     :param role_methods: Its ``role_methods`` option.
     :return: ``{option: value}`` to take; empty for SAC/TD3/TQC, without SET/RigL, or with ``schedule_method``.
     """
-    from sb3_tar.sb3.reference_schedules import REFERENCE_DST, reference_family, reference_values
+    from sb3_tar.sb3.methods.reference_schedules import REFERENCE_DST, reference_family, reference_values
 
     dynamic = kwargs.get("dst_method") is not None or (
         isinstance(role_methods, dict) and any(m in ("set", "rigl") for m in role_methods.values())
@@ -288,7 +288,7 @@ def _dst_setup(dst: dict[str, Any], options: dict[str, Any], criterion_given: bo
 
 
 #: Options of cyclic training, SCULPT and exploitation-exploration of a ``SparsePolicy`` (``policy_kwargs``); ``None``:
-#: the method's default (:mod:`sb3_tar.sb3.schedules`). IEE also takes ``update_interval`` and ``end_fraction``,
+#: the method's default (:mod:`sb3_tar.sb3.methods.schedules`). IEE also takes ``update_interval`` and ``end_fraction``,
 #: SCULPT ``magnitude_scope``.
 SCHEDULE_DEFAULTS: dict[str, Any] = dict(
     schedule_method=None,
@@ -324,9 +324,9 @@ def _schedule_setup(
     Validate the cyclic/SCULPT/IEE options; with a method, the masks are those of its callback (``criterion``,
     default ``"magnitude"``, ``"erk"`` for IEE, at its starting sparsity, no revival).
 
-    :return: The run's :class:`~sb3_tar.sb3.schedules.ScheduleSpec`, or ``None`` without ``schedule_method``.
+    :return: The run's :class:`~sb3_tar.sb3.methods.schedules.ScheduleSpec`, or ``None`` without ``schedule_method``.
     """
-    from sb3_tar.sb3.schedules import SCHEDULE_METHODS, cyclic_spec, iee_spec, sculpt_spec
+    from sb3_tar.sb3.methods.schedules import SCHEDULE_METHODS, cyclic_spec, iee_spec, sculpt_spec
 
     method = schedule["schedule_method"]
     given = [key for key, value in schedule.items() if key != "schedule_method" and value is not None]
@@ -431,16 +431,16 @@ class SparsePolicyMixin:
         saved before the rename loads with it).
     :param mask_gradients: Also zero the gradients of pruned weights before each optimizer step
         (default ``False``: pruned weights are re-zeroed after every step either way; see
-        :mod:`sb3_tar.sb3.enforcement` for why gradient masking is off by default).
+        :mod:`sb3_tar.sb3.execution.enforcement` for why gradient masking is off by default).
         Gradient masking is switched on automatically, whatever this option, for optimizers that are not
         elementwise (an ``optimizer_class`` that is not exactly SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop
-        or Adagrad, :data:`sb3_tar.sb3.enforcement.ELEMENTWISE_OPTIMIZERS`; subclasses included), whose step could
+        or Adagrad, :data:`sb3_tar.sb3.execution.enforcement.ELEMENTWISE_OPTIMIZERS`; subclasses included), whose step could
         otherwise let the gradients at pruned positions change the kept weights.
     :param sparse_execution: ``"auto"`` (default), ``True`` or ``False``: train the layers whose density is
-        below :data:`sb3_tar.sb3.sparse_execution.DENSITY_THRESHOLD` on the sparse C++ kernel, online and target
-        (:mod:`sb3_tar.sb3.sparse_execution`); ``"auto"`` falls back to the masked dense path with one warning where
+        below :data:`sb3_tar.sb3.execution.sparse_execution.DENSITY_THRESHOLD` on the sparse C++ kernel, online and target
+        (:mod:`sb3_tar.sb3.execution.sparse_execution`); ``"auto"`` falls back to the masked dense path with one warning where
         the kernel cannot be built, ``True`` raises there. With ``dst_method`` the layers stay on the kernel
-        between mask updates and are rebuilt in place at each update (:mod:`sb3_tar.sb3.compressed_dst`).
+        between mask updates and are rebuilt in place at each update (:mod:`sb3_tar.sb3.execution.compressed_dst`).
         ``sparse_layers`` lists the layers that run on the kernel.
     :param dst_method: ``None`` (default: static sparse training, pruned and revived once), or
         ``"set"`` / ``"rigl"``: dynamic sparse training (``docs/dst.md``). The initial mask is then
@@ -448,7 +448,7 @@ class SparsePolicyMixin:
         during training; the schedule's position is kept in the buffers ``dst_step``,
         ``dst_total_steps``, ``dst_actor_step`` and ``dst_seed``, saved with the policy.
     :param update_interval: Gradient steps between mask updates (default: SET 250, RigL 1000; PPO/A2C/DQN policies: the
-        reference study's 1000, :mod:`sb3_tar.sb3.reference_schedules`).
+        reference study's 1000, :mod:`sb3_tar.sb3.methods.reference_schedules`).
     :param drop_fraction: Initial drop fraction zeta in ``(0, 1)`` (default: SET 0.3, RigL 0.5; PPO/A2C/DQN: 0.1).
     :param end_fraction: Fraction of the planned gradient steps during which the mask is updated,
         in ``(0, 1]`` (default 0.8; PPO/A2C: ``120000 / 156480`` (0.767), DQN: 0.75). The PPO/A2C/DQN defaults fill
@@ -518,7 +518,7 @@ class SparsePolicyMixin:
         sparse_execution = sparse_exec.check_option(options.pop("sparse_execution"))
         #: The method of each role (``None``: every role runs the policy's one method).
         self.role_methods: dict[str, str] | None = None
-        #: The cyclic/SCULPT/IEE run's method and settings (``None``: none; :mod:`sb3_tar.sb3.schedules`).
+        #: The cyclic/SCULPT/IEE run's method and settings (``None``: none; :mod:`sb3_tar.sb3.methods.schedules`).
         self.schedule_spec = _schedule_setup(schedule, dst, options, criterion_given, revival_given, role_methods)
         if self.schedule_spec is not None:
             self.dst_config = None
@@ -555,12 +555,12 @@ class SparsePolicyMixin:
 
     def set_training_mode(self, mode: bool) -> None:
         """
-        Also make the calling model's logger record sb3-tar's curves (:mod:`sb3_tar.sb3.report_logging`) and, with
-        ``schedule_method``, run the schedule for the calling model (:func:`sb3_tar.sb3.schedules.run_from_policy`).
+        Also make the calling model's logger record sb3-tar's curves (:mod:`sb3_tar.sb3.reporting.report_logging`) and, with
+        ``schedule_method``, run the schedule for the calling model (:func:`sb3_tar.sb3.methods.schedules.run_from_policy`).
         """
         attach_from_caller(self)
         if self.schedule_spec is not None:
-            from sb3_tar.sb3.schedules import run_from_policy
+            from sb3_tar.sb3.methods.schedules import run_from_policy
 
             run_from_policy(self, self.schedule_spec, mode)
         super().set_training_mode(mode)  # type: ignore[misc]

@@ -605,7 +605,7 @@ def provenance(threads: int | None = None) -> dict[str, Any]:
 
 def _source_digest() -> str:
     """SHA-256 over the package's ``.py`` files (relative path and content, in sorted order)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # sb3_tar/
     digest = hashlib.sha256()
     for file in sorted(root.rglob("*.py")):
         digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")

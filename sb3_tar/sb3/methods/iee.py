@@ -1,6 +1,6 @@
 """Exploitation-exploration ("enhanced saliency") inside SB3's training loop (thin glue over :mod:`sb3_tar.core.iee`).
 
-Driven by the :class:`~sb3_tar.sb3.enforcement.MaskEnforcer`'s optimizer hooks, per role (actor, critic):
+Driven by the :class:`~sb3_tar.sb3.execution.enforcement.MaskEnforcer`'s optimizer hooks, per role (actor, critic):
 
 - **Start of a phase** (the role's first optimizer step inside an exploration window): the current mask is kept as
   the *active* mask ``A`` (in ``model.sb3_tar_schedule_state``, saved with the model); the online mask buffers
@@ -29,9 +29,9 @@ import torch
 from sb3_tar.core.iee import IEEConfig, prune_and_grow
 from sb3_tar.core.masks import is_compressed
 from sb3_tar.core.streams import stream_generator
-from sb3_tar.sb3.cyclic import ScheduleListener
-from sb3_tar.sb3.enforcement import MaskEnforcer
-from sb3_tar.sb3.mask_store import MASK_BUFFER
+from sb3_tar.sb3.execution.enforcement import MaskEnforcer
+from sb3_tar.sb3.execution.mask_store import MASK_BUFFER
+from sb3_tar.sb3.methods.cyclic import ScheduleListener
 from sb3_tar.sb3.networks import SparseNetwork
 
 

@@ -25,7 +25,7 @@ share it), and clip the gradients by their global norm between ``backward()`` an
 enforcer also registers a gradient hook on every sparsified weight (:func:`~sb3_tar.sb3.networks.clips_gradients`):
 the gradient of a pruned weight is zero as soon as autograd computes it, so the clipped norm is the sparse
 network's (kept weights only) and the optimizer's state (Adam's moments, A2C's RMSprop ``square_avg``) stays
-exactly zero at pruned positions. A layer on the sparse kernel (:mod:`sb3_tar.sb3.sparse_execution`) needs no such
+exactly zero at pruned positions. A layer on the sparse kernel (:mod:`sb3_tar.sb3.execution.sparse_execution`) needs no such
 hook: its only weight parameter holds the kept weights, so its gradient has no pruned position to zero.
 
 Target networks are masked when the mask is made; Polyak averaging of two zeros keeps them at
@@ -48,9 +48,9 @@ import torch
 from torch import nn
 
 from sb3_tar.core.masks import apply_masks, is_compressed, mask_gradients
-from sb3_tar.sb3.mask_store import MaskStore
+from sb3_tar.sb3.execution.mask_store import MaskStore
+from sb3_tar.sb3.execution.sparse_execution import hook_optimizer, realign_state
 from sb3_tar.sb3.networks import SparseNetwork, clips_gradients, role_optimizers
-from sb3_tar.sb3.sparse_execution import hook_optimizer, realign_state
 
 _ATTR = "_sb3_tar_enforcer"
 
@@ -104,7 +104,7 @@ class MaskEnforcer:
         self.store = store
         self.pre_step_listeners: list[PreStepListener] = []
         #: Called after an optimizer's step, once the pruned weights are re-zeroed (exploration phases restore
-        #: their frozen weights there, :mod:`sb3_tar.sb3.iee`).
+        #: their frozen weights there, :mod:`sb3_tar.sb3.methods.iee`).
         self.post_step_listeners: list[PreStepListener] = []
         #: Per role (``"actor"``, ``"critic"``): whether that optimizer's gradients are masked
         #: because it is not elementwise (filled in by :meth:`attach`).
@@ -140,7 +140,8 @@ class MaskEnforcer:
         :param role: The role whose optimizer ``optimizer`` is.
         :param optimizer: An optimizer of the attached policy.
         :return: Every network ``optimizer`` steps: ``role``'s, and with PPO/A2C's one shared optimizer the other
-            role's too (what the optimizer's layout hooks must know, :func:`~sb3_tar.sb3.sparse_execution.register_owner`).
+            role's too (what the optimizer's layout hooks must know,
+            :func:`~sb3_tar.sb3.execution.sparse_execution.register_owner`).
         """
         if self._policy is None:
             return self.role_networks(role)
@@ -247,7 +248,7 @@ class MaskEnforcer:
             self._handles.append(optimizer.register_step_pre_hook(self._pre_step(role)))
             self._handles.append(optimizer.register_step_post_hook(self._post_step(role)))
         #: Whether the algorithm clips gradients by their global norm (PPO, A2C, DQN): a weight grown by SET/RigL then
-        #: takes gradient 0 at its first step, as on the masked path (:mod:`sb3_tar.sb3.rewiring`).
+        #: takes gradient 0 at its first step, as on the masked path (:mod:`sb3_tar.sb3.methods.rewiring`).
         self.clipping = clipping
         if clipping:
             for net in self.networks:

@@ -21,7 +21,7 @@ The per-layer allocation table (:func:`allocation_text`, markdown) is written on
 text (``sparse/allocation``: TensorBoard's Text tab; left out of stdout, CSV and JSON) and, when the logger
 writes to a folder, saved there as ``sparse_allocation.md``.
 
-Measuring reads the masks and the weights only (like :func:`~sb3_tar.sb3.model_masks.sparsity_summary`):
+Measuring reads the masks and the weights only (like :func:`~sb3_tar.sb3.reporting.model_masks.sparsity_summary`):
 nothing is changed. The curves are attached by ``TARCallback``/``DSTCallback``/``GMPCallback`` at training start
 and by the sparse policies (``SparsePolicy``, and the ``MaskedPolicy`` a loaded callback model is rebuilt with)
 when SB3 first switches their training mode in ``learn()``, so every entry point logs them. A plain policy made
@@ -42,10 +42,10 @@ from stable_baselines3.common.logger import Logger
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.masks import dead_units
 from sb3_tar.sb3.call_stack import caller_frames, frame_algorithm
-from sb3_tar.sb3.model_masks import sparsity_summary, stored_masks
+from sb3_tar.sb3.methods.rewiring import DSTUpdate, attached_rewirer
 from sb3_tar.sb3.networks import log_name
-from sb3_tar.sb3.reports import pruning_reports
-from sb3_tar.sb3.rewiring import DSTUpdate, attached_rewirer
+from sb3_tar.sb3.reporting.model_masks import sparsity_summary, stored_masks
+from sb3_tar.sb3.reporting.reports import pruning_reports
 
 #: Prefix of every key.
 PREFIX = "sparse"

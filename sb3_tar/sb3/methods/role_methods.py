@@ -7,7 +7,7 @@ from typing import Any
 from sb3_tar.core.config import DEFAULT_SPARSITY, REVIVALS, SparsityConfig, check_choice, check_int
 from sb3_tar.core.dynamic import DEFAULT_END_FRACTION, DSTConfig, dst_config
 from sb3_tar.core.role_methods import DYNAMIC_ROLE_METHODS, REVIVAL_OF, ROLE_NAMES, resolve_role_methods, static_method
-from sb3_tar.sb3.pruning import role_configs
+from sb3_tar.sb3.methods.pruning import role_configs
 
 #: Default initial-mask criterion of a role by method: ERK for SET/RigL (as DST defaults), magnitude otherwise.
 DEFAULT_CRITERION: dict[str, str] = {"set": "erk", "rigl": "erk"}

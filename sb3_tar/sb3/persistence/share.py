@@ -25,7 +25,7 @@ import torch
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
 
-from sb3_tar.sb3.mask_store import MASK_BUFFER
+from sb3_tar.sb3.execution.mask_store import MASK_BUFFER
 from sb3_tar.sb3.policies import DST_DEFAULTS, SPARSITY_DEFAULTS
 
 _PACKAGE = "sb3_tar"

@@ -1,7 +1,7 @@
 """SET and RigL inside SB3's training loop (thin SB3 glue over :mod:`sb3_tar.core.dynamic`).
 
 SAC, TD3 and TQC take their gradient steps inside ``train()``, where no callback runs. A
-:class:`Rewirer` therefore listens to the :class:`~sb3_tar.sb3.enforcement.MaskEnforcer`'s
+:class:`Rewirer` therefore listens to the :class:`~sb3_tar.sb3.execution.enforcement.MaskEnforcer`'s
 optimizer pre-step hooks (``pre_step_listeners``), which run *before* the enforcer masks the
 gradients:
 
@@ -18,7 +18,7 @@ gradients:
   fraction of the update step it belongs to; RigL reads the dense gradient of the policy loss.
   With SAC/TQC that is the same gradient step; with TD3 (``policy_delay``) the next actor step.
 - The optimizer step that follows runs with the new mask: dropped weights are zeroed (online
-  and target, by :meth:`~sb3_tar.sb3.enforcement.MaskEnforcer.update_masks`), grown weights are set
+  and target, by :meth:`~sb3_tar.sb3.execution.enforcement.MaskEnforcer.update_masks`), grown weights are set
   to 0.0 (online and target) and their optimizer state (Adam's ``exp_avg``, ``exp_avg_sq``,
   ``max_exp_avg_sq``: every state tensor of the weight's shape) is reset to 0 before the step.
 
@@ -41,10 +41,10 @@ from torch import nn
 from sb3_tar.core.dynamic import DSTConfig, RewireResult, planned_gradient_steps, rewire_masks, update_generator
 from sb3_tar.core.masks import is_compressed
 from sb3_tar.core.prune_criteria import needs_gradient
-from sb3_tar.sb3.compressed_dst import GradientCapture, rewire_compressed
-from sb3_tar.sb3.enforcement import MaskEnforcer
+from sb3_tar.sb3.execution.compressed_dst import GradientCapture, rewire_compressed
+from sb3_tar.sb3.execution.enforcement import MaskEnforcer
+from sb3_tar.sb3.execution.sparse_execution import realign_state
 from sb3_tar.sb3.networks import SparseNetwork
-from sb3_tar.sb3.sparse_execution import realign_state
 
 _ATTR = "_sb3_tar_rewirer"
 #: Model attribute holding a callback-driven run's DST state (saved with the model).
@@ -185,7 +185,7 @@ class Rewirer:
     :param config: Method and schedule.
     :param state: Where the schedule's position lives.
     :param verbose: 2: print every update. Updates are logged as cumulative ``sparse/...`` curves at every dump of
-        the model's logger, and each role's update as a row of its own (:mod:`sb3_tar.sb3.report_logging`).
+        the model's logger, and each role's update as a row of its own (:mod:`sb3_tar.sb3.reporting.report_logging`).
     """
 
     def __init__(self, enforcer: MaskEnforcer, config: DSTConfig, state: DSTState, verbose: int = 0) -> None:
@@ -332,7 +332,7 @@ class Rewirer:
             listener(role, step)
 
     def _dense_grad(self, layer: nn.Module) -> torch.Tensor | None:
-        """The dense gradient of a layer on the sparse kernel, from the capture (see :mod:`sb3_tar.sb3.compressed_dst`)."""
+        """The dense gradient of a sparse-kernel layer, from the capture (:mod:`sb3_tar.sb3.execution.compressed_dst`)."""
         grad = self.capture.dense_grad(layer)
         if grad is None and layer.values.grad is not None:
             warnings.warn(
@@ -354,7 +354,7 @@ class Rewirer:
         weights = [layer.weight for layer in net.linears]  # a SparseLinear's weight is a dense copy
         method = self.config.role_method(net.role)
         # Dense gradients, read here in the optimizer's pre-step hook (the critic's .grad holds the TD loss's only now);
-        # a layer on the sparse kernel has its dense gradient formed from the capture (sb3_tar.sb3.compressed_dst).
+        # a layer on the sparse kernel has its dense gradient formed from the capture (sb3_tar.sb3.execution.compressed_dst).
         dense_grads = [
             self._dense_grad(layer) if is_compressed(layer) else self._recorded_or_grad(net, i, layer)
             for i, layer in enumerate(net.linears)

@@ -6,7 +6,7 @@ runs from the same settings:
 - :class:`ScheduleSpec`, made by :func:`cyclic_spec`, :func:`sculpt_spec` or :func:`iee_spec` (which validate every
   setting): the starting masks' configuration (``criterion``, no revival, at the method's starting sparsity), the
   settings stored in ``model.sb3_tar_schedule_state``, the fresh state and the runner
-  (:class:`~sb3_tar.sb3.cyclic.CyclicRunner` or :class:`~sb3_tar.sb3.iee.Explorer`).
+  (:class:`~sb3_tar.sb3.methods.cyclic.CyclicRunner` or :class:`~sb3_tar.sb3.methods.iee.Explorer`).
 - :func:`convert_between_calls`: between two training calls, the masked dense path where the method needs it (IEE's
   exploration trains every weight) and the sparse kernel where a mask change made layers sparse enough.
 """
@@ -27,11 +27,11 @@ from sb3_tar.core.cyclic import (
 )
 from sb3_tar.core.iee import DEFAULT_END_FRACTION, DEFAULT_EXPLORE_STEPS, DEFAULT_INTERVAL, IEEConfig
 from sb3_tar.core.masks import is_compressed
-from sb3_tar.sb3 import sparse_execution as sparse_exec
-from sb3_tar.sb3.cyclic import STATE_ATTRIBUTE, CyclicRunner, ScheduleListener, attached_runner, new_state
-from sb3_tar.sb3.enforcement import MaskEnforcer
-from sb3_tar.sb3.iee import Explorer
-from sb3_tar.sb3.pruning import role_configs
+from sb3_tar.sb3.execution import sparse_execution as sparse_exec
+from sb3_tar.sb3.execution.enforcement import MaskEnforcer
+from sb3_tar.sb3.methods.cyclic import STATE_ATTRIBUTE, CyclicRunner, ScheduleListener, attached_runner, new_state
+from sb3_tar.sb3.methods.iee import Explorer
+from sb3_tar.sb3.methods.pruning import role_configs
 
 #: The methods, in the order the docs and the errors name them.
 SCHEDULE_METHODS: tuple[str, ...] = ("cyclic", "sculpt", "iee")
@@ -204,7 +204,7 @@ def run_from_policy(policy: Any, spec: ScheduleSpec, training: bool, depth: int 
     :raises ValueError: When the calling model holds the state of another method.
     """
     from sb3_tar.sb3.call_stack import caller_frames, frame_algorithm
-    from sb3_tar.sb3.rewiring import planned_steps_of
+    from sb3_tar.sb3.methods.rewiring import planned_steps_of
 
     runner = attached_runner(policy)
     model = runner.model if runner is not None and getattr(runner.model, "policy", None) is policy else None

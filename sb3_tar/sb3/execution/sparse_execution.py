@@ -16,13 +16,13 @@ often stays ~75% dense under global magnitude pruning) keep the masked dense pat
   dense layout (zeros at pruned positions) and read either layout back. A model trained with sparse
   execution therefore loads with or without the kernel, and the other way round.
 - SET and RigL change the mask during training: their layers stay converted and are rebuilt in place
-  at each update (:mod:`sb3_tar.sb3.compressed_dst`).
+  at each update (:mod:`sb3_tar.sb3.execution.compressed_dst`).
 - PPO, A2C (``ActorCriticPolicy``) and DQN step one optimizer, ``policy.optimizer``
   (:func:`optimizer_holders`): it is rebuilt once over all its networks (PPO/A2C: the policy and value branches,
   heads included, whose layers are replaced in the policy itself; DQN: ``q_net``, with ``q_net_target`` converted
   alike, so each hard target copy pairs kept values one to one). The gradient they clip by its global norm holds
   kept weights only on converted layers (their ``values``), and is masked by the enforcer's gradient hooks on the
-  denser layers (:mod:`sb3_tar.sb3.enforcement`), so the clipped norm is the sparse network's on both paths. A
+  denser layers (:mod:`sb3_tar.sb3.execution.enforcement`), so the clipped norm is the sparse network's on both paths. A
   CNN or multi-input features extractor is a sparse network too: its convolutions stay on the masked path (the
   kernel is for ``nn.Linear``), its linear layer runs on the kernel. sb3-contrib's QR-DQN, MaskablePPO and CrossQ run
   as DQN, PPO and SAC; TRPO cannot (:func:`kernel_refusal`).

@@ -1,8 +1,9 @@
 """Cyclic learning rates and SCULPT's single prune inside SB3's training loop (thin glue over
 :mod:`sb3_tar.core.cyclic`).
 
-As for GMP (:mod:`sb3_tar.sb3.gradual`), everything happens in the :class:`~sb3_tar.sb3.enforcement.MaskEnforcer`'s
-optimizer pre-step hooks, since SAC/TD3/TQC take their gradient steps inside ``train()``:
+As for GMP (:mod:`sb3_tar.sb3.methods.gradual`), everything happens in the
+:class:`~sb3_tar.sb3.execution.enforcement.MaskEnforcer`'s optimizer pre-step hooks, since SAC/TD3/TQC take their
+gradient steps inside ``train()``:
 
 - **Clock.** Every critic optimizer step is one gradient step ``t``.
 - **Learning rate.** Before each actor and critic optimizer step, every parameter group of that optimizer gets
@@ -13,7 +14,7 @@ optimizer pre-step hooks, since SAC/TD3/TQC take their gradient steps inside ``t
   to exactly ``K = round((1 - s) N)`` weights of largest ``|w|`` among those it keeps (one ranking per network, or
   per layer); the actor is pruned the same way in its own next pre-step hook. The enforcer zeros the pruned
   weights online and in the targets. Layers already on the sparse kernel shrink in place
-  (:func:`~sb3_tar.sb3.gradual.shrink_compressed`); layers that fall below the density threshold move onto it
+  (:func:`~sb3_tar.sb3.methods.gradual.shrink_compressed`); layers that fall below the density threshold move onto it
   between two training calls (the callback does it).
 
 The schedule's settings and position live in ``model.sb3_tar_schedule_state`` (saved by ``model.save()``, so an
@@ -32,10 +33,10 @@ from sb3_tar.core.gmp import final_kept, final_layer_counts, flops_per_sample
 from sb3_tar.core.gmp import prune_step_masks as core_prune_step_masks
 from sb3_tar.core.masks import is_compressed, matrix_shape
 from sb3_tar.core.streams import stream_generator
-from sb3_tar.sb3.enforcement import MaskEnforcer
-from sb3_tar.sb3.gradual import shrink_compressed
-from sb3_tar.sb3.sparse_execution import register_owner
-from sb3_tar.sb3.step_clock import StepClock
+from sb3_tar.sb3.execution.enforcement import MaskEnforcer
+from sb3_tar.sb3.execution.sparse_execution import register_owner
+from sb3_tar.sb3.methods.gradual import shrink_compressed
+from sb3_tar.sb3.methods.step_clock import StepClock
 
 #: Model attribute holding a cyclic, SCULPT or exploitation-exploration run's settings and position (saved).
 STATE_ATTRIBUTE = "sb3_tar_schedule_state"
@@ -63,7 +64,7 @@ def new_state(method: str, total_steps: int, seed: int, **settings: Any) -> dict
 
 class ScheduleListener(StepClock):
     """
-    What the cyclic/SCULPT runner and the exploration runner share beyond :class:`~sb3_tar.sb3.step_clock.StepClock`:
+    What the cyclic/SCULPT runner and the exploration runner share beyond :class:`~sb3_tar.sb3.methods.step_clock.StepClock`:
     the per-network sizes and kept counts, and a step's cost from them.
 
     :param enforcer: The policy's mask enforcer.

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from sb3_tar.core.masks import kept_count, total_count
-from sb3_tar.sb3.enforcement import MaskEnforcer, attached_enforcer
-from sb3_tar.sb3.mask_store import BufferStore
+from sb3_tar.sb3.execution.enforcement import MaskEnforcer, attached_enforcer
+from sb3_tar.sb3.execution.mask_store import BufferStore
 from sb3_tar.sb3.networks import SparseNetwork, sparse_networks
 
 
@@ -48,7 +48,7 @@ def enforcer_of(model: Any) -> MaskEnforcer | None:
     then zero the pruned weights): use it to train, not to inspect.
 
     :param model: An SB3 model (or a policy) sparsified by ``SparsePolicy`` or a sb3-tar callback.
-    :return: Its :class:`~sb3_tar.sb3.enforcement.MaskEnforcer`, or ``None`` if it holds no masks.
+    :return: Its :class:`~sb3_tar.sb3.execution.enforcement.MaskEnforcer`, or ``None`` if it holds no masks.
     """
     policy = _policy(model)
     enforcer = attached_enforcer(policy)

@@ -1,6 +1,6 @@
 """The scaffolding every scheduled mask method shares inside SB3's training loop (GMP, cyclic/SCULPT, IEE).
 
-A scheduled method listens to the :class:`~sb3_tar.sb3.enforcement.MaskEnforcer`'s optimizer pre-step hooks (SAC,
+A scheduled method listens to the :class:`~sb3_tar.sb3.execution.enforcement.MaskEnforcer`'s optimizer pre-step hooks (SAC,
 TD3 and TQC take their gradient steps inside ``train()``, where no callback runs). What all of them keep is the same:
 
 - a state dict on the model (``model.<state_attribute>``, saved by ``model.save()``), looked up at every use, so a
@@ -10,8 +10,9 @@ TD3 and TQC take their gradient steps inside ``train()``, where no callback runs
 - one listener per policy (``policy.<policy_attribute>``), replacing the one attached before;
 - the training-cost integral (``flops_sum``, ``flops_steps``, ``flops_dense``; :func:`training_flops_of_state`).
 
-Each method's listener (:class:`~sb3_tar.sb3.gradual.GradualPruner`, :class:`~sb3_tar.sb3.cyclic.ScheduleListener`)
-keeps only what differs: its settings, what it does at a step and what a step costs.
+Each method's listener (:class:`~sb3_tar.sb3.methods.gradual.GradualPruner`,
+:class:`~sb3_tar.sb3.methods.cyclic.ScheduleListener`) keeps only what differs: its settings, what it does at a step
+and what a step costs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from sb3_tar.sb3.enforcement import MaskEnforcer
+from sb3_tar.sb3.execution.enforcement import MaskEnforcer
 
 
 def training_flops_of_state(state: dict[str, Any]) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sb3_tar.core.layer_report import NetworkReport
-from sb3_tar.sb3.model_masks import stored_masks
+from sb3_tar.sb3.reporting.model_masks import stored_masks
 
 
 def pruning_reports(model: Any) -> dict[str, NetworkReport]:

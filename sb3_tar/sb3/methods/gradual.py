@@ -1,7 +1,7 @@
 """Gradual magnitude pruning inside SB3's training loop (thin SB3 glue over :mod:`sb3_tar.core.gmp`).
 
-Like SET/RigL (:mod:`sb3_tar.sb3.rewiring`), a :class:`GradualPruner` listens to the
-:class:`~sb3_tar.sb3.enforcement.MaskEnforcer`'s optimizer pre-step hooks, since SAC/TD3/TQC take their
+Like SET/RigL (:mod:`sb3_tar.sb3.methods.rewiring`), a :class:`GradualPruner` listens to the
+:class:`~sb3_tar.sb3.execution.enforcement.MaskEnforcer`'s optimizer pre-step hooks, since SAC/TD3/TQC take their
 gradient steps inside ``train()`` where no callback runs:
 
 - **Clock.** Every critic optimizer step is one gradient step; the critic's pre-step hook advances ``t``.
@@ -12,7 +12,7 @@ gradient steps inside ``train()`` where no callback runs:
   the next delayed actor step, and ``actor_target`` is masked with it.
 - Between prune steps the enforcer's post-step hooks keep the pruned weights at exactly ``0.0``.
 - Once a layer's density falls below the sparse-execution threshold, the callback moves it onto the sparse kernel
-  between two training calls (:mod:`sb3_tar.sb3.sparse_execution`); later prunes of such a layer shrink its kept
+  between two training calls (:mod:`sb3_tar.sb3.execution.sparse_execution`); later prunes of such a layer shrink its kept
   values and their optimizer state in place (:func:`shrink_compressed`).
 
 The schedule's position and settings live in a dict on the model, ``model.sb3_tar_gmp_state``, which
@@ -32,11 +32,11 @@ from sb3_tar.core.gmp import GMPConfig, cubic_progress, final_kept, final_layer_
 from sb3_tar.core.gmp import prune_step_masks as core_prune_step_masks
 from sb3_tar.core.masks import is_compressed, matrix_shape
 from sb3_tar.core.streams import stream_generator
-from sb3_tar.sb3.enforcement import MaskEnforcer
+from sb3_tar.sb3.execution.enforcement import MaskEnforcer
+from sb3_tar.sb3.execution.sparse_execution import register_owner
+from sb3_tar.sb3.methods.step_clock import StepClock, training_flops_of_state
 from sb3_tar.sb3.networks import SparseNetwork, log_name
-from sb3_tar.sb3.report_logging import record_and_dump
-from sb3_tar.sb3.sparse_execution import register_owner
-from sb3_tar.sb3.step_clock import StepClock, training_flops_of_state
+from sb3_tar.sb3.reporting.report_logging import record_and_dump
 
 #: Model attribute holding a GMP run's settings and position (saved with the model).
 GMP_STATE_ATTRIBUTE = "sb3_tar_gmp_state"
@@ -88,7 +88,7 @@ class GradualPruner(StepClock):
     :param model: The SB3 model; its ``sb3_tar_gmp_state`` dict is read and written in place, looked up at every use
         (so a model whose attributes are restored from a checkpoint goes on with the restored state).
     :param logger: SB3 logger receiving the ``gmp/...`` values of every prune (``None``: none; bind one later): each
-        prune of a role is dumped at once, as a row of its own (:func:`~sb3_tar.sb3.report_logging.record_and_dump`).
+        prune of a role is dumped at once, as a row of its own (:func:`~sb3_tar.sb3.reporting.report_logging.record_and_dump`).
     :param verbose: 2: print every prune step.
     """
 
@@ -198,7 +198,7 @@ def shrink_compressed(
     :param layer: The online layer.
     :param mask: Its new boolean mask.
     :param optimizer: The optimizer stepping ``layer.values`` (its layout hooks learn of the new parameter from
-        :func:`~sb3_tar.sb3.sparse_execution.register_owner`, which the caller runs once per prune step).
+        :func:`~sb3_tar.sb3.execution.sparse_execution.register_owner`, which the caller runs once per prune step).
     :param targets: Its target layers (also on the kernel).
     """
     from sb3_tar.kernels import dense_to_values, values_to_dense

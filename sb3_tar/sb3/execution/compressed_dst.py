@@ -1,4 +1,4 @@
-"""SET and RigL on layers trained by the sparse kernel (thin SB3 glue; see :mod:`sb3_tar.sb3.rewiring`).
+"""SET and RigL on layers trained by the sparse kernel (thin SB3 glue; see :mod:`sb3_tar.sb3.methods.rewiring`).
 
 A :class:`~sb3_tar.kernels.SparseLinear` holds its kept weights only, so between mask updates it trains
 exactly as under a static mask. A mask update needs two things the compressed layer does not hold:
