@@ -17,6 +17,7 @@ from sb3_utils import ALGOS, SMALL, small_kwargs
 from torch import nn
 
 import sb3_tar
+from sb3_tar.kernels import SparseLinear
 from sb3_tar.sb3.persistence.export import read_export_metadata
 
 POLICIES = {"sac": sb3_tar.SACSparsePolicy, "td3": sb3_tar.TD3SparsePolicy, "tqc": sb3_tar.TQCSparsePolicy}
@@ -222,7 +223,7 @@ def test_export_actor_leaves_model_unchanged_and_validates(tmp_path):
         sb3_tar.export_actor(model, tmp_path / "actor.bin")
     with pytest.raises(ValueError, match="format='tflite'"):
         sb3_tar.export_actor(model, tmp_path / "actor.onnx", format="tflite")
-    with pytest.raises(TypeError, match="SAC, TD3 or TQC"):
+    with pytest.raises(TypeError, match="SAC, TD3, TQC, PPO, A2C or DQN"):
         sb3_tar.export_actor(object(), tmp_path / "actor.onnx")
     sb3_tar.export_actor(model, tmp_path / "actor.ts")
     assert not (tmp_path / "actor.bin").exists()
@@ -409,7 +410,8 @@ def test_export_actor_of_ppo_a2c_clips_the_mean_as_predict_does(algo, tmp_path):
     model.learn(128, callback=TARCallback(sparsity=0.9, seed=0))
     head = model.policy.action_net
     with torch.no_grad():
-        head.weight.copy_(torch.sign(head.weight) * 40.0)  # pruned weights are 0.0: their sign keeps them at zero
+        kept_weights = head.values if isinstance(head, SparseLinear) else head.weight  # on the kernel: its kept values
+        kept_weights.copy_(torch.sign(kept_weights) * 40.0)  # pruned weights are 0.0: their sign keeps them at zero
         head.bias.copy_(torch.tensor([1.0, 1.0]))
     obs = np.random.default_rng(0).uniform(-1.0, 1.0, size=(500, 3)).astype(np.float32)
     predicted = model.predict(obs, deterministic=True)[0]
