@@ -53,8 +53,17 @@ def test_failing_cell_is_listed_with_its_log_and_exit_status_1(tmp_path: Path) -
     assert not (cell / "done.json").exists()
 
 
+def _inherit_sigint(handler: signal.Handlers) -> None:
+    """Start the child with SIGINT set to ``handler``: a shell's background job (``nohup sb3-tar sweep ... &``)
+    starts with SIGINT ignored, which Python keeps (it then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, handler)
+
+
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_stops_the_sweep_and_its_children_with_exit_130(tmp_path: Path, sig: signal.Signals) -> None:
+def test_signal_stops_the_sweep_and_its_children_with_exit_130(
+    tmp_path: Path, sig: signal.Signals, inherited: signal.Handlers
+) -> None:
     root = tmp_path / "sig"
     args = ["sweep", "--methods", "dense", "--seeds", "0", "1", "-n", "20000", *TINY, "-o", str(root), "--jobs", "2"]
     proc = subprocess.Popen(
@@ -65,6 +74,7 @@ def test_signal_stops_the_sweep_and_its_children_with_exit_130(tmp_path: Path, s
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # the test signals the sweep process alone, not a process group
+        preexec_fn=lambda: _inherit_sigint(inherited),
     )
     try:
         deadline = time.time() + 120

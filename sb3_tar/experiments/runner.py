@@ -873,10 +873,16 @@ def _run_local(
     checkpoint_every: int = 0,
 ) -> None:
     registry = _ProcessRegistry()
-    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
+    previous_int = signal.getsignal(signal.SIGINT) if main_thread else None
     if previous is not None:
         # SIGTERM (e.g. from a job scheduler) stops the sweep like Ctrl-C: children are terminated.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if previous_int == signal.SIG_IGN:
+        # A process started in the background of a non-interactive shell (``nohup sweep ... &``), or by a parent that
+        # ignores SIGINT, inherits SIGINT ignored: ``kill -INT`` would then leave the sweep and its children running.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     executor = ThreadPoolExecutor(max_workers=jobs)
     try:
         pending: set[Future] = {executor.submit(_run_cell_safely, c, root, conf, registry, checkpoint_every) for c in cells}
@@ -893,6 +899,8 @@ def _run_local(
         executor.shutdown(wait=True, cancel_futures=True)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def _run_cell_safely(cell: Cell, root: Path, conf: Path, registry: _ProcessRegistry, checkpoint_every: int = 0) -> CellResult:
