@@ -128,6 +128,68 @@ def test_waiting_for_a_live_build_is_bounded_and_names_the_lock(tmp_path: Path) 
         run_python(code, env)
 
 
+#: A stand-in for the kernel's source (compiles in a second): a Python module named as torch names the extension.
+_TINY_SOURCE = r"""
+#include <Python.h>
+#define SB3_CAT_(a, b) a##b
+#define SB3_CAT(a, b) SB3_CAT_(a, b)
+#define SB3_STR_(a) #a
+#define SB3_STR(a) SB3_STR_(a)
+static PyModuleDef tiny = {PyModuleDef_HEAD_INIT, SB3_STR(TORCH_EXTENSION_NAME), nullptr, -1, nullptr};
+PyMODINIT_FUNC SB3_CAT(PyInit_, TORCH_EXTENSION_NAME)(void) { return PyModule_Create(&tiny); }
+"""
+
+#: A C++ compiler that logs each call and, compiling the source, waits until every builder process has called
+#: ``load_kernel`` (their ``ready_*`` files), so the build really overlaps the other process's call.
+_WAITING_CXX = """#!/bin/sh
+echo "$*" >> "{log}"
+case "$*" in *tiny.cpp*)
+  for i in $(seq 1200); do [ "$(ls "{ready}" | wc -l)" -ge 2 ] && break; sleep 0.1; done
+  sleep 1;;
+esac
+exec c++ "$@"
+"""
+
+
+def test_two_processes_building_at_once_both_load_one_build(tmp_path: Path) -> None:
+    """Two processes (two pytest-xdist workers, two sweep cells) build the kernel into one empty folder at the same
+    time: both load it, and it is compiled once (the second waits for the first's build lock, then finds it built).
+    The kernel's source is replaced by a tiny module so the test costs seconds."""
+    import shutil
+
+    if shutil.which("c++") is None:
+        pytest.skip("needs a C++ compiler")
+    (tmp_path / "tiny.cpp").write_text(_TINY_SOURCE)
+    ready, log, cxx = tmp_path / "ready", tmp_path / "cxx.log", tmp_path / "bin" / "c++"
+    ready.mkdir()
+    cxx.parent.mkdir()
+    cxx.write_text(_WAITING_CXX.format(log=log, ready=ready))
+    cxx.chmod(0o755)
+    code = f"""
+    import sys
+    from pathlib import Path
+    from sb3_tar.kernels import _build
+    _build.SOURCE = Path({str(tmp_path / "tiny.cpp")!r})
+    (Path({str(ready)!r}) / sys.argv[1]).touch()
+    module = _build.load_kernel()
+    print(module.__name__)
+    """
+    env = {**os.environ, "SB3_TAR_KERNEL_DIR": str(tmp_path / "kernel"), "CXX": str(cxx)}
+    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-c", textwrap.dedent(code)]
+    builders = [
+        subprocess.Popen([*cmd, str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    outs = [b.communicate(timeout=HANG_LIMIT_S) for b in builders]
+    for builder, (out, err) in zip(builders, outs):
+        assert builder.returncode == 0, f"stdout:\n{out}\nstderr:\n{err[-4000:]}"
+    names = {out.strip() for out, _ in outs}
+    assert len(names) == 1 and names.pop().startswith("sb3_tar_sparse_linear_native_"), outs
+    compiles = [line for line in log.read_text().splitlines() if "tiny.cpp" in line]
+    assert len(compiles) == 1, compiles
+
+
 # ------------------------------------------------------------------------------------------------------
 # 2, 6 and 9: files saved with True load where the kernel cannot be built; the device decides without
 # compiling; the fallback warning is one line naming the build log
