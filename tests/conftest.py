@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -172,9 +173,27 @@ def humanoid_networks() -> dict[str, nn.Module]:
     }
 
 
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """
+    Without pytest-xdist (``-p no:xdist``, or not installed), accept pyproject.toml's ``-n 2 --dist loadgroup`` and
+    run the suite in this one process, as ``-n 0`` does.
+    """
+    if pluginmanager.has_plugin("xdist"):
+        return
+    group = parser.getgroup("xdist", "stand-ins for pytest-xdist's options, which is not loaded: tests run in one process")
+    add = getattr(group, "_addoption", group.addoption)  # pytest reserves lowercase short options (-n) for plugins
+    add("-n", "--numprocesses", dest="no_xdist_numprocesses", default=None, help="ignored without pytest-xdist")
+    add("--dist", dest="no_xdist_dist", default="no", help="ignored without pytest-xdist")
+    add("--no-loadscope-reorder", dest="no_xdist_reorder", action="store_true", help="ignored without pytest-xdist")
+
+
 #: Selected tests besides the sweeps' readers from which on the sweeps run one cell at a time (beside those tests)
 #: rather than two (when little else is selected, e.g. one file).
 _OTHER_TESTS_FOR_ONE_JOB = 100
+
+#: The ``xdist_group`` of the tests that read a session sweep: under ``--dist loadgroup`` (pyproject.toml's default)
+#: they all go to one worker, which alone runs the sweeps, each once.
+SWEEP_READERS_GROUP = "session_sweeps"
 
 
 def _sweeps_read_by(item: pytest.Item) -> list[str]:
@@ -184,11 +203,56 @@ def _sweeps_read_by(item: pytest.Item) -> list[str]:
     return [name for name in SWEEPS if name in getattr(item, "fixturenames", ())]
 
 
+def _uses_a_module_fixture(item: pytest.Item) -> bool:
+    """
+    :return: Whether ``item`` uses a module- or class-scoped fixture of its own module (a model trained once for the
+        module, a sweep of its own). pytest-xdist would build it again in each worker that runs one of the module's
+        tests; the module's tests that use one are therefore one ``xdist_group``.
+    """
+    module = item.nodeid.split("::")[0]
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(
+        fixturedef.scope in ("class", "module") and fixturedef.baseid.startswith(module)
+        for fixturedefs in definitions.values()
+        for fixturedef in fixturedefs
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which turns the group marks into node ids
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests that read a session sweep run last (in their order), while the sweeps train in the background."""
+    """
+    In one process, the tests that read a session sweep run last (in their order), while the sweeps train in the
+    background. Under pytest-xdist's ``--dist loadgroup`` they are one ``xdist_group`` (:data:`SWEEP_READERS_GROUP`),
+    ordered first, so that (with ``--no-loadscope-reorder``) one worker gets them at once and runs the sweeps while
+    the others run the rest; the tests of a module that use one of its module-scoped fixtures are a group too
+    (:func:`_uses_a_module_fixture`), ordered next.
+    """
     readers = [item for item in items if _sweeps_read_by(item)]
-    if readers:
-        items[:] = [item for item in items if not _sweeps_read_by(item)] + readers
+    if not _loadgroup(config):  # one process (-n 0, -p no:xdist)
+        if readers:
+            items[:] = [item for item in items if not _sweeps_read_by(item)] + readers
+        return
+    grouped = [item for item in items if not _sweeps_read_by(item) and _uses_a_module_fixture(item)]
+    for item in readers:
+        item.add_marker(pytest.mark.xdist_group(SWEEP_READERS_GROUP))
+    for item in grouped:  # one worker builds the module's shared fixtures, not each worker
+        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    # --no-loadscope-reorder hands out the groups in this order: the sweeps' readers first (their worker starts the
+    # sweeps at once), then the other groups (the larger units first), then single tests
+    sizes = Counter(item.nodeid.split("::")[0] for item in grouped)
+    grouped.sort(key=lambda item: -sizes[item.nodeid.split("::")[0]])  # stable: a module's tests keep their order
+    rest = set(readers) | set(grouped)
+    items[:] = readers + grouped + [item for item in items if item not in rest]
+
+
+def _loadgroup(config: pytest.Config) -> bool:
+    """:return: Whether pytest-xdist distributes the tests with ``--dist loadgroup`` (its workers see ``dist`` "no")."""
+    return bool(getattr(config.option, "loadgroup", False)) or config.getoption("dist", None) == "loadgroup"
+
+
+def _xdist_worker(config: pytest.Config) -> bool:
+    """:return: Whether this process is a pytest-xdist worker (it then runs only the tests the controller sends)."""
+    return hasattr(config, "workerinput")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -196,16 +260,23 @@ def session_sweeps(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     """
     Start the sweeps that the selected tests read (:class:`sweep_utils.SessionSweeps`) before the first test, in the
     background; they are ended if the session stops before they finish.
+
+    In a pytest-xdist worker, which collects every selected test but runs only those it is sent, nothing starts
+    until a test reads a sweep: under ``--dist loadgroup`` all readers go to one worker (:data:`SWEEP_READERS_GROUP`)
+    and its first reader starts all the sweeps the readers need, one after the other (each sweep runs once in the
+    whole session, on that worker); under another ``--dist`` each worker runs the sweeps its own readers read.
     """
     from sweep_utils import SWEEPS, SessionSweeps
 
     items = request.session.items
-    wanted = {name for item in items for name in _sweeps_read_by(item)}
+    wanted = [name for name in SWEEPS if any(name in _sweeps_read_by(item) for item in items)]  # in SWEEPS' order
     others = sum(1 for item in items if not _sweeps_read_by(item))
     sweeps = SessionSweeps(tmp_path_factory.mktemp, jobs=1 if others >= _OTHER_TESTS_FOR_ONE_JOB else 2)
-    for name in SWEEPS:  # in SWEEPS' order
-        if name in wanted:
+    if not _xdist_worker(request.config):
+        for name in wanted:
             sweeps.start(name)
+    elif _loadgroup(request.config):
+        sweeps.start_on_first_result(wanted)
     yield sweeps
     sweeps.close()
 

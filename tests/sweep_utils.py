@@ -3,7 +3,9 @@ the baselines (GMP, small dense, a per-role cell with two prune criteria) and a 
 
 The session starts them in the background, one after the other, as soon as its first test begins
 (:class:`SessionSweeps`, from conftest.py), and the tests that read them run last: their cells train on the core that
-the rest of the suite, mostly one process computing in place, leaves idle, instead of after it.
+the rest of the suite, mostly one process computing in place, leaves idle, instead of after it. Under pytest-xdist
+(the default, two workers) the tests that read them are one group, run by one worker, which starts the sweeps at its
+first such test while the other worker runs the rest of the suite.
 """
 
 from __future__ import annotations
@@ -162,6 +164,7 @@ class SessionSweeps:
         self._running: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self._on_first_result: list[str] = []
 
     def start(self, name: str) -> None:
         """Queue the sweep ``name`` (once)."""
@@ -170,8 +173,16 @@ class SessionSweeps:
             kwargs = {"popen": self.popen} if name == "killed_sweep" else {}
             self._futures[name] = self._pool.submit(SWEEPS[name], root, self.run, self.jobs, **kwargs)
 
+    def start_on_first_result(self, names: list[str]) -> None:
+        """Queue the sweeps ``names`` (in this order) when a test first asks for a sweep's :meth:`result`, not now (a
+        pytest-xdist worker: it does not know yet whether it will run their readers)."""
+        self._on_first_result = list(names)
+
     def result(self, name: str):
         """:return: What the sweep ``name`` returned, once it has finished (queued now if it was not)."""
+        pending, self._on_first_result = self._on_first_result, []
+        for other in pending:
+            self.start(other)
         self.start(name)
         return self._futures[name].result()
 
