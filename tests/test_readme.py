@@ -61,7 +61,7 @@ def _regenerated_block(
 
 
 #: The presets whose cells the README's first results block reads (the folder also holds the scale grid's cells).
-CPU60K_PHASES = ("cpu60k", "cpu60k-criteria", "cpu60k-td3", "cpu60k-baselines")
+CPU60K_PHASES = ("cpu60k", "cpu60k-criteria", "cpu60k-td3", "cpu60k-baselines", "cpu60k-cyclic")
 
 PAPER_FIGURES = frozenset({"13.5%", "37.9%"})  # the paper's own figures, which the prose quotes for comparison
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from sb3_tar.experiments import plots
 from sb3_tar.experiments.runner import DIAGNOSTICS_FILE
+from sb3_tar.experiments.tables import METHOD_NAMES
 
 _PREFIX = "diagnostics/"
 _FIXED_ORDER = ("srank", "weight_norm", "grad_norm")
@@ -68,7 +69,7 @@ def _title(metric: str) -> str:
 
 def _label(row: pd.Series) -> str:
     method = row["method"]
-    label = plots._NAMES.get(method, method)
+    label = METHOD_NAMES.get(method, method)
     if method in ("tar", "uniform") and pd.notna(row.get("rr")):
         label += f" rr={row['rr']:g}"
     if method != "dense" and isinstance(row.get("criterion"), str):

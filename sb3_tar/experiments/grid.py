@@ -638,6 +638,11 @@ _CPU60K: dict[str, Any] = dict(
     eval_episodes=5,
     hyperparams={"learning_starts": "5000"},
 )
+#: What the two README demonstrations (``ppo-demo``, ``dqn-demo``) share: dense against 90%-sparse TAR (global
+#: magnitude, rr 0.01, reserve), width 256, seeds 0-2.
+_DEMO: dict[str, Any] = dict(
+    methods=("dense", "tar"), criteria=("magnitude",), sparsities=(0.9,), rrs=(0.01,), widths=(256,), seeds=(0, 1, 2)
+)
 
 #: What the 300,000-step comparison's presets share (five times the 60k budget; evaluation every 10,000 steps).
 _CPU300K: dict[str, Any] = dict(
@@ -713,12 +718,7 @@ PRESETS: dict[str, GridSpec] = {
     "ppo-demo": GridSpec(
         algos=("ppo",),
         envs=("HalfCheetah-v4",),
-        methods=("dense", "tar"),
-        criteria=("magnitude",),
-        sparsities=(0.9,),
-        rrs=(0.01,),
-        widths=(256,),
-        seeds=(0, 1, 2),
+        **_DEMO,
         n_timesteps=200_000,
         eval_freq=10_000,
         eval_episodes=5,
@@ -730,12 +730,7 @@ PRESETS: dict[str, GridSpec] = {
     "dqn-demo": GridSpec(
         algos=("dqn",),
         envs=("LunarLander-v3",),
-        methods=("dense", "tar"),
-        criteria=("magnitude",),
-        sparsities=(0.9,),
-        rrs=(0.01,),
-        widths=(256,),
-        seeds=(0, 1, 2),
+        **_DEMO,
         n_timesteps=100_000,
         eval_freq=5_000,
         eval_episodes=5,

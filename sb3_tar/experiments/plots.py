@@ -14,7 +14,7 @@ import pandas as pd
 
 from sb3_tar.experiments import role_cells
 from sb3_tar.experiments.scale_tables import rr_groups, width_groups, with_options
-from sb3_tar.experiments.tables import standard_error
+from sb3_tar.experiments.tables import METHOD_NAMES, standard_error
 
 _COLORS = {
     "dense": "black",
@@ -28,19 +28,6 @@ _COLORS = {
     "cyclic": "tab:olive",
     "sculpt": "tab:cyan",
     "iee": "tab:pink",
-}
-_NAMES = {
-    "dense": "Dense",
-    "static": "Original",
-    "tar": "TAR",
-    "uniform": "Uniform",
-    "set": "SET",
-    "rigl": "RigL",
-    "gmp": "GMP",
-    "small_dense": "Small dense",
-    "cyclic": "Cyclic",
-    "sculpt": "SCULPT",
-    "iee": "IEE",
 }
 _MARKERS = {"magnitude": "o", "erk": "s", "synflow": "^", "random": "v"}
 _DPI = 130
@@ -98,7 +85,7 @@ def _options(row: pd.Series) -> str:
 
 
 def _line_label(row: pd.Series) -> str:
-    name = _NAMES.get(row["method"], role_cells.display_name(row["method"]))
+    name = METHOD_NAMES.get(row["method"], role_cells.display_name(row["method"]))
     if row["method"] in ("tar", "uniform"):
         return f"{name} rr={row['rr']:g}" + _options(row)
     if row["method"] in ("set", "rigl", "gmp"):
@@ -209,7 +196,7 @@ def rr_sensitivity(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path],
                     if points["method"].eq(method).sum() == 0:
                         continue
                     stats = points.groupby("rr")["final_return"].agg(["mean", standard_error]).sort_index()
-                    label = f"{criterion} ({_NAMES[method]})" + _options(crit.iloc[0])
+                    label = f"{criterion} ({METHOD_NAMES[method]})" + _options(crit.iloc[0])
                     ax.errorbar(
                         stats.index,
                         stats["mean"],

@@ -241,25 +241,28 @@ def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: Readable name of each grid method (per-role methods: :func:`role_cells.display_name`), in tables and plots.
+METHOD_NAMES: dict[str, str] = {
+    "dense": "Dense",
+    "static": "Original",
+    "tar": "TAR",
+    "uniform": "Uniform",
+    "set": "SET",
+    "rigl": "RigL",
+    "gmp": "GMP",
+    "small_dense": "Small dense",
+    "cyclic": "Cyclic",
+    "sculpt": "SCULPT",
+    "iee": "IEE",
+}
+
+
 def _method_label(row: pd.Series) -> str:
     """Readable method name, e.g. ``TAR (magnitude, rr=0.01)`` or ``SET (erk)``."""
     method = row["method"]
-    if method == "dense":
-        return "Dense"
-    if method == "small_dense":
-        return "Small dense"
-    names = {
-        "static": "Original",
-        "tar": "TAR",
-        "uniform": "Uniform",
-        "set": "SET",
-        "rigl": "RigL",
-        "gmp": "GMP",
-        "cyclic": "Cyclic",
-        "sculpt": "SCULPT",
-        "iee": "IEE",
-    }
-    name = names.get(method, role_cells.display_name(method))
+    if method in ("dense", "small_dense"):
+        return METHOD_NAMES[method]
+    name = METHOD_NAMES.get(method, role_cells.display_name(method))
     options = f" [{row['options']}]" if isinstance(row.get("options"), str) and row.get("options") else ""
     if method in ("tar", "uniform") or role_cells.revives(method):
         return f"{name} ({row['criterion']}, rr={row['rr']:g}){options}"
