@@ -412,10 +412,13 @@ def test_export_actor_of_ppo_a2c_clips_the_mean_as_predict_does(algo, tmp_path):
     with torch.no_grad():
         kept_weights = head.values if isinstance(head, SparseLinear) else head.weight  # on the kernel: its kept values
         kept_weights.copy_(torch.sign(kept_weights) * 40.0)  # pruned weights are 0.0: their sign keeps them at zero
-        head.bias.copy_(torch.tensor([1.0, 1.0]))
+        head.bias.zero_()
     obs = np.random.default_rng(0).uniform(-1.0, 1.0, size=(500, 3)).astype(np.float32)
-    predicted = model.predict(obs, deterministic=True)[0]
     low, high = AsymmetricBoundsEnv.action_space.low, AsymmetricBoundsEnv.action_space.high
+    with torch.no_grad():  # centre each dimension's means on its interval, whatever the trained signs made of them
+        means = model.policy.get_distribution(torch.as_tensor(obs)).distribution.mean.numpy()
+        head.bias.copy_(torch.as_tensor((low + high) / 2 - np.median(means, axis=0)))
+    predicted = model.predict(obs, deterministic=True)[0]
     for dim in range(2):  # clipped below, clipped above and inside, in each dimension
         column = predicted[:, dim]
         assert (column == low[dim]).sum() > 10 and (column == high[dim]).sum() > 10
