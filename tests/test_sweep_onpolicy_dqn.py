@@ -1,6 +1,7 @@
 """``sb3-tar sweep --algos ppo a2c dqn`` end to end (issue 30): real RL-Zoo3 trainings on CartPole-v1 at width 32 through
 the CLI, their summaries checked against hand counts and the saved models, ``sb3-tar verify-masks`` and ``sb3-tar report``
-on them, a killed PPO sweep resumed, and the methods these algorithms do not take refused."""
+on them, checkpoints asked of every algorithm and taken by DQN's cells only, and the methods these algorithms do not
+take refused."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 import torch
 from cli_utils import run_cli
 from stable_baselines3 import A2C, DQN, PPO
-from sweep_utils import failed_logs, run_killed_sweep
+from sweep_utils import failed_logs
 
 ENV = "CartPole-v1"
 #: Weights of the width-32 networks on CartPole (4 observations, 2 actions): by hand.
@@ -27,15 +28,18 @@ SMALL = {"actor": ([8, 9], 122), "critic": ([9, 8], 116), "q_net": ([8, 9], 122)
 COMMON = ["--envs", ENV, "--criteria", "magnitude", "--sparsities", "0.9", "--rrs", "0.01", "--widths", "32"]
 COMMON += ["--seeds", "0", "--eval-episodes", "2", "--dst-kwargs", "update_interval:10", "--gmp-kwargs", "update_interval:10"]
 COMMON += ["--jobs", "2", "--no-progress"]
-#: One sweep per algorithm into one results directory (DQN's CartPole entry learns from step 1000: earlier here).
+#: One sweep per algorithm into one results directory (DQN's CartPole entry learns from step 1000: earlier here). Each
+#: cell is an RL-Zoo process (seconds of imports alone), so the grid is the least that runs every code path once: dense
+#: and small dense on PPO stand for A2C's ActorCriticPolicy too, A2C (RMSprop, its own rollouts) runs one sparse cell,
+#: and DQN every sparse kind of cell (its target copies the mask).
 SWEEPS = {
     "ppo": ["--methods", "dense", "tar", "rigl", "gmp", "small_dense", "-n", "512", "--eval-freq", "256"],
-    "a2c": ["--methods", "dense", "static", "small_dense", "-n", "256", "--eval-freq", "128"],
-    "dqn": [
-        *("--methods", "dense", "tar", "rigl", "gmp", "small_dense", "-n", "640", "--eval-freq", "320"),
-        *("--checkpoint-every", "320"),
-    ],
+    "a2c": ["--methods", "static", "-n", "256", "--eval-freq", "128"],
+    "dqn": ["--methods", "tar", "rigl", "gmp", "small_dense", "-n", "640", "--eval-freq", "320"],
 }
+#: Every sweep asks for checkpoints: DQN's cells take them, PPO's and A2C's run without (a killed one starts again
+#: from step 0, as any cell without a checkpoint does: test_sweep.py kills and resumes such a sweep).
+CHECKPOINTS = ["--checkpoint-every", "320"]
 DQN_PARAMS = ["--params", "learning_starts:100", "train_freq:64", "gradient_steps:8"]
 CLASSES = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
 
@@ -46,7 +50,7 @@ def swept(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("onpolicy_dqn") / "results"
     for algo, args in SWEEPS.items():
         extra = DQN_PARAMS if algo == "dqn" else []
-        sweep = run_cli("sweep", "--algos", algo, *COMMON, *args, *extra, "-o", str(root))
+        sweep = run_cli("sweep", "--algos", algo, *COMMON, *args, *extra, *CHECKPOINTS, "-o", str(root))
         assert sweep.returncode == 0, sweep.stdout + sweep.stderr + failed_logs(root)
         assert "0 failed" in sweep.stdout
     return root
@@ -61,7 +65,7 @@ def test_cells_finish_with_evaluations_and_exact_counts(swept: Path) -> None:
     the saved model loaded with plain SB3 (pattern fingerprint included); DQN's target holds the same nonzero count."""
     found = cells(swept)
     assert [str(p.relative_to(swept)).split("/")[0] for p in found].count("ppo") == 5
-    assert len(found) == 5 + 3 + 5
+    assert len(found) == 5 + 1 + 4
     for cell in found:
         config = json.loads((cell / "cell.json").read_text())
         algo, method = config["algo"], config["method"]
@@ -131,7 +135,8 @@ DIAGNOSED = {"ppo": [256, 512], "a2c": list(range(40, 281, 40)), "dqn": list(ran
 
 
 def test_commands_checkpoint_and_diagnose_as_computed(swept: Path) -> None:
-    """PPO/A2C cells run without the checkpoint callback (off-policy only); DQN cells checkpoint; every cell attaches
+    """PPO/A2C cells run without the checkpoint callback although the sweep asks for checkpoints (off-policy only);
+    DQN cells checkpoint (and remove their checkpoints once finished); every cell attaches
     the diagnostics callback, as SAC's cells do, and its diagnostics.csv has the hand-computed rows for each network."""
     for cell in cells(swept):
         algo = json.loads((cell / "cell.json").read_text())["algo"]
@@ -149,6 +154,7 @@ def test_commands_checkpoint_and_diagnose_as_computed(swept: Path) -> None:
             assert (frame[f"diagnostics/{network}/weight_norm"] > 0).all()
         if algo == "dqn":
             assert "checkpoint" in (cell / "train.log").read_text().split("\n", 1)[1]
+        assert not (cell / "checkpoints").exists()  # PPO/A2C never wrote one; DQN's are removed when the cell finishes
 
 
 def test_verify_masks_and_report_read_the_cells(swept: Path) -> None:
@@ -165,24 +171,6 @@ def test_verify_masks_and_report_read_the_cells(swept: Path) -> None:
 
     runs = pd.read_csv(swept / "report" / "runs.csv")
     assert len(runs) == len(cells(swept))
-
-
-def test_killed_ppo_sweep_starts_the_cell_again(tmp_path: Path) -> None:
-    """A PPO sweep killed while its second cell trains: the finished cell is left alone, the killed one (no checkpoint for
-    PPO) starts again from step 0 in a clean folder, and all three finish."""
-    found = run_killed_sweep(tmp_path, run_cli, algo="ppo", env=ENV)
-    cells_, finished, resumed, again = (found[k] for k in ("cells", "finished", "resumed", "again"))
-    assert found["killed"] == {"second_done": False, "third_exists": False}
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "3 cells (1 finished, 1 partial" in resumed.stdout
-    assert "2 ran, 1 already finished, 0 failed" in resumed.stdout
-    assert found["mtimes"][0] == finished
-    for cell in cells_:
-        assert (cell / "done.json").is_file()
-        assert [p.name for p in (cell / "ppo").iterdir()] == [f"{ENV}_1"]
-        assert not (cell / "checkpoints").exists()
-    assert not (cells_[1] / "leftover_from_killed_run").exists()
-    assert "0 ran, 3 already finished" in again.stdout
 
 
 @pytest.mark.parametrize("method", ["cyclic", "sculpt", "iee", "tar+rigl"])
