@@ -31,28 +31,33 @@ def load_cell_diagnostics(cell_dir: str | Path) -> pd.DataFrame | None:
     return frame if len(frame) else None
 
 
+def _group_order(groups: set[str]) -> list[str]:
+    """:return: ``actor`` and ``critic`` first (SAC/TD3/TQC, PPO/A2C), then any other network (DQN's ``q_net``)."""
+    return [g for g in ("actor", "critic") if g in groups] + sorted(groups - {"actor", "critic"})
+
+
 def network_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     """
-    Per network group: the actor, and the critic as the mean over its Q-networks.
+    Per network group, the first part of each column's network name: the actor, the critic as the mean over its
+    Q-networks (``critic/qf0``, ``critic/qf1``, ...), and any other network as it is (DQN's ``q_net``).
 
     :param frame: A cell's diagnostics (see :func:`load_cell_diagnostics`).
-    :return: Columns ``timesteps``, ``group`` (``actor`` or ``critic``), and one column per metric
+    :return: Columns ``timesteps``, ``group`` (``actor``, ``critic``, ``q_net``, ...), and one column per metric
         (``dormant_<tau>``, ``srank``, ``weight_norm``, ``grad_norm``).
     """
+    by_group: dict[str, dict[str, list[str]]] = {}
+    for column in frame.columns:
+        if not column.startswith(_PREFIX):
+            continue
+        network, _, metric = column[len(_PREFIX) :].rpartition("/")
+        by_group.setdefault(network.split("/")[0], {}).setdefault(metric, []).append(column)
     parts = []
-    for group in ("actor", "critic"):
-        columns: dict[str, list[str]] = {}
-        for column in frame.columns:
-            if not column.startswith(_PREFIX):
-                continue
-            network, _, metric = column[len(_PREFIX) :].rpartition("/")
-            if network.split("/")[0] == group:
-                columns.setdefault(metric, []).append(column)
-        if columns:
-            part = pd.DataFrame({metric: frame[cols].mean(axis=1) for metric, cols in columns.items()})
-            part.insert(0, "group", group)
-            part.insert(0, "timesteps", frame["timesteps"].to_numpy())
-            parts.append(part)
+    for group in _group_order(set(by_group)):
+        columns = by_group[group]
+        part = pd.DataFrame({metric: frame[cols].mean(axis=1) for metric, cols in columns.items()})
+        part.insert(0, "group", group)
+        part.insert(0, "timesteps", frame["timesteps"].to_numpy())
+        parts.append(part)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["timesteps", "group"])
 
 
@@ -87,7 +92,8 @@ def diagnostics_file(out_dir: str | Path, algo: str, env: str, width: int) -> Pa
 def diagnostics_plots(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], list[str]]:
     """
     One PNG per (algo, env, width) with the cells that recorded diagnostics: a row per metric (dormant ratio per
-    tau, srank, weight norm, gradient norm), a column per network (actor; critic = mean over its Q-networks), a
+    tau, srank, weight norm, gradient norm), a column per network (actor; critic = mean over its Q-networks; DQN's
+    Q-network), a
     line per method configuration: the mean over seeds (truncated to the shortest run) with a ±1 standard-error band.
 
     :param runs: Per-run results (``cell_dir`` and the configuration columns).
@@ -103,7 +109,9 @@ def diagnostics_plots(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Pat
     with_diag = runs[runs["cell_dir"].isin(list(tables))]
     for (algo, env, width), group in with_diag.groupby(["algo", "env", "width"], sort=False):
         metrics = _metric_order({c for f in group["cell_dir"] for c in tables[f].columns} - {"timesteps", "group"})
-        groups = [g for g in ("actor", "critic") if any((tables[f]["group"] == g).any() for f in group["cell_dir"])]
+        groups = _group_order({g for f in group["cell_dir"] for g in tables[f]["group"].unique()})
+        if not metrics or not groups:
+            continue
         fig, axes = plt.subplots(len(metrics), len(groups), figsize=(4.4 * len(groups), 2.5 * len(metrics)), squeeze=False)
         configs = list(group.groupby(["method", "criterion", "sparsity", "rr"], dropna=False, sort=False))
         for k, (_, config) in enumerate(configs):
