@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -126,3 +128,26 @@ def test_readme_scale_block_is_the_report_of_the_committed_cells(tmp_path) -> No
     section = text[text.index("## Width and revival ratio") : text.index("<!-- sb3-tar report scale: begin")]
     assert "--presets cpu60k-rr cpu60k-width --last-fraction 0.25" in section
     assert "-o benchmarks/results/cpu60k/report-scale --readme README.md --block scale" in section
+
+
+#: The README's demonstration blocks (issue 30): preset, block name and the heading of the prose that reads it.
+DEMOS = [("dqn-demo", "### DQN on LunarLander-v3")]
+
+
+@pytest.mark.parametrize("grid, heading", DEMOS)
+def test_readme_demo_blocks_are_the_report_of_the_committed_cells(grid: str, heading: str, tmp_path) -> None:
+    """The README's PPO and DQN demonstration blocks are what `sb3-tar report benchmarks/results/<preset>
+    --last-fraction 0.25 --readme README.md --block <preset>` writes from the cells committed there; the other blocks
+    are left alone; the prose quotes only numbers the block prints, and the section shows the commands."""
+    from sb3_tar.experiments.report import readme_block
+
+    copy, committed = _regenerated_block(tmp_path, grid, grid, last_fraction=0.25)
+    for other in (None, "cpu300k", "scale"):
+        assert readme_block(copy, other) == readme_block(ROOT / "README.md", other)
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(heading) : text.index(f"<!-- sb3-tar report {grid}: begin")]
+    assert f"sb3-tar sweep --preset {grid} -o benchmarks/results/{grid}" in section
+    assert f"sb3-tar report benchmarks/results/{grid} --last-fraction 0.25 --readme README.md --block {grid}" in section
+    assert f"{len(list((ROOT / 'benchmarks' / 'results' / grid).glob('*/*/*/seed_*/done.json')))} runs." in committed
+    missing = _quoted_numbers_not_in(committed, heading, grid, allowed=frozenset({"0.25"}))  # the command's setting
+    assert not missing, missing

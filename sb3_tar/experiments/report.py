@@ -224,11 +224,12 @@ def _layer_sections(runs, connectivity, first_only: bool = False, heading: str =
     if connectivity.empty:
         return []
     lines = [f"{heading} Connectivity of the masks (dead units, mean over seeds)", ""]
+    networks = _networks_phrase(runs).replace("the Q-networks", "both Q-networks")
     lines.append(
         "A unit is dead in a layer when it has no incoming (an output) or no outgoing (an input) connection; the "
-        "counts are summed over every layer of the actor and both Q-networks, among each layer's outputs plus "
-        "inputs. *Before revival* is the static stage: Original's final mask; for TAR and Uniform (one shared static "
-        "stage per seed), in reserve mode, the mask pruned to sparsity + rr that leaves room for the revived weights. "
+        f"counts are summed over every layer of {networks}, among each layer's outputs plus inputs. *Before "
+        "revival* is the static stage: Original's final mask; for TAR and Uniform (one shared static stage per "
+        "seed), in reserve mode, the mask pruned to sparsity + rr that leaves room for the revived weights. "
         "A hidden unit removed whole (no input and no output, as SynFlow removes them: a narrower network, still "
         "connected) counts in two layers, like one left half-connected; `benchmarks/unit_connectivity.py` tells "
         "them apart.\n"
@@ -400,7 +401,7 @@ def _markdown(
         lines.append(tables.to_markdown(tables.format_improvement(improvement)))
     lines += _ranking_section(ranking, last_fraction)
     lines.append(_SCALE_ANCHOR)
-    lines += ["## Every configuration", "", COST_NOTE, "", tables.to_markdown(tables.format_summary(summary))]
+    lines += ["## Every configuration", "", cost_note(runs), "", tables.to_markdown(tables.format_summary(summary))]
     lines += small_dense_section(runs)
     lines += _layer_sections(runs, connectivity)
     if report.plots:
@@ -451,19 +452,36 @@ def _digest_tables(
         lines.append(tables.to_markdown(tables.format_improvement(improvement)))
     lines += _ranking_section(ranking, last_fraction, heading="####")
     if summary is not None and len(summary):
-        lines += ["#### Every configuration: final return, training FLOPs and wall time per cell", "", COST_NOTE, ""]
+        lines += ["#### Every configuration: final return, training FLOPs and wall time per cell", "", cost_note(runs), ""]
         lines.append(tables.to_markdown(tables.format_summary(summary)))
     return lines + _layer_sections(runs, connectivity, first_only=True, heading="####")
 
 
-#: What the cost columns of the *Every configuration* table mean.
-COST_NOTE = (
-    "Training FLOPs: per gradient step and sample, relative to the dense networks of the same width (kept weights "
-    "and biases of the actor and the Q-networks; GMP integrated over its schedule; RigL with the dense gradient of "
-    "its mask updates; `docs/method.md`). Wall time: the median over the configuration's cells of one cell's "
-    "training time as the sweep recorded it, which depends on the machine and on what ran beside it (cells resumed "
-    "from a checkpoint whose earlier attempts' time was not recorded are left out)."
-)
+#: The networks of each algorithm that sb3-tar makes sparse, as the report's notes name them.
+_NETWORKS_OF = {
+    **dict.fromkeys(("sac", "td3", "tqc", "crossq"), "the actor and the Q-networks"),
+    **dict.fromkeys(("ppo", "a2c", "trpo", "ppo_mask"), "the policy and the value branches"),
+    **dict.fromkeys(("dqn", "qrdqn"), "the Q-network"),
+}
+
+
+def _networks_phrase(runs) -> str:
+    """:return: The sparse networks of the algorithms in ``runs``, e.g. "the actor and the Q-networks" (SAC) or
+    "the Q-network" (DQN); several algorithms' phrases are joined with "; "."""
+    algos = [] if runs is None or "algo" not in runs else list(dict.fromkeys(runs["algo"]))
+    phrases = list(dict.fromkeys(_NETWORKS_OF.get(str(a).lower(), "the sparse networks") for a in algos))
+    return "; ".join(phrases) or _NETWORKS_OF["sac"]
+
+
+def cost_note(runs=None) -> str:
+    """:return: What the cost columns of the *Every configuration* table mean, naming the networks of ``runs``."""
+    return (
+        "Training FLOPs: per gradient step and sample, relative to the dense networks of the same width (kept weights "
+        f"and biases of {_networks_phrase(runs)}; GMP integrated over its schedule; RigL with the dense gradient of "
+        "its mask updates; `docs/method.md`). Wall time: the median over the configuration's cells of one cell's "
+        "training time as the sweep recorded it, which depends on the machine and on what ran beside it (cells "
+        "resumed from a checkpoint whose earlier attempts' time was not recorded are left out)."
+    )
 
 
 def _digest(
