@@ -131,7 +131,7 @@ def test_readme_scale_block_is_the_report_of_the_committed_cells(tmp_path) -> No
 
 
 #: The README's demonstration blocks (issue 30): preset, block name and the heading of the prose that reads it.
-DEMOS = [("dqn-demo", "### DQN on LunarLander-v3")]
+DEMOS = [("dqn-demo", "### DQN on LunarLander-v3"), ("ppo-demo", "### PPO on HalfCheetah-v4")]
 
 
 @pytest.mark.parametrize("grid, heading", DEMOS)

@@ -714,7 +714,7 @@ PRESETS: dict[str, GridSpec] = {
     # README demonstration for PPO (issue 30), its own folder (benchmarks/results/ppo-demo): 90%-sparse TAR (global
     # magnitude, rr 0.01, reserve) against dense PPO on HalfCheetah-v4 with RL-Zoo's tuned PPO values (hyperparams/ppo.yml:
     # VecNormalize, n_steps 512, 20 epochs of minibatch 64), width 256, 200,000 steps, 5 episodes every 10,000 steps,
-    # seeds 0-2: 6 cells, about 8-11 minutes each on one core (docs/experiments.md). A demonstration, not a comparison.
+    # seeds 0-2: 6 cells, 6-8 minutes each on one core of a Xeon (docs/experiments.md). A demonstration, not a comparison.
     "ppo-demo": GridSpec(
         algos=("ppo",),
         envs=("HalfCheetah-v4",),
@@ -726,7 +726,7 @@ PRESETS: dict[str, GridSpec] = {
     # README demonstration for DQN (issue 30), its own folder (benchmarks/results/dqn-demo): 90%-sparse TAR (global
     # magnitude, rr 0.01, reserve) against dense DQN on LunarLander-v3 at RL-Zoo's tuned budget and values
     # (hyperparams/dqn.yml: 100,000 steps, a gradient step per environment step, width 256), 5 episodes every 5,000
-    # steps, seeds 0-2: 6 cells, about 7 (dense) to 13 (TAR, masked path) minutes each on one core. A demonstration.
+    # steps, seeds 0-2: 6 cells, 4-6 minutes each on one core of a Xeon (docs/experiments.md). A demonstration.
     "dqn-demo": GridSpec(
         algos=("dqn",),
         envs=("LunarLander-v3",),
