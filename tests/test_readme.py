@@ -151,3 +151,22 @@ def test_readme_demo_blocks_are_the_report_of_the_committed_cells(grid: str, hea
     assert f"{len(list((ROOT / 'benchmarks' / 'results' / grid).glob('*/*/*/seed_*/done.json')))} runs." in committed
     missing = _quoted_numbers_not_in(committed, heading, grid, allowed=frozenset({"0.25"}))  # the command's setting
     assert not missing, missing
+
+
+def test_training_speed_tables_quote_the_committed_benchmark_outputs() -> None:
+    """The README's training-speed tables quote steps/s that the benchmark outputs linked beside them print (files
+    under benchmarks/results/speed, each with the line naming the CPU it was measured on)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Training speed") : text.index("## Documentation")]
+    files = re.findall(r"\]\((benchmarks/results/speed/[^)]+\.txt)\)", section)
+    assert len(files) == 2, files
+    outputs = ""
+    for name in files:
+        output = (ROOT / name).read_text()
+        assert re.search(r"^CPU: .+ISA .+torch", output, flags=re.M), name  # the CPU it was measured on
+        outputs += output
+    rows = [line for line in section.splitlines() if line.startswith("| ") and line[2:3].isdigit()]
+    quoted = [number for row in rows for number in re.findall(r"(?<![\d.])\d+\.\d(?![\d×])", row)]
+    assert len(quoted) >= 12, quoted
+    missing = [number for number in quoted if not re.search(rf"(?<![\d.]){re.escape(number)}(?!\d)", outputs)]
+    assert not missing, missing
