@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from sb3_contrib import TQC
 from stable_baselines3 import SAC, TD3
+from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_tar.sb3.networks import is_actor_critic_policy, sparse_networks
 from sb3_tar.sb3.reporting.model_masks import masks_of, sparsity_summary
@@ -63,3 +64,14 @@ def assert_mask_invariants(model, sparsity: float, initial_masks: dict | None = 
 
 def all_weights(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.policy.state_dict().items()}
+
+
+class Recorder(BaseCallback):
+    """Records the masks and the weights right after the callbacks before it in the list pruned the model."""
+
+    def _on_training_start(self) -> None:
+        self.masks = clone_masks(self.model)
+        self.weights = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
+
+    def _on_step(self) -> bool:
+        return True

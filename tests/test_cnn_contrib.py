@@ -20,9 +20,9 @@ import torch
 from image_envs import BrightSideEnv
 from sb3_contrib import QRDQN, TRPO, CrossQ, MaskablePPO, RecurrentPPO
 from sb3_contrib.common.wrappers import ActionMasker
-from sb3_utils import assert_mask_invariants, clone_masks, expected_kept
+from sb3_utils import Recorder, assert_mask_invariants, clone_masks, expected_kept
 from stable_baselines3 import A2C, DQN, PPO
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import CallbackList
 
 from sb3_tar.callbacks import TARCallback
 from sb3_tar.sb3.networks import sparse_networks
@@ -60,17 +60,6 @@ def make(case: str):
     extractor = dict(cnn_output_dim=32) if policy == "MultiInputPolicy" else dict(features_dim=32)
     policy_kwargs = dict(features_extractor_kwargs=extractor, **kwargs.pop("policy_kwargs", {}))
     return algo(policy, BrightSideEnv(**env_kwargs), seed=0, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
-
-
-class Recorder(BaseCallback):
-    """The masks and weights right after the callbacks before it pruned the model."""
-
-    def _on_training_start(self) -> None:
-        self.masks = clone_masks(self.model)
-        self.weights = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
-
-    def _on_step(self) -> bool:
-        return True
 
 
 def layer_counts(model) -> dict[str, list[int]]:

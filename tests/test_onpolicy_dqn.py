@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from sb3_contrib import ARS, RecurrentPPO
-from sb3_utils import assert_mask_invariants, clone_masks, expected_kept
+from sb3_utils import Recorder, assert_mask_invariants, clone_masks, expected_kept
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
@@ -63,17 +63,6 @@ def make_sparse(case: str, **policy_kwargs):
     algo, env, kwargs = CASES[case]
     policy_kwargs = dict(dict(net_arch=[64, 64], sparsity=SPARSITY, seed=0, **MASKED), **policy_kwargs)
     return algo(SPARSE_POLICIES[algo], env, seed=0, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
-
-
-class Recorder(BaseCallback):
-    """Records the masks and the weights right after the callbacks before it in the list pruned the model."""
-
-    def _on_training_start(self) -> None:
-        self.masks = clone_masks(self.model)
-        self.weights = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
-
-    def _on_step(self) -> bool:
-        return True
 
 
 def nonzero_counts(model) -> dict[str, int]:
