@@ -83,33 +83,21 @@ RESUME = ["sweep", "--methods", "dense", "--envs", SMOKE_ENV, "--widths", "32", 
 RESUME += ["--eval-freq", "100", "--eval-episodes", "1", "--jobs", "1", "--no-progress"]
 
 
-def run_killed_sweep(
-    root: Path,
-    run: Runner,
-    jobs: int = 2,
-    popen: Callable[..., subprocess.Popen] | None = None,
-    algo: str = "sac",
-    env: str = SMOKE_ENV,
-) -> dict:
+def run_killed_sweep(root: Path, run: Runner, jobs: int = 2, popen: Callable[..., subprocess.Popen] | None = None) -> dict:
     """
     A sweep of three dense cells killed with SIGKILL (the sweep and its RL-Zoo child) while the second cell trains,
-    then the same command run twice more (test_sweep.py; test_sweep_onpolicy_dqn.py with PPO).
+    then the same command run twice more (test_sweep.py).
 
     :param root: Where the results directory goes (``<root>/resume``).
     :param run: Runs one CLI command.
     :param jobs: Unused: the killed sweep runs one cell at a time, the resumed one two.
     :param popen: Starts ``python -m sb3_tar.cli <args>`` in a new session, output discarded (default: here).
-    :param algo: The cells' algorithm.
-    :param env: Their environment.
     :return: ``root``, ``cells``, the files of the first cell with their mtimes after the kill (``finished``), and
         the two later runs (``resumed``, ``again``) with the mtimes after each.
     """
     root = root / "resume"
     args = [*RESUME, "-o", str(root)]
-    args[args.index("--envs") + 1] = env
-    if algo != "sac":  # the default grid's algorithm: the command line of SAC's killed sweep stays as it was
-        args += ["--algos", algo]
-    cells = [root / algo / env / "dense_w32" / f"seed_{s}" for s in range(3)]
+    cells = [root / "sac" / SMOKE_ENV / "dense_w32" / f"seed_{s}" for s in range(3)]
     proc = (popen or _popen)(*args)
     try:
         deadline = time.time() + 240

@@ -25,7 +25,7 @@ TOTALS = {"actor": 4 * 32 + 32 * 32 + 32 * 2, "critic": 4 * 32 + 32 * 32 + 32 * 
 #: widths [8, 9] give 4 * 8 + 8 * 9 + 9 * 2 = 122 exactly; value branch keeps round(118.4) = 118, [9, 8] give
 #: 36 + 72 + 8 = 116 ([8, 9] 113, [9, 9] 126, [8, 8] 104).
 SMALL = {"actor": ([8, 9], 122), "critic": ([9, 8], 116), "q_net": ([8, 9], 122)}
-COMMON = ["--envs", ENV, "--criteria", "magnitude", "--sparsities", "0.9", "--rrs", "0.01", "--widths", "32"]
+COMMON = ["--envs", ENV, "--criteria", "magnitude", "--sparsities", "0.9", "--recovery-ratios", "0.01", "--widths", "32"]
 COMMON += ["--seeds", "0", "--eval-episodes", "2", "--dst-kwargs", "update_interval:10", "--gmp-kwargs", "update_interval:10"]
 COMMON += ["--jobs", "2", "--no-progress"]
 #: One sweep per algorithm into one results directory (DQN's CartPole entry learns from step 1000: earlier here). Each

@@ -93,8 +93,8 @@ def diagnostics_plots(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Pat
     """
     One PNG per (algo, env, width) with the cells that recorded diagnostics: a row per metric (dormant ratio per
     tau, srank, weight norm, gradient norm), a column per network (actor; critic = mean over its Q-networks; DQN's
-    Q-network), a
-    line per method configuration: the mean over seeds (truncated to the shortest run) with a ±1 standard-error band.
+    Q-network), a line per method configuration: the mean over seeds (truncated to the shortest run) with a ±1
+    standard-error band.
 
     :param runs: Per-run results (``cell_dir`` and the configuration columns).
     :param out_dir: Output folder.
