@@ -60,3 +60,35 @@ def test_a_folder_of_one_algorithm_gets_its_diagnostics_plot(algo: str, networks
     written, messages = diagnostics_plots(pd.DataFrame(rows), tmp_path / "report")
     assert messages == [] and written == [diagnostics_file(tmp_path / "report", algo, "E-v0", 32)]
     assert written[0].stat().st_size > 5_000
+
+
+@pytest.mark.parametrize(
+    "row, label",
+    [
+        (dict(method="tar", rr=0.01, criterion="magnitude", sparsity=0.9), "TAR rr=0.01 [magnitude] s=0.9"),
+        (
+            dict(method="tar+rigl", rr=0.01, criterion="magnitude", sparsity=0.9),
+            "TAR actor + RigL critic rr=0.01 [magnitude] s=0.9",
+        ),
+        (dict(method="static+set", rr=float("nan"), criterion="erk", sparsity=0.8), "Original actor + SET critic [erk] s=0.8"),
+        (dict(method="dense", rr=float("nan"), criterion="magnitude", sparsity=float("nan")), "Dense"),
+    ],
+)
+def test_curve_labels_name_per_role_methods_as_the_tables_do(row: dict, label: str) -> None:
+    """A per-role cell's curve is labelled as the report's tables name it ("TAR actor + RigL critic"), with its rr
+    where a role revives; not with the raw method id."""
+    from sb3_tar.experiments.diagnostics import _label
+
+    assert _label(pd.Series(row)) == label
+
+
+def test_networks_named_in_the_report_notes() -> None:
+    """The report's notes name each algorithm's sparse networks; the connectivity note says "both Q-networks"."""
+    from sb3_tar.experiments.report import _networks_phrase, cost_note
+
+    sac, mixed = pd.DataFrame({"algo": ["sac"]}), pd.DataFrame({"algo": ["td3", "dqn", "ppo"]})
+    assert _networks_phrase(sac) == "the actor and the Q-networks"
+    assert _networks_phrase(sac, q_networks="both Q-networks") == "the actor and both Q-networks"
+    assert _networks_phrase(mixed) == "the actor and the Q-networks; the Q-network; the policy and the value branches"
+    assert _networks_phrase(None) == "the actor and the Q-networks"
+    assert "kept weights and biases of the Q-network;" in cost_note(pd.DataFrame({"algo": ["dqn"]}))

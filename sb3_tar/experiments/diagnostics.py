@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sb3_tar.experiments import plots
+from sb3_tar.experiments import plots, role_cells
 from sb3_tar.experiments.runner import DIAGNOSTICS_FILE
 from sb3_tar.experiments.tables import METHOD_NAMES
 
@@ -74,8 +74,8 @@ def _title(metric: str) -> str:
 
 def _label(row: pd.Series) -> str:
     method = row["method"]
-    label = METHOD_NAMES.get(method, method)
-    if method in ("tar", "uniform") and pd.notna(row.get("rr")):
+    label = METHOD_NAMES.get(method) or role_cells.display_name(method)  # per-role: "TAR actor + RigL critic"
+    if (method in ("tar", "uniform") or role_cells.revives(method)) and pd.notna(row.get("rr")):
         label += f" rr={row['rr']:g}"
     if method != "dense" and isinstance(row.get("criterion"), str):
         label += f" [{row['criterion']}]"

@@ -224,7 +224,7 @@ def _layer_sections(runs, connectivity, first_only: bool = False, heading: str =
     if connectivity.empty:
         return []
     lines = [f"{heading} Connectivity of the masks (dead units, mean over seeds)", ""]
-    networks = _networks_phrase(runs).replace("the Q-networks", "both Q-networks")
+    networks = _networks_phrase(runs, q_networks="both Q-networks")
     lines.append(
         "A unit is dead in a layer when it has no incoming (an output) or no outgoing (an input) connection; the "
         f"counts are summed over every layer of {networks}, among each layer's outputs plus inputs. *Before "
@@ -457,20 +457,21 @@ def _digest_tables(
     return lines + _layer_sections(runs, connectivity, first_only=True, heading="####")
 
 
-#: The networks of each algorithm that sb3-tar makes sparse, as the report's notes name them.
+#: The networks of each algorithm that sb3-tar makes sparse, as the report's notes name them (``{q}``: the Q-networks).
 _NETWORKS_OF = {
-    **dict.fromkeys(("sac", "td3", "tqc", "crossq"), "the actor and the Q-networks"),
+    **dict.fromkeys(("sac", "td3", "tqc", "crossq"), "the actor and {q}"),
     **dict.fromkeys(("ppo", "a2c", "trpo", "ppo_mask"), "the policy and the value branches"),
     **dict.fromkeys(("dqn", "qrdqn"), "the Q-network"),
 }
 
 
-def _networks_phrase(runs) -> str:
+def _networks_phrase(runs, q_networks: str = "the Q-networks") -> str:
     """:return: The sparse networks of the algorithms in ``runs``, e.g. "the actor and the Q-networks" (SAC) or
-    "the Q-network" (DQN); several algorithms' phrases are joined with "; "."""
+    "the Q-network" (DQN), with ``q_networks`` naming an actor-critic's Q-networks; several algorithms' phrases are
+    joined with "; "."""
     algos = [] if runs is None or "algo" not in runs else list(dict.fromkeys(runs["algo"]))
-    phrases = list(dict.fromkeys(_NETWORKS_OF.get(str(a).lower(), "the sparse networks") for a in algos))
-    return "; ".join(phrases) or _NETWORKS_OF["sac"]
+    phrases = [_NETWORKS_OF.get(str(a).lower(), "the sparse networks") for a in algos] or [_NETWORKS_OF["sac"]]
+    return "; ".join(dict.fromkeys(p.format(q=q_networks) for p in phrases))
 
 
 def cost_note(runs=None) -> str:
