@@ -284,20 +284,22 @@ def session_sweeps(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 @pytest.fixture(scope="session")
 def smoke_sweep(session_sweeps):
     """
-    The smoke preset swept and reported once for the whole session (:func:`sweep_utils.run_smoke`): its cells are
-    checked by test_sweep.py and are the uninterrupted references of the killed cells in test_checkpoint.py.
-    Tests read it and never write into it.
+    The smoke preset swept and reported once for the whole session (:func:`sweep_utils.run_smoke`): its results
+    directory, the sweep that finished it and the report. Its cells are checked by test_sweep.py and are the
+    uninterrupted references of the killed cells in test_checkpoint.py (the cell that the sweep's kill interrupted had
+    no checkpoint: it ran again from step 0). Tests read it and never write into it.
     """
-    return session_sweeps.result("smoke_sweep")
+    smoke = session_sweeps.result("smoke_sweep")
+    return smoke["root"], smoke["sweep"], smoke["report"]
 
 
 @pytest.fixture(scope="session")
-def killed_sweep(session_sweeps) -> dict:
+def killed_sweep(smoke_sweep, session_sweeps) -> dict:
     """
-    A sweep of three dense cells killed while the second trains, then run twice more, once for the session
-    (:func:`sweep_utils.run_killed_sweep`), read by test_sweep.py.
+    How the session's smoke sweep was killed while its second cell trained, then run twice more
+    (:func:`sweep_utils.run_smoke`), read by test_sweep.py.
     """
-    return session_sweeps.result("killed_sweep")
+    return session_sweeps.result("smoke_sweep")
 
 
 @pytest.fixture(scope="session")

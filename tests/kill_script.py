@@ -3,11 +3,13 @@
 :data:`PREAMBLE` is what every such script starts with (imports, ``out`` and ``kill_at`` from the command line,
 one thread, and a ``Kill`` callback that SIGKILLs the process when the run reaches ``kill_at`` steps; ``-1``:
 never); a test appends the model, its callbacks (``Kill()`` last) and ``learn``. :func:`run_killed_and_resumed`
-runs the script three times, each in a fresh process: uninterrupted and killed side by side, then resumed.
+runs the script three times: killed in a process of its own and, side by side, uninterrupted in the test's process (the
+reference); then resumed in a new process.
 """
 
 from __future__ import annotations
 
+import runpy
 import signal
 import subprocess
 import sys
@@ -66,13 +68,25 @@ def _finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+def _run_here(script: Path, out: Path) -> None:
+    """Run ``script`` to its end in this process, writing into ``out`` (as ``python script out -1`` would)."""
+    argv = sys.argv
+    sys.argv = [str(script), str(out), "-1"]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+
+
 def run_killed_and_resumed(
     folder: Path, body: str, kill_at: int, after_kill: Callable[[Path], None] | None = None, timeout: float = 300
 ) -> KilledRuns:
     """
-    Write ``PREAMBLE + body`` to ``folder/train.py`` and run it three times in fresh processes: into
-    ``folder/ref`` to the end and, at the same time, into ``folder/run`` killed at step ``kill_at``; then into
-    ``folder/run`` again, to the end (the script resumes from its checkpoints there).
+    Write ``PREAMBLE + body`` to ``folder/train.py`` and run it three times: into ``folder/run`` in a new process,
+    killed with SIGKILL at step ``kill_at``, and meanwhile into ``folder/ref`` to the end in this process (the
+    uninterrupted reference: a computation apart from the killed and the resumed processes, so that nothing they share
+    could make them agree); then into ``folder/run`` again, in a new process, to the end (the script resumes from its
+    checkpoints there).
 
     :param folder: Where the script and its two output folders go.
     :param body: The script after the preamble.
@@ -83,10 +97,11 @@ def run_killed_and_resumed(
     """
     script = folder / "train.py"
     script.write_text(PREAMBLE + textwrap.dedent(body))
-    reference, killed = _start(script, folder / "ref", -1), _start(script, folder / "run", kill_at)
-    code, _, err = _finish(reference, timeout)
-    killed_code, _, killed_err = _finish(killed, timeout)
-    assert code == 0, err[-3000:]
+    killed = _start(script, folder / "run", kill_at)
+    try:
+        _run_here(script, folder / "ref")
+    finally:
+        killed_code, _, killed_err = _finish(killed, timeout)
     assert killed_code == -signal.SIGKILL, killed_err[-3000:]
     if after_kill is not None:
         after_kill(folder / "run")

@@ -1,5 +1,6 @@
 """Sweeps shared by several tests, run once per session through the ``sb3-tar`` CLI: the smoke preset, a small grid of
-the baselines (GMP, small dense, a per-role cell with two prune criteria) and a sweep killed mid-cell and resumed.
+the baselines (GMP, small dense, a per-role cell with two prune criteria); the smoke sweep is killed mid-cell first and
+resumed.
 
 The session starts them in the background, one after the other, as soon as its first test begins
 (:class:`SessionSweeps`, from conftest.py), and the tests that read them run last: their cells train on the core that
@@ -38,21 +39,52 @@ def failed_logs(root: Path) -> str:
     return "\n".join(logs)
 
 
-def run_smoke(root: Path, run: Runner, jobs: int = 2) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
+def run_smoke(root: Path, run: Runner, jobs: int = 2, popen: Callable[..., subprocess.Popen] | None = None) -> dict:
     """
-    ``sb3-tar sweep --preset smoke -o root --jobs <jobs>`` (12 cells: dense, static, tar, uniform, set and rigl, seeds
-    0 and 1, 600 steps), then ``sb3-tar report root``.
+    ``sb3-tar sweep --preset smoke -o root`` (12 cells: dense, static, tar, uniform, set and rigl, seeds 0 and 1, 600
+    steps) killed with SIGKILL (the sweep and its RL-Zoo child) while its second cell trains (``--jobs 1``), run again
+    to its end (``--jobs <jobs>``) and once more (nothing left to run); then ``sb3-tar report root``.
 
     :param root: The results directory.
     :param run: Runs one CLI command.
-    :param jobs: Cells side by side (the cells' results do not depend on it: one thread each).
-    :return: ``root`` and the two finished commands.
+    :param jobs: Cells side by side in the resumed run (the cells' results do not depend on it: one thread each).
+    :param popen: Starts ``python -m sb3_tar.cli <args>`` in a new session, output discarded (default: here).
+    :return: ``root``; the resumed sweep (``sweep``), the run after it (``again``) and the report (``report``); at the
+        kill, the finished and the partial cell and every cell folder present (``killed``) and the files of the finished
+        cell with their mtimes (``finished``); those mtimes after each later run (``mtimes``).
     """
-    sweep = run("sweep", "--preset", "smoke", "-o", str(root), "--jobs", str(jobs), "--no-progress")
+    args = ["sweep", "--preset", "smoke", "-o", str(root), "--jobs", "1", "--no-progress"]
+    proc = (popen or _popen)(*args)
+    try:
+        deadline = time.time() + 240
+        while True:
+            done = sorted(p.parent for p in root.glob("*/*/*/seed_*/done.json"))
+            started = [p.parent for p in root.glob("*/*/*/seed_*/train.log") if p.parent not in done]
+            if done and started:
+                break
+            assert proc.poll() is None and time.time() < deadline, "sweep ended or hung before the kill"
+            time.sleep(0.2)
+        time.sleep(1.5)  # let the second cell's RL-Zoo process start writing
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # kill -9 the sweep and its RL-Zoo child
+        proc.wait()
+    present = sorted(p.parent for p in root.glob("*/*/*/seed_*/cell.json"))
+    done = sorted(p.parent for p in root.glob("*/*/*/seed_*/done.json"))
+    killed = {"done": done, "partial": [cell for cell in present if cell not in done], "present": present}
+    finished = {p: p.stat().st_mtime_ns for cell in done for p in cell.rglob("*")}
+    for cell in killed["partial"]:
+        (cell / "leftover_from_killed_run").write_text("x")
+
+    args[args.index("--jobs") + 1] = str(jobs)
+    sweep = run(*args)
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr + failed_logs(root)
+    after_resume = {p: p.stat().st_mtime_ns for cell in done for p in cell.rglob("*")}
+    again = run(*args, timeout=120)
+    after_again = {p: p.stat().st_mtime_ns for cell in done for p in cell.rglob("*")}
     report = run("report", str(root), "--reps", "50", "--no-progress", timeout=180)
     assert report.returncode == 0, report.stdout + report.stderr
-    return root, sweep, report
+    mtimes = [after_resume, after_again]
+    return dict(root=root, sweep=sweep, again=again, report=report, killed=killed, finished=finished, mtimes=mtimes)
 
 
 def run_baselines(root: Path, run: Runner, jobs: int = 2) -> tuple[Path, str, str]:
@@ -79,48 +111,6 @@ def run_baselines(root: Path, run: Runner, jobs: int = 2) -> tuple[Path, str, st
     return root, sweep.stdout, report.stdout
 
 
-RESUME = ["sweep", "--methods", "dense", "--envs", SMOKE_ENV, "--widths", "32", "--seeds", "0", "1", "2", "-n", "200"]
-RESUME += ["--eval-freq", "100", "--eval-episodes", "1", "--jobs", "1", "--no-progress"]
-
-
-def run_killed_sweep(root: Path, run: Runner, jobs: int = 2, popen: Callable[..., subprocess.Popen] | None = None) -> dict:
-    """
-    A sweep of three dense cells killed with SIGKILL (the sweep and its RL-Zoo child) while the second cell trains,
-    then the same command run twice more (test_sweep.py).
-
-    :param root: Where the results directory goes (``<root>/resume``).
-    :param run: Runs one CLI command.
-    :param jobs: Unused: the killed sweep runs one cell at a time, the resumed one two.
-    :param popen: Starts ``python -m sb3_tar.cli <args>`` in a new session, output discarded (default: here).
-    :return: ``root``, ``cells``, the files of the first cell with their mtimes after the kill (``finished``), and
-        the two later runs (``resumed``, ``again``) with the mtimes after each.
-    """
-    root = root / "resume"
-    args = [*RESUME, "-o", str(root)]
-    cells = [root / "sac" / SMOKE_ENV / "dense_w32" / f"seed_{s}" for s in range(3)]
-    proc = (popen or _popen)(*args)
-    try:
-        deadline = time.time() + 240
-        while not ((cells[0] / "done.json").exists() and (cells[1] / "train.log").exists()):
-            assert proc.poll() is None and time.time() < deadline, "sweep ended or hung before the kill"
-            time.sleep(0.2)
-        time.sleep(1.5)  # let the second cell's RL-Zoo process start writing
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # kill -9 the sweep and its RL-Zoo child
-        proc.wait()
-    killed = {"second_done": (cells[1] / "done.json").exists(), "third_exists": cells[2].exists()}
-    finished = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
-    (cells[1] / "leftover_from_killed_run").write_text("x")
-
-    args[args.index("--jobs") + 1] = "2"  # the same grid again, the two cells left side by side
-    resumed = run(*args, timeout=240)
-    after_resume = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
-    again = run(*args, timeout=120)
-    after_again = {p: p.stat().st_mtime_ns for p in cells[0].rglob("*")}
-    mtimes = [after_resume, after_again]
-    return dict(root=root, cells=cells, killed=killed, finished=finished, resumed=resumed, again=again, mtimes=mtimes)
-
-
 def _popen(*args: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "sb3_tar.cli", *args]
     out = subprocess.DEVNULL
@@ -130,7 +120,6 @@ def _popen(*args: str) -> subprocess.Popen:
 #: The session's sweeps by the name of the fixture that returns them, in the order they run (that of their readers).
 SWEEPS: dict[str, Callable[..., object]] = {
     "smoke_sweep": run_smoke,
-    "killed_sweep": run_killed_sweep,
     "baselines_sweep": run_baselines,
 }
 
@@ -158,7 +147,7 @@ class SessionSweeps:
         """Queue the sweep ``name`` (once)."""
         if name not in self._futures:
             root = self._mktemp(name.removesuffix("_sweep"))
-            kwargs = {"popen": self.popen} if name == "killed_sweep" else {}
+            kwargs = {"popen": self.popen} if name == "smoke_sweep" else {}
             self._futures[name] = self._pool.submit(SWEEPS[name], root, self.run, self.jobs, **kwargs)
 
     def start_on_first_result(self, names: list[str]) -> None:

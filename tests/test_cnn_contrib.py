@@ -8,15 +8,13 @@ Real training on tiny real envs (``image_envs.BrightSideEnv``: 36x36 images, Nat
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from fresh_process import run_fresh
 from image_envs import BrightSideEnv
 from sb3_contrib import QRDQN, TRPO, CrossQ, MaskablePPO, RecurrentPPO
 from sb3_contrib.common.wrappers import ActionMasker
@@ -136,17 +134,26 @@ print(json.dumps(out))
 """
 
 
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> dict:
+    """The CNN models trained sparse, saved, and loaded back in one new process: by case, the model and the load's
+    job."""
+    root = tmp_path_factory.mktemp("fresh")
+    out, jobs = {}, []
+    for case in ("ppo-cnn", "dqn-cnn"):
+        model = make(case)
+        model.learn(192, callback=TARCallback(sparsity=SPARSITY, criterion="random", revival="none", seed=0))
+        model.save(root / f"{case}.zip")
+        torch.save(clone_masks(model), root / f"{case}.pt")
+        out[case] = model
+        jobs.append((_LOAD, [type(model).__name__, root / f"{case}.zip", root / f"{case}.pt", REPO / "tests"]))
+    return {case: (out[case], job) for case, job in zip(out, run_fresh(jobs))}
+
+
 @pytest.mark.parametrize("case", ["ppo-cnn", "dqn-cnn"])
-def test_cnn_masks_survive_save_and_load_in_a_fresh_process(case: str, tmp_path: Path) -> None:
-    model = make(case)
-    model.learn(192, callback=TARCallback(sparsity=SPARSITY, criterion="random", revival="none", seed=0))
-    model.save(tmp_path / "model.zip")
-    torch.save(clone_masks(model), tmp_path / "masks.pt")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
-    args = [type(model).__name__, str(tmp_path / "model.zip"), str(tmp_path / "masks.pt"), str(REPO / "tests")]
-    result = subprocess.run([sys.executable, "-c", _LOAD, *args], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+def test_cnn_masks_survive_save_and_load_in_a_fresh_process(case: str, fresh: dict) -> None:
+    model, job = fresh[case]
+    report = json.loads(job.last_line())
     assert report == {name: dict(same=True, pruned_nonzero=0, kept=counts) for name, counts in layer_counts(model).items()}
     assert all(counts == [n // 4 for n in _sizes(model, name)] for name, counts in layer_counts(model).items())
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fresh_process import run_fresh
 from sb3_contrib import ARS, RecurrentPPO
 from sb3_utils import Recorder, assert_mask_invariants, clone_masks, expected_kept
 from stable_baselines3 import A2C, DQN, PPO
@@ -245,38 +246,22 @@ print(json.dumps(dict(cls=type(model.policy).__name__, loaded=loaded, trained=tr
 """
 
 
-@pytest.mark.parametrize(
-    "case, how",
-    [
-        ("ppo-cartpole", "callback"),
-        ("a2c-cartpole", "callback"),
-        ("dqn-cartpole", "callback"),
-        ("ppo-cartpole", "policy"),
-        ("dqn-cartpole", "policy"),
-    ],
-)
-def test_save_load_in_a_fresh_process_keeps_the_masks(case: str, how: str, tmp_path: Path) -> None:
-    if how == "callback":
-        model = make(case)
-        model.learn(STEPS, callback=TARCallback(sparsity=SPARSITY, seed=0))
-    else:
-        model = make_sparse(case)
-        model.learn(STEPS)
-    path = tmp_path / "model.zip"
-    model.save(path)
-    masks = clone_masks(model)
-    torch.save(masks, tmp_path / "masks.pt")
-    kept = expected_kept(model, SPARSITY)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        [sys.executable, "-c", _LOAD_SCRIPT, type(model).__name__, str(path), str(tmp_path / "masks.pt"), CASES[case][1]],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+#: The saved models that a fresh process loads back with sb3-tar (:func:`fresh`), by (case, how they were made sparse).
+SAVE_LOAD = [
+    ("ppo-cartpole", "callback"),
+    ("a2c-cartpole", "callback"),
+    ("dqn-cartpole", "callback"),
+    ("ppo-cartpole", "policy"),
+    ("dqn-cartpole", "policy"),
+]
+
+
+@pytest.mark.parametrize("case, how", SAVE_LOAD)
+def test_save_load_in_a_fresh_process_keeps_the_masks(case: str, how: str, fresh: dict) -> None:
+    """A fresh process loads the saved model: the same masks, exact counts and zeros online and in DQN's target,
+    right after the load and after learn() without any callback."""
+    kept, job = fresh["save_load", case, how]
+    report = json.loads(job.last_line())
     assert report["cls"] == ("MaskedPolicy" if how == "callback" else "SparsePolicy")
     for phase in ("loaded", "trained"):  # right after load, then after learn() without any callback
         assert set(report[phase]) == set(kept)
@@ -337,23 +322,36 @@ def weight_counts(weights: dict[str, int], network: str) -> int:
     return sum(n for k, n in weights.items() if k.startswith(SMALL_DENSE_KEYS[network]))
 
 
-@pytest.mark.parametrize("case", ["ppo-cartpole", "a2c-cartpole", "dqn-cartpole"])
-def test_small_dense_widths_counts_and_fresh_process_load(case: str, tmp_path: Path) -> None:
+SMALL_DENSE_CASES = ["ppo-cartpole", "a2c-cartpole", "dqn-cartpole"]
+
+
+def _small_dense_model(case: str):
+    """The case's small dense model (widths solved by small_dense_net_arch), trained with SmallDenseCallback; a warning
+    fails (the widths are the solved ones)."""
+    from sb3_tar.sb3.methods.small_dense import small_dense_net_arch
+
+    algo, env_id, kwargs = CASES[case]
+    arch, _ = small_dense_net_arch(case.split("-")[0], env_id, 64, SPARSITY)
+    model = algo("MlpPolicy", env_id, seed=0, device="cpu", policy_kwargs=dict(net_arch=arch), **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the widths are the solved ones: no warning
+        model.learn(STEPS, callback=SmallDenseCallback(reference_width=64, sparsity=SPARSITY))
+    return model
+
+
+@pytest.mark.parametrize("case", SMALL_DENSE_CASES)
+def test_small_dense_widths_counts_and_fresh_process_load(case: str, fresh: dict) -> None:
     """small_dense_net_arch solves each network's widths as computed by hand (PPO/A2C per branch, DQN one Q-network); a
     real run with SmallDenseCallback records them without a warning, the built networks (DQN's target too) hold the
     hand counts, and a fresh process reads both back from the saved model."""
     from sb3_tar.sb3.methods.small_dense import small_dense_net_arch
 
-    algo, env_id, kwargs = CASES[case]
-    name = case.split("-")[0]
-    arch, matches = small_dense_net_arch(name, env_id, 64, SPARSITY)
+    algo, env_id, _ = CASES[case]
+    arch, matches = small_dense_net_arch(case.split("-")[0], env_id, 64, SPARSITY)
     networks = ["q_net"] if algo is DQN else ["actor", "critic"]
     expected_arch = SMALL_DENSE["q_net"]["widths"] if algo is DQN else {"pi": [18, 19], "vf": [19, 18]}
     assert arch == expected_arch and sorted(matches) == sorted(networks)
-    model = algo("MlpPolicy", env_id, seed=0, device="cpu", policy_kwargs=dict(net_arch=arch), **kwargs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the widths are the solved ones: no warning
-        model.learn(STEPS, callback=SmallDenseCallback(reference_width=64, sparsity=SPARSITY))
+    model, job = fresh["small_dense", case]
     assert model.num_timesteps >= STEPS
     record = model.sb3_tar_config["small_dense"]
     weights = {k: v.numel() for k, v in model.policy.state_dict().items() if k.endswith(".weight")}
@@ -366,18 +364,7 @@ def test_small_dense_widths_counts_and_fresh_process_load(case: str, tmp_path: P
         assert weight_counts(weights, network) == hand["weights"]  # the real model's weights
     if algo is DQN:
         assert weight_counts(weights, "q_net_target") == SMALL_DENSE["q_net"]["weights"]
-    path = tmp_path / "model.zip"
-    model.save(path)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        [sys.executable, "-c", _SMALL_DENSE_LOAD, algo.__name__, str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    loaded = json.loads(job.last_line())
     assert loaded["config"] == json.loads(json.dumps(record))
     assert loaded["weights"] == weights
 
@@ -664,7 +651,6 @@ def test_rl_zoo_trains_sparse_ppo_a2c_and_dqn_models(tmp_path: Path) -> None:
 
 _LOAD_PLAIN = """
 import sys
-sys.modules["sb3_tar"] = None  # as if sb3-tar were not installed
 import numpy as np
 from stable_baselines3 import A2C, DQN, PPO
 algo, path, obs = sys.argv[1], sys.argv[2], np.load(sys.argv[3])
@@ -675,38 +661,24 @@ print(type(model.policy).__module__ + "." + type(model.policy).__qualname__)
 """
 
 
-@pytest.mark.parametrize(
-    "case, how",
-    [
-        ("ppo-cartpole", "callback"),
-        ("ppo-pendulum", "policy"),
-        ("a2c-cartpole", "policy"),
-        ("a2c-cartpole", "callback"),
-        ("dqn-cartpole", "callback"),
-        ("dqn-cartpole", "policy"),
-    ],
-)
-def test_to_sb3_writes_plain_ppo_a2c_dqn_files(case: str, how: str, tmp_path: Path) -> None:
+#: The models that :func:`sb3_tar.to_sb3` writes as plain SB3 files (:func:`fresh`), by (case, how they were made sparse).
+TO_SB3 = [
+    ("ppo-cartpole", "callback"),
+    ("ppo-pendulum", "policy"),
+    ("a2c-cartpole", "policy"),
+    ("a2c-cartpole", "callback"),
+    ("dqn-cartpole", "callback"),
+    ("dqn-cartpole", "policy"),
+]
+
+
+@pytest.mark.parametrize("case, how", TO_SB3)
+def test_to_sb3_writes_plain_ppo_a2c_dqn_files(case: str, how: str, fresh: dict) -> None:
     """to_sb3 bakes the masks in: the file loads where sb3-tar cannot be imported (plain SB3 policy class) and predicts
     the same actions; the weights it loads there are exactly zero at every pruned position, online and DQN's target,
     and equal to the sparse model's elsewhere."""
-    from sb3_tar import to_sb3
-
-    model = make(case) if how == "callback" else make_sparse(case)
-    model.learn(128, callback=TARCallback(sparsity=SPARSITY, seed=0) if how == "callback" else None)
-    path = to_sb3(model, tmp_path / "plain.zip")
-    obs = np.stack([model.observation_space.sample() for _ in range(32)])
-    np.save(tmp_path / "obs.npy", obs)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        [sys.executable, "-c", _LOAD_PLAIN, type(model).__name__, str(path), str(tmp_path / "obs.npy")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().startswith("stable_baselines3.")
+    model, path, obs, job = fresh["to_sb3", case, how]
+    assert job.last_line().startswith("stable_baselines3.")
     assert np.array_equal(np.load(str(path) + ".actions.npy"), model.predict(obs, deterministic=True)[0])
     loaded = np.load(str(path) + ".weights.npz")
     assert not [k for k in loaded.files if k.endswith("_mask")]
@@ -750,3 +722,57 @@ def test_ppo_with_subprocess_envs() -> None:
         assert nonzero_counts(model) == expected_kept(model, SPARSITY)
     finally:
         env.close()
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> dict:
+    """
+    The models of the fresh-process tests above, trained and saved here, then loaded in two new processes: one with
+    sb3-tar (the saved sparse models, :data:`SAVE_LOAD`, and the small dense ones), one where sb3-tar cannot be
+    imported (the plain files of :func:`sb3_tar.to_sb3`, :data:`TO_SB3`).
+
+    :return: By ``("save_load", case, how)``: the hand-expected kept counts and the load's job; by
+        ``("small_dense", case)``: the model and the job; by ``("to_sb3", case, how)``: the model, the plain file, the
+        observations it was asked to predict and the job.
+    """
+    from sb3_tar import to_sb3
+
+    root = tmp_path_factory.mktemp("fresh")
+    out: dict = {}
+    jobs, plain = [], []
+    for case, how in SAVE_LOAD:
+        folder = root / f"save_load-{case}-{how}"
+        folder.mkdir()
+        if how == "callback":
+            model = make(case)
+            model.learn(STEPS, callback=TARCallback(sparsity=SPARSITY, seed=0))
+        else:
+            model = make_sparse(case)
+            model.learn(STEPS)
+        model.save(folder / "model.zip")
+        torch.save(clone_masks(model), folder / "masks.pt")
+        out["save_load", case, how] = expected_kept(model, SPARSITY)
+        argv = [type(model).__name__, folder / "model.zip", folder / "masks.pt", CASES[case][1]]
+        jobs.append((("save_load", case, how), (_LOAD_SCRIPT, argv)))
+    for case in SMALL_DENSE_CASES:
+        model = _small_dense_model(case)
+        path = root / f"small_dense-{case}.zip"
+        model.save(path)
+        out["small_dense", case] = model
+        jobs.append((("small_dense", case), (_SMALL_DENSE_LOAD, [type(model).__name__, path])))
+    for case, how in TO_SB3:
+        model = make(case) if how == "callback" else make_sparse(case)
+        model.learn(128, callback=TARCallback(sparsity=SPARSITY, seed=0) if how == "callback" else None)
+        path = to_sb3(model, root / f"plain-{case}-{how}.zip")
+        obs = np.stack([model.observation_space.sample() for _ in range(32)])
+        np.save(root / f"obs-{case}-{how}.npy", obs)
+        out["to_sb3", case, how] = (model, path)
+        plain.append((("to_sb3", case, how), (_LOAD_PLAIN, [type(model).__name__, path, root / f"obs-{case}-{how}.npy"])))
+    for batch, without in ((jobs, None), (plain, "sb3_tar")):
+        for (key, _), job in zip(batch, run_fresh([j for _, j in batch], without=without)):
+            if key[0] == "to_sb3":
+                model, path = out[key]
+                out[key] = (model, path, np.load(root / f"obs-{key[1]}-{key[2]}.npy"), job)
+            else:
+                out[key] = (out[key], job)
+    return out

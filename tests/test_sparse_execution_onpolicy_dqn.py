@@ -11,15 +11,13 @@ between the kernel and dense matmuls), masks exactly.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from fresh_process import run_fresh
 from image_envs import BrightSideEnv
 from sb3_contrib import QRDQN, TRPO, CrossQ, MaskablePPO
 from sb3_contrib.common.wrappers import ActionMasker
@@ -288,26 +286,38 @@ print(json.dumps(out | dict(actions=np.asarray(actions).tolist())))
 """
 
 
-@pytest.mark.parametrize("case, how", [("ppo-cartpole", "callback"), ("a2c-cartpole", "policy"), ("dqn-cartpole", "policy")])
-def test_save_load_in_a_fresh_process_runs_on_the_kernel(case: str, how: str, tmp_path: Path) -> None:
-    model = make(case, how, True)
-    model.learn(STEPS, callback=TARCallback(sparsity=SPARSITY, seed=0, sparse_execution=True) if how == "callback" else None)
+#: The models a fresh process loads back on the kernel (:func:`fresh`), by (case, how they were made sparse).
+FRESH = [("ppo-cartpole", "callback"), ("a2c-cartpole", "policy"), ("dqn-cartpole", "policy")]
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> dict:
+    """The models of :data:`FRESH` trained on the kernel, saved, and loaded back in one new process: by (case, how),
+    the model, the actions it predicted before saving and the load's job."""
+    root = tmp_path_factory.mktemp("fresh")
+    out, jobs = {}, []
+    for case, how in FRESH:
+        model = make(case, how, True)
+        callback = TARCallback(sparsity=SPARSITY, seed=0, sparse_execution=True) if how == "callback" else None
+        model.learn(STEPS, callback=callback)
+        path = root / f"{case}-{how}.zip"
+        model.save(path)
+        obs = torch.as_tensor(np.stack([model.observation_space.sample() for _ in range(16)]))
+        torch.save(dict(masks=clone_masks(model), obs=obs), root / f"{case}-{how}.pt")
+        out[case, how] = (model, model.predict(obs.numpy(), deterministic=True)[0])
+        jobs.append((_LOAD_SCRIPT, [type(model).__name__, path, root / f"{case}-{how}.pt", CASES[case][2]]))
+    for key, job in zip(FRESH, run_fresh(jobs)):
+        out[key] = (*out[key], job)
+    return out
+
+
+@pytest.mark.parametrize("case, how", FRESH)
+def test_save_load_in_a_fresh_process_runs_on_the_kernel(case: str, how: str, fresh: dict) -> None:
+    """A fresh process loads the saved model onto the kernel: the same layers on the kernel, masks, zeros and
+    optimizer state aligned with the kernel's values, the same actions, right after the load and after learn()."""
+    model, expected, job = fresh[case, how]
     assert model.policy.sparse_layers
-    path = tmp_path / "model.zip"
-    model.save(path)
-    obs = torch.as_tensor(np.stack([model.observation_space.sample() for _ in range(16)]))
-    torch.save(dict(masks=clone_masks(model), obs=obs), tmp_path / "saved.pt")
-    expected = model.predict(obs.numpy(), deterministic=True)[0]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        [sys.executable, "-c", _LOAD_SCRIPT, type(model).__name__, str(path), str(tmp_path / "saved.pt"), CASES[case][2]],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = json.loads(job.last_line())
     assert report["cls"] == ("MaskedPolicy" if how == "callback" else "SparsePolicy")
     n_kernel = len(kernel_layers(model))
     for phase in ("loaded", "trained"):  # right after load, then after learn() without any callback

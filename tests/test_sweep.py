@@ -27,7 +27,7 @@ def smoke(smoke_sweep) -> tuple[Path, subprocess.CompletedProcess, subprocess.Co
 
 def test_smoke_preset_runs_every_cell_in_rl_zoo_layout(smoke):
     root, sweep, _ = smoke
-    assert "12 cells (0 finished" in sweep.stdout and "12 ran" in sweep.stdout
+    assert "12 cells (1 finished, 1 partial" in sweep.stdout and "11 ran, 1 already finished, 0 failed" in sweep.stdout
     cells = sorted(root.glob("sac/Pendulum-v1/*/seed_*"))
     assert len(cells) == 12
     for cell in cells:
@@ -182,35 +182,38 @@ def test_rl_zoo_all_plots_reads_the_results(smoke, tmp_path):
 
 
 def test_killed_sweep_resumes_without_redoing_finished_cells(killed_sweep):
-    cells, finished, resumed, again = (killed_sweep[k] for k in ("cells", "finished", "resumed", "again"))
-    assert killed_sweep["killed"] == {"second_done": False, "third_exists": False}
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "3 cells (1 finished, 1 partial" in resumed.stdout
-    assert "2 ran, 1 already finished, 0 failed" in resumed.stdout
-    assert killed_sweep["mtimes"][0] == finished  # untouched, nothing added
+    """The smoke sweep killed with SIGKILL while its second cell trained: run again, it redoes that cell from a clean
+    folder and the ten it never started, and leaves the finished one untouched; run once more, it runs nothing."""
+    killed, finished = killed_sweep["killed"], killed_sweep["finished"]
+    assert len(killed["done"]) == len(killed["partial"]) == 1  # one cell at a time: no other was started
+    assert killed["present"] == sorted(killed["done"] + killed["partial"])
+    assert finished and killed_sweep["mtimes"][0] == finished  # untouched, nothing added
+    (partial,) = killed["partial"]
+    cells = sorted(killed_sweep["root"].glob(f"sac/{SMOKE_ENV}/*/seed_*"))
+    assert len(cells) == 12 and partial in cells
     for cell in cells:
         assert (cell / "done.json").is_file()
         assert [p.name for p in (cell / "sac").iterdir()] == [f"{SMOKE_ENV}_1"]  # a redone cell starts clean
-    assert not (cells[1] / "leftover_from_killed_run").exists()
-    assert "0 ran, 3 already finished" in again.stdout
+    assert not (partial / "leftover_from_killed_run").exists()
+    assert "0 ran, 12 already finished" in killed_sweep["again"].stdout
     assert killed_sweep["mtimes"][1] == finished
 
 
 def test_overwrite_reruns_a_cell_finished_with_another_budget(killed_sweep, tmp_path: Path) -> None:
     root = tmp_path / "over"
-    shutil.copytree(killed_sweep["root"], root)  # three dense cells finished with -n 200
-    cell = root / "sac" / SMOKE_ENV / "dense_w32" / "seed_0"
-    assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 200
-    args = ["sweep", "--methods", "dense", "--envs", SMOKE_ENV, "--widths", "32", "--seeds", "0", "-n", "300"]
-    args += ["--eval-freq", "100", "--eval-episodes", "1", "--jobs", "1", "--no-progress", "-o", str(root)]
+    shutil.copytree(killed_sweep["root"], root, ignore=shutil.ignore_patterns("report"))  # the smoke cells, 600 steps
+    cell = root / "sac" / SMOKE_ENV / "dense_w64" / "seed_0"
+    assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 600
+    args = ["sweep", "--preset", "smoke", "--methods", "dense", "--seeds", "0", "-n", "700", "--jobs", "1"]
+    args += ["--no-progress", "-o", str(root)]
     refused = run_cli(*args)
     assert refused.returncode == 2 and "--overwrite" in refused.stderr
-    assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 200
+    assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 600
     again = run_cli(*args, "--overwrite")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 300
+    assert json.loads((cell / "cell.json").read_text())["n_timesteps"] == 700
     with np.load(cell / "sac" / f"{SMOKE_ENV}_1" / "evaluations.npz") as data:
-        assert int(data["timesteps"][-1]) == 300
+        assert int(data["timesteps"][-1]) == 700
     done = json.loads((cell / "done.json").read_text())
     assert len(done["package"]["commit"] or "x" * 40) == 40  # the package commit is recorded
 

@@ -5,7 +5,9 @@ take refused."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import re
 import subprocess
@@ -46,13 +48,18 @@ CLASSES = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory) -> Path:
-    """The three sweeps, run one after the other into one results directory."""
+    """The three sweeps, run one after the other into one results directory (the CLI's ``main`` in this process; each
+    cell is its own RL-Zoo process)."""
+    from sb3_tar.cli import main
+
     root = tmp_path_factory.mktemp("onpolicy_dqn") / "results"
     for algo, args in SWEEPS.items():
         extra = DQN_PARAMS if algo == "dqn" else []
-        sweep = run_cli("sweep", "--algos", algo, *COMMON, *args, *extra, *CHECKPOINTS, "-o", str(root))
-        assert sweep.returncode == 0, sweep.stdout + sweep.stderr + failed_logs(root)
-        assert "0 failed" in sweep.stdout
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            code = main(["sweep", "--algos", algo, *COMMON, *args, *extra, *CHECKPOINTS, "-o", str(root)])
+        assert code == 0, out.getvalue() + failed_logs(root)
+        assert "0 failed" in out.getvalue()
     return root
 
 
@@ -157,16 +164,31 @@ def test_commands_checkpoint_and_diagnose_as_computed(swept: Path) -> None:
         assert not (cell / "checkpoints").exists()  # PPO/A2C never wrote one; DQN's are removed when the cell finishes
 
 
-def test_verify_masks_and_report_read_the_cells(swept: Path) -> None:
-    """sb3-tar verify-masks re-draws every sparse cell and finds the same masks; the report tabulates every cell."""
-    verify = run_cli("verify-masks", str(swept), timeout=540)
+#: The cells verify-masks re-draws (each an RL-Zoo process): a TAR cell, a static one and a RigL one (rewired: its
+#: first draw is compared, not its final pattern), one per algorithm.
+REDRAWN = [
+    "ppo/CartPole-v1/tar_magnitude_sp0.9_rr0.01_w32/seed_0",
+    "a2c/CartPole-v1/static_magnitude_sp0.9_w32/seed_0",
+    "dqn/CartPole-v1/rigl_erk_sp0.9_w32_update_interval=10/seed_0",
+]
+
+
+def test_verify_masks_and_report_read_the_cells(swept: Path, capsys: pytest.CaptureFixture) -> None:
+    """sb3-tar verify-masks would re-draw every sparse cell (its default selection), and re-draws a TAR, a static and
+    a RigL cell (one per algorithm) to the same masks; the report tabulates every cell."""
+    from sb3_tar.cli import main
+    from sb3_tar.experiments.verify import sparse_cells
+
+    drawn = {str(c.relative_to(swept)): json.loads((c / "cell.json").read_text())["method"] for c in cells(swept)}
+    sparse = sorted(c for c, m in drawn.items() if m not in ("dense", "gmp", "small_dense"))
+    assert len(sparse) == 2 + 1 + 2  # PPO tar, rigl; A2C static; DQN tar, rigl
+    assert sorted(str(c.relative_to(swept)) for c in sparse_cells(swept)) == sparse  # its default selection
+    assert set(REDRAWN) <= set(sparse)
+    verify = run_cli("verify-masks", str(swept), "--cells", *REDRAWN, timeout=540)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     same = [line for line in verify.stdout.splitlines() if line.startswith("same masks: ")]
-    drawn = [json.loads((c / "cell.json").read_text())["method"] for c in cells(swept)]
-    sparse = [m for m in drawn if m not in ("dense", "gmp", "small_dense")]
-    assert len(same) == len(sparse) == 2 + 1 + 2  # PPO tar, rigl; A2C static; DQN tar, rigl
-    report = run_cli("report", str(swept), "--reps", "50", "--no-progress", "--no-plots", timeout=240)
-    assert report.returncode == 0, report.stdout + report.stderr
+    assert len(same) == len(REDRAWN)
+    assert main(["report", str(swept), "--reps", "50", "--no-progress", "--no-plots"]) == 0, capsys.readouterr()
     import pandas as pd
 
     runs = pd.read_csv(swept / "report" / "runs.csv")
@@ -174,7 +196,7 @@ def test_verify_masks_and_report_read_the_cells(swept: Path) -> None:
 
 
 @pytest.mark.parametrize("method", ["cyclic", "sculpt", "iee", "tar+rigl"])
-def test_methods_these_algorithms_do_not_take_are_refused(method: str) -> None:
+def test_methods_these_algorithms_do_not_take_are_refused(method: str, capsys: pytest.CaptureFixture) -> None:
     from sb3_tar.experiments.grid import GridSpec
 
     for algo in ("ppo", "a2c", "dqn"):
@@ -183,11 +205,11 @@ def test_methods_these_algorithms_do_not_take_are_refused(method: str) -> None:
             ValueError, match=re.escape(f"['{method}'] cannot run with algo '{algo}': valid methods for {algo} are")
         ):
             grid.expand()
-    refused = run_cli("sweep", "--algos", "dqn", "--envs", ENV, "--methods", method, "--dry-run", "-o", "unused")
-    assert (
-        refused.returncode == 2
-        and "'dense', 'static', 'tar', 'uniform', 'set', 'rigl', 'gmp', 'small_dense'" in refused.stderr
-    )
+    from sb3_tar.cli import main
+
+    capsys.readouterr()
+    assert main(["sweep", "--algos", "dqn", "--envs", ENV, "--methods", method, "--dry-run", "-o", "unused"]) == 2
+    assert "'dense', 'static', 'tar', 'uniform', 'set', 'rigl', 'gmp', 'small_dense'" in capsys.readouterr().err
 
 
 def test_policy_kwargs_with_torch_classes_reach_rl_zoo_as_expressions() -> None:
