@@ -309,7 +309,7 @@ def diagnostics_interval(cell: Cell) -> int:
     :return: The interval of its diagnostics: :data:`sb3_tar.diagnostics.DEFAULT_EVERY`, or a twentieth of the
         budget (at least 1) when that is shorter, so that a short run still gets twenty measurements.
     """
-    from sb3_tar.diagnostics import DEFAULT_EVERY
+    from sb3_tar.sb3.callbacks.diagnostics import DEFAULT_EVERY
 
     if cell.n_timesteps is None:
         return DEFAULT_EVERY

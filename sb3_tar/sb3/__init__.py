@@ -4,6 +4,9 @@ The public entry points are the top-level modules :mod:`sb3_tar.sac`, :mod:`sb3_
 
 - :mod:`sb3_tar.sb3.networks` (which networks of a policy are sparse), :mod:`sb3_tar.sb3.policies` (the policy
   mixins) and :mod:`sb3_tar.sb3.call_stack` (which SB3 call is under way): the glue every concern uses;
+- ``callbacks/``: the callbacks that make a model sparse (TAR, SET/RigL, GMP, small dense, cyclic, SCULPT, IEE) and
+  the diagnostics callback, exported by the thin top-level modules :mod:`sb3_tar.callbacks`, :mod:`sb3_tar.baselines`,
+  :mod:`sb3_tar.cyclic_methods` and :mod:`sb3_tar.diagnostics`;
 - ``execution/``: where masks live, the optimizer hooks that keep them, sparse execution on the C++ kernel;
 - ``methods/``: pruning, SET/RigL, GMP, cyclic/SCULPT, IEE and their schedules, the small dense baseline;
 - ``persistence/``: exact checkpoints, plain SB3 files, ONNX/TorchScript export;

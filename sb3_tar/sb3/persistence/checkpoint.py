@@ -1044,7 +1044,7 @@ class ExactCheckpointCallback(BaseCallback):
     def _on_training_start(self) -> None:
         root = self.locals.get("callback") if self.locals else None
         self._callbacks = flatten_callbacks(root) if root is not None else [self]
-        from sb3_tar.callbacks import SparseCallback
+        from sb3_tar.sb3.callbacks.sparse import SparseCallback
 
         mine = self._callbacks.index(self) if self in self._callbacks else 0
         early = [type(cb).__name__ for cb in self._callbacks[:mine] if isinstance(cb, SparseCallback)]
