@@ -192,3 +192,29 @@ def test_checkpoint_naming_old_paths_resumes(tmp_path: Path, monkeypatch: pytest
         "1" if "rl_zoo3.gym_patches" in sys.modules else "0",
     )
     assert out.split()[-3:] == [step.name, "60", "True"]
+
+
+#: The callbacks' top-level import paths (RL-Zoo files, sweep commands, user code) and the modules that hold them.
+CALLBACK_PATHS = {
+    "sb3_tar.callbacks": {"TARCallback": "tar", "DSTCallback": "dst", "SparseCallback": "sparse", "enforce_masks": "tar"},
+    "sb3_tar.baselines": {"GMPCallback": "baselines", "SmallDenseCallback": "baselines", "CyclicCallback": "cyclic"},
+    "sb3_tar.cyclic_methods": {"SculptCallback": "cyclic", "IEECallback": "cyclic"},
+    "sb3_tar.diagnostics": {"DiagnosticsCallback": "diagnostics", "read_diagnostics_csv": "diagnostics"},
+}
+
+
+@pytest.mark.parametrize("path", sorted(CALLBACK_PATHS))
+def test_callback_import_paths_name_the_classes_of_sb3_callbacks(path: str) -> None:
+    """Each top-level path names the very object that ``sb3_tar.sb3.callbacks.<module>`` defines, as RL-Zoo resolves a
+    ``callback:`` entry (``module.Class`` by import); the top-level module defines nothing itself."""
+    from rl_zoo3.utils import get_class_by_name
+
+    module = importlib.import_module(path)
+    for name, home in CALLBACK_PATHS[path].items():
+        obj = getattr(module, name)
+        assert obj is getattr(importlib.import_module(f"sb3_tar.sb3.callbacks.{home}"), name)
+        assert obj.__module__ == f"sb3_tar.sb3.callbacks.{home}"
+        if isinstance(obj, type):
+            assert get_class_by_name(f"{path}.{name}") is obj
+    defined = [n for n, v in vars(module).items() if getattr(v, "__module__", None) == path]
+    assert defined == []
