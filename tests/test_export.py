@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from fresh_process import run_fresh
 from sb3_utils import ALGOS, SMALL, small_kwargs
 from torch import nn
 
@@ -379,26 +380,10 @@ def test_read_export_metadata_is_a_top_level_name(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def _run_exported_in_fresh_process(files: list[str], obs: np.ndarray, folder) -> None:
-    """Run ``RUN_EXPORTED`` (onnxruntime / TorchScript, sb3-tar not importable) on ``files``; it saves their actions."""
-    np.save(folder / "obs.npy", obs)
-    result = subprocess.run(
-        [sys.executable, "-c", RUN_EXPORTED, json.dumps(files), str(folder / "obs.npy")],
-        cwd=folder,
-        env=dict(os.environ, PYTHONPATH="", OMP_NUM_THREADS="1"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
-@pytest.mark.parametrize("algo", ["ppo", "a2c"])
-def test_export_actor_of_ppo_a2c_clips_the_mean_as_predict_does(algo, tmp_path):
-    """PPO/A2C on a Box action space with low != -high: the exported file returns the Gaussian's mean clipped to
-    [low, high], as ``predict(deterministic=True)`` does, in a fresh process. The trained head is scaled up (its pruned
-    weights stay zero: kept weights become +-40) so that the means fall below ``low``, above ``high`` and between: every
-    branch of the clip runs."""
+def _clipped_gaussian_case(algo: str, folder) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """PPO/A2C on :class:`AsymmetricBoundsEnv` with its head scaled so that the means fall below ``low``, above
+    ``high`` and between, exported to ONNX and TorchScript (checked here): the files, the observations and the
+    actions ``predict(deterministic=True)`` gives for them."""
     from stable_baselines3 import A2C, PPO
 
     from sb3_tar.callbacks import TARCallback
@@ -423,22 +408,30 @@ def test_export_actor_of_ppo_a2c_clips_the_mean_as_predict_does(algo, tmp_path):
         column = predicted[:, dim]
         assert (column == low[dim]).sum() > 10 and (column == high[dim]).sum() > 10
         assert ((column > low[dim]) & (column < high[dim])).sum() > 10
-    files = [str(tmp_path / "actor.onnx"), str(tmp_path / "actor.pt")]
+    files = [str(folder / "actor.onnx"), str(folder / "actor.pt")]
     metas = [sb3_tar.export_actor(model, path) for path in files]
     assert all(m["actor"] == "gaussian_mean" and m["action_low"] == [-1.0, 0.0] for m in metas)
     names = [layer["name"] for layer in metas[0]["layers"]]
     assert names == ["mlp_extractor.policy_net.0", "mlp_extractor.policy_net.2", "action_net"]
     kept = sum(int((layer.weight != 0).sum()) for layer in (*model.policy.mlp_extractor.policy_net[::2], head))
     assert metas[0]["kept"] == kept == round(0.1 * (3 * 32 + 32 * 32 + 32 * 2))
-    _run_exported_in_fresh_process(files, obs, tmp_path)
+    return files, obs, predicted
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_export_actor_of_ppo_a2c_clips_the_mean_as_predict_does(algo, exported_on_policy_dqn):
+    """PPO/A2C on a Box action space with low != -high: the exported file returns the Gaussian's mean clipped to
+    [low, high], as ``predict(deterministic=True)`` does, in a fresh process. The trained head is scaled up (its pruned
+    weights stay zero: kept weights become +-40) so that the means fall below ``low``, above ``high`` and between: every
+    branch of the clip runs."""
+    files, predicted = exported_on_policy_dqn["clip", algo]
     for path in files:
         np.testing.assert_allclose(np.load(path + ".actions.npy"), predicted, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("algo", ["ppo", "dqn"])
-def test_export_actor_of_discrete_ppo_and_dqn_gives_predicts_actions(algo, tmp_path):
-    """PPO (the categorical's most likely action) and DQN (the greedy action) on CartPole-v1, 90%-sparse: the exported
-    file's int64 actions are ``predict(deterministic=True)``'s, both actions among them, in a fresh process."""
+def _discrete_case(algo: str, folder) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """90%-sparse PPO or DQN on CartPole-v1 exported to ONNX and TorchScript (checked here): the files, the
+    observations and the actions ``predict(deterministic=True)`` gives for them (both actions among them)."""
     from stable_baselines3 import DQN, PPO
 
     from sb3_tar.callbacks import TARCallback
@@ -453,11 +446,39 @@ def test_export_actor_of_discrete_ppo_and_dqn_gives_predicts_actions(algo, tmp_p
     predicted = model.predict(obs, deterministic=True)[0]
     assert predicted.dtype == np.int64 and predicted.shape == (1000,)
     assert set(np.unique(predicted).tolist()) == {0, 1}  # the argmax is exercised both ways
-    files = [str(tmp_path / "actor.onnx"), str(tmp_path / "actor.pt")]
+    files = [str(folder / "actor.onnx"), str(folder / "actor.pt")]
     metas = [sb3_tar.export_actor(model, path) for path in files]
     assert all(m["actor"] == ("categorical" if algo == "ppo" else "q_argmax") and m["action_n"] == 2 for m in metas)
     assert metas[0]["kept"] == round(0.1 * (4 * 64 + 64 * 64 + 64 * 2))
-    _run_exported_in_fresh_process(files, obs, tmp_path)
+    return files, obs, predicted
+
+
+@pytest.fixture(scope="module")
+def exported_on_policy_dqn(tmp_path_factory) -> dict:
+    """The PPO/A2C clipped-mean and the PPO/DQN discrete exports, run in one fresh process where sb3-tar cannot be
+    imported (onnxruntime and TorchScript only): by (case, algo), the files (each ``.actions.npy`` beside it) and
+    ``predict``'s actions."""
+    root = tmp_path_factory.mktemp("export_on_policy_dqn")
+    out, jobs = {}, []
+    for case, algo, build in [*(("clip", a, _clipped_gaussian_case) for a in ("ppo", "a2c"))] + [
+        *(("discrete", a, _discrete_case) for a in ("ppo", "dqn"))
+    ]:
+        folder = root / f"{case}-{algo}"
+        folder.mkdir()
+        files, obs, predicted = build(algo, folder)
+        np.save(folder / "obs.npy", obs)
+        out[case, algo] = (files, predicted)
+        jobs.append((RUN_EXPORTED, [json.dumps(files), folder / "obs.npy"]))
+    for job in run_fresh(jobs, without="sb3_tar"):
+        assert job.error is None, job.error
+    return out
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_export_actor_of_discrete_ppo_and_dqn_gives_predicts_actions(algo, exported_on_policy_dqn):
+    """PPO (the categorical's most likely action) and DQN (the greedy action) on CartPole-v1, 90%-sparse: the exported
+    file's int64 actions are ``predict(deterministic=True)``'s, both actions among them, in a fresh process."""
+    files, predicted = exported_on_policy_dqn["discrete", algo]
     for path in files:
         actions = np.load(path + ".actions.npy")
         assert actions.dtype == np.int64
