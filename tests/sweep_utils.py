@@ -71,20 +71,25 @@ def run_smoke(root: Path, run: Runner, jobs: int = 2, popen: Callable[..., subpr
     present = sorted(p.parent for p in root.glob("*/*/*/seed_*/cell.json"))
     done = sorted(p.parent for p in root.glob("*/*/*/seed_*/done.json"))
     killed = {"done": done, "partial": [cell for cell in present if cell not in done], "present": present}
-    finished = {p: p.stat().st_mtime_ns for cell in done for p in cell.rglob("*")}
+    finished = _mtimes(done)
     for cell in killed["partial"]:
         (cell / "leftover_from_killed_run").write_text("x")
 
     args[args.index("--jobs") + 1] = str(jobs)
     sweep = run(*args)
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr + failed_logs(root)
-    after_resume = {p: p.stat().st_mtime_ns for cell in done for p in cell.rglob("*")}
+    after_resume = _mtimes(done)
     again = run(*args, timeout=120)
-    after_again = {p: p.stat().st_mtime_ns for cell in done for p in cell.rglob("*")}
+    after_again = _mtimes(done)
     report = run("report", str(root), "--reps", "50", "--no-progress", timeout=180)
     assert report.returncode == 0, report.stdout + report.stderr
     mtimes = [after_resume, after_again]
     return dict(root=root, sweep=sweep, again=again, report=report, killed=killed, finished=finished, mtimes=mtimes)
+
+
+def _mtimes(cells: list[Path]) -> dict[Path, int]:
+    """:return: Every file and folder under ``cells`` with its modification time (ns)."""
+    return {p: p.stat().st_mtime_ns for cell in cells for p in cell.rglob("*")}
 
 
 def run_baselines(root: Path, run: Runner, jobs: int = 2) -> tuple[Path, str, str]:

@@ -172,16 +172,8 @@ def exported(tmp_path_factory):
         returned = {fmt: sb3_tar.export_actor(model, path) for fmt, path in files.items()}
         out[algo] = dict(model=model, files=files, returned=returned, predicted=model.predict(obs, deterministic=True)[0])
     all_files = [f for entry in out.values() for f in entry["files"].values()]
-    env = dict(os.environ, PYTHONPATH="", OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        [sys.executable, "-c", RUN_EXPORTED, json.dumps(all_files), str(folder / "obs.npy")],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    (job,) = run_fresh([(RUN_EXPORTED, [json.dumps(all_files), folder / "obs.npy"])], without="sb3_tar")
+    assert job.error is None, job.error
     return out
 
 

@@ -751,14 +751,14 @@ def fresh(tmp_path_factory) -> dict:
             model.learn(STEPS)
         model.save(folder / "model.zip")
         torch.save(clone_masks(model), folder / "masks.pt")
-        out["save_load", case, how] = expected_kept(model, SPARSITY)
+        out["save_load", case, how] = (expected_kept(model, SPARSITY),)
         argv = [type(model).__name__, folder / "model.zip", folder / "masks.pt", CASES[case][1]]
         jobs.append((("save_load", case, how), (_LOAD_SCRIPT, argv)))
     for case in SMALL_DENSE_CASES:
         model = _small_dense_model(case)
         path = root / f"small_dense-{case}.zip"
         model.save(path)
-        out["small_dense", case] = model
+        out["small_dense", case] = (model,)
         jobs.append((("small_dense", case), (_SMALL_DENSE_LOAD, [type(model).__name__, path])))
     for case, how in TO_SB3:
         model = make(case) if how == "callback" else make_sparse(case)
@@ -766,13 +766,9 @@ def fresh(tmp_path_factory) -> dict:
         path = to_sb3(model, root / f"plain-{case}-{how}.zip")
         obs = np.stack([model.observation_space.sample() for _ in range(32)])
         np.save(root / f"obs-{case}-{how}.npy", obs)
-        out["to_sb3", case, how] = (model, path)
+        out["to_sb3", case, how] = (model, path, obs)
         plain.append((("to_sb3", case, how), (_LOAD_PLAIN, [type(model).__name__, path, root / f"obs-{case}-{how}.npy"])))
     for batch, without in ((jobs, None), (plain, "sb3_tar")):
         for (key, _), job in zip(batch, run_fresh([j for _, j in batch], without=without)):
-            if key[0] == "to_sb3":
-                model, path = out[key]
-                out[key] = (model, path, np.load(root / f"obs-{key[1]}-{key[2]}.npy"), job)
-            else:
-                out[key] = (out[key], job)
+            out[key] = (*out[key], job)
     return out
