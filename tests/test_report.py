@@ -16,10 +16,10 @@ from scipy.stats import trim_mean
 
 from sb3_tar.cli import main
 from sb3_tar.experiments.grid import GridSpec
-from sb3_tar.experiments.report import make_report
+from sb3_tar.experiments.report import block_markers, make_report
 from sb3_tar.experiments.results import final_return, load_evaluations
 from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE, cell_dir, run_dir
-from sb3_tar.experiments.tables import import_rliable, pct_change
+from sb3_tar.experiments.tables import import_rliable, pct_change, pct_text
 
 N_EVALS = 25  # last 10% -> the last ceil(2.5) = 3 evaluations
 REPS = 50  # bootstrap replications: enough to check the intervals against rliable's; their cost grows with the count
@@ -340,3 +340,75 @@ def test_rigl_over_dense_is_the_mann_whitney_fraction_of_pairs(report, results_d
         wins = [(x > y) + 0.5 * (x == y) for x in rigl for y in dense]
         assert (row["n_x"], row["n_y"]) == (3, 3)
         assert row["probability"] == pytest.approx(np.mean(wins))
+
+
+def test_near_zero_baselines_print_a_bound_and_notes_name_each_configuration(tmp_path):
+    """A static baseline near zero makes TAR's percent change huge and meaningless: the tables print the bound and
+    a note gives the baseline's mean; a seed mismatch names the configuration's width and rr, one note each."""
+    root = tmp_path / "results"
+    grid = GridSpec(
+        algos=["sac"],
+        envs=["HalfCheetah-v4"],
+        methods=["static", "tar"],
+        criteria=["magnitude"],
+        sparsities=[0.8, 0.95],
+        rrs=[0.005, 0.02],
+        widths=[256],
+        seeds=[0, 1, 2],
+    )
+    # constant evaluations, so a run's final return is its level: static at 0.95 near zero (-0.5, 0.5, 1.5: mean
+    # 0.5), TAR at 0.95 800 + seed; at 0.8 static 400 + seed, TAR 500 + seed
+    levels = {("static", 0.8): 400.0, ("tar", 0.8): 500.0, ("static", 0.95): -0.5, ("tar", 0.95): 800.0}
+    for cell in grid.expand():
+        if cell.method == "tar" and cell.rr == 0.02 and cell.seed == 2:
+            continue  # TAR at rr 0.02 has seeds 0 and 1 only
+        folder, run = cell_dir(root, cell), run_dir(root, cell)
+        run.mkdir(parents=True)
+        (folder / CELL_FILE).write_text(json.dumps(cell.to_dict()))
+        timesteps = np.arange(1, N_EVALS + 1) * 1000
+        results = np.full((N_EVALS, 2), levels[(cell.method, cell.sparsity)] + cell.seed)
+        np.savez(run / "evaluations.npz", timesteps=timesteps, results=results, ep_lengths=np.full((N_EVALS, 2), 1000))
+        (folder / DONE_FILE).write_text("{}")
+    readme = tmp_path / "README.md"
+    readme.write_text("\n".join(block_markers(None)) + "\n")
+    out = make_report(root, tmp_path / "report", reps=20, make_plots=False, progress=False, echo=lambda s: None, readme=readme)
+    header, *rows = [line for line in readme.read_text().splitlines() if line.startswith("| Algo") or line.startswith("| SAC")]
+    column = [c.strip() for c in header.split("|")].index("TAR vs Original")
+    tar_vs_original = [[c.strip() for c in row.split("|")][column] for row in rows[:4]]  # 0.8 at each rr, then 0.95
+    # 0.8: 100 * (501 - 401) / 401 = 24.94 at rr 0.005, 100 * (500.5 - 401) / 401 = 24.81 at rr 0.02 (seeds 0, 1)
+    assert tar_vs_original == ["+24.9%", "+24.8%", ">+1000%", ">+1000%"], rows
+    near_zero = [m for m in out.messages if "near zero" in m]
+    # 100 * (801 - 0.5) / 0.5 = 160100 at rr 0.005 (TAR seeds 0-2); 100 * (800.5 - 0.5) / 0.5 = 160000 at rr 0.02
+    assert near_zero == [
+        "sac HalfCheetah-v4 magnitude sparsity 0.95, width 256, rr 0.005: Original's mean final return is 0.5, near "
+        "zero, so a percent change over it (here +160100%) says nothing; the tables print it as >+1000%: compare the "
+        "returns",
+        "sac HalfCheetah-v4 magnitude sparsity 0.95, width 256, rr 0.02: Original's mean final return is 0.5, near "
+        "zero, so a percent change over it (here +160000%) says nothing; the tables print it as >+1000%: compare the "
+        "returns",
+    ]
+    mismatches = [m for m in out.messages if "not a paired comparison" in m]
+    assert mismatches == [
+        f"sac HalfCheetah-v4 magnitude sparsity {s}, width 256, rr 0.02: Original seeds [0 1 2] differ from TAR seeds "
+        "[0 1] (not a paired comparison)"
+        for s in ("0.8", "0.95")
+    ]
+    assert len(set(out.messages)) == len(out.messages)
+    assert all(m in readme.read_text() for m in near_zero + mismatches)
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (0.0, "+0.0%"),
+        (-12.34, "-12.3%"),
+        (1000.0, "+1000.0%"),
+        (-1000.0, "-1000.0%"),
+        (1000.01, ">+1000%"),
+        (-1000.01, "<-1000%"),
+        (math.inf, "–"),
+        (math.nan, "–"),
+    ],
+)
+def test_percent_text_prints_a_bound_beyond_a_thousand_percent(value, text):
+    assert pct_text(value) == text

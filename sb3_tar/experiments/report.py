@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sb3_tar.experiments import diagnostics, milestones, plots, scale_tables, tables
@@ -122,6 +123,7 @@ def make_report(
     if results.unfinished:
         report.messages.append(f"{len(results.unfinished)} unfinished cell(s) left out, e.g. {results.unfinished[0]}")
     report.messages += _seed_mismatches(comparison)
+    report.messages += _near_zero_baselines(comparison)
     wall = tables.complete_wall_times(runs)
     left_out = int(runs["wall_s"].notna().sum()) - len(wall)
     if left_out and not len(wall):
@@ -354,14 +356,45 @@ def _improvement_caveat(improvement) -> str | None:
     )
 
 
+def _configuration(row) -> str:
+    """:return: A comparison row's configuration as the notes name it (rr only where TAR ran)."""
+    rr = f", rr {row['rr']:g}" if np.isfinite(row["rr"]) else ""
+    return f"{row['algo']} {row['env']} {row['criterion']} sparsity {row['sparsity']:g}, width {int(row['width'])}{rr}"
+
+
 def _seed_mismatches(comparison) -> list[str]:
     notes = []
     for _, row in comparison.iterrows():
         if row["original_n"] and row["tar_n"] and row["original_seeds"] != row["tar_seeds"]:
             notes.append(
-                f"{row['algo']} {row['env']} {row['criterion']} sparsity {row['sparsity']:g}: Original seeds "
-                f"[{row['original_seeds']}] differ from TAR seeds [{row['tar_seeds']}] (not a paired comparison)"
+                f"{_configuration(row)}: Original seeds [{row['original_seeds']}] differ from TAR seeds "
+                f"[{row['tar_seeds']}] (not a paired comparison)"
             )
+    return notes
+
+
+#: The percent-change columns of the comparison table and the baseline each divides by.
+_PCT_BASELINES = {
+    "tar_vs_original_pct": ("original", "Original"),
+    "uniform_vs_original_pct": ("original", "Original"),
+    "tar_vs_best_dst_pct": ("best_dst", "the best of SET/RigL"),
+}
+
+
+def _near_zero_baselines(comparison) -> list[str]:
+    """:return: A note for each comparison row with a percent change beyond :data:`tables.PCT_SHOWN_UP_TO`, which
+    the tables print as a bound: the baseline's mean is near zero there."""
+    notes = []
+    limit = tables.PCT_SHOWN_UP_TO
+    for _, row in comparison.iterrows():
+        for column, (baseline, name) in _PCT_BASELINES.items():
+            value = row.get(column, np.nan)
+            if np.isfinite(value) and abs(value) > limit:
+                notes.append(
+                    f"{_configuration(row)}: {name}'s mean final return is {row[f'{baseline}_mean']:.1f}, near zero, "
+                    f"so a percent change over it (here {value:+.0f}%) says nothing; the tables print it as "
+                    f"{tables.pct_text(value)}: compare the returns"
+                )
     return notes
 
 

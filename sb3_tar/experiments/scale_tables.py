@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sb3_tar.experiments.tables import _mean_se, _pct, improvement_table, pct_change, standard_error
+from sb3_tar.experiments.tables import _mean_se, improvement_table, pct_change, pct_text, standard_error
 
 #: Methods whose runs form the rr axis (rr = 0 is Original, the static baseline).
 _RR_METHODS = ("static", "tar")
@@ -160,7 +160,7 @@ def format_rr_table(table: pd.DataFrame) -> pd.DataFrame:
             "rr": table["rr"].map(lambda v: f"{v:g}"),
             "Method": table["method"].map({"static": "Original", "tar": "TAR"}),
             "Final return": [_mean_se(m, s, n) for m, s, n in zip(table["mean"], table["se"], table["n"])],
-            "vs Original": table["vs_original_pct"].map(_pct),
+            "vs Original": table["vs_original_pct"].map(pct_text),
             "P(TAR > Original) [95% CI]": [
                 _interval(p, lo, hi) for p, lo, hi in zip(table["probability"], table["ci_low"], table["ci_high"])
             ],
@@ -317,7 +317,7 @@ def format_width_table(table: pd.DataFrame) -> pd.DataFrame:
         if table[f"{name}_n"].sum() == 0:
             continue
         out[title] = [_mean_se(m, s, n) for m, s, n in zip(table[f"{name}_mean"], table[f"{name}_se"], table[f"{name}_n"])]
-    out["TAR vs Original"] = table["gain_pct"].map(_pct)
+    out["TAR vs Original"] = table["gain_pct"].map(pct_text)
     out["P(TAR > Original) [95% CI]"] = [
         _interval(p, lo, hi) for p, lo, hi in zip(table["probability"], table["ci_low"], table["ci_high"])
     ]
@@ -438,8 +438,8 @@ def format_gain_difference(table: pd.DataFrame) -> pd.DataFrame:
             "rr": table["rr"].map(lambda v: f"{v:g}"),
             "Widths": [f"{n} → {w}" for n, w in zip(table["narrow"], table["wide"])],
             "Runs (O/T narrow, O/T wide)": table["n"],
-            "Gain narrow": table["gain_narrow"].map(_pct),
-            "Gain wide": table["gain_wide"].map(_pct),
+            "Gain narrow": table["gain_narrow"].map(pct_text),
+            "Gain wide": table["gain_wide"].map(pct_text),
             "Wide − narrow (points) [95% CI]": [
                 f"{points(d)} [{points(lo)}, {points(hi)}]"
                 for d, lo, hi in zip(table["difference"], table["ci_low"], table["ci_high"])

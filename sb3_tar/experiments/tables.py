@@ -2,7 +2,8 @@
 changes (and TAR vs the best of SET/RigL), and IQM with 95% stratified-bootstrap intervals (rliable).
 
 Percent change of ``x`` over a baseline ``b`` is ``100 * (x - b) / |b|``, so a positive number is an
-improvement even when returns are negative.
+improvement even when returns are negative. The text tables print changes beyond :data:`PCT_SHOWN_UP_TO` as a bound
+(``>+1000%``): there the baseline's mean is near zero and the ratio says nothing the returns do not.
 """
 
 from __future__ import annotations
@@ -196,8 +197,21 @@ def _mean_se(mean: float, se: float, n: int) -> str:
     return f"{mean:.1f} ± {se:.1f}"
 
 
-def _pct(value: float) -> str:
-    return "–" if not np.isfinite(value) else f"{value:+.1f}%"
+#: The largest percent change the text tables print as a number; beyond it they print the bound (``>+1000%``).
+PCT_SHOWN_UP_TO = 1000.0
+
+
+def pct_text(value: float) -> str:
+    """
+    :param value: A percent change (:func:`pct_change`).
+    :return: It as the tables print it: ``+12.3%``, ``–`` for NaN, ``>+1000%``/``<-1000%`` beyond
+        :data:`PCT_SHOWN_UP_TO`.
+    """
+    if not np.isfinite(value):
+        return "–"
+    if abs(value) > PCT_SHOWN_UP_TO:
+        return f"{'>+' if value > 0 else '<-'}{PCT_SHOWN_UP_TO:.0f}%"
+    return f"{value:+.1f}%"
 
 
 #: How the main table names the dynamic sparse training methods.
@@ -226,16 +240,16 @@ def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
             continue
         out[title] = [_mean_se(m, s, n) for m, s, n in zip(table[f"{name}_mean"], table[f"{name}_se"], table[f"{name}_n"])]
         if name == "tar":
-            out["TAR vs Original"] = table["tar_vs_original_pct"].map(_pct)
+            out["TAR vs Original"] = table["tar_vs_original_pct"].map(pct_text)
         if name == "uniform":
-            out["Uniform vs Original"] = table["uniform_vs_original_pct"].map(_pct)
+            out["Uniform vs Original"] = table["uniform_vs_original_pct"].map(pct_text)
     if table["best_dst_n"].sum() > 0:
         out["Best SET/RigL"] = [
             "–" if n == 0 else f"{_mean_se(m, s, n)} ({_NAMES_DST.get(name, name)})"
             for m, s, n, name in zip(table["best_dst_mean"], table["best_dst_se"], table["best_dst_n"], table["best_dst"])
         ]
         if table["tar_n"].sum() > 0:
-            out["TAR vs best DST"] = table["tar_vs_best_dst_pct"].map(_pct)
+            out["TAR vs best DST"] = table["tar_vs_best_dst_pct"].map(pct_text)
     if "Dense" in out:  # keep Dense last
         out["Dense"] = out.pop("Dense")
     return out
