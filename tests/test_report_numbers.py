@@ -263,6 +263,36 @@ def test_connectivity_after_training_reads_the_final_masks(tmp_path) -> None:
     assert list(text["Dead units after training"]) == ["3.0 of 16", "3.0 of 16"]
 
 
+def test_connectivity_after_training_needs_every_seed_and_the_section_says_what_a_dash_means() -> None:
+    """A configuration whose seeds did not all record a final mask (cells of an older sb3-tar beside new ones) shows
+    "–" after training rather than a mean over some seeds beside a seed count naming them all; the section says why."""
+    from sb3_tar.experiments.report import _layer_sections
+    from sb3_tar.experiments.tables import connectivity_table, format_connectivity
+
+    base = dict(algo="sac", env="E", criterion="magnitude", sparsity=0.9, width=256, units=12.0, dead_after=1.0,
+                cell_dir="/nonexistent", units_final=12.0)  # fmt: skip
+    nan = float("nan")
+    rows = [
+        dict(base, method="tar", rr=0.01, label="tar", seed=0, dead_before=3.0, dead_final=1.0),
+        dict(base, method="tar", rr=0.01, label="tar", seed=1, dead_before=5.0, dead_final=nan, units_final=nan),
+        dict(base, method="static", rr=nan, label="static", seed=0, dead_before=4.0, dead_final=2.0),
+        dict(base, method="static", rr=nan, label="static", seed=1, dead_before=6.0, dead_final=4.0),
+    ]
+    runs = pd.DataFrame(rows)
+    table = connectivity_table(runs)
+    text = format_connectivity(table)
+    assert list(text["Configuration"]) == ["tar", "static"]
+    assert list(text["Seeds"]) == [2, 2]
+    assert list(text["Dead units before revival"]) == ["4.0 of 12", "5.0 of 12"]  # (3 + 5) / 2, (4 + 6) / 2
+    assert list(text["Dead units after training"]) == ["–", "3.0 of 12"]  # TAR: seed 1 recorded none; (2 + 4) / 2
+    intro = _layer_sections(runs, table)[2]
+    assert "*After training* counts the final mask each cell recorded" in intro
+    assert '"–" marks configurations with cells run by an sb3-tar version that did not record it yet.' in intro
+    complete = runs[runs["method"] == "static"]
+    intro = _layer_sections(complete, connectivity_table(complete))[2]
+    assert "recorded (for SET, RigL and GMP, the mask their schedule left)." in intro and "–" not in intro
+
+
 def test_digest_shows_the_budget_table_of_global_magnitude_before_other_criteria(tmp_path) -> None:
     """ERK sorts before magnitude, but the README's one per-layer table is the paper's default criterion's; SAC
     and TD3 cells of one configuration get a table each, named by their algorithm."""

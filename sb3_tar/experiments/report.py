@@ -234,8 +234,19 @@ def _layer_sections(runs, connectivity, first_only: bool = False, heading: str =
         "seed), in reserve mode, the mask pruned to sparsity + rr that leaves room for the revived weights. "
         "A hidden unit removed whole (no input and no output, as SynFlow removes them: a narrower network, still "
         "connected) counts in two layers, like one left half-connected; `benchmarks/unit_connectivity.py` tells "
-        "them apart.\n"
+        "them apart."
     )
+    if "dead_final" in connectivity and connectivity["dead_final"].notna().any():
+        lines[-1] += (
+            " *After training* counts the final mask each cell recorded (for SET, RigL and GMP, the mask their "
+            "schedule left)"
+            + (
+                '; "–" marks configurations with cells run by an sb3-tar version that did not record it yet.'
+                if connectivity["dead_final"].isna().any()
+                else "."
+            )
+        )
+    lines[-1] += "\n"
     lines.append(tables.to_markdown(tables.format_connectivity(connectivity)))
     tar = runs[(runs["method"] == "tar") & runs["dead_before"].notna()]
     if first_only:  # global magnitude first (stable: the order within each part is kept)

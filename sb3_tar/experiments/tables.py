@@ -385,12 +385,21 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _all_seeds_mean(group: pd.DataFrame, column: str) -> float:
+    """:return: The mean of ``column`` over the group's runs, NaN unless every run recorded it (a mean over some seeds
+    would sit beside a seed count that names them all)."""
+    if column not in group or group[column].isna().any():
+        return float("nan")
+    return float(group[column].mean())
+
+
 def connectivity_table(runs: pd.DataFrame) -> pd.DataFrame:
     """
     Whether each sparse configuration's mask was connected: dead units (outputs with no incoming and inputs with no
     outgoing connection, summed over every layer of the actor and the Q-networks) before and after revival, as the
     pruning reports in the cells' ``summary.json`` give them, and after training, from the final masks the cells
-    recorded (for SET, RigL and GMP the mask their schedule left), averaged over seeds. A baseline with many dead
+    recorded (for SET, RigL and GMP the mask their schedule left), averaged over seeds (NaN unless every seed recorded
+    it). A baseline with many dead
     units is a broken network, so a gain over it says little.
 
     :param runs: Per-run results (with ``dead_before`` / ``dead_after`` and, when known, ``units``, ``dead_final``
@@ -414,8 +423,8 @@ def connectivity_table(runs: pd.DataFrame) -> pd.DataFrame:
             dead_before=float(group["dead_before"].mean()),
             dead_after=float(group["dead_after"].mean()),
             units=float(group["units"].mean()) if "units" in group else float("nan"),
-            dead_final=float(group["dead_final"].mean()) if "dead_final" in group else float("nan"),
-            units_final=float(group["units_final"].mean()) if "units_final" in group else float("nan"),
+            dead_final=_all_seeds_mean(group, "dead_final"),
+            units_final=_all_seeds_mean(group, "units_final"),
         )
         rows.append(row)
     return pd.DataFrame(rows)
@@ -426,8 +435,7 @@ def format_connectivity(table: pd.DataFrame) -> pd.DataFrame:
     :param table: Output of :func:`connectivity_table`.
     :return: The table as text: algorithm, env, configuration, seeds, and dead units before and after revival
         (one decimal: they are means over seeds) out of the units they are counted among; a column of dead units
-        after training where any configuration recorded its final mask ("–" where one did not, or where a method
-        has no revival stage).
+        after training where any configuration recorded its final mask ("–" where some of its cells did not).
     """
     if table.empty:
         return table
