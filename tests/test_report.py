@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -190,6 +191,20 @@ def test_rr_and_width_tables_match_the_raw_evaluation_files(results_dir, report)
         assert row["vs_original_pct"] == pytest.approx(100 * (np.mean(tar) - np.mean(original)) / abs(np.mean(original)))
         pairs = [(t > o) + 0.5 * (t == o) for t in tar for o in original]
         assert row["probability"] == pytest.approx(sum(pairs) / 9)
+    pairs = pd.read_csv(report.csv["rr_pairs"])  # per env, criterion and width: rr 0.01 > rr 0.005, each rr > dense
+    assert len(pairs) == 2 * 2 * 2 * 3
+    for _, row in pairs.iterrows():
+        config = {"env": row["env"], "width": int(row["width"])}
+        match = re.fullmatch(r"TAR rr ([\d.]+) > (?:TAR rr ([\d.]+)|dense)", row["comparison"])
+        tar = {"method": "tar", "criterion": row["criterion"], "sparsity": 0.9, **config}
+        x = _raw_finals(results_dir, rr=float(match[1]), **tar)
+        if match[2] is None:
+            y = _raw_finals(results_dir, method="dense", **config)
+        else:
+            assert (match[1], match[2]) == ("0.01", "0.005")
+            y = _raw_finals(results_dir, rr=float(match[2]), **tar)
+        assert (row["n_x"], row["n_y"]) == (3, 3)
+        assert row["probability"] == pytest.approx(sum((a > b) + 0.5 * (a == b) for a in x for b in y) / 9)
     gains = pd.read_csv(report.csv["width_gain"])
     assert len(gains) == 2 * 2 * 2  # env x criterion x TAR's rr
     for _, row in gains.iterrows():
@@ -215,6 +230,7 @@ def test_rr_and_width_tables_match_the_raw_evaluation_files(results_dir, report)
     assert (
         "## Final return against the recovery ratio rr" in text and "## Does TAR's gain over Original grow with width?" in text
     )
+    assert "## TAR's recovery ratios against each other and against dense" in text
 
 
 def test_missing_axes_skip_their_plots_with_a_message(results_dir, tmp_path, capsys):

@@ -13,12 +13,14 @@ import pytest
 from sb3_tar.experiments.scale_tables import (
     dense_cost_ratio,
     format_gain_difference,
+    format_rr_pairs_table,
     format_rr_table,
     format_width_table,
     gain_difference,
     gain_difference_table,
     has_rr_axis,
     has_width_axis,
+    rr_pairs_table,
     rr_table,
     width_table,
 )
@@ -234,3 +236,30 @@ def test_the_plots_and_the_tables_share_one_rr_and_width_grouping(tmp_path) -> N
         "width_scaling_sac_sp0.9.png",
     ]
     assert [p.name for p, _ in plots.scale_files(runs, tmp_path)] == ["rr_by_sparsity_sac_HalfCheetah-v4_magnitude_w256.png"]
+
+
+def test_rr_pairs_table_against_hand_computation():
+    """TAR's rr values against each other and against dense of the same width, counted pair by pair by hand."""
+    dense = [_run("dense", None, None, None, 256, seed, 300.0) for seed in range(2)]
+    dense.append(_run("dense", None, None, None, 1024, 0, -1000.0))  # another width: never compared
+    runs = pd.DataFrame(_rr_runs().to_dict("records") + dense)
+    table = rr_pairs_table(runs, reps=200, seed=0)
+    got = {(row["sparsity"], row["comparison"]): row for _, row in table.iterrows()}
+    assert list(got) == [
+        (0.8, "TAR rr 0.02 > TAR rr 0.01"),
+        (0.8, "TAR rr 0.01 > dense"),
+        (0.8, "TAR rr 0.02 > dense"),
+        (0.9, "TAR rr 0.01 > dense"),
+    ]
+    # rr 0.02 (50, 400, 400) over rr 0.01 (150, 250, 350): 50 beats none, each 400 beats three: 6 of 9
+    assert got[(0.8, "TAR rr 0.02 > TAR rr 0.01")]["probability"] == pytest.approx(6 / 9)
+    # rr 0.01 over dense (300, 300): only 350 beats both: 2 of 6; rr 0.02: the two 400s: 4 of 6
+    assert got[(0.8, "TAR rr 0.01 > dense")]["probability"] == pytest.approx(2 / 6)
+    assert got[(0.8, "TAR rr 0.02 > dense")]["probability"] == pytest.approx(4 / 6)
+    assert got[(0.9, "TAR rr 0.01 > dense")]["probability"] == 0.0  # -50 and -150 beat no 300
+    assert [(r["n_x"], r["n_y"]) for r in got.values()] == [(3, 3), (3, 2), (3, 2), (2, 2)]
+    assert all(r["ci_low"] <= r["probability"] <= r["ci_high"] for r in got.values())
+    text = format_rr_pairs_table(table)
+    assert list(text["Runs (X, Y)"]) == ["3, 3", "3, 2", "3, 2", "2, 2"]
+    assert text["P(X > Y) [95% CI]"].iloc[0].startswith("0.67 [") and list(text["Sparsity"]) == ["0.8"] * 3 + ["0.9"]
+    assert rr_pairs_table(runs[runs["method"] != "tar"]).empty

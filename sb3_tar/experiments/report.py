@@ -278,6 +278,7 @@ def _scale_frames(runs, reps: int, seed: int, improvement: pd.DataFrame) -> dict
     frames: dict[str, pd.DataFrame] = {}
     if scale_tables.has_rr_axis(runs):
         frames["rr"] = scale_tables.rr_table(runs, reps=reps, seed=seed, improvement=improvement)
+        frames["rr_pairs"] = scale_tables.rr_pairs_table(runs, reps=reps, seed=seed)
     if scale_tables.has_width_axis(runs):
         frames["width"] = scale_tables.width_table(runs, reps=reps, seed=seed, improvement=improvement)
         frames["width_gain"] = scale_tables.gain_difference_table(runs, reps=reps, seed=seed)
@@ -301,6 +302,17 @@ def _scale_sections(scale: dict[str, pd.DataFrame], heading: str) -> list[str]:
                 "P(TAR > Original) takes only a few values and its interval is no guide.\n"
             )
         lines.append(tables.to_markdown(scale_tables.format_rr_table(scale["rr"])))
+    if "rr_pairs" in scale and len(scale["rr_pairs"]):
+        lines += [f"{heading} TAR's recovery ratios against each other and against dense", ""]
+        lines.append(
+            "At each sparsity: P(X > Y) that a TAR run at the larger rr ends above one at the smaller (does more "
+            "revival help?), and that a TAR run ends above a dense run of the same width (does revival close the gap?), "
+            "with 95% stratified-bootstrap intervals; an interval that includes 0.5 cannot tell the two apart.\n"
+        )
+        pairs = scale["rr_pairs"]
+        if min(pairs["n_x"].min(), pairs["n_y"].min()) < MIN_IMPROVEMENT_RUNS:
+            lines.append(f"**Rows with fewer than {MIN_IMPROVEMENT_RUNS} runs on a side are not a result yet.**\n")
+        lines.append(tables.to_markdown(scale_tables.format_rr_pairs_table(scale["rr_pairs"])))
     if "width" in scale and len(scale["width"]):
         lines += [f"{heading} Width: Original, TAR, RigL and dense at each width (mean ± s.e.)", ""]
         lines.append(

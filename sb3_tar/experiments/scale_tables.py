@@ -11,13 +11,22 @@ TAR at each width) resampled with replacement independently.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sb3_tar.experiments.tables import _mean_se, improvement_table, pct_change, pct_text, standard_error
+from sb3_tar.experiments.tables import (
+    _mean_se,
+    import_rliable,
+    improvement_row,
+    improvement_table,
+    pct_change,
+    pct_text,
+    standard_error,
+)
 
 #: Methods whose runs form the rr axis (rr = 0 is Original, the static baseline).
 _RR_METHODS = ("static", "tar")
@@ -166,6 +175,70 @@ def format_rr_table(table: pd.DataFrame) -> pd.DataFrame:
             ],
             "Dead units before revival": table["dead_before"].map(_one),
             "Dead units after revival": table["dead_after"].map(_one),
+        }
+    )
+
+
+def rr_pairs_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """
+    TAR's recovery ratios against each other and against dense, in every configuration of the rr figure
+    (:func:`rr_groups`), per sparsity: ``P(TAR at rr b > TAR at rr a)`` for every pair ``a < b`` of the rr values TAR
+    ran (does more revival help?), then ``P(TAR at rr > dense)`` for each rr, dense of the same algo, env and width
+    (does TAR close the gap to the dense network?), each with its 95% stratified-bootstrap interval
+    (:func:`~sb3_tar.experiments.tables.improvement_row`).
+
+    :param runs: Per-run results.
+    :param reps: Bootstrap replications.
+    :param seed: Seed of each bootstrap.
+    :return: Columns algo, env, criterion, width, sparsity, comparison (``"TAR rr 0.02 > TAR rr 0.005"``,
+        ``"TAR rr 0.01 > dense"``), n_x, n_y, probability, ci_low, ci_high; empty without a configuration of the rr
+        figure.
+    """
+    rows: list[dict[str, Any]] = []
+    groups = rr_groups(runs)
+    if not groups:
+        return pd.DataFrame(rows)
+    library, metrics = import_rliable()
+    for _, group in groups:
+        first = group.iloc[0]
+        base = {key: first[key] for key in ("algo", "env", "criterion", "width")}
+        dense = runs[
+            (runs["method"] == "dense")
+            & (runs["algo"] == base["algo"])
+            & (runs["env"] == base["env"])
+            & (runs["width"] == base["width"])
+        ]
+        tar = group[group["method"] == "tar"]
+        for sparsity, at in tar.groupby("sparsity", sort=True):
+            by_rr = {float(rr): runs_at for rr, runs_at in at.groupby("rr", sort=True)}
+            comparisons = [
+                (f"TAR rr {high:g} > TAR rr {low:g}", by_rr[high], by_rr[low])
+                for low, high in itertools.combinations(sorted(by_rr), 2)
+            ]
+            if len(dense):
+                comparisons += [(f"TAR rr {rr:g} > dense", by_rr[rr], dense) for rr in sorted(by_rr)]
+            for name, x, y in comparisons:
+                row = improvement_row(library, metrics, name, x, y, reps, seed)
+                rows.append({**base, "sparsity": float(sparsity), **row})
+    return pd.DataFrame(rows)
+
+
+def format_rr_pairs_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:return: :func:`rr_pairs_table` as text, ``P(X > Y)`` with its interval to two decimals."""
+    if table.empty:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        {
+            "Algo": table["algo"].str.upper(),
+            "Env": table["env"],
+            "Criterion": table["criterion"],
+            "Width": table["width"].astype(int),
+            "Sparsity": table["sparsity"].map(lambda v: f"{v:g}"),
+            "Comparison": table["comparison"],
+            "Runs (X, Y)": [f"{x}, {y}" for x, y in zip(table["n_x"], table["n_y"])],
+            "P(X > Y) [95% CI]": [
+                _interval(p, lo, hi) for p, lo, hi in zip(table["probability"], table["ci_low"], table["ci_high"])
+            ],
         }
     )
 

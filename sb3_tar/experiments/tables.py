@@ -523,7 +523,7 @@ def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd
         )
         for name, other in others:
             if not other.empty:
-                rows.append({**base, **_improvement(library, metrics, name, group, other, reps, seed)})
+                rows.append({**base, **improvement_row(library, metrics, name, group, other, reps, seed)})
     dense_keys = ["algo", "env", "width"]
     for key, group in runs[runs["method"] == "rigl"].groupby([*keys, "rr"], sort=False, dropna=False):
         base = dict(zip([*keys, "rr"], key))
@@ -531,7 +531,7 @@ def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd
             (runs["method"] == "dense") & (runs[dense_keys] == pd.Series({k: base[k] for k in dense_keys})).all(axis=1)
         ]
         if not dense.empty:
-            rows.append({**base, **_improvement(library, metrics, "RigL > dense", group, dense, reps, seed)})
+            rows.append({**base, **improvement_row(library, metrics, "RigL > dense", group, dense, reps, seed)})
     return pd.DataFrame(rows)
 
 
@@ -553,11 +553,23 @@ def probability_of_improvement(scores_x: np.ndarray, scores_y: np.ndarray) -> fl
     return float(np.mean((greater + 0.5 * ties) / (x.shape[0] * y.shape[0])))
 
 
-def _improvement(
+def improvement_row(
     library: Any, metrics: Any, name: str, x: pd.DataFrame, y: pd.DataFrame, reps: int, seed: int
 ) -> dict[str, Any]:
-    """P(X > Y) of the runs ``x`` over the runs ``y`` with its 95% interval, NumPy's global generator seeded with
-    ``seed`` for the bootstrap and restored afterwards."""
+    """
+    P(X > Y) of the runs ``x`` over the runs ``y`` (:func:`probability_of_improvement`) with its 95%
+    stratified-bootstrap interval, NumPy's global generator seeded with ``seed`` for the bootstrap and restored
+    afterwards.
+
+    :param library: rliable's ``library`` module (:func:`import_rliable`).
+    :param metrics: rliable's ``metrics`` module.
+    :param name: The comparison's name, e.g. ``"TAR > Original"``.
+    :param x: The runs of X (column ``final_return``).
+    :param y: The runs of Y.
+    :param reps: Bootstrap replications.
+    :param seed: Seed of the bootstrap.
+    :return: ``comparison``, ``n_x``, ``n_y``, ``probability``, ``ci_low``, ``ci_high``.
+    """
     pair = (x["final_return"].to_numpy()[:, None], y["final_return"].to_numpy()[:, None])
     state = np.random.get_state()
     try:
