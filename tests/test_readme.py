@@ -128,6 +128,8 @@ def test_readme_scale_block_is_the_report_of_the_committed_cells(tmp_path) -> No
     section = text[text.index("## Width and revival ratio") : text.index("<!-- sb3-tar report scale: begin")]
     assert "--presets cpu60k-rr cpu60k-width --last-fraction 0.25" in section
     assert "-o benchmarks/results/cpu60k/report-scale --readme README.md --block scale" in section
+    missing = _quoted_numbers_not_in(committed, "## Width and revival ratio", "scale", allowed=frozenset({"0.25"}))
+    assert not missing, missing  # the prose reads every number from the block (0.25: the command's setting)
 
 
 #: The README's demonstration blocks (issue 30): preset, block name and the heading of the prose that reads it.
