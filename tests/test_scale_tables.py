@@ -263,3 +263,18 @@ def test_rr_pairs_table_against_hand_computation():
     assert list(text["Runs (X, Y)"]) == ["3, 3", "3, 2", "3, 2", "2, 2"]
     assert text["P(X > Y) [95% CI]"].iloc[0].startswith("0.67 [") and list(text["Sparsity"]) == ["0.8"] * 3 + ["0.9"]
     assert rr_pairs_table(runs[runs["method"] != "tar"]).empty
+
+
+def test_dense_reference_of_the_rr_plot_is_dense_of_the_same_width():
+    """The rr plot's dashed line: dense runs of the plot's algo, env and width only (mean, s.e., count by hand)."""
+    from sb3_tar.experiments.plots import dense_reference
+
+    rows = _rr_runs().to_dict("records")
+    rows += [_run("dense", None, None, None, 256, seed, value) for seed, value in enumerate((300.0, 340.0))]
+    rows.append(_run("dense", None, None, None, 1024, 0, -1000.0))
+    runs = pd.DataFrame(rows)
+    mean, se, n = dense_reference(runs, "sac", "HalfCheetah-v4", 256)
+    assert (mean, n) == (320.0, 2) and se == pytest.approx(math.sqrt(800.0) / math.sqrt(2))  # std of (300, 340)
+    assert dense_reference(runs, "sac", "HalfCheetah-v4", 1024) == (-1000.0, pytest.approx(math.nan, nan_ok=True), 1)
+    assert dense_reference(runs, "sac", "Hopper-v4", 256) is None
+    assert dense_reference(runs, "td3", "HalfCheetah-v4", 256) is None

@@ -273,10 +273,29 @@ def _rr_plots(runs: pd.DataFrame) -> list[tuple[tuple[str, str, str, int, str], 
     return [((*key[:4], key[4] if len(key) > 4 else ""), group) for key, group in rr_groups(runs)]
 
 
+def dense_reference(runs: pd.DataFrame, algo: str, env: str, width: int) -> tuple[float, float, int] | None:
+    """
+    :param runs: Per-run results.
+    :param algo: The algorithm.
+    :param env: The environment.
+    :param width: The hidden width.
+    :return: Mean, standard error and count of the final returns of dense runs of that algo, env and width (the
+        dashed reference of :func:`rr_by_sparsity`), or ``None`` without one.
+    """
+    dense = runs.loc[
+        (runs["method"] == "dense") & (runs["algo"] == algo) & (runs["env"] == env) & (runs["width"] == width),
+        "final_return",
+    ]
+    if dense.empty:
+        return None
+    return float(dense.mean()), standard_error(dense), len(dense)
+
+
 def rr_by_sparsity(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], list[str]]:
     """
     The paper's rr figure: final return against the recovery ratio rr (rr = 0 is Original), a line per sparsity,
-    one PNG per configuration of :func:`~sb3_tar.experiments.scale_tables.rr_groups` (the groups the rr table reports).
+    one PNG per configuration of :func:`~sb3_tar.experiments.scale_tables.rr_groups` (the groups the rr table reports),
+    with dense of the same algo, env and width as a dashed line and its ± s.e. band where the runs hold it.
 
     :param runs: Per-run results.
     :param out_dir: Output folder.
@@ -300,6 +319,12 @@ def rr_by_sparsity(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path],
                 capsize=3,
                 label=f"sparsity {sparsity:g}",
             )
+        dense = dense_reference(runs, algo, env, width)
+        if dense is not None:
+            mean, se, n = dense
+            ax.axhline(mean, color="black", linestyle="--", linewidth=1, label=f"dense (n={n})")
+            if np.isfinite(se):
+                ax.axhspan(mean - se, mean + se, color="black", alpha=0.08, linewidth=0)
         title = f"{env}, {criterion}, width {width}" + (f" [{options}]" if options else "")
         _style_axis(ax, title, "recovery ratio rr (0 = Original)", "final return")
         path = rr_by_sparsity_file(out_dir, algo, env, criterion, width, options)
