@@ -355,3 +355,13 @@ def test_static_stage_check_reads_the_reports_of_each_seed(tmp_path) -> None:
         "(their static stages differ)",
         "sac E magnitude 0.9 256 seed 1 rr 0.01: actor mu keeps 23 before revival, more than Original's 22",
     ]
+
+
+@pytest.mark.parametrize("counts, warned", [([5, 4, 7], True), ([5, 5], False), ([1], True), ([], False)])
+def test_scale_tables_warn_below_five_runs_on_a_side(counts, warned) -> None:
+    """The rr sections warn when a row has fewer than 5 runs on a side, naming the probability they show."""
+    from sb3_tar.experiments.report import _few_runs_caveat
+
+    lines = _few_runs_caveat(pd.Series(counts, dtype=int), "P(X > Y)")
+    expected = "**Rows with fewer than 5 runs on a side are not a result yet**: their P(X > Y) takes only a few values"
+    assert lines == ([f"{expected} and its interval is no guide.\n"] if warned else [])

@@ -285,6 +285,17 @@ def _scale_frames(runs, reps: int, seed: int, improvement: pd.DataFrame) -> dict
     return frames
 
 
+def _few_runs_caveat(runs_per_side: pd.Series, probability: str) -> list[str]:
+    """:return: The warning line of a table whose rows have fewer than :data:`MIN_IMPROVEMENT_RUNS` runs on a side
+    (``runs_per_side``: the run counts of its rows), naming its ``probability`` column; no line otherwise."""
+    if not len(runs_per_side) or runs_per_side.min() >= MIN_IMPROVEMENT_RUNS:
+        return []
+    return [
+        f"**Rows with fewer than {MIN_IMPROVEMENT_RUNS} runs on a side are not a result yet**: their {probability} "
+        "takes only a few values and its interval is no guide.\n"
+    ]
+
+
 def _scale_sections(scale: dict[str, pd.DataFrame], heading: str) -> list[str]:
     """Markdown lines of the rr and width tables (empty without them)."""
     lines: list[str] = []
@@ -296,11 +307,7 @@ def _scale_sections(scale: dict[str, pd.DataFrame], heading: str) -> list[str]:
             "and after revival.\n"
         )
         tar = scale["rr"][scale["rr"]["method"] == "tar"]
-        if len(tar) and (tar["n"].min() < MIN_IMPROVEMENT_RUNS):
-            lines.append(
-                f"**Rows with fewer than {MIN_IMPROVEMENT_RUNS} runs on a side are not a result yet**: their "
-                "P(TAR > Original) takes only a few values and its interval is no guide.\n"
-            )
+        lines += _few_runs_caveat(tar["n"], "P(TAR > Original)")
         lines.append(tables.to_markdown(scale_tables.format_rr_table(scale["rr"])))
     if "rr_pairs" in scale and len(scale["rr_pairs"]):
         lines += [f"{heading} TAR's recovery ratios against each other and against dense", ""]
@@ -309,9 +316,7 @@ def _scale_sections(scale: dict[str, pd.DataFrame], heading: str) -> list[str]:
             "revival help?), and that a TAR run ends above a dense run of the same width (does revival close the gap?), "
             "with 95% stratified-bootstrap intervals; an interval that includes 0.5 cannot tell the two apart.\n"
         )
-        pairs = scale["rr_pairs"]
-        if min(pairs["n_x"].min(), pairs["n_y"].min()) < MIN_IMPROVEMENT_RUNS:
-            lines.append(f"**Rows with fewer than {MIN_IMPROVEMENT_RUNS} runs on a side are not a result yet.**\n")
+        lines += _few_runs_caveat(pd.concat([scale["rr_pairs"]["n_x"], scale["rr_pairs"]["n_y"]]), "P(X > Y)")
         lines.append(tables.to_markdown(scale_tables.format_rr_pairs_table(scale["rr_pairs"])))
     if "width" in scale and len(scale["width"]):
         lines += [f"{heading} Width: Original, TAR, RigL and dense at each width (mean ± s.e.)", ""]

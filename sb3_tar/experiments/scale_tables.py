@@ -155,17 +155,24 @@ def _one(value: float) -> str:
     return "–" if not np.isfinite(value) else f"{value:.1f}"
 
 
+def _configuration_columns(table: pd.DataFrame) -> dict[str, pd.Series]:
+    """:return: The text columns Algo, Env, Criterion, Width and Sparsity of an rr table's rows."""
+    return {
+        "Algo": table["algo"].str.upper(),
+        "Env": table["env"],
+        "Criterion": table["criterion"],
+        "Width": table["width"].astype(int),
+        "Sparsity": table["sparsity"].map(lambda v: f"{v:g}"),
+    }
+
+
 def format_rr_table(table: pd.DataFrame) -> pd.DataFrame:
     """:return: :func:`rr_table` as text, one row per (sparsity, rr)."""
     if table.empty:
         return pd.DataFrame()
     return pd.DataFrame(
         {
-            "Algo": table["algo"].str.upper(),
-            "Env": table["env"],
-            "Criterion": table["criterion"],
-            "Width": table["width"].astype(int),
-            "Sparsity": table["sparsity"].map(lambda v: f"{v:g}"),
+            **_configuration_columns(table),
             "rr": table["rr"].map(lambda v: f"{v:g}"),
             "Method": table["method"].map({"static": "Original", "tar": "TAR"}),
             "Final return": [_mean_se(m, s, n) for m, s, n in zip(table["mean"], table["se"], table["n"])],
@@ -229,11 +236,7 @@ def format_rr_pairs_table(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     return pd.DataFrame(
         {
-            "Algo": table["algo"].str.upper(),
-            "Env": table["env"],
-            "Criterion": table["criterion"],
-            "Width": table["width"].astype(int),
-            "Sparsity": table["sparsity"].map(lambda v: f"{v:g}"),
+            **_configuration_columns(table),
             "Comparison": table["comparison"],
             "Runs (X, Y)": [f"{x}, {y}" for x, y in zip(table["n_x"], table["n_y"])],
             "P(X > Y) [95% CI]": [
