@@ -14,7 +14,7 @@ import pandas as pd
 
 from sb3_tar.experiments import role_cells
 from sb3_tar.experiments.scale_tables import rr_groups, width_groups, with_options
-from sb3_tar.experiments.tables import METHOD_NAMES, standard_error
+from sb3_tar.experiments.tables import METHOD_NAMES, dense_runs, standard_error
 
 _COLORS = {
     "dense": "black",
@@ -282,10 +282,7 @@ def dense_reference(runs: pd.DataFrame, algo: str, env: str, width: int) -> tupl
     :return: Mean, standard error and count of the final returns of dense runs of that algo, env and width (the
         dashed reference of :func:`rr_by_sparsity`), or ``None`` without one.
     """
-    dense = runs.loc[
-        (runs["method"] == "dense") & (runs["algo"] == algo) & (runs["env"] == env) & (runs["width"] == width),
-        "final_return",
-    ]
+    dense = dense_runs(runs, algo, env, width)["final_return"]
     if dense.empty:
         return None
     return float(dense.mean()), standard_error(dense), len(dense)

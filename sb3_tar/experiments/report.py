@@ -296,45 +296,55 @@ def _few_runs_caveat(runs_per_side: pd.Series, probability: str) -> list[str]:
     ]
 
 
+def _section(heading: str, title: str, intro: str, table: pd.DataFrame, caveat: Sequence[str] = ()) -> list[str]:
+    """:return: Markdown lines of one table section: its heading, what it shows, a caveat if any, the table."""
+    return [f"{heading} {title}", "", f"{intro}\n", *caveat, tables.to_markdown(table)]
+
+
 def _scale_sections(scale: dict[str, pd.DataFrame], heading: str) -> list[str]:
     """Markdown lines of the rr and width tables (empty without them)."""
     lines: list[str] = []
     if "rr" in scale and len(scale["rr"]):
-        lines += [f"{heading} Final return against the recovery ratio rr (rr = 0: Original; mean ± s.e.)", ""]
-        lines.append(
+        tar = scale["rr"][scale["rr"]["method"] == "tar"]
+        lines += _section(
+            heading,
+            "Final return against the recovery ratio rr (rr = 0: Original; mean ± s.e.)",
             "TAR at each rr against Original of the same criterion, sparsity and width: percent change of the means, "
             "P(TAR > Original) with its 95% stratified-bootstrap interval, and dead units (means over seeds) before "
-            "and after revival.\n"
+            "and after revival.",
+            scale_tables.format_rr_table(scale["rr"]),
+            _few_runs_caveat(tar["n"], "P(TAR > Original)"),
         )
-        tar = scale["rr"][scale["rr"]["method"] == "tar"]
-        lines += _few_runs_caveat(tar["n"], "P(TAR > Original)")
-        lines.append(tables.to_markdown(scale_tables.format_rr_table(scale["rr"])))
     if "rr_pairs" in scale and len(scale["rr_pairs"]):
-        lines += [f"{heading} TAR's recovery ratios against each other and against dense", ""]
-        lines.append(
+        pairs = scale["rr_pairs"]
+        lines += _section(
+            heading,
+            "TAR's recovery ratios against each other and against dense",
             "At each sparsity: P(X > Y) that a TAR run at the larger rr ends above one at the smaller (does more "
             "revival help?), and that a TAR run ends above a dense run of the same width (does revival close the gap?), "
-            "with 95% stratified-bootstrap intervals; an interval that includes 0.5 cannot tell the two apart.\n"
+            "with 95% stratified-bootstrap intervals; an interval that includes 0.5 cannot tell the two apart.",
+            scale_tables.format_rr_pairs_table(pairs),
+            _few_runs_caveat(pd.concat([pairs["n_x"], pairs["n_y"]]), "P(X > Y)"),
         )
-        lines += _few_runs_caveat(pd.concat([scale["rr_pairs"]["n_x"], scale["rr_pairs"]["n_y"]]), "P(X > Y)")
-        lines.append(tables.to_markdown(scale_tables.format_rr_pairs_table(scale["rr_pairs"])))
     if "width" in scale and len(scale["width"]):
-        lines += [f"{heading} Width: Original, TAR, RigL and dense at each width (mean ± s.e.)", ""]
-        lines.append(
+        lines += _section(
+            heading,
+            "Width: Original, TAR, RigL and dense at each width (mean ± s.e.)",
             "RigL and dense of the same sparsity and width, whatever their starting criterion. FLOPs: training FLOPs "
             "per sample relative to the dense network of the narrowest width (a wide sparse network against a narrow "
-            "dense one).\n"
+            "dense one).",
+            scale_tables.format_width_table(scale["width"]),
         )
-        lines.append(tables.to_markdown(scale_tables.format_width_table(scale["width"])))
     if "width_gain" in scale and len(scale["width_gain"]):
-        lines += [f"{heading} Does TAR's gain over Original grow with width?", ""]
-        lines.append(
+        lines += _section(
+            heading,
+            "Does TAR's gain over Original grow with width?",
             "Gain: 100·(TAR − Original)/|Original| of the mean final returns at one width. Wide − narrow: the "
             "difference of the two gains in percentage points, with a 95% percentile-bootstrap interval (each of the "
             "four groups of runs resampled with replacement); the share of bootstrap replications in which it is "
-            "positive.\n"
+            "positive.",
+            scale_tables.format_gain_difference(scale["width_gain"]),
         )
-        lines.append(tables.to_markdown(scale_tables.format_gain_difference(scale["width_gain"])))
     return lines
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from sb3_tar.experiments.tables import (
     _mean_se,
+    dense_runs,
     import_rliable,
     improvement_row,
     improvement_table,
@@ -209,12 +210,7 @@ def rr_pairs_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.Da
     for _, group in groups:
         first = group.iloc[0]
         base = {key: first[key] for key in ("algo", "env", "criterion", "width")}
-        dense = runs[
-            (runs["method"] == "dense")
-            & (runs["algo"] == base["algo"])
-            & (runs["env"] == base["env"])
-            & (runs["width"] == base["width"])
-        ]
+        dense = dense_runs(runs, base["algo"], base["env"], base["width"])
         tar = group[group["method"] == "tar"]
         for sparsity, at in tar.groupby("sparsity", sort=True):
             by_rr = {float(rr): runs_at for rr, runs_at in at.groupby("rr", sort=True)}

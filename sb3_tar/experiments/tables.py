@@ -125,6 +125,17 @@ def cell_wall_seconds(runs: pd.DataFrame) -> float:
     return float(values.median()) if len(values) else float("nan")
 
 
+def dense_runs(runs: pd.DataFrame, algo: str, env: str, width: int) -> pd.DataFrame:
+    """
+    :param runs: Per-run results.
+    :param algo: The algorithm.
+    :param env: The environment.
+    :param width: The hidden width.
+    :return: The dense runs of that algo, env and width: the reference of the sparse runs beside them.
+    """
+    return runs[(runs["method"] == "dense") & (runs["algo"] == algo) & (runs["env"] == env) & (runs["width"] == width)]
+
+
 def _select(summary: pd.DataFrame, **conditions: Any) -> pd.DataFrame:
     mask = pd.Series(True, index=summary.index)
     for column, value in conditions.items():
@@ -304,7 +315,7 @@ def iqm_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, progress: boo
         groups = [((a, e, float("nan"), w), g) for (a, e, w), g in runs.groupby(["algo", "env", "width"], sort=False)]
     rows = []
     for (algo, env, sparsity, width), group in tqdm(groups, desc="IQM bootstrap", unit="group", disable=not progress):
-        dense = runs[(runs["method"] == "dense") & (runs["algo"] == algo) & (runs["env"] == env) & (runs["width"] == width)]
+        dense = dense_runs(runs, algo, env, width)
         frame = pd.concat([dense, group]) if not sparse.empty else group
         scores = {label: g["final_return"].to_numpy()[:, None] for label, g in frame.groupby("method_label", sort=False)}
         point, interval = _interval_estimates(library, metrics, scores, reps, seed)
