@@ -171,6 +171,10 @@ def test_width_table_and_gain_difference_table():
     text = format_width_table(table)
     assert list(text["TAR vs Original"]) == ["+10.0%", "+30.0%"]
     assert text["RigL"].iloc[0] == "–" and text["Dense"].iloc[1] == "410.0 ± 10.0"
+    # one FLOPs column for the four methods, in the header's order; the width-1024 cells recorded no layer shapes
+    flops = text["Training FLOPs vs dense w256 (Original / TAR / RigL / Dense)"]
+    assert list(flops) == ["0.250x / 0.250x / – / 1.000x", "– / – / – / –"]
+    assert not [c for c in text.columns if c.startswith("FLOPs")]
     gains = gain_difference_table(runs, reps=100, seed=0)
     assert len(gains) == 1
     row = gains.iloc[0]
@@ -179,6 +183,69 @@ def test_width_table_and_gain_difference_table():
     text = format_gain_difference(gains)
     assert text["Wide − narrow (points) [95% CI]"].iloc[0] == "+20.0 [+20.0, +20.0]"
     assert text["Widths"].iloc[0] == "256 → 1024"
+
+
+def test_width_rows_are_the_configurations_that_ran_at_two_widths(tmp_path):
+    """TAR rr 0.02 (width 256 only), sparsity 0.9 (TAR at 256 only, Original at both) and TAR rr 0.005 (1024 only)
+    are the rr table's business: the width tables and the width plot's lines leave them out, and a sparsity with no
+    configuration at two widths gets no plot."""
+    from sb3_tar.experiments import plots
+    from sb3_tar.experiments.scale_tables import width_groups
+
+    extra = [
+        _run("tar", "magnitude", 0.8, 0.02, 256, 0, 500.0),
+        _run("tar", "magnitude", 0.8, 0.005, 1024, 0, 600.0),
+        _run("static", "magnitude", 0.9, 0.0, 256, 0, 50.0),
+        _run("static", "magnitude", 0.9, 0.0, 1024, 0, 60.0),
+        _run("tar", "magnitude", 0.9, 0.01, 256, 0, 70.0),
+    ]
+    runs = pd.concat([_width_runs(), pd.DataFrame(extra)], ignore_index=True)
+    table = width_table(runs, reps=50, seed=0)
+    assert list(zip(table["sparsity"], table["rr"], table["width"])) == [(0.8, 0.01, 256), (0.8, 0.01, 1024)]
+    assert table["original_mean"].tolist() == [100.0, 200.0]  # Original of sparsity 0.8 only
+    gains = gain_difference_table(runs, reps=50, seed=0)
+    assert list(zip(gains["sparsity"], gains["rr"])) == [(0.8, 0.01)]
+    assert [key for key, _ in width_groups(runs)] == [("sac", "HalfCheetah-v4", "magnitude", 0.8)]
+    at = runs[np.isclose(runs["sparsity"].astype(float), 0.8) | (runs["method"] == "dense")]
+    assert [label for label, _ in plots.width_lines(at)] == ["Original", "TAR rr=0.01", "Dense"]
+    at = runs[np.isclose(runs["sparsity"].astype(float), 0.9) | (runs["method"] == "dense")]
+    assert [label for label, _ in plots.width_lines(at)] == ["Dense", "Original"]  # in the order the runs come
+    written, _ = plots.width_scaling(runs, tmp_path)
+    assert [p.name for p in written] == ["width_scaling_sac_sp0.8.png", "width_scaling_sac_sp0.9.png"]
+    one_width = runs[~(np.isclose(runs["sparsity"].astype(float), 0.9) & (runs["width"] == 1024))]
+    (tmp_path / "one").mkdir()
+    written, _ = plots.width_scaling(one_width, tmp_path / "one")
+    assert [p.name for p in written] == ["width_scaling_sac_sp0.8.png"]  # no line of sparsity 0.9 spans two widths
+
+
+def test_width_axis_needs_one_tar_rr_at_two_widths():
+    """TAR at rr 0.005 on width 256 and at rr 0.02 on width 1024 is not TAR at two widths."""
+    rows = [_run("static", "magnitude", 0.8, 0.0, w, 0, 100.0) for w in (256, 1024)]
+    rows += [_run("tar", "magnitude", 0.8, 0.005, 256, 0, 110.0), _run("tar", "magnitude", 0.8, 0.02, 1024, 0, 120.0)]
+    runs = pd.DataFrame(rows)
+    assert not has_width_axis(runs)
+    assert width_table(runs, reps=10).empty and gain_difference_table(runs, reps=10).empty
+    assert has_width_axis(pd.concat([runs, pd.DataFrame([_run("tar", "magnitude", 0.8, 0.02, 256, 0, 1.0)])]))
+
+
+def test_width_sections_warn_below_five_runs_on_a_side():
+    """The report's width and gain sections carry the few-runs warning while a side has under 5 runs, and drop
+    it at 5."""
+    from sb3_tar.experiments.report import _scale_frames, _scale_sections
+    from sb3_tar.experiments.tables import improvement_table
+
+    def sections(runs: pd.DataFrame) -> str:
+        frames = _scale_frames(runs, 50, 0, improvement_table(runs, reps=50, seed=0))
+        return "\n".join(_scale_sections(frames, "####"))
+
+    text = sections(_width_runs())  # two runs on each side
+    width_part = text[text.index("Width: Original, TAR") : text.index("Does TAR's gain")]
+    gain_part = text[text.index("Does TAR's gain") :]
+    assert "not a result yet**: their P(TAR > Original) takes only a few values" in width_part
+    assert "not a result yet**: a bootstrap of so few runs cannot show" in gain_part
+    five = pd.concat([_width_runs().assign(seed=lambda r, k=k: r["seed"] + 2 * k) for k in range(3)])
+    five = five.groupby(["method", "width"], dropna=False, group_keys=False).head(5)
+    assert "not a result yet" not in sections(five)
 
 
 def test_dense_cost_ratio_by_hand():

@@ -31,6 +31,8 @@ _COLORS = {
 }
 _MARKERS = {"magnitude": "o", "erk": "s", "synflow": "^", "random": "v"}
 _DPI = 130
+#: Horizontal offset between neighbouring lines of a width plot, in octaves of width (the x axis is log2).
+_DODGE = 0.04
 
 
 def _pyplot():
@@ -213,10 +215,23 @@ def rr_sensitivity(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path],
     return written, []
 
 
+def width_lines(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """
+    The lines of a width-scaling panel: the configurations of :func:`line_configs` that ran at two or more widths.
+
+    :param runs: The runs of one panel (or of one sparsity).
+    :return: ``(legend label, runs of the line)`` pairs, in the order the runs come.
+    """
+    return [(label, config) for label, config in line_configs(runs) if config["width"].nunique() >= 2]
+
+
 def width_scaling(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], list[str]]:
     """
     Final return against network width, one PNG per (algo, sparsity) with a panel per env and a line per
-    method configuration (dense, Original/TAR/Uniform per criterion and rr, SET, RigL).
+    method configuration (dense, Original/TAR/Uniform per criterion and rr, SET, RigL) that ran at two or more
+    widths (a configuration of one width has no line to draw: the tables show it); a sparsity at which no sparse
+    configuration ran at two widths has no plot. ERK lines are dotted, Uniform's dashed; the lines are drawn a
+    little apart along the width axis so that their error bars do not hide each other.
 
     :param runs: Per-run results.
     :param out_dir: Output folder.
@@ -233,22 +248,27 @@ def width_scaling(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path], 
         for sparsity in sparsities:
             group = by_algo[by_algo["method"] == "dense"]
             if sparsity is not None:
-                group = pd.concat([group, by_algo[np.isclose(by_algo["sparsity"].astype(float), sparsity)]])
+                at = by_algo[np.isclose(by_algo["sparsity"].astype(float), sparsity)]
+                if not width_lines(at):
+                    continue  # no sparse configuration of this sparsity ran at two widths
+                group = pd.concat([group, at])
             envs = list(dict.fromkeys(group["env"]))
             fig, axes = plt.subplots(1, len(envs), figsize=(6.2 * len(envs), 3.4), squeeze=False)
             for ax, env in zip(axes[0], envs):
                 sub = group[group["env"] == env]
-                for label, config in line_configs(sub):
+                lines = width_lines(sub)
+                for i, (label, config) in enumerate(lines):
                     row = config.iloc[0]
                     stats = config.groupby("width")["final_return"].agg(["mean", standard_error]).sort_index()
                     label = label + (f" [{row['criterion']}]" if row["method"] in ("static", "tar", "uniform") else "")
                     marker = _MARKERS.get(row["criterion"], "o")
-                    style = ("--" if row["method"] == "uniform" else "-") + marker
+                    line = "--" if row["method"] == "uniform" else ":" if row["criterion"] == "erk" else "-"
+                    dodge = 2.0 ** (_DODGE * (i - (len(lines) - 1) / 2))  # error bars side by side, not on top
                     ax.errorbar(
-                        stats.index,
+                        stats.index.to_numpy(dtype=float) * dodge,
                         stats["mean"],
                         yerr=stats["standard_error"],
-                        fmt=style,
+                        fmt=line + marker,
                         color=_COLORS.get(row["method"], role_cells.COLOR),
                         capsize=3,
                         label=label,

@@ -285,15 +285,14 @@ def _scale_frames(runs, reps: int, seed: int, improvement: pd.DataFrame) -> dict
     return frames
 
 
-def _few_runs_caveat(runs_per_side: pd.Series, probability: str) -> list[str]:
+def _few_runs_caveat(runs_per_side: pd.Series, probability: str, why: str = "") -> list[str]:
     """:return: The warning line of a table whose rows have fewer than :data:`MIN_IMPROVEMENT_RUNS` runs on a side
-    (``runs_per_side``: the run counts of its rows), naming its ``probability`` column; no line otherwise."""
+    (``runs_per_side``: the run counts of its rows), naming its ``probability`` column (or saying ``why``, where
+    given); no line otherwise."""
     if not len(runs_per_side) or runs_per_side.min() >= MIN_IMPROVEMENT_RUNS:
         return []
-    return [
-        f"**Rows with fewer than {MIN_IMPROVEMENT_RUNS} runs on a side are not a result yet**: their {probability} "
-        "takes only a few values and its interval is no guide.\n"
-    ]
+    why = why or f"their {probability} takes only a few values and its interval is no guide"
+    return [f"**Rows with fewer than {MIN_IMPROVEMENT_RUNS} runs on a side are not a result yet**: {why}.\n"]
 
 
 def _section(heading: str, title: str, intro: str, table: pd.DataFrame, caveat: Sequence[str] = ()) -> list[str]:
@@ -330,10 +329,13 @@ def _scale_sections(scale: dict[str, pd.DataFrame], heading: str) -> list[str]:
         lines += _section(
             heading,
             "Width: Original, TAR, RigL and dense at each width (mean ± s.e.)",
-            "RigL and dense of the same sparsity and width, whatever their starting criterion. FLOPs: training FLOPs "
-            "per sample relative to the dense network of the narrowest width (a wide sparse network against a narrow "
-            "dense one).",
+            "Each TAR configuration that ran at two or more widths, with Original of its criterion at the same "
+            "widths, and RigL and dense of the same sparsity and width, whatever their starting criterion (TAR's "
+            "other rr and sparsities ran at one width: the tables above). Training FLOPs: per sample, relative to the "
+            "dense network of the narrowest width, one column for the methods in the order of the header (a wide "
+            "sparse network against a narrow dense one).",
             scale_tables.format_width_table(scale["width"]),
+            _few_runs_caveat(pd.concat([scale["width"]["original_n"], scale["width"]["tar_n"]]), "P(TAR > Original)"),
         )
     if "width_gain" in scale and len(scale["width_gain"]):
         lines += _section(
@@ -344,6 +346,12 @@ def _scale_sections(scale: dict[str, pd.DataFrame], heading: str) -> list[str]:
             "four groups of runs resampled with replacement); the share of bootstrap replications in which it is "
             "positive.",
             scale_tables.format_gain_difference(scale["width_gain"]),
+            _few_runs_caveat(
+                pd.Series([int(n) for runs in scale["width_gain"]["n"] for n in runs.split("/")]),
+                "",
+                "a bootstrap of so few runs cannot show how far the difference would move with other seeds, and its "
+                "interval is no guide",
+            ),
         )
     return lines
 

@@ -242,11 +242,16 @@ def format_rr_pairs_table(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _shared_widths(original: pd.DataFrame, tar: pd.DataFrame) -> list[int]:
+    """:return: The widths at which both ``original`` and ``tar`` (TAR runs of one rr) ran, sorted."""
+    return sorted(int(w) for w in set(original["width"]) & set(tar["width"]))
+
+
 def width_groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     """
     The configurations of the paper's width figure: Original/TAR runs of one (algo, env, criterion,
-    sparsity[, options]) where Original and TAR both ran at two or more widths. The width tables appear when there is
-    one, and :mod:`sb3_tar.experiments.plots` draws a width plot per (algo, sparsity) of these groups.
+    sparsity[, options]) where Original and TAR at one rr both ran at two or more widths. The width tables appear
+    when there is one, and :mod:`sb3_tar.experiments.plots` draws a width plot per (algo, sparsity) of these groups.
 
     :param runs: Per-run results.
     :return: ``(key, runs)`` pairs, keys sorted.
@@ -254,10 +259,32 @@ def width_groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     sub = runs[runs["method"].isin(_RR_METHODS)]
     out = []
     for key, group in sub.groupby(with_options(sub, ["algo", "env", "criterion", "sparsity"]), sort=True):
-        widths = [set(group.loc[group["method"] == m, "width"]) for m in _RR_METHODS]
-        if len(widths[0] & widths[1]) >= 2:
+        original = group[group["method"] == "static"]
+        tar = group[group["method"] == "tar"]
+        if any(len(_shared_widths(original, at_rr)) >= 2 for _, at_rr in tar.groupby("rr")):
             out.append((key, group))
     return out
+
+
+def _width_configurations(runs: pd.DataFrame):
+    """
+    Yield ``(algo, env, criterion, sparsity, rr), tar, original, widths`` for every TAR configuration of
+    :func:`width_groups`: TAR's runs at one rr, Original's of the same algo, env, criterion and sparsity, and the
+    two or more widths at which both ran (sorted).
+    """
+    tar_runs = runs[runs["method"] == "tar"]
+    for key, tar in tar_runs.groupby(["algo", "env", "criterion", "sparsity", "rr"], sort=True):
+        algo, env, criterion, sparsity, _ = key
+        original = runs[
+            (runs["method"] == "static")
+            & (runs["algo"] == algo)
+            & (runs["env"] == env)
+            & (runs["criterion"] == criterion)
+            & _close(runs["sparsity"], sparsity)
+        ]
+        widths = _shared_widths(original, tar)
+        if len(widths) >= 2:
+            yield key, tar, original, widths
 
 
 def has_width_axis(runs: pd.DataFrame) -> bool:
@@ -304,10 +331,12 @@ def _layer_shapes(cell_dir: str) -> list[tuple[int, int]]:
 
 def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement: pd.DataFrame | None = None) -> pd.DataFrame:
     """
-    Original, TAR, RigL and dense at every width, per (algo, env, criterion, sparsity, TAR's rr), with TAR's gain
-    over Original and ``P(TAR > Original)``, and each method's training FLOPs per sample relative to the dense
-    network of the narrowest width in the table (the practical question: a wide sparse network against a narrow
-    dense one). RigL rows are matched on sparsity and width whatever their starting criterion.
+    Original, TAR, RigL and dense at each width of the paper's width figure: for every (algo, env, criterion,
+    sparsity, TAR's rr) at which Original and TAR both ran at two or more widths (:func:`width_groups`), a row per
+    such width, with TAR's gain over Original and ``P(TAR > Original)``, and each method's training FLOPs per sample
+    relative to the dense network of the narrowest width of the runs (the practical question: a wide sparse network
+    against a narrow dense one). A TAR rr or a sparsity that ran at one width only has no row: it is the rr table's
+    or the main table's business. RigL rows are matched on sparsity and width whatever their starting criterion.
 
     :param runs: Per-run results.
     :param reps: Bootstrap replications of the probability of improvement (without ``improvement``).
@@ -320,20 +349,17 @@ def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement
     improvement = _improvement_of(runs, improvement, reps, seed)
     rows: list[dict[str, Any]] = []
     narrowest = int(runs["width"].min()) if len(runs) else 0
-    tar_runs = runs[runs["method"] == "tar"]
-    for key, tar_all in tar_runs.groupby(["algo", "env", "criterion", "sparsity", "rr"], sort=True):
+    for key, tar_all, original, widths in _width_configurations(runs):
         algo, env, criterion, sparsity, rr = key
         same = runs[(runs["algo"] == algo) & (runs["env"] == env)]
-        for width in sorted(same["width"].unique()):
+        for width in widths:
             at = same[same["width"] == width]
             groups = {
-                "original": at[(at["method"] == "static") & (at["criterion"] == criterion) & _close(at["sparsity"], sparsity)],
+                "original": original[original["width"] == width],
                 "tar": tar_all[tar_all["width"] == width],
                 "rigl": at[(at["method"] == "rigl") & _close(at["sparsity"], sparsity)],
                 "dense": at[at["method"] == "dense"],
             }
-            if groups["original"].empty and groups["tar"].empty:
-                continue
             row: dict[str, Any] = {
                 "algo": algo,
                 "env": env,
@@ -349,9 +375,7 @@ def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement
                 row[f"{name}_se"] = standard_error(values)
                 row[f"{name}_flops"] = _flops_vs(group, int(width), narrowest)
             row["gain_pct"] = pct_change(row["tar_mean"], row["original_mean"])
-            row.update(probability=math.nan, ci_low=math.nan, ci_high=math.nan)
-            if len(groups["tar"]) and len(groups["original"]):
-                row.update(tar_over_original(improvement, row))
+            row.update(tar_over_original(improvement, row))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -370,8 +394,13 @@ def _flops_vs(group: pd.DataFrame, width: int, reference_width: int) -> float:
     return math.nan
 
 
+#: The methods of :func:`width_table`, with their column titles.
+_WIDTH_METHODS = (("original", "Original"), ("tar", "TAR"), ("rigl", "RigL"), ("dense", "Dense"))
+
+
 def format_width_table(table: pd.DataFrame) -> pd.DataFrame:
-    """:return: :func:`width_table` as text, one row per configuration and width."""
+    """:return: :func:`width_table` as text, one row per configuration and width; the training FLOPs of the
+    methods that ran share one column (``Original / TAR / RigL / Dense``, ``–`` where one is unknown)."""
     if table.empty:
         return pd.DataFrame()
     narrowest = int(table["width"].min())
@@ -385,7 +414,7 @@ def format_width_table(table: pd.DataFrame) -> pd.DataFrame:
         }
     )
     out["rr"] = table["rr"].map(lambda v: f"{v:g}")
-    for name, title in (("original", "Original"), ("tar", "TAR"), ("rigl", "RigL"), ("dense", "Dense")):
+    for name, title in _WIDTH_METHODS:
         if table[f"{name}_n"].sum() == 0:
             continue
         out[title] = [_mean_se(m, s, n) for m, s, n in zip(table[f"{name}_mean"], table[f"{name}_se"], table[f"{name}_n"])]
@@ -393,12 +422,12 @@ def format_width_table(table: pd.DataFrame) -> pd.DataFrame:
     out["P(TAR > Original) [95% CI]"] = [
         _interval(p, lo, hi) for p, lo, hi in zip(table["probability"], table["ci_low"], table["ci_high"])
     ]
-    for name, title in (("original", "Original"), ("tar", "TAR"), ("rigl", "RigL"), ("dense", "Dense")):
-        if table[f"{name}_n"].sum() == 0:
-            continue
-        out[f"FLOPs {title} vs dense w{narrowest}"] = table[f"{name}_flops"].map(
-            lambda v: "–" if not np.isfinite(v) else f"{v:.3f}x"
-        )
+    shown = [(n, t) for n, t in _WIDTH_METHODS if table[f"{n}_n"].sum()]
+    heading = " / ".join(t for _, t in shown)
+    out[f"Training FLOPs vs dense w{narrowest} ({heading})"] = [
+        " / ".join("–" if not np.isfinite(v) else f"{v:.3f}x" for v in values)
+        for values in zip(*(table[f"{n}_flops"] for n, _ in shown))
+    ]
     return out
 
 
@@ -466,19 +495,8 @@ def gain_difference_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -
         of :func:`gain_difference`.
     """
     rows = []
-    tar_runs = runs[runs["method"] == "tar"]
-    for key, tar in tar_runs.groupby(["algo", "env", "criterion", "sparsity", "rr"], sort=True):
+    for key, tar, original, widths in _width_configurations(runs):
         algo, env, criterion, sparsity, rr = key
-        original = runs[
-            (runs["method"] == "static")
-            & (runs["algo"] == algo)
-            & (runs["env"] == env)
-            & (runs["criterion"] == criterion)
-            & _close(runs["sparsity"], sparsity)
-        ]
-        widths = sorted(set(tar["width"]) & set(original["width"]))
-        if len(widths) < 2:
-            continue
         narrow, wide = widths[0], widths[-1]
         groups = [
             original.loc[original["width"] == narrow, "final_return"].to_numpy(),
