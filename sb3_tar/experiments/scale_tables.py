@@ -358,7 +358,7 @@ def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement
                 "original": original[original["width"] == width],
                 "tar": tar_all[tar_all["width"] == width],
                 "rigl": at[(at["method"] == "rigl") & _close(at["sparsity"], sparsity)],
-                "dense": at[at["method"] == "dense"],
+                "dense": dense_runs(runs, algo, env, width),
             }
             row: dict[str, Any] = {
                 "algo": algo,
