@@ -24,9 +24,13 @@ from sb3_tar.experiments.tables import (
     import_rliable,
     improvement_row,
     improvement_table,
+    options_of,
     pct_change,
     pct_text,
+    same_variant,
     standard_error,
+    with_options,
+    with_options_column,
 )
 
 #: Methods whose runs form the rr axis (rr = 0 is Original, the static baseline).
@@ -35,16 +39,6 @@ _RR_METHODS = ("static", "tar")
 
 def _close(column: pd.Series, value: float) -> pd.Series:
     return pd.Series(np.isclose(column.astype(float), float(value)), index=column.index)
-
-
-def with_options(runs: pd.DataFrame, keys: list[str]) -> list[str]:
-    """
-    :param runs: Per-run results.
-    :param keys: Grouping columns of a configuration.
-    :return: ``keys``, and ``options`` when the runs have that column (cells that differ only in extra callback
-        options, :attr:`~sb3_tar.experiments.grid.Cell.options`, are kept apart, as the tables keep them by label).
-    """
-    return [*keys, "options"] if "options" in runs.columns else list(keys)
 
 
 def rr_groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
@@ -81,12 +75,15 @@ def tar_over_original(improvement: pd.DataFrame, row: dict[str, Any]) -> dict[st
     ``P(TAR > Original)`` of one TAR configuration, read from the report's improvement table (no bootstrap again).
 
     :param improvement: Output of :func:`sb3_tar.experiments.tables.improvement_table`.
-    :param row: The configuration: algo, env, criterion, sparsity, width and rr.
+    :param row: The configuration: algo, env, criterion, sparsity, width and rr (and options, where cells carry
+        extra callback options).
     :return: ``probability``, ``ci_low``, ``ci_high`` (NaN where the table has no such row).
     """
     found = {"probability": math.nan, "ci_low": math.nan, "ci_high": math.nan}
     if improvement.empty:
         return found
+    if "options" in improvement:
+        improvement = improvement[improvement["options"] == options_of(row)]
     match = improvement[
         (improvement["comparison"] == "TAR > Original")
         & (improvement["algo"] == row["algo"])
@@ -119,17 +116,20 @@ def rr_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement: p
     :param seed: Seed of that bootstrap (without ``improvement``).
     :param improvement: The report's :func:`~sb3_tar.experiments.tables.improvement_table`, whose ``TAR > Original``
         rows are reused (``None``: computed here, for the Original/TAR runs).
-    :return: Columns algo, env, criterion, width, sparsity, rr, method, n, mean, se, vs_original_pct, probability,
-        ci_low, ci_high, dead_before, dead_after; rows ordered by the grouping keys, then rr. Empty if the runs hold
-        no Original/TAR run.
+    :return: Columns algo, env, criterion, width, sparsity (and options, where the runs have that column: each
+        variant is a configuration of its own, its Original that of :func:`~sb3_tar.experiments.tables.same_variant`),
+        rr, method, n, mean, se, vs_original_pct, probability, ci_low, ci_high, dead_before, dead_after; rows ordered
+        by the grouping keys, then rr. Empty if the runs hold no Original/TAR run.
     """
     improvement = _improvement_of(runs, improvement, reps, seed)
     sub = runs[runs["method"].isin(_RR_METHODS)]
     rows: list[dict[str, Any]] = []
-    keys = ["algo", "env", "criterion", "width", "sparsity"]
+    keys = with_options(sub, ["algo", "env", "criterion", "width", "sparsity"])
+    plain = ["algo", "env", "criterion", "width", "sparsity"]
     for key, group in sub.groupby(keys, sort=True):
         base = dict(zip(keys, key))
-        original = group[group["method"] == "static"]
+        at = sub[(sub[plain] == pd.Series({k: base[k] for k in plain})).all(axis=1)]
+        original = same_variant(at[at["method"] == "static"], options_of(base))
         original_mean = float(original["final_return"].mean()) if len(original) else math.nan
         for (method, rr), runs_at in group.groupby(["method", "rr"], sort=True):
             row = {**base, "rr": float(rr), "method": method, "n": len(runs_at)}
@@ -157,14 +157,16 @@ def _one(value: float) -> str:
 
 
 def _configuration_columns(table: pd.DataFrame) -> dict[str, pd.Series]:
-    """:return: The text columns Algo, Env, Criterion, Width and Sparsity of an rr table's rows."""
-    return {
+    """:return: The text columns Algo, Env, Criterion, Width and Sparsity of an rr table's rows, and Options where
+    a row has extra callback options (:func:`~sb3_tar.experiments.tables.with_options_column`)."""
+    columns = {
         "Algo": table["algo"].str.upper(),
         "Env": table["env"],
         "Criterion": table["criterion"],
         "Width": table["width"].astype(int),
         "Sparsity": table["sparsity"].map(lambda v: f"{v:g}"),
     }
+    return dict(with_options_column(pd.DataFrame(columns), table).items())
 
 
 def format_rr_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -198,7 +200,8 @@ def rr_pairs_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.Da
     :param runs: Per-run results.
     :param reps: Bootstrap replications.
     :param seed: Seed of each bootstrap.
-    :return: Columns algo, env, criterion, width, sparsity, comparison (``"TAR rr 0.02 > TAR rr 0.005"``,
+    :return: Columns algo, env, criterion, width (and options, where the runs have that column), sparsity,
+        comparison (``"TAR rr 0.02 > TAR rr 0.005"``,
         ``"TAR rr 0.01 > dense"``), n_x, n_y, probability, ci_low, ci_high; empty without a configuration of the rr
         figure.
     """
@@ -209,8 +212,8 @@ def rr_pairs_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.Da
     library, metrics = import_rliable()
     for _, group in groups:
         first = group.iloc[0]
-        base = {key: first[key] for key in ("algo", "env", "criterion", "width")}
-        dense = dense_runs(runs, base["algo"], base["env"], base["width"])
+        base = {key: first[key] for key in with_options(group, ["algo", "env", "criterion", "width"])}
+        dense = same_variant(dense_runs(runs, base["algo"], base["env"], base["width"]), options_of(base))
         tar = group[group["method"] == "tar"]
         for sparsity, at in tar.groupby("sparsity", sort=True):
             by_rr = {float(rr): runs_at for rr, runs_at in at.groupby("rr", sort=True)}
@@ -268,23 +271,28 @@ def width_groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
 
 def _width_configurations(runs: pd.DataFrame):
     """
-    Yield ``(algo, env, criterion, sparsity, rr), tar, original, widths`` for every TAR configuration of
-    :func:`width_groups`: TAR's runs at one rr, Original's of the same algo, env, criterion and sparsity, and the
-    two or more widths at which both ran (sorted).
+    Yield ``config, tar, original, widths`` for every TAR configuration of :func:`width_groups`: ``config`` the
+    dict of its algo, env, criterion, sparsity, rr (and options, where the runs have that column), TAR's runs at
+    that rr, Original's of the same algo, env, criterion and sparsity (of the same options or, where none ran with
+    them, without: :func:`~sb3_tar.experiments.tables.same_variant`), and the two or more widths at which both ran
+    (sorted).
     """
     tar_runs = runs[runs["method"] == "tar"]
-    for key, tar in tar_runs.groupby(["algo", "env", "criterion", "sparsity", "rr"], sort=True):
-        algo, env, criterion, sparsity, _ = key
+    keys = with_options(runs, ["algo", "env", "criterion", "sparsity", "rr"])
+    for key, tar in tar_runs.groupby(keys, sort=True):
+        config = dict(zip(keys, key))
         original = runs[
             (runs["method"] == "static")
-            & (runs["algo"] == algo)
-            & (runs["env"] == env)
-            & (runs["criterion"] == criterion)
-            & _close(runs["sparsity"], sparsity)
+            & (runs["algo"] == config["algo"])
+            & (runs["env"] == config["env"])
+            & (runs["criterion"] == config["criterion"])
+            & _close(runs["sparsity"], config["sparsity"])
         ]
+        original = same_variant(original, options_of(config))
         widths = _shared_widths(original, tar)
         if len(widths) >= 2:
-            yield key, tar, original, widths
+            config.update(sparsity=float(config["sparsity"]), rr=float(config["rr"]))
+            yield config, tar, original, widths
 
 
 def has_width_axis(runs: pd.DataFrame) -> bool:
@@ -343,31 +351,25 @@ def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement
     :param seed: Seed of that bootstrap (without ``improvement``).
     :param improvement: The report's :func:`~sb3_tar.experiments.tables.improvement_table`, whose ``TAR > Original``
         rows are reused (``None``: computed here, for the Original/TAR runs).
-    :return: Columns algo, env, criterion, sparsity, rr, width, and for each of original, tar, rigl, dense:
+    :return: Columns algo, env, criterion, sparsity, rr (and options, where the runs have that column), width,
+        and for each of original, tar, rigl, dense:
         ``<m>_n``, ``<m>_mean``, ``<m>_se``, ``<m>_flops``; then gain_pct, probability, ci_low, ci_high.
     """
     improvement = _improvement_of(runs, improvement, reps, seed)
     rows: list[dict[str, Any]] = []
     narrowest = int(runs["width"].min()) if len(runs) else 0
-    for key, tar_all, original, widths in _width_configurations(runs):
-        algo, env, criterion, sparsity, rr = key
+    for config, tar_all, original, widths in _width_configurations(runs):
+        algo, env, options = config["algo"], config["env"], options_of(config)
         same = runs[(runs["algo"] == algo) & (runs["env"] == env)]
         for width in widths:
             at = same[same["width"] == width]
             groups = {
                 "original": original[original["width"] == width],
                 "tar": tar_all[tar_all["width"] == width],
-                "rigl": at[(at["method"] == "rigl") & _close(at["sparsity"], sparsity)],
-                "dense": dense_runs(runs, algo, env, width),
+                "rigl": same_variant(at[(at["method"] == "rigl") & _close(at["sparsity"], config["sparsity"])], options),
+                "dense": same_variant(dense_runs(runs, algo, env, width), options),
             }
-            row: dict[str, Any] = {
-                "algo": algo,
-                "env": env,
-                "criterion": criterion,
-                "sparsity": float(sparsity),
-                "rr": float(rr),
-                "width": int(width),
-            }
+            row: dict[str, Any] = {**config, "width": int(width)}
             for name, group in groups.items():
                 values = group["final_return"].to_numpy(dtype=np.float64)
                 row[f"{name}_n"] = len(values)
@@ -414,6 +416,7 @@ def format_width_table(table: pd.DataFrame) -> pd.DataFrame:
         }
     )
     out["rr"] = table["rr"].map(lambda v: f"{v:g}")
+    out = with_options_column(out, table)
     for name, title in _WIDTH_METHODS:
         if table[f"{name}_n"].sum() == 0:
             continue
@@ -491,12 +494,11 @@ def gain_difference_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -
     :param runs: Per-run results.
     :param reps: Bootstrap replications.
     :param seed: Seed of the bootstrap.
-    :return: Columns algo, env, criterion, sparsity, rr, narrow, wide, n (runs per group, ``"5/5/5/5"``), and those
-        of :func:`gain_difference`.
+    :return: Columns algo, env, criterion, sparsity, rr (and options, where the runs have that column), narrow,
+        wide, n (runs per group, ``"5/5/5/5"``), and those of :func:`gain_difference`.
     """
     rows = []
-    for key, tar, original, widths in _width_configurations(runs):
-        algo, env, criterion, sparsity, rr = key
+    for config, tar, original, widths in _width_configurations(runs):
         narrow, wide = widths[0], widths[-1]
         groups = [
             original.loc[original["width"] == narrow, "final_return"].to_numpy(),
@@ -504,7 +506,7 @@ def gain_difference_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -
             original.loc[original["width"] == wide, "final_return"].to_numpy(),
             tar.loc[tar["width"] == wide, "final_return"].to_numpy(),
         ]
-        row = {"algo": algo, "env": env, "criterion": criterion, "sparsity": float(sparsity), "rr": float(rr)}
+        row = dict(config)
         row.update(narrow=int(narrow), wide=int(wide), n="/".join(str(len(g)) for g in groups))
         row.update(gain_difference(*groups, reps=reps, seed=seed))
         rows.append(row)
@@ -519,13 +521,17 @@ def format_gain_difference(table: pd.DataFrame) -> pd.DataFrame:
     def points(value: float) -> str:
         return "–" if not np.isfinite(value) else f"{value:+.1f}"
 
-    return pd.DataFrame(
+    configuration = pd.DataFrame(
         {
             "Algo": table["algo"].str.upper(),
             "Env": table["env"],
             "Criterion": table["criterion"],
             "Sparsity": table["sparsity"].map(lambda v: f"{v:g}"),
             "rr": table["rr"].map(lambda v: f"{v:g}"),
+        }
+    )
+    return with_options_column(configuration, table).assign(
+        **{
             "Widths": [f"{n} → {w}" for n, w in zip(table["narrow"], table["wide"])],
             "Runs (O/T narrow, O/T wide)": table["n"],
             "Gain narrow": table["gain_narrow"].map(pct_text),

@@ -78,10 +78,43 @@ def standard_error(values: Sequence[float]) -> float:
     return float(values.std(ddof=1) / math.sqrt(len(values)))
 
 
+def with_options(runs: pd.DataFrame, keys: list[str]) -> list[str]:
+    """
+    :param runs: Per-run results.
+    :param keys: Grouping columns of a configuration.
+    :return: ``keys``, and ``options`` when the runs have that column (cells that differ only in extra callback
+        options, :attr:`~sb3_tar.experiments.grid.Cell.options`, are kept apart, as the tables keep them by label).
+    """
+    return [*keys, "options"] if "options" in runs.columns else list(keys)
+
+
+def same_variant(runs: pd.DataFrame, options: str) -> pd.DataFrame:
+    """
+    The baseline runs of a variant: among ``runs`` (one method's, e.g. Original's beside a TAR configuration), those
+    with the same extra callback options, or, where none has them, those without options (a TAR variant such as
+    ``budget_mode=extra`` is compared with the plain Original when no Original ran with that option).
+
+    :param runs: Candidate runs (per-run results or a :func:`summarize` table).
+    :param options: The variant's options (``""``: none).
+    :return: The selected rows (all of ``runs`` when they have no ``options`` column).
+    """
+    if "options" not in runs.columns:
+        return runs
+    same = runs[runs["options"] == options]
+    return same if len(same) or not options else runs[runs["options"] == ""]
+
+
+def options_of(row: Any) -> str:
+    """:return: The extra callback options of a run or table row (``""`` where it has none or no such column)."""
+    options = row.get("options") if hasattr(row, "get") else None
+    return options if isinstance(options, str) else ""
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """
     :param runs: Per-run results (see :func:`sb3_tar.experiments.results.load_results`).
-    :return: One row per configuration: the configuration columns, ``label``, ``n``, ``seeds``,
+    :return: One row per configuration: the configuration columns, ``label`` (and ``options`` where the runs have
+        that column), ``n``, ``seeds``,
         ``mean`` and ``se`` of the final return, ``train_flops`` (mean training FLOPs relative to dense) and
         ``wall_s`` (median training time per cell, over the cells whose recorded time is complete, see
         :func:`cell_wall_seconds`; NaN if none is).
@@ -90,8 +123,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     for key, group in runs.groupby([*CONFIG_COLUMNS, "label"], dropna=False, sort=False):  # label: extra options too
         values = group["final_return"].to_numpy()
         row = dict(zip(CONFIG_COLUMNS, key))
+        row["label"] = group["label"].iloc[0]
+        if "options" in group:
+            row["options"] = group["options"].iloc[0]
         row.update(
-            label=group["label"].iloc[0],
             n=len(values),
             seeds=" ".join(str(s) for s in sorted(group["seed"])),
             mean=float(values.mean()),
@@ -153,7 +188,10 @@ def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
     The paper's table: one row per TAR configuration (algo, env, criterion, sparsity, width, rr) with its
     static baseline ("Original": same criterion and sparsity), Uniform Revival at the same rr, the best
     of SET/RigL (same sparsity and width) and dense (same width), and the percent changes of TAR.
-    If the grid has no TAR run, one row per static configuration.
+    If the grid has no TAR run, one row per static configuration. Where cells carry extra callback options, each
+    variant is a row of its own (column ``options``), its Original, Uniform and dense those of the same options or,
+    where none ran with them, those without (:func:`same_variant`); the best of SET/RigL is the best of all their
+    variants (column ``best_dst_options``: its options).
 
     :param summary: Output of :func:`summarize`.
     :return: The table (numbers; see :func:`format_comparison` for text).
@@ -164,6 +202,7 @@ def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, anchor in anchors.iterrows():
         base = {"algo": anchor["algo"], "env": anchor["env"], "width": anchor["width"]}
+        options = options_of(anchor)
         static = _select(summary, method="static", criterion=anchor["criterion"], sparsity=anchor["sparsity"], **base)
         tar = _select(
             summary, method="tar", criterion=anchor["criterion"], sparsity=anchor["sparsity"], rr=anchor["rr"], **base
@@ -175,12 +214,17 @@ def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
         dst = dst[(dst["algo"] == base["algo"]) & (dst["env"] == base["env"]) & (dst["width"] == base["width"])]
         dst = dst[np.isclose(dst["sparsity"].astype(float), float(anchor["sparsity"]))]
         dense = _select(summary, method="dense", **base)
+        if anchor["method"] == "tar" and "options" in summary:
+            tar = tar[tar["options"] == options]
+        static, uniform, dense = (same_variant(frame, options) for frame in (static, uniform, dense))
         row: dict[str, Any] = {
             **base,
             "criterion": anchor["criterion"],
             "sparsity": anchor["sparsity"],
             "rr": anchor["rr"] if anchor["method"] == "tar" else float("nan"),
         }
+        if "options" in summary:
+            row["options"] = options
         for name, frame in (("original", static), ("tar", tar), ("uniform", uniform), ("dense", dense)):
             first = frame.iloc[0] if len(frame) else None
             row[f"{name}_n"] = int(first["n"]) if first is not None else 0
@@ -191,6 +235,8 @@ def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
             best = dst.loc[dst["mean"].idxmax()]
             row.update(best_dst=best["method"], best_dst_mean=float(best["mean"]), best_dst_se=float(best["se"]))
             row["best_dst_n"] = int(best["n"])
+            if "options" in summary:
+                row["best_dst_options"] = options_of(best)
         else:
             row.update(best_dst="", best_dst_mean=float("nan"), best_dst_se=float("nan"), best_dst_n=0)
         row["tar_vs_original_pct"] = pct_change(row["tar_mean"], row["original_mean"])
@@ -225,6 +271,18 @@ def pct_text(value: float) -> str:
     return f"{value:+.1f}%"
 
 
+def with_options_column(text: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """
+    :param text: A table as text, one row per row of ``table``.
+    :param table: The numbers, with an ``options`` column where the cells carry extra callback options.
+    :return: ``text`` with a column ``Options`` after its configuration columns (``–`` for a row without options)
+        where ``table`` has a row with options; else ``text`` unchanged.
+    """
+    if "options" not in table or not table["options"].fillna("").astype(bool).any():
+        return text
+    return text.assign(Options=[options or "–" for options in table["options"].fillna("")])
+
+
 #: How the main table names the dynamic sparse training methods.
 _NAMES_DST = {"set": "SET", "rigl": "RigL"}
 
@@ -246,6 +304,7 @@ def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
             "rr": table["rr"].map(lambda v: "–" if not np.isfinite(v) else f"{v:g}"),
         }
     )
+    out = with_options_column(out, table)
     for name, title in (("original", "Original"), ("tar", "TAR"), ("uniform", "Uniform"), ("dense", "Dense")):
         if table[f"{name}_n"].sum() == 0:
             continue
@@ -255,9 +314,12 @@ def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
         if name == "uniform":
             out["Uniform vs Original"] = table["uniform_vs_original_pct"].map(pct_text)
     if table["best_dst_n"].sum() > 0:
+        best_options = table["best_dst_options"].fillna("") if "best_dst_options" in table else [""] * len(table)
         out["Best SET/RigL"] = [
-            "–" if n == 0 else f"{_mean_se(m, s, n)} ({_NAMES_DST.get(name, name)})"
-            for m, s, n, name in zip(table["best_dst_mean"], table["best_dst_se"], table["best_dst_n"], table["best_dst"])
+            "–" if n == 0 else f"{_mean_se(m, s, n)} ({_NAMES_DST.get(name, name)}{f' [{o}]' if o else ''})"
+            for m, s, n, name, o in zip(
+                table["best_dst_mean"], table["best_dst_se"], table["best_dst_n"], table["best_dst"], best_options
+            )
         ]
         if table["tar_n"].sum() > 0:
             out["TAR vs best DST"] = table["tar_vs_best_dst_pct"].map(pct_text)
@@ -499,6 +561,18 @@ def layer_table(reports: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _close(column: pd.Series, value: float) -> pd.Series:
+    return pd.Series(np.isclose(column.astype(float), float(value)), index=column.index)
+
+
+def _variants(name: str, runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """:return: ``(name, runs)`` for the runs without extra options and ``(name [options], runs)`` for each set of
+    options the runs have (one pair ``(name, runs)`` without an ``options`` column)."""
+    if "options" not in runs.columns:
+        return [(name, runs)]
+    return [(f"{name} [{o}]" if o else name, part) for o, part in runs.groupby("options", sort=True)]
+
+
 def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """
     Probability of improvement (rliable, Agarwal et al. 2021) of TAR over its Original baseline (same
@@ -513,34 +587,41 @@ def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd
     :param runs: Per-run results.
     :param reps: Bootstrap replications.
     :param seed: Seed of the bootstrap (NumPy's global generator is restored afterwards).
-    :return: Columns algo, env, criterion, sparsity, width, rr, comparison (``"TAR > Original"``,
-        ``"TAR > Uniform"``, ``"TAR > SET"``, ``"TAR > RigL"``, ``"TAR > GMP"`` or ``"RigL > dense"``), n_x, n_y,
-        probability, ci_low, ci_high.
+    Where cells carry extra callback options, each variant of TAR (or RigL) is a row of its own (column
+    ``options``). Its Original and Uniform (``TARCallback``'s options too) are those of the same options or, where
+    none ran with them, those without (:func:`same_variant`); SET, RigL and GMP take other callbacks' options, so
+    each of their variants is a comparison of its own, named with its options (``"TAR > RigL
+    [prune_criterion=snip]"``); dense is the one of the same options, else the plain one.
+
+    :return: Columns algo, env, criterion, sparsity, width, rr (and options, where the runs have that column),
+        comparison (``"TAR > Original"``, ``"TAR > Uniform"``, ``"TAR > SET"``, ``"TAR > RigL"``, ``"TAR > GMP"`` or
+        ``"RigL > dense"``), n_x, n_y, probability, ci_low, ci_high.
     """
     library, metrics = import_rliable()
     rows = []
     keys = ["algo", "env", "criterion", "sparsity", "width"]
     shared = ["algo", "env", "sparsity", "width"]
-    for key, group in runs[runs["method"] == "tar"].groupby([*keys, "rr"], sort=False):
-        base = dict(zip([*keys, "rr"], key))
-        same = runs[(runs[keys] == pd.Series(dict(zip(keys, key)))).all(axis=1)]
+    for key, group in runs[runs["method"] == "tar"].groupby(with_options(runs, [*keys, "rr"]), sort=False):
+        base = dict(zip(with_options(runs, [*keys, "rr"]), key))
+        options = base.get("options", "")
+        same = runs[(runs[keys] == pd.Series({k: base[k] for k in keys})).all(axis=1)]
         any_criterion = runs[(runs[shared] == pd.Series({k: base[k] for k in shared})).all(axis=1)]
-        others = (
-            ("TAR > Original", same[same["method"] == "static"]),
-            ("TAR > Uniform", same[(same["method"] == "uniform") & np.isclose(same["rr"].astype(float), float(base["rr"]))]),
-            ("TAR > SET", any_criterion[any_criterion["method"] == "set"]),
-            ("TAR > RigL", any_criterion[any_criterion["method"] == "rigl"]),
-            ("TAR > GMP", any_criterion[any_criterion["method"] == "gmp"]),
-        )
+        others = [
+            ("TAR > Original", same_variant(same[same["method"] == "static"], options)),
+            ("TAR > Uniform", same_variant(same[(same["method"] == "uniform") & _close(same["rr"], base["rr"])], options)),
+        ]
+        for method in ("set", "rigl", "gmp"):  # other callbacks, other options: each variant of theirs on its own
+            others += _variants(f"TAR > {METHOD_NAMES[method]}", any_criterion[any_criterion["method"] == method])
         for name, other in others:
             if not other.empty:
                 rows.append({**base, **improvement_row(library, metrics, name, group, other, reps, seed)})
     dense_keys = ["algo", "env", "width"]
-    for key, group in runs[runs["method"] == "rigl"].groupby([*keys, "rr"], sort=False, dropna=False):
-        base = dict(zip([*keys, "rr"], key))
+    for key, group in runs[runs["method"] == "rigl"].groupby(with_options(runs, [*keys, "rr"]), sort=False, dropna=False):
+        base = dict(zip(with_options(runs, [*keys, "rr"]), key))
         dense = runs[
             (runs["method"] == "dense") & (runs[dense_keys] == pd.Series({k: base[k] for k in dense_keys})).all(axis=1)
         ]
+        dense = same_variant(dense, base.get("options", ""))
         if not dense.empty:
             rows.append({**base, **improvement_row(library, metrics, "RigL > dense", group, dense, reps, seed)})
     return pd.DataFrame(rows)
@@ -608,7 +689,7 @@ def format_improvement(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return table
     cis = zip(table["probability"], table["ci_low"], table["ci_high"])
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "Algo": table["algo"].str.upper(),
             "Env": table["env"],
@@ -616,6 +697,10 @@ def format_improvement(table: pd.DataFrame) -> pd.DataFrame:
             "Sparsity": table["sparsity"],
             "Width": table["width"],
             "rr": [("–" if pd.isna(rr) else rr) for rr in table["rr"]],  # RigL > dense: RigL has no rr
+        }
+    )
+    return with_options_column(out, table).assign(
+        **{
             "Comparison": table["comparison"],
             "Runs (X, Y)": [f"{x}, {y}" for x, y in zip(table["n_x"], table["n_y"])],
             "P(X > Y) [95% CI]": [f"{p:.2f} [{lo:.2f}, {hi:.2f}]" for p, lo, hi in cis],
