@@ -179,6 +179,7 @@ def test_width_table_and_gain_difference_table():
     assert len(gains) == 1
     row = gains.iloc[0]
     assert (row["narrow"], row["wide"], row["n"]) == (256, 1024, "2/2/2/2")
+    assert [row[c] for c in ("n_original_narrow", "n_tar_narrow", "n_original_wide", "n_tar_wide")] == [2, 2, 2, 2]
     assert row["difference"] == pytest.approx(20.0) and row["ci_low"] == pytest.approx(20.0)
     text = format_gain_difference(gains)
     assert text["Wide − narrow (points) [95% CI]"].iloc[0] == "+20.0 [+20.0, +20.0]"
@@ -246,6 +247,11 @@ def test_width_sections_warn_below_five_runs_on_a_side():
     five = pd.concat([_width_runs().assign(seed=lambda r, k=k: r["seed"] + 2 * k) for k in range(3)])
     five = five.groupby(["method", "width"], dropna=False, group_keys=False).head(5)
     assert "not a result yet" not in sections(five)
+    # one side short (TAR at width 1024: 4 runs) brings the gain warning back
+    five = five.reset_index(drop=True)
+    short = five.drop(five[(five["method"] == "tar") & (five["width"] == 1024)].index[:1])
+    assert len(short) == len(five) - 1
+    assert "not a result yet**: a bootstrap of so few runs cannot show" in sections(short)
 
 
 def test_dense_cost_ratio_by_hand():

@@ -347,7 +347,7 @@ def _scale_sections(scale: dict[str, pd.DataFrame], heading: str) -> list[str]:
             "positive.",
             scale_tables.format_gain_difference(scale["width_gain"]),
             _few_runs_caveat(
-                pd.Series([int(n) for runs in scale["width_gain"]["n"] for n in runs.split("/")]),
+                scale["width_gain"][list(scale_tables.GAIN_RUN_COLUMNS)].stack(),
                 "",
                 "a bootstrap of so few runs cannot show how far the difference would move with other seeds, and its "
                 "interval is no guide",

@@ -486,6 +486,10 @@ def gain_difference(
     }
 
 
+#: The run-count columns of :func:`gain_difference_table`, one per group of runs of :func:`gain_difference`.
+GAIN_RUN_COLUMNS = ("n_original_narrow", "n_tar_narrow", "n_original_wide", "n_tar_wide")
+
+
 def gain_difference_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """
     :func:`gain_difference` between the narrowest and the widest width of every (algo, env, criterion, sparsity,
@@ -495,7 +499,8 @@ def gain_difference_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -
     :param reps: Bootstrap replications.
     :param seed: Seed of the bootstrap.
     :return: Columns algo, env, criterion, sparsity, rr (and options, where the runs have that column), narrow,
-        wide, n (runs per group, ``"5/5/5/5"``), and those of :func:`gain_difference`.
+        wide, n (runs per group, ``"5/5/5/5"``, and each as a number: n_original_narrow, n_tar_narrow,
+        n_original_wide, n_tar_wide), and those of :func:`gain_difference`.
     """
     rows = []
     for config, tar, original, widths in _width_configurations(runs):
@@ -508,6 +513,7 @@ def gain_difference_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -
         ]
         row = dict(config)
         row.update(narrow=int(narrow), wide=int(wide), n="/".join(str(len(g)) for g in groups))
+        row.update({column: len(g) for column, g in zip(GAIN_RUN_COLUMNS, groups)})
         row.update(gain_difference(*groups, reps=reps, seed=seed))
         rows.append(row)
     return pd.DataFrame(rows)
