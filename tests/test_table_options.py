@@ -145,3 +145,45 @@ def test_tables_without_options_have_no_options_column() -> None:
     with_options = with_options[(with_options["options"] == "") & ~with_options["comparison"].str.contains(SNIP)]
     with_options = with_options.drop(columns="options").reset_index(drop=True)
     pd.testing.assert_frame_equal(improvement.reset_index(drop=True), with_options)
+
+
+def test_static_stage_check_pairs_tar_with_the_uniform_of_its_options(tmp_path) -> None:
+    """In extra mode TAR's static stage is Original's (22 kept weights), in reserve mode it is pruned further (20):
+    TAR with ``budget_mode=extra`` beside a plain (reserve) Uniform is not a broken pairing, and is paired with the
+    Uniform of its own options."""
+    import json
+
+    from sb3_tar.experiments.runner import SUMMARY_FILE
+
+    def cell(method: str, kept: int, options: str = "") -> dict:
+        folder = tmp_path / f"{method}_{options or 'plain'}"
+        folder.mkdir()
+        layer = dict(name="mu", shape=[6, 256], kept_before=kept, dead_before=200 - kept)
+        (folder / SUMMARY_FILE).write_text(json.dumps({"reports": {"actor": {"layers": [layer]}}}))
+        rr = 0.0 if method == "static" else 0.01
+        return {**_run(method, 0.9, rr, 0, 1.0, options), "cell_dir": str(folder)}
+
+    plain = [cell("static", 22), cell("tar", 20), cell("uniform", 20)]
+    extra = [cell("tar", 22, EXTRA)]
+    checked, problems = tables.static_stage_check(pd.DataFrame(plain + extra))
+    assert (checked, problems) == (1, [])  # one group (the seed); the extra TAR met Original (22 <= 22), no Uniform
+    checked, problems = tables.static_stage_check(pd.DataFrame(plain + extra + [cell("uniform", 21, EXTRA)]))
+    assert problems == [
+        "sac Pendulum-v1 magnitude 0.9 256 seed 0 rr 0.01: actor mu kept_before is 22 for TAR but 21 for Uniform "
+        "(their static stages differ)",
+        "sac Pendulum-v1 magnitude 0.9 256 seed 0 rr 0.01: actor mu dead_before is 178 for TAR but 179 for Uniform "
+        "(their static stages differ)",
+    ]
+
+
+def test_diagnostics_curves_keep_variants_apart() -> None:
+    from sb3_tar.experiments.diagnostics import _label, configurations
+
+    runs = _runs()
+    curves = configurations(runs[runs["method"] == "tar"])
+    assert [(_label(config.iloc[0]), len(config)) for _, config in curves] == [
+        ("TAR rr=0.01 [magnitude] s=0.8", 3),
+        (f"TAR rr=0.01 [magnitude] s=0.8 [{EXTRA}]", 3),
+        (f"TAR rr=0.01 [magnitude] s=0.8 [{WARM}]", 3),
+    ]
+    assert len(configurations(runs[runs["method"] == "tar"].drop(columns="options"))) == 1

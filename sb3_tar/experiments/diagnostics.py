@@ -11,7 +11,7 @@ import pandas as pd
 
 from sb3_tar.experiments import plots, role_cells
 from sb3_tar.experiments.runner import DIAGNOSTICS_FILE
-from sb3_tar.experiments.tables import METHOD_NAMES
+from sb3_tar.experiments.tables import METHOD_NAMES, with_options
 
 _PREFIX = "diagnostics/"
 _FIXED_ORDER = ("srank", "weight_norm", "grad_norm")
@@ -81,7 +81,18 @@ def _label(row: pd.Series) -> str:
         label += f" [{row['criterion']}]"
     if pd.notna(row.get("sparsity")):
         label += f" s={row['sparsity']:g}"
+    if isinstance(row.get("options"), str) and row["options"]:
+        label += f" [{row['options']}]"
     return label
+
+
+def configurations(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """
+    :param runs: Per-run results of one algo, env and width.
+    :return: ``(key, runs)`` of each configuration, a curve of the diagnostics plot: method, criterion, sparsity, rr
+        and, where the runs have them, extra callback options (a variant is a curve of its own), in the runs' order.
+    """
+    return list(runs.groupby(with_options(runs, ["method", "criterion", "sparsity", "rr"]), dropna=False, sort=False))
 
 
 def diagnostics_file(out_dir: str | Path, algo: str, env: str, width: int) -> Path:
@@ -113,7 +124,7 @@ def diagnostics_plots(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Pat
         if not metrics or not groups:
             continue
         fig, axes = plt.subplots(len(metrics), len(groups), figsize=(4.4 * len(groups), 2.5 * len(metrics)), squeeze=False)
-        configs = list(group.groupby(["method", "criterion", "sparsity", "rr"], dropna=False, sort=False))
+        configs = configurations(group)
         for k, (_, config) in enumerate(configs):
             row = config.iloc[0]
             color = plots._COLORS.get(row["method"], f"C{k % 10}")

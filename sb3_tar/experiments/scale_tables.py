@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from sb3_tar.experiments.tables import (
+    _close,
     _mean_se,
     dense_runs,
     import_rliable,
@@ -35,10 +36,6 @@ from sb3_tar.experiments.tables import (
 
 #: Methods whose runs form the rr axis (rr = 0 is Original, the static baseline).
 _RR_METHODS = ("static", "tar")
-
-
-def _close(column: pd.Series, value: float) -> pd.Series:
-    return pd.Series(np.isclose(column.astype(float), float(value)), index=column.index)
 
 
 def rr_groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:

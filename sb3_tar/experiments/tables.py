@@ -562,6 +562,7 @@ def layer_table(reports: dict[str, dict[str, Any]]) -> pd.DataFrame:
 
 
 def _close(column: pd.Series, value: float) -> pd.Series:
+    """:return: Where ``column`` is ``value``, as floats up to rounding (``numpy.isclose``)."""
     return pd.Series(np.isclose(column.astype(float), float(value)), index=column.index)
 
 
@@ -771,7 +772,8 @@ def static_stage_check(runs: pd.DataFrame) -> tuple[int, list[str]]:
     (same rr) share their static stage (equal kept weights and dead units before revival, layer by layer), and
     that stage is a subset of Original's mask in count (no layer keeps more weights than Original's). In
     reserve mode the static stage is pruned to ``sparsity + rr``, so it keeps fewer weights than Original; in
-    extra mode it keeps as many.
+    extra mode it keeps as many. Where cells carry extra callback options, a TAR cell is paired with the Uniform cells
+    of its own options and with the Original of :func:`same_variant`.
 
     :param runs: Per-run results (with ``cell_dir``).
     :return: ``(groups checked, problems)``: how many (configuration, seed) groups with a TAR run and a report
@@ -789,14 +791,17 @@ def static_stage_check(runs: pd.DataFrame) -> tuple[int, list[str]]:
     sparse = runs[runs["method"].isin(["static", "tar", "uniform"])]
     for key, group in sparse.groupby(keys, sort=False):
         where = " ".join(str(v) for v in key[:-1]) + f" seed {key[-1]}"
-        static = [layers(r) for _, r in group[group["method"] == "static"].iterrows()]
-        static = next((s for s in static if s is not None), None)
         compared = False
         for _, tar_row in group[group["method"] == "tar"].iterrows():
             tar = layers(tar_row)
             if tar is None:
                 continue
-            same_rr = group[(group["method"] == "uniform") & np.isclose(group["rr"].astype(float), float(tar_row["rr"]))]
+            options = options_of(tar_row)
+            static = [layers(r) for _, r in same_variant(group[group["method"] == "static"], options).iterrows()]
+            static = next((s for s in static if s is not None), None)
+            same_rr = group[(group["method"] == "uniform") & _close(group["rr"], tar_row["rr"])]
+            if "options" in same_rr:  # the paired design holds between TAR and Uniform of the same options only
+                same_rr = same_rr[same_rr["options"] == options]
             for _, uniform_row in same_rr.iterrows():
                 uniform = layers(uniform_row)
                 if uniform is None:
