@@ -351,3 +351,27 @@ def test_dense_reference_of_the_rr_plot_is_dense_of_the_same_width():
     assert dense_reference(runs, "sac", "HalfCheetah-v4", 1024) == (-1000.0, pytest.approx(math.nan, nan_ok=True), 1)
     assert dense_reference(runs, "sac", "Hopper-v4", 256) is None
     assert dense_reference(runs, "td3", "HalfCheetah-v4", 256) is None
+
+
+def test_rigl_from_several_starting_criteria_is_never_pooled():
+    """RigL from ERK (300, 320) and from global magnitude (1000, 1000) at width 1024: the magnitude row of the width
+    table shows RigL from magnitude, and the improvement table compares TAR with each start on its own (pooled, the
+    width table said 655 and P(TAR > RigL) was 0.5)."""
+    from sb3_tar.experiments.tables import improvement_table
+
+    magnitude_rigl = pd.DataFrame([_run("rigl", "magnitude", 0.8, math.nan, 1024, s, 1000.0) for s in (0, 1)])
+    runs = pd.concat([_width_runs(), magnitude_rigl], ignore_index=True)
+    wide = width_table(runs, reps=50, seed=0).set_index("width").loc[1024]
+    assert (wide["rigl_n"], wide["rigl_mean"]) == (2, 1000.0)
+    wide = width_table(_width_runs(), reps=50, seed=0).set_index("width").loc[1024]
+    assert wide["rigl_mean"] == 310.0  # one start (ERK): that one, whatever the TAR row's criterion
+    table = improvement_table(runs, reps=100, seed=0)
+    table = table[table["width"] == 1024].set_index("comparison")
+    # TAR at 1024 is 260, 260: below every RigL run of either start
+    assert sorted(table.index) == ["RigL > dense", "RigL > dense", "TAR > Original", "TAR > RigL (erk)",
+                                   "TAR > RigL (magnitude)"]  # fmt: skip
+    assert table.loc["TAR > RigL (magnitude)", "n_y"] == 2 and table.loc["TAR > RigL (erk)", "n_y"] == 2
+    assert table.loc["TAR > RigL (magnitude)", "probability"] == 0.0
+    # with one start, the comparison keeps its plain name
+    names = set(improvement_table(_width_runs(), reps=50, seed=0)["comparison"])
+    assert names == {"TAR > Original", "TAR > RigL", "RigL > dense"}

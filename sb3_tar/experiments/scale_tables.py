@@ -341,7 +341,8 @@ def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement
     such width, with TAR's gain over Original and ``P(TAR > Original)``, and each method's training FLOPs per sample
     relative to the dense network of the narrowest width of the runs (the practical question: a wide sparse network
     against a narrow dense one). A TAR rr or a sparsity that ran at one width only has no row: it is the rr table's
-    or the main table's business. RigL rows are matched on sparsity and width whatever their starting criterion.
+    or the main table's business. RigL rows are matched on sparsity and width whatever their starting criterion
+    (where RigL ran from several: :func:`_rigl_beside`).
 
     :param runs: Per-run results.
     :param reps: Bootstrap replications of the probability of improvement (without ``improvement``).
@@ -363,7 +364,7 @@ def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement
             groups = {
                 "original": original[original["width"] == width],
                 "tar": tar_all[tar_all["width"] == width],
-                "rigl": same_variant(at[(at["method"] == "rigl") & _close(at["sparsity"], config["sparsity"])], options),
+                "rigl": _rigl_beside(at[(at["method"] == "rigl") & _close(at["sparsity"], config["sparsity"])], config),
                 "dense": same_variant(dense_runs(runs, algo, env, width), options),
             }
             row: dict[str, Any] = {**config, "width": int(width)}
@@ -377,6 +378,18 @@ def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement
             row.update(tar_over_original(improvement, row))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _rigl_beside(rigl: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
+    """
+    The RigL runs of a width-table row: RigL at its sparsity and width, from whatever starting criterion; where
+    RigL ran from two or more, those from the row's criterion, else from ERK (the field's RigL start), never
+    several pooled; of the row's options, else the plain ones (:func:`~sb3_tar.experiments.tables.same_variant`).
+    """
+    if rigl["criterion"].nunique() > 1:
+        same = rigl[rigl["criterion"] == config["criterion"]]
+        rigl = same if len(same) else rigl[rigl["criterion"] == "erk"]
+    return same_variant(rigl, options_of(config))
 
 
 def _flops_vs(group: pd.DataFrame, width: int, reference_width: int) -> float:

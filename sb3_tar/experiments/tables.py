@@ -567,33 +567,39 @@ def _close(column: pd.Series, value: float) -> pd.Series:
 
 
 def _variants(name: str, runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """:return: ``(name, runs)`` for the runs without extra options and ``(name [options], runs)`` for each set of
-    options the runs have (one pair ``(name, runs)`` without an ``options`` column)."""
-    if "options" not in runs.columns:
-        return [(name, runs)]
-    return [(f"{name} [{o}]" if o else name, part) for o, part in runs.groupby("options", sort=True)]
+    """
+    The comparisons with another method's runs, one per configuration of theirs: ``(name, runs)`` where they are one
+    configuration; with two or more starting criteria, each criterion's runs as ``name (criterion)``; with extra
+    callback options, each set of options as ``name [options]`` (none for the runs without).
+    """
+    parts = [(name, runs)]
+    if runs["criterion"].nunique() > 1:
+        parts = [(f"{name} ({c})", part) for c, part in runs.groupby("criterion", sort=True)]
+    if "options" in runs.columns:
+        parts = [(f"{n} [{o}]" if o else n, p) for n, frame in parts for o, p in frame.groupby("options", sort=True)]
+    return parts
 
 
 def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """
     Probability of improvement (rliable, Agarwal et al. 2021) of TAR over its Original baseline (same
     criterion and sparsity), over Uniform Revival (same rr) and over SET, RigL and GMP (same sparsity, whatever
-    their criterion), per (algo, env, criterion, sparsity, width, rr); and of RigL over dense (same algo, env and
-    width), per RigL configuration. 95% stratified-bootstrap intervals (the runs of each method resampled
-    independently).
+    their starting criterion: one comparison per criterion, ``"TAR > RigL (erk)"``, where they ran from two or
+    more), per (algo, env, criterion, sparsity, width, rr); and of RigL over dense (same algo, env and width), per
+    RigL configuration. 95% stratified-bootstrap intervals (the runs of each method resampled independently).
 
     ``P(X > Y)`` is the probability that a run of X, drawn at random, ends with a higher final return than a
     run of Y, ties counting one half: the Mann-Whitney U statistic over ``n_X * n_Y`` pairs.
 
-    :param runs: Per-run results.
-    :param reps: Bootstrap replications.
-    :param seed: Seed of the bootstrap (NumPy's global generator is restored afterwards).
     Where cells carry extra callback options, each variant of TAR (or RigL) is a row of its own (column
     ``options``). Its Original and Uniform (``TARCallback``'s options too) are those of the same options or, where
     none ran with them, those without (:func:`same_variant`); SET, RigL and GMP take other callbacks' options, so
     each of their variants is a comparison of its own, named with its options (``"TAR > RigL
     [prune_criterion=snip]"``); dense is the one of the same options, else the plain one.
 
+    :param runs: Per-run results.
+    :param reps: Bootstrap replications.
+    :param seed: Seed of the bootstrap (NumPy's global generator is restored afterwards).
     :return: Columns algo, env, criterion, sparsity, width, rr (and options, where the runs have that column),
         comparison (``"TAR > Original"``, ``"TAR > Uniform"``, ``"TAR > SET"``, ``"TAR > RigL"``, ``"TAR > GMP"`` or
         ``"RigL > dense"``), n_x, n_y, probability, ci_low, ci_high.
@@ -611,7 +617,7 @@ def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd
             ("TAR > Original", same_variant(same[same["method"] == "static"], options)),
             ("TAR > Uniform", same_variant(same[(same["method"] == "uniform") & _close(same["rr"], base["rr"])], options)),
         ]
-        for method in ("set", "rigl", "gmp"):  # other callbacks, other options: each variant of theirs on its own
+        for method in ("set", "rigl", "gmp"):  # each of their configurations on its own (criterion, options)
             others += _variants(f"TAR > {METHOD_NAMES[method]}", any_criterion[any_criterion["method"] == method])
         for name, other in others:
             if not other.empty:
