@@ -187,3 +187,64 @@ def test_diagnostics_curves_keep_variants_apart() -> None:
         (f"TAR rr=0.01 [magnitude] s=0.8 [{WARM}]", 3),
     ]
     assert len(configurations(runs[runs["method"] == "tar"].drop(columns="options"))) == 1
+
+
+def test_the_written_report_shows_each_variant(tmp_path) -> None:
+    """Two sweeps into one folder, plain and with ``--tar-kwargs budget_mode:extra`` (Original runs in both: the
+    option names its folder), and a RigL sweep from two prune criteria: the report file, as a user opens it, has a
+    row per variant in the main table and in the probability of improvement, each against its own Original."""
+    import json
+
+    import numpy as np
+
+    from sb3_tar.experiments.grid import GridSpec
+    from sb3_tar.experiments.report import make_report
+    from sb3_tar.experiments.runner import CELL_FILE, DONE_FILE, cell_dir, run_dir
+
+    root = tmp_path / "results"
+    common = dict(envs=["Pendulum-v1"], criteria=["magnitude"], sparsities=[0.9], rrs=[0.01], widths=[64], seeds=[0, 1])
+    grids = [
+        GridSpec(methods=["dense", "static", "tar"], **common),
+        GridSpec(methods=["static", "tar"], tar_kwargs={"budget_mode": "extra"}, **common),
+        GridSpec(methods=["rigl"], prune_criteria=["magnitude", "snip"], **common),
+    ]
+    # final returns by folder: the extra variant's TAR is above the plain Original but below its own
+    level = {"dense_w64": 900.0, "static_magnitude_sp0.9_w64": 500.0, "tar_magnitude_sp0.9_rr0.01_w64": 600.0,
+             "static_magnitude_sp0.9_w64_budget_mode=extra": 580.0,
+             "tar_magnitude_sp0.9_rr0.01_w64_budget_mode=extra": 550.0,
+             "rigl_erk_sp0.9_w64": 700.0, "rigl_erk_sp0.9_w64_prune_criterion=snip": 300.0}  # fmt: skip
+    for cell in (c for grid in grids for c in grid.expand()):
+        folder, run = cell_dir(root, cell), run_dir(root, cell)
+        run.mkdir(parents=True)
+        (folder / CELL_FILE).write_text(json.dumps(cell.to_dict()))
+        results = np.full((4, 2), level[cell.label] + cell.seed)
+        np.savez(run / "evaluations.npz", timesteps=np.arange(1, 5) * 100, results=results, ep_lengths=np.full((4, 2), 200))
+        (folder / DONE_FILE).write_text(json.dumps({"wall_s": 10.0}))
+    report = make_report(root, tmp_path / "report", reps=100, progress=False, make_plots=False, echo=lambda s: None)
+    text = report.markdown.read_text()
+    main = text[text.index("## Original (static) vs TAR") : text.index("## IQM")]
+    rows = [line for line in main.splitlines() if "| Pendulum" in line]
+    assert len(rows) == 2
+    plain, extra = (next(r for r in rows if ("budget_mode=extra" in r) == want) for want in (False, True))
+    # plain: TAR 600.5 over Original 500.5 (+20.0%); extra: TAR 550.5 against its own Original 580.5 (-5.2%)
+    assert "600.5 ± 0.5" in plain and "500.5 ± 0.5" in plain and "+20.0%" in plain
+    assert "550.5 ± 0.5" in extra and "580.5 ± 0.5" in extra and "-5.2%" in extra
+    assert "700.5 ± 0.5 (RigL)" in plain and "700.5 ± 0.5 (RigL)" in extra  # the best of RigL's two variants
+    improvement = text[text.index("## Probability of improvement") :]
+    improvement = improvement[: improvement.index("\n## ")]
+    lines = [line for line in improvement.splitlines() if "| Pendulum" in line]
+    by_name = {tuple(c.strip() for c in line.split("|")[7:9]): line for line in lines}
+    assert set(by_name) == {
+        ("–", "TAR > Original"),
+        ("–", "TAR > RigL"),
+        ("–", "TAR > RigL [prune_criterion=snip]"),
+        ("budget_mode=extra", "TAR > Original"),
+        ("budget_mode=extra", "TAR > RigL"),
+        ("budget_mode=extra", "TAR > RigL [prune_criterion=snip]"),
+        ("–", "RigL > dense"),
+        ("prune_criterion=snip", "RigL > dense"),
+    }
+    assert "| 2, 2" in by_name[("budget_mode=extra", "TAR > Original")]
+    assert "0.00 [0.00, 0.00]" in by_name[("budget_mode=extra", "TAR > Original")]  # pooled Originals: 0.50
+    assert "1.00 [1.00, 1.00]" in by_name[("–", "TAR > Original")]
+    assert "0.00 [0.00, 0.00]" in by_name[("–", "TAR > RigL")]
