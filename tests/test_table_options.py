@@ -248,3 +248,13 @@ def test_the_written_report_shows_each_variant(tmp_path) -> None:
     assert "0.00 [0.00, 0.00]" in by_name[("budget_mode=extra", "TAR > Original")]  # pooled Originals: 0.50
     assert "1.00 [1.00, 1.00]" in by_name[("–", "TAR > Original")]
     assert "0.00 [0.00, 0.00]" in by_name[("–", "TAR > RigL")]
+
+
+def test_width_axis_and_width_tables_agree_on_a_variant_without_its_own_original() -> None:
+    """Only TAR with budget_mode=extra ran at both widths, beside the plain Original: the width tables measure it
+    against that Original, and the report's width axis (which lists the width plot) agrees."""
+    runs = pd.concat([_runs(), _runs(width=1024, shift=100.0)], ignore_index=True)
+    runs = runs[(runs["method"] == "static") & (runs["options"] == "") | (runs["options"] == EXTRA)]
+    assert set(scale_tables.width_table(runs, reps=50, seed=0)["options"]) == {EXTRA}
+    assert scale_tables.has_width_axis(runs)
+    assert [key for key, _ in scale_tables.width_groups(runs)] == [("sac", "Pendulum-v1", "magnitude", 0.8, EXTRA)]

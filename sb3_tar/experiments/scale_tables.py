@@ -250,20 +250,18 @@ def _shared_widths(original: pd.DataFrame, tar: pd.DataFrame) -> list[int]:
 def width_groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     """
     The configurations of the paper's width figure: Original/TAR runs of one (algo, env, criterion,
-    sparsity[, options]) where Original and TAR at one rr both ran at two or more widths. The width tables appear
-    when there is one, and :mod:`sb3_tar.experiments.plots` draws a width plot per (algo, sparsity) of these groups.
+    sparsity[, options]) where TAR at one rr and its Original both ran at two or more widths (the configurations of
+    the width tables, :func:`_width_configurations`: a TAR variant whose options no Original ran with is measured
+    against the plain Original). The width tables appear when there is one, and :mod:`sb3_tar.experiments.plots`
+    draws a width plot per (algo, sparsity) of these groups.
 
     :param runs: Per-run results.
     :return: ``(key, runs)`` pairs, keys sorted.
     """
     sub = runs[runs["method"].isin(_RR_METHODS)]
-    out = []
-    for key, group in sub.groupby(with_options(sub, ["algo", "env", "criterion", "sparsity"]), sort=True):
-        original = group[group["method"] == "static"]
-        tar = group[group["method"] == "tar"]
-        if any(len(_shared_widths(original, at_rr)) >= 2 for _, at_rr in tar.groupby("rr")):
-            out.append((key, group))
-    return out
+    keys = with_options(sub, ["algo", "env", "criterion", "sparsity"])
+    qualified = {tuple(config[k] for k in keys) for config, *_ in _width_configurations(runs)}
+    return [(key, group) for key, group in sub.groupby(keys, sort=True) if key in qualified]
 
 
 def _width_configurations(runs: pd.DataFrame):
