@@ -81,9 +81,7 @@ def _label(row: pd.Series) -> str:
         label += f" [{row['criterion']}]"
     if pd.notna(row.get("sparsity")):
         label += f" s={row['sparsity']:g}"
-    if isinstance(row.get("options"), str) and row["options"]:
-        label += f" [{row['options']}]"
-    return label
+    return label + plots._options(row)
 
 
 def configurations(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:

@@ -121,8 +121,8 @@ def rr_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement: p
     improvement = _improvement_of(runs, improvement, reps, seed)
     sub = runs[runs["method"].isin(_RR_METHODS)]
     rows: list[dict[str, Any]] = []
-    keys = with_options(sub, ["algo", "env", "criterion", "width", "sparsity"])
     plain = ["algo", "env", "criterion", "width", "sparsity"]
+    keys = with_options(sub, plain)
     for key, group in sub.groupby(keys, sort=True):
         base = dict(zip(keys, key))
         at = sub[(sub[plain] == pd.Series({k: base[k] for k in plain})).all(axis=1)]

@@ -608,8 +608,9 @@ def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd
     rows = []
     keys = ["algo", "env", "criterion", "sparsity", "width"]
     shared = ["algo", "env", "sparsity", "width"]
-    for key, group in runs[runs["method"] == "tar"].groupby(with_options(runs, [*keys, "rr"]), sort=False):
-        base = dict(zip(with_options(runs, [*keys, "rr"]), key))
+    configuration = with_options(runs, [*keys, "rr"])
+    for key, group in runs[runs["method"] == "tar"].groupby(configuration, sort=False):
+        base = dict(zip(configuration, key))
         options = base.get("options", "")
         same = runs[(runs[keys] == pd.Series({k: base[k] for k in keys})).all(axis=1)]
         any_criterion = runs[(runs[shared] == pd.Series({k: base[k] for k in shared})).all(axis=1)]
@@ -623,8 +624,8 @@ def improvement_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd
             if not other.empty:
                 rows.append({**base, **improvement_row(library, metrics, name, group, other, reps, seed)})
     dense_keys = ["algo", "env", "width"]
-    for key, group in runs[runs["method"] == "rigl"].groupby(with_options(runs, [*keys, "rr"]), sort=False, dropna=False):
-        base = dict(zip(with_options(runs, [*keys, "rr"]), key))
+    for key, group in runs[runs["method"] == "rigl"].groupby(configuration, sort=False, dropna=False):
+        base = dict(zip(configuration, key))
         dense = runs[
             (runs["method"] == "dense") & (runs[dense_keys] == pd.Series({k: base[k] for k in dense_keys})).all(axis=1)
         ]
@@ -798,13 +799,16 @@ def static_stage_check(runs: pd.DataFrame) -> tuple[int, list[str]]:
     for key, group in sparse.groupby(keys, sort=False):
         where = " ".join(str(v) for v in key[:-1]) + f" seed {key[-1]}"
         compared = False
+        statics: dict[str, Any] = {}  # Original's layers by TAR options: each summary read once per group
         for _, tar_row in group[group["method"] == "tar"].iterrows():
             tar = layers(tar_row)
             if tar is None:
                 continue
             options = options_of(tar_row)
-            static = [layers(r) for _, r in same_variant(group[group["method"] == "static"], options).iterrows()]
-            static = next((s for s in static if s is not None), None)
+            if options not in statics:
+                candidates = same_variant(group[group["method"] == "static"], options).iterrows()
+                statics[options] = next((s for s in (layers(r) for _, r in candidates) if s is not None), None)
+            static = statics[options]
             same_rr = group[(group["method"] == "uniform") & _close(group["rr"], tar_row["rr"])]
             if "options" in same_rr:  # the paired design holds between TAR and Uniform of the same options only
                 same_rr = same_rr[same_rr["options"] == options]
