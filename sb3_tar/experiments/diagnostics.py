@@ -11,7 +11,7 @@ import pandas as pd
 
 from sb3_tar.experiments import plots, role_cells
 from sb3_tar.experiments.runner import DIAGNOSTICS_FILE
-from sb3_tar.experiments.tables import METHOD_NAMES, with_options
+from sb3_tar.experiments.tables import METHOD_NAMES, options_suffix, with_options
 
 _PREFIX = "diagnostics/"
 _FIXED_ORDER = ("srank", "weight_norm", "grad_norm")
@@ -81,7 +81,7 @@ def _label(row: pd.Series) -> str:
         label += f" [{row['criterion']}]"
     if pd.notna(row.get("sparsity")):
         label += f" s={row['sparsity']:g}"
-    return label + plots._options(row)
+    return label + options_suffix(row)
 
 
 def configurations(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:

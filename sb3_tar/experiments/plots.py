@@ -14,7 +14,7 @@ import pandas as pd
 
 from sb3_tar.experiments import role_cells
 from sb3_tar.experiments.scale_tables import rr_groups, width_groups, with_options
-from sb3_tar.experiments.tables import METHOD_NAMES, dense_runs, standard_error
+from sb3_tar.experiments.tables import METHOD_NAMES, dense_runs, options_suffix, standard_error
 
 _COLORS = {
     "dense": "black",
@@ -80,19 +80,13 @@ def line_configs(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     ]
 
 
-def _options(row: pd.Series) -> str:
-    """`` [<options>]`` for a cell with extra callback options, else ``""``."""
-    options = row.get("options")
-    return f" [{options}]" if isinstance(options, str) and options else ""
-
-
 def _line_label(row: pd.Series) -> str:
     name = METHOD_NAMES.get(row["method"], role_cells.display_name(row["method"]))
     if row["method"] in ("tar", "uniform"):
-        return f"{name} rr={row['rr']:g}" + _options(row)
+        return f"{name} rr={row['rr']:g}" + options_suffix(row)
     if row["method"] in ("set", "rigl", "gmp"):
-        return f"{name} ({row['criterion']})" + _options(row)
-    return name + _options(row)
+        return f"{name} ({row['criterion']})" + options_suffix(row)
+    return name + options_suffix(row)
 
 
 def _mean_curve(
@@ -198,7 +192,7 @@ def rr_sensitivity(runs: pd.DataFrame, out_dir: str | Path) -> tuple[list[Path],
                     if points["method"].eq(method).sum() == 0:
                         continue
                     stats = points.groupby("rr")["final_return"].agg(["mean", standard_error]).sort_index()
-                    label = f"{criterion} ({METHOD_NAMES[method]})" + _options(crit.iloc[0])
+                    label = f"{criterion} ({METHOD_NAMES[method]})" + options_suffix(crit.iloc[0])
                     ax.errorbar(
                         stats.index,
                         stats["mean"],

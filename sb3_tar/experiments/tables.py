@@ -110,6 +110,12 @@ def options_of(row: Any) -> str:
     return options if isinstance(options, str) else ""
 
 
+def options_suffix(row: Any) -> str:
+    """:return: `` [<options>]`` for a run or table row with extra callback options, else ``""``."""
+    options = options_of(row)
+    return f" [{options}]" if options else ""
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """
     :param runs: Per-run results (see :func:`sb3_tar.experiments.results.load_results`).
@@ -350,7 +356,7 @@ def _method_label(row: pd.Series) -> str:
     if method in ("dense", "small_dense"):
         return METHOD_NAMES[method]
     name = METHOD_NAMES.get(method, role_cells.display_name(method))
-    options = f" [{row['options']}]" if isinstance(row.get("options"), str) and row.get("options") else ""
+    options = options_suffix(row)
     if method in ("tar", "uniform") or role_cells.revives(method):
         return f"{name} ({row['criterion']}, rr={row['rr']:g}){options}"
     return f"{name} ({row['criterion']}){options}"
