@@ -214,6 +214,14 @@ def test_sculpt_prunes_once_at_its_step_to_exact_counts(algo: str, sparse_execut
     # FLOPs: the starting mask's cost for 200 steps, the target's for 100 (the actor counted at the critic's step)
     state = model.sb3_tar_schedule_state
     assert state["flops_steps"] == 300 and state["critic_pruned"] == 201 and state["actor_pruned"] == actor_step
+    # SB3's logger (recorded at the prune, not yet dumped: 2 episodes < SAC/TD3's log_interval of 4): the kept count
+    # under the networks' logger names, as every other sb3-tar key has them (TensorBoard groups the Q-networks)
+    logged = {k: v for k, v in model.logger.name_to_value.items() if k.startswith("sculpt/")}
+    assert logged == {
+        "sculpt/actor/kept": round(0.1 * sizes["actor"]),
+        "sculpt/critic/qf0/kept": round(0.1 * sizes["critic.qf0"]),
+        "sculpt/critic/qf1/kept": round(0.1 * sizes["critic.qf1"]),
+    }
 
 
 def test_sculpt_flops_by_hand() -> None:

@@ -135,6 +135,15 @@ def test_exploration_freezes_the_active_part_and_keeps_counts(algo: str) -> None
         for layers in (net.linears, net.target_layers):
             for layer, mask in zip(layers, masks):
                 assert torch.all(layer.weight[~mask] == 0.0), net.name
+    # SB3's logger (not yet dumped: 2 episodes < SAC/TD3's log_interval of 4): the last update's grown count under the
+    # networks' logger names, as every other sb3-tar key has them
+    last = {name: grown for _end, name, _kept, grown in runner.history}  # history in order: the last update wins
+    logged = {k: v for k, v in model.logger.name_to_value.items() if k.startswith("iee/")}
+    assert logged == {
+        "iee/actor/grown": last["actor"],
+        "iee/critic/qf0/grown": last["critic.qf0"],
+        "iee/critic/qf1/grown": last["critic.qf1"],
+    }
     # exploitation runs on the kernel: the sparse layers are converted back after the last phase
     assert any(is_compressed(layer) for net in enforcer.networks for layer in net.linears)
 

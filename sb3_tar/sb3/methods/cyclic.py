@@ -37,6 +37,7 @@ from sb3_tar.sb3.execution.enforcement import MaskEnforcer
 from sb3_tar.sb3.execution.sparse_execution import register_owner
 from sb3_tar.sb3.methods.gradual import shrink_compressed
 from sb3_tar.sb3.methods.step_clock import StepClock
+from sb3_tar.sb3.networks import log_name
 
 #: Model attribute holding a cyclic, SCULPT or exploitation-exploration run's settings and position (saved).
 STATE_ATTRIBUTE = "sb3_tar_schedule_state"
@@ -185,7 +186,7 @@ class CyclicRunner(ScheduleListener):
             self.enforcer.update_masks(net.name, [m.to(device=old.device, dtype=old.dtype) for m, old in zip(new, masks)])
             self.history.append((step, net.name, n_keep))
             if self.logger is not None:
-                self.logger.record(f"sculpt/{net.name}/kept", n_keep)
+                self.logger.record(f"sculpt/{log_name(net.name)}/kept", n_keep)
             if self.verbose >= 2:
                 print(f"SCULPT prune of {net.name} at gradient step {step}: {n_keep} of {total} weights kept")
         if any(is_compressed(layer) for net in networks for layer in net.linears):

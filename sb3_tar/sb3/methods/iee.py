@@ -32,7 +32,7 @@ from sb3_tar.core.streams import stream_generator
 from sb3_tar.sb3.execution.enforcement import MaskEnforcer
 from sb3_tar.sb3.execution.mask_store import MASK_BUFFER
 from sb3_tar.sb3.methods.cyclic import ScheduleListener
-from sb3_tar.sb3.networks import SparseNetwork
+from sb3_tar.sb3.networks import SparseNetwork, log_name
 
 
 class Explorer(ScheduleListener):
@@ -177,7 +177,7 @@ class Explorer(ScheduleListener):
             self.enforcer.update_masks(net.name, [m.to(device=o.device, dtype=o.dtype) for m, o in zip(new, old)])
             self.history.append((end, net.name, counts, grown))
             if self.logger is not None:
-                self.logger.record(f"iee/{net.name}/grown", grown)
+                self.logger.record(f"iee/{log_name(net.name)}/grown", grown)
             if self.verbose >= 2:
                 print(f"IEE prune-and-grow of {net.name} after gradient step {end}: {grown} weights grown, kept {counts}")
         state["exploring"][role] = 0
