@@ -776,6 +776,7 @@ def differing_fields(stored: Any, requested: Any, prefix: str = "") -> list[tupl
     """
     :param stored: A JSON value (e.g. a checkpoint's signature).
     :param requested: Another one (this run's).
+    :param prefix: The dotted path of these two values inside the whole (``""`` at the top; used by the recursion).
     :return: ``(path, stored, requested)`` for each leaf that differs, ``path`` dotted (``callbacks[1].settings.seed``).
     """
     if isinstance(stored, dict) and isinstance(requested, dict):
