@@ -1,7 +1,15 @@
-"""Odd inputs are refused at the boundary with a clear error that names the bad value (issue 20, point 5)."""
+"""Odd inputs are refused at the boundary with a clear error that names the bad value (issue 20, point 5); arguments
+are checked where the user gives them: ``verbose`` of every callback at construction (a bad one used to pass and fail
+in ``learn()`` after the model was pruned), NumPy numbers accepted like Python ones (same masks), the diagnostics batch
+against the replay buffer before anything changes, the checkpoint folder, and SET's planned steps in a
+``SparsePolicy``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import pytest
 import torch
 from sb3_contrib import TQC
@@ -11,8 +19,11 @@ from stable_baselines3.common.envs import BitFlippingEnv
 from stable_baselines3.her import HerReplayBuffer
 
 import sb3_tar
-from sb3_tar import sac, td3, tqc
+from sb3_tar import DSTCallback, TARCallback, sac, td3, tqc
+from sb3_tar.baselines import CyclicCallback, GMPCallback, IEECallback, SculptCallback, SmallDenseCallback
 from sb3_tar.core.sparsify import max_sparsity
+from sb3_tar.diagnostics import DiagnosticsCallback
+from sb3_tar.sb3.persistence.checkpoint import ExactCheckpointCallback
 from sb3_tar.sb3.reporting.model_masks import masks_of, sparsity_summary
 
 
@@ -109,3 +120,110 @@ def test_dict_observations_point_to_multi_input_policy_and_the_callback() -> Non
     summary = sparsity_summary(model)
     assert {name: stats["pruned_nonzero"] for name, stats in summary.items()} == {n: 0 for n in summary}
     assert summary["actor"]["kept"] == round(0.2 * summary["actor"]["total"])
+
+
+CALLBACKS: dict[str, Any] = {
+    "TARCallback": lambda **kw: TARCallback(**kw),
+    "DSTCallback": lambda **kw: DSTCallback(**kw),
+    "GMPCallback": lambda **kw: GMPCallback(**kw),
+    "CyclicCallback": lambda **kw: CyclicCallback(**kw),
+    "SculptCallback": lambda **kw: SculptCallback(**kw),
+    "IEECallback": lambda **kw: IEECallback(**kw),
+    "SmallDenseCallback": lambda **kw: SmallDenseCallback(reference_width=64, **kw),
+    "DiagnosticsCallback": lambda **kw: DiagnosticsCallback(**kw),
+    "ExactCheckpointCallback": lambda **kw: ExactCheckpointCallback("unused_folder", **kw),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CALLBACKS))
+@pytest.mark.parametrize(
+    "verbose, error, message",
+    [
+        ("high", TypeError, "verbose must be an int, got 'high' (str)"),
+        (None, TypeError, "verbose must be an int, got None"),
+        (1.5, TypeError, "verbose must be an int, got 1.5 (float)"),
+        (True, TypeError, "verbose must be an int, got True (bool)"),
+        (-1, ValueError, "verbose=-1 is outside the allowed range [0, inf)"),
+    ],
+)
+def test_bad_verbose_is_refused_at_construction(name: str, verbose: Any, error: type, message: str) -> None:
+    with pytest.raises(error) as raised:
+        CALLBACKS[name](verbose=verbose)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("name", sorted(CALLBACKS))
+def test_numpy_verbose_is_an_int(name: str) -> None:
+    callback = CALLBACKS[name](verbose=np.int64(2))
+    assert callback.verbose == 2 and type(callback.verbose) is int
+
+
+def _model(**kwargs: Any) -> SAC:
+    kwargs = dict(dict(learning_starts=1_000, buffer_size=1_000, seed=0, device="cpu"), **kwargs)
+    return SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16, 16]), **kwargs)
+
+
+def _masks(model: SAC) -> dict[str, torch.Tensor]:
+    return {key: value.clone() for key, value in model.policy.state_dict().items() if key.endswith("weight_mask")}
+
+
+def test_numpy_numbers_give_the_masks_of_python_numbers() -> None:
+    """``np.float64``/``np.int64`` settings (from ``np.linspace``, a pandas table...) prune exactly as the Python
+    numbers do: the masks read from the two models' state dicts are equal."""
+    masks = []
+    for sparsity, rr, seed, iters in [(0.8, 0.02, 3, 5), (np.float64(0.8), np.float64(0.02), np.int64(3), np.int64(5))]:
+        model = _model()
+        callback = TARCallback(sparsity=sparsity, recovery_ratio=rr, seed=seed, criterion="synflow", synflow_iters=iters)
+        model.learn(2, callback=callback)
+        masks.append(_masks(model))
+        config = callback.configs["actor"]
+        assert type(config.sparsity) is float and type(config.synflow_iters) is int and type(callback.seed) is int
+    assert masks[0].keys() == masks[1].keys() and len(masks[0]) == 16  # actor 4 (mu, log_std), 2 x 3 online + 2 x 3 target
+    for key in masks[0]:
+        assert torch.equal(masks[0][key], masks[1][key]), key
+    kept = sum(int(m.sum()) for k, m in masks[0].items() if k.startswith("actor."))
+    total = sum(m.numel() for k, m in masks[0].items() if k.startswith("actor."))
+    assert kept == round(0.2 * total)  # reserve mode: the final density is 1 - sparsity, by hand
+
+    policy_masks = []
+    for seed in (3, np.int64(3)):
+        model = SAC(sac.SparsePolicy, "Pendulum-v1", policy_kwargs=dict(net_arch=[16, 16], seed=seed), seed=0, device="cpu")
+        policy_masks.append(_masks(model))
+    assert all(torch.equal(policy_masks[0][k], policy_masks[1][k]) for k in policy_masks[0])
+
+    dst = DSTCallback(update_interval=np.int64(100), drop_fraction=np.float64(0.25))
+    assert (dst.config.update_interval, dst.config.drop_fraction) == (100, 0.25)
+    assert type(dst.config.update_interval) is int and type(dst.config.drop_fraction) is float
+    gmp = GMPCallback(update_interval=np.int64(10), start_fraction=np.float32(0.25))
+    assert gmp.config.interval == 10 and type(gmp.config.interval) is int and gmp.config.start_fraction == 0.25
+
+
+def test_diagnostics_batch_larger_than_the_replay_buffer_is_refused_before_pruning() -> None:
+    """The fixed batch could never be drawn (the callback recorded nothing, silently): refused when the callbacks
+    are initialised, before TARCallback (first in the list) prunes: the weights are the same bits after."""
+    model = _model(buffer_size=100)
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    with pytest.raises(ValueError, match=r"batch_size=256 is outside the allowed range \[2, 100\]"):
+        model.learn(10, callback=[TARCallback(sparsity=0.9), DiagnosticsCallback(batch_size=256)])
+    after = model.policy.state_dict()
+    assert after.keys() == before.keys()  # no weight_mask buffer was added
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert model.num_timesteps == 0
+    DiagnosticsCallback(batch_size=100)  # the buffer's size itself is allowed
+
+
+def test_checkpoint_folder_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="save_path must be a str or os.PathLike, got None"):
+        ExactCheckpointCallback(None)  # type: ignore[arg-type]
+    file = tmp_path / "a_file"
+    file.write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        ExactCheckpointCallback(file)
+    assert file.read_text() == "x"
+    ExactCheckpointCallback(tmp_path / "not_yet")  # a folder that does not exist yet is created at the first save
+
+
+def test_sparse_policy_set_needs_at_least_one_planned_step() -> None:
+    """``dst_total_steps=0`` was accepted, and SET then never rewired."""
+    with pytest.raises(ValueError, match=r"dst_total_steps=0 is outside the allowed range \[1, inf\)"):
+        SAC(sac.SparsePolicy, "Pendulum-v1", policy_kwargs=dict(dst_method="set", dst_total_steps=0), device="cpu")

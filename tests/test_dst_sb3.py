@@ -338,7 +338,7 @@ def test_dst_callback_refuses_bad_values(kwargs: dict, error: type, pattern: str
         (dict(update_interval=10), ValueError, r"\['update_interval'\] only apply .*dst_method"),
         (dict(end_fraction=0.5), ValueError, r"\['end_fraction'\] only apply"),
         (dict(dst_method="set", revival="tar"), ValueError, "revival='tar' cannot be combined"),
-        (dict(dst_method="set", dst_total_steps=-1), ValueError, r"dst_total_steps=-1 .*\[0, inf\)"),
+        (dict(dst_method="set", dst_total_steps=-1), ValueError, r"dst_total_steps=-1 .*\[1, inf\)"),
         (dict(dst_method="rigl", end_fraction=0), ValueError, r"end_fraction=0.0 .*\(0, 1\]"),
     ],
 )

@@ -452,6 +452,45 @@ def test_a_typo_in_callback_kwargs_fails_before_any_cell_starts(tmp_path, capsys
         GridSpec(**{option[2:].replace("-", "_"): {name: 1}}).validate()
 
 
+@pytest.mark.parametrize(
+    "option, pair, methods, message",
+    [
+        ("--tar-kwargs", "budget_mode:foo", "tar", "TARCallback refuses its arguments: Unknown budget_mode 'foo': valid"),
+        ("--tar-kwargs", "floor_fraction:2", "tar", "floor_fraction=2.0 is outside the allowed range [0, 1]"),
+        ("--tar-kwargs", "synflow_iters:0", "tar", "synflow_iters=0 is outside the allowed range [1, inf)"),
+        ("--dst-kwargs", "update_interval:0", "rigl", "DSTCallback refuses its arguments: update_interval=0 is outside"),
+        ("--dst-kwargs", "drop_fraction:2", "set", "drop_fraction=2.0 is outside the allowed range (0, 1)"),
+        ("--gmp-kwargs", "end_fraction:0", "gmp", "GMPCallback refuses its arguments: end_fraction=0.0 is outside"),
+    ],
+)
+def test_a_bad_callback_value_fails_before_any_cell_starts(tmp_path, capsys, option, pair, methods, message):
+    """A valid option name with a value its callback refuses: the sweep says so, naming the first cell it would run
+    and the callback's own message, and starts nothing (it used to start every cell, each failing in training)."""
+    root = tmp_path / "r"
+    assert main(["sweep", "--preset", "smoke", "--methods", methods, option, pair, "-o", str(root), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and f"cell sac/Pendulum-v1/{methods}_" in err, err
+    assert not root.exists()
+    name, _, text = pair.partition(":")
+    value = int(text) if text.isdigit() else text if text == "foo" else float(text)
+    with pytest.raises(ValueError, match="refuses its arguments"):
+        GridSpec(methods=(methods,), **{option[2:].replace("-", "_"): {name: value}}).expand()
+
+
+@pytest.mark.parametrize(
+    "option, pair, methods",
+    [("--tar-kwargs", "sparsity:0.5", "tar"), ("--tar-kwargs", "recovery_ratio:0.05", "tar")]
+    + [("--tar-kwargs", "seed:7", "static"), ("--dst-kwargs", "method:rigl", "set"), ("--gmp-kwargs", "sparsity:0.5", "gmp")],
+)
+def test_callback_kwargs_may_not_set_what_the_grid_sets(tmp_path, capsys, option, pair, methods):
+    """``--tar-kwargs sparsity:0.5`` ran TARCallback(sparsity=0.5) in a cell whose folder said sp0.9: refused."""
+    root = tmp_path / "r"
+    assert main(["sweep", "--preset", "smoke", "--methods", methods, option, pair, "-o", str(root), "--no-progress"]) == 2
+    name = pair.partition(":")[0]
+    assert f"{option[2:].replace('-', '_')} may not set ['{name}']: the grid sets" in capsys.readouterr().err
+    assert not root.exists()
+
+
 def test_extra_kwargs_and_prune_criteria_name_their_cells_and_leave_plain_ids_unchanged():
     plain = GridSpec(methods=("static", "tar", "set", "rigl", "gmp"), seeds=(0,))
     assert [c.label for c in plain.expand()] == [

@@ -108,7 +108,7 @@ def test_the_package_imports_no_old_path() -> None:
         from stable_baselines3 import SAC
         model = SAC(sb3_tar.SACSparsePolicy, "Pendulum-v1", policy_kwargs=dict(net_arch=[8, 8]), buffer_size=100,
                     learning_starts=5, batch_size=8, device="cpu")
-        model.learn(10, callback=[sb3_tar.DiagnosticsCallback(every=5)])
+        model.learn(10, callback=[sb3_tar.DiagnosticsCallback(every=5, batch_size=8)])
         print(sorted(f"sb3_tar.sb3.{old}" for old in MOVED if f"sb3_tar.sb3.{old}" in sys.modules))
         """
     )

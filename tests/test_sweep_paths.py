@@ -41,15 +41,16 @@ def _alive(pid: int) -> bool:
 
 def test_failing_cell_is_listed_with_its_log_and_exit_status_1(tmp_path: Path) -> None:
     root = tmp_path / "fail"
-    # a valid option name with a value the callback refuses: the sweep starts the cell, which fails
-    args = ("--methods", "tar", "--seeds", "0", "-n", "200", *TINY, "-o", str(root), "--tar-kwargs", "floor_fraction:-1")
+    # a hyperparameter that SB3 accepts and torch refuses when the model is built: the sweep starts the cell, which
+    # fails (callback options are checked before any cell starts)
+    args = ("--methods", "tar", "--seeds", "0", "-n", "200", *TINY, "-o", str(root), "--params", "learning_rate:-1")
     run = run_cli("sweep", *args)
     assert run.returncode == 1, run.stdout + run.stderr
-    label = "tar_magnitude_sp0.9_rr0.01_w32_floor_fraction=-1"
+    label = "tar_magnitude_sp0.9_rr0.01_w32"
     cell = root / "sac" / ENV / label / "seed_0"
     assert f"FAILED sac/{ENV}/{label}/seed_0 (exit code 1); log: {cell / 'train.log'}" in run.stderr
     assert "0 ran, 0 already finished, 1 failed" in run.stdout
-    assert "floor_fraction=-1" in (cell / "train.log").read_text()  # the log says why
+    assert "Invalid learning rate: -1" in (cell / "train.log").read_text()  # the log says why
     assert not (cell / "done.json").exists()
 
 

@@ -7,6 +7,7 @@ built, so a bad value fails before any network is touched.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -105,10 +106,10 @@ def check_number(name: str, value: Any, low: float, high: float, *, low_open: bo
     :param low_open: Whether ``low`` itself is excluded.
     :param high_open: Whether ``high`` itself is excluded.
     :return: ``value`` as a float.
-    :raises TypeError: If ``value`` is not an int or float (bools are refused).
+    :raises TypeError: If ``value`` is not a real number (Python or NumPy; bools are refused).
     :raises ValueError: If ``value`` is NaN or outside the interval (the message gives it).
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     value = float(value)
@@ -124,14 +125,32 @@ def check_int(name: str, value: Any, low: int) -> int:
     :param name: Name of the option, for the error message.
     :param value: The value given.
     :param low: Smallest allowed value.
-    :return: ``value`` if it is an int ``>= low``.
-    :raises TypeError: If ``value`` is not an int.
+    :return: ``value`` as a Python int if it is an integer ``>= low``.
+    :raises TypeError: If ``value`` is not an integer (Python or NumPy; bools are refused).
     :raises ValueError: If ``value < low``.
     """
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
     if value < low:
         raise ValueError(f"{name}={value} is outside the allowed range [{low}, inf)")
+    return int(value)
+
+
+def set_checked(instance: Any, name: str, check: Any, *args: Any, **kwargs: Any) -> Any:
+    """
+    Validate a field of a (frozen) dataclass with ``check`` and store the value it returns, so that a NumPy number
+    given by the caller is kept as the Python int or float that ``check`` returns (what JSON and the checkpoint
+    signatures need).
+
+    :param instance: The dataclass instance (in its ``__post_init__``).
+    :param name: The field's name, also the name in the error message.
+    :param check: :func:`check_number` or :func:`check_int`.
+    :param args: The check's bounds.
+    :param kwargs: The check's keyword options.
+    :return: The stored value.
+    """
+    value = check(name, getattr(instance, name), *args, **kwargs)
+    object.__setattr__(instance, name, value)
     return value
 
 
@@ -176,15 +195,15 @@ class SparsityConfig:
     synflow_iters: int = 100
 
     def __post_init__(self) -> None:
-        alpha = check_number("sparsity", self.sparsity, 0.0, 1.0, high_open=True)
+        alpha = set_checked(self, "sparsity", check_number, 0.0, 1.0, high_open=True)
         check_choice("criterion", self.criterion, CRITERIA)
         check_choice("revival", self.revival, REVIVALS)
-        rr = check_number("recovery_ratio", self.recovery_ratio, 0.0, 1.0)
-        check_number("floor_fraction", self.floor_fraction, 0.0, 1.0)
+        rr = set_checked(self, "recovery_ratio", check_number, 0.0, 1.0)
+        set_checked(self, "floor_fraction", check_number, 0.0, 1.0)
         check_choice("budget_mode", self.budget_mode, BUDGET_MODES)
         check_choice("revived_init", self.revived_init, REVIVED_INITS)
         check_choice("magnitude_scope", self.magnitude_scope, MAGNITUDE_SCOPES)
-        check_int("synflow_iters", self.synflow_iters, 1)
+        set_checked(self, "synflow_iters", check_int, 1)
         if self.revival != "none":
             if self.budget_mode == "reserve" and rr > 1.0 - alpha + 1e-12:
                 raise ValueError(

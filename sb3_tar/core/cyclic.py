@@ -24,7 +24,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sb3_tar.core.config import check_choice, check_int, check_number
+from sb3_tar.core.config import check_choice, check_int, check_number, set_checked
 
 #: Shapes of the decay part of a cycle.
 CYCLIC_SHAPES: tuple[str, ...] = ("cosine", "linear")
@@ -52,9 +52,9 @@ class CyclicSchedule:
     shape: str = "cosine"
 
     def __post_init__(self) -> None:
-        check_int("cycles", self.cycles, 1)
-        check_number("warmup_fraction", self.warmup_fraction, 0.0, 1.0, high_open=True)
-        check_number("min_factor", self.min_factor, 0.0, 1.0)
+        set_checked(self, "cycles", check_int, 1)
+        set_checked(self, "warmup_fraction", check_number, 0.0, 1.0, high_open=True)
+        set_checked(self, "min_factor", check_number, 0.0, 1.0)
         check_choice("shape", self.shape, CYCLIC_SHAPES)
 
     def cycle_start(self, cycle: int, total_steps: int) -> int:
@@ -127,7 +127,7 @@ class SculptPlan:
     def __post_init__(self) -> None:
         if self.schedule.cycles < 2:
             raise ValueError(f"cycles={self.schedule.cycles!r} is outside the allowed range [2, inf) for SCULPT")
-        check_int("prune_cycle", self.prune_cycle, 1)
+        set_checked(self, "prune_cycle", check_int, 1)
         if self.prune_cycle > self.schedule.cycles - 1:
             raise ValueError(f"prune_cycle={self.prune_cycle!r} is outside the allowed range [1, {self.schedule.cycles - 1}]")
         check_choice("scope", self.scope, SCULPT_SCOPES)

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from sb3_tar.core.config import check_choice, check_int, check_number
+from sb3_tar.core.config import check_choice, check_int, check_number, set_checked
 from sb3_tar.core.prune_criteria import drop_positions, prune_criterion_name
 from sb3_tar.core.role_methods import DYNAMIC_ROLE_METHODS, ROLE_NAMES, check_role_methods
 from sb3_tar.core.selection import sample_positions, top_k_mask
@@ -75,9 +75,9 @@ class DSTConfig:
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, DST_METHODS)
-        check_int("update_interval", self.update_interval, 1)
-        check_number("drop_fraction", self.drop_fraction, 0.0, 1.0, low_open=True, high_open=True)
-        check_number("end_fraction", self.end_fraction, 0.0, 1.0, low_open=True)
+        set_checked(self, "update_interval", check_int, 1)
+        set_checked(self, "drop_fraction", check_number, 0.0, 1.0, low_open=True, high_open=True)
+        set_checked(self, "end_fraction", check_number, 0.0, 1.0, low_open=True)
         # a former name (``"set"``) warns once, here, and is stored under its name now
         object.__setattr__(self, "prune_criterion", prune_criterion_name(self.prune_criterion, stacklevel=6))
         if self.role_methods is not None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from sb3_tar.core.config import check_choice, check_int, check_number
+from sb3_tar.core.config import check_choice, check_int, check_number, set_checked
 from sb3_tar.core.criteria import layer_counts
 from sb3_tar.core.selection import apportion, top_k_mask
 
@@ -56,13 +56,13 @@ class GMPConfig:
     scope: str = "global"
 
     def __post_init__(self) -> None:
-        check_number("start_fraction", self.start_fraction, 0.0, 1.0)
-        check_number("end_fraction", self.end_fraction, 0.0, 1.0, low_open=True)
+        set_checked(self, "start_fraction", check_number, 0.0, 1.0)
+        set_checked(self, "end_fraction", check_number, 0.0, 1.0, low_open=True)
         if self.end_fraction < self.start_fraction:
             raise ValueError(
                 f"end_fraction={self.end_fraction!r} is outside the allowed range [start_fraction={self.start_fraction!r}, 1]"
             )
-        check_int("interval", self.interval, 1)
+        set_checked(self, "interval", check_int, 1)
         check_choice("scope", self.scope, GMP_SCOPES)
 
     def window(self, total_steps: int) -> tuple[int, int]:

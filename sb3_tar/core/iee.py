@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from sb3_tar.core.config import check_int, check_number
+from sb3_tar.core.config import check_int, check_number, set_checked
 from sb3_tar.core.selection import top_k_mask
 
 DEFAULT_INTERVAL = 1000
@@ -42,11 +42,11 @@ class IEEConfig:
     end_fraction: float = DEFAULT_END_FRACTION
 
     def __post_init__(self) -> None:
-        check_int("interval", self.interval, 2)
-        check_int("explore_steps", self.explore_steps, 1)
+        set_checked(self, "interval", check_int, 2)
+        set_checked(self, "explore_steps", check_int, 1)
         if self.explore_steps > self.interval - 1:
             raise ValueError(f"explore_steps={self.explore_steps!r} is outside the allowed range [1, {self.interval - 1}]")
-        check_number("end_fraction", self.end_fraction, 0.0, 1.0, low_open=True)
+        set_checked(self, "end_fraction", check_number, 0.0, 1.0, low_open=True)
 
     def end_step(self, total_steps: int) -> int:
         """:return: ``round(end_fraction * T)``: no update after this gradient step."""

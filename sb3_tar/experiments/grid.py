@@ -26,6 +26,7 @@ import importlib
 import inspect
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -91,6 +92,14 @@ SMALL_DENSE_CALLBACK = "sb3_tar.baselines.SmallDenseCallback"
 
 #: The grid's option holding each callback's extra keyword arguments -> the callback they go to.
 KWARGS_CALLBACKS: dict[str, str] = {"tar_kwargs": TAR_CALLBACK, "dst_kwargs": DST_CALLBACK, "gmp_kwargs": GMP_CALLBACK}
+#: The callback arguments the grid sets per cell (from its axes, or to keep the cell's train.log complete): extra
+#: options may not set them, or a cell would run other settings than its folder name says (``magnitude_scope`` is
+#: refused with its own message in :meth:`GridSpec.validate`).
+GRID_SET_KWARGS: dict[str, tuple[str, ...]] = {
+    "tar_kwargs": ("sparsity", "criterion", "revival", "recovery_ratio", "role_methods", "seed", "verbose"),
+    "dst_kwargs": ("method", "sparsity", "criterion", "recovery_ratio", "role_methods", "seed", "verbose"),
+    "gmp_kwargs": ("sparsity", "seed", "verbose"),
+}
 #: The prune criterion of SET/RigL that keeps a cell's id unchanged (``DSTCallback``'s default).
 DEFAULT_PRUNE_CRITERION = "magnitude"
 
@@ -117,7 +126,8 @@ def check_callback_kwargs(option: str, kwargs: dict[str, Any]) -> None:
     """
     :param option: ``"tar_kwargs"``, ``"dst_kwargs"`` or ``"gmp_kwargs"``.
     :param kwargs: Its extra keyword arguments.
-    :raises ValueError: If a name is not a keyword argument of the callback it goes to (the message lists the valid ones).
+    :raises ValueError: If a name is not a keyword argument of the callback it goes to (the message lists the valid ones),
+        or is one the grid sets per cell (:data:`GRID_SET_KWARGS`).
     """
     class_path = KWARGS_CALLBACKS[option]
     valid = callback_parameters(class_path)
@@ -127,6 +137,39 @@ def check_callback_kwargs(option: str, kwargs: dict[str, Any]) -> None:
             f"{option} {unknown} {'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of "
             f"{class_path.rpartition('.')[2]}: valid names are {sorted(valid)}"
         )
+    taken = [key for key in kwargs if key in GRID_SET_KWARGS[option]]
+    if taken:
+        raise ValueError(
+            f"{option} may not set {taken}: the grid sets {list(GRID_SET_KWARGS[option])} for every cell (use the "
+            "grid's axes: methods, criteria, sparsities, rrs, seeds)"
+        )
+
+
+def check_callback_values(cells: Sequence[Cell]) -> None:
+    """
+    Build each distinct callback of the cells (without a model: the constructors check every argument), so that a
+    bad extra option (``--tar-kwargs budget_mode:foo``) is refused before any cell starts, not when it trains.
+
+    :param cells: The cells of a grid.
+    :raises ValueError: If a callback refuses its arguments (the message names the cell and the callback's own
+        message; a ``TypeError`` of the callback is raised as a ``TypeError`` in the same form).
+    """
+    seen: set[str] = set()
+    for cell in cells:
+        for spec in cell.callback() or []:
+            for class_path, kwargs in spec.items():
+                key = repr((class_path, sorted((k, repr(v)) for k, v in kwargs.items() if k != "seed")))
+                if key in seen:
+                    continue
+                seen.add(key)
+                module, _, name = class_path.rpartition(".")
+                cls = getattr(importlib.import_module(module), name)
+                try:
+                    with warnings.catch_warnings():  # a former name's FutureWarning comes when the cell runs
+                        warnings.simplefilter("ignore")
+                        cls(**kwargs)
+                except (TypeError, ValueError) as error:
+                    raise type(error)(f"cell {cell.cell_id}: {name} refuses its arguments: {error}") from error
 
 
 def _fmt_option(value: Any) -> str:
@@ -553,6 +596,7 @@ class GridSpec:
                                         **common,
                                     )
                                     cells.setdefault(cell.cell_id, cell)
+        check_callback_values(list(cells.values()))
         return list(cells.values())
 
     def _configs(self, method: str) -> list[tuple[str | None, float | None, float | None, str]]:

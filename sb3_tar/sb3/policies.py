@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 from typing import Any, ClassVar
 
 import torch
@@ -275,7 +276,7 @@ def _dst_setup(dst: dict[str, Any], options: dict[str, Any], criterion_given: bo
         dst["dst_method"], dst["update_interval"], dst["drop_fraction"], dst["end_fraction"], dst["prune_criterion"]
     )
     if dst["dst_total_steps"] is not None:
-        check_int("dst_total_steps", dst["dst_total_steps"], 0)
+        check_int("dst_total_steps", dst["dst_total_steps"], 1)
     if revival_given and options["revival"] != "none":
         raise ValueError(
             f"revival={options['revival']!r} cannot be combined with dst_method={config.method!r}: "
@@ -510,8 +511,9 @@ class SparsePolicyMixin:
         if options["criterion"] is None:  # saved so by a policy whose roles took their methods' default criteria
             options["criterion"] = SPARSITY_DEFAULTS["criterion"]
         seed = options.pop("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
+        seed = None if seed is None else int(seed)
         mask_gradients = options.pop("mask_gradients")
         if not isinstance(mask_gradients, bool):
             raise TypeError(f"mask_gradients must be a bool, got {mask_gradients!r}")

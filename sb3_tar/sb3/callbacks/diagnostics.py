@@ -15,6 +15,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from sb3_tar.core.config import check_int
 from sb3_tar.sb3.reporting.diagnostics import FixedBatch, draw_fixed_batch, draw_rollout_batch, measure_policy
 
 #: Default interval in environment steps (measured cost: see docs/diagnostics.md).
@@ -77,7 +78,7 @@ class DiagnosticsCallback(BaseCallback):
         seed: int = 0,
         verbose: int = 0,
     ) -> None:
-        super().__init__(verbose)
+        super().__init__(check_int("verbose", verbose, 0))
         self.every = _check_int("every", every, 1)
         self.batch_size = _check_int("batch_size", batch_size, 2)
         if isinstance(taus, (str, bytes)) or not isinstance(taus, Sequence) or len(taus) == 0:
@@ -103,6 +104,12 @@ class DiagnosticsCallback(BaseCallback):
         from sb3_tar.sb3.callbacks.sparse import check_supported
 
         check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
+        buffer = getattr(self.model, "replay_buffer", None)
+        if buffer is not None and buffer.buffer_size < self.batch_size:  # the fixed batch could never be drawn
+            raise ValueError(
+                f"batch_size={self.batch_size} is outside the allowed range [2, {buffer.buffer_size}]: the model's "
+                f"replay buffer holds {buffer.buffer_size} transitions per env, so the fixed batch could never be drawn"
+            )
 
     def _on_training_start(self) -> None:
         start = int(self.model.num_timesteps)

@@ -14,7 +14,7 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from sb3_tar.core.config import SparsityConfig
+from sb3_tar.core.config import SparsityConfig, check_int
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.sb3.execution.enforcement import MaskEnforcer
 from sb3_tar.sb3.execution.sparse_execution import option_for_model
@@ -88,13 +88,13 @@ class SparseCallback(BaseCallback):
     """
 
     def __init__(self, seed: int | None = None, verbose: int = 0, mask_gradients: bool = False) -> None:
-        super().__init__(verbose)
+        super().__init__(check_int("verbose", verbose, 0))
         if not isinstance(mask_gradients, bool):
             raise TypeError(f"mask_gradients must be a bool, got {mask_gradients!r}")
         self.mask_gradients = mask_gradients
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
         self.reports: dict[str, NetworkReport] = {}
         self.pruned = False
         #: Layers that run on the sparse kernel after pruning (``"<network>/<layer>"``).

@@ -105,7 +105,7 @@ def policy_role_setup(
             raise ValueError(f"role_methods={methods} mixes SET and RigL: give dst_method to name the schedule's defaults")
         method = dynamic[0]
     if dst["dst_total_steps"] is not None:
-        check_int("dst_total_steps", dst["dst_total_steps"], 0)
+        check_int("dst_total_steps", dst["dst_total_steps"], 1)
     config = dst_config(
         method, dst["update_interval"], dst["drop_fraction"], dst["end_fraction"], dst["prune_criterion"], methods
     )

@@ -78,6 +78,8 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 from torch import nn
 
+from sb3_tar.core.config import check_int
+
 #: Version of the checkpoint layout; a checkpoint of another version is refused (2: the match covers what changes
 #: training, ``meta.json`` records the package commit and the hardware).
 CHECKPOINT_FORMAT = 2
@@ -1013,7 +1015,11 @@ class ExactCheckpointCallback(BaseCallback):
         verbose: int = 1,
         strict: bool = False,
     ) -> None:
-        super().__init__(verbose)
+        super().__init__(check_int("verbose", verbose, 0))
+        if not isinstance(save_path, (str, os.PathLike)):
+            raise TypeError(f"save_path must be a str or os.PathLike, got {save_path!r}")
+        if Path(save_path).exists() and not Path(save_path).is_dir():
+            raise ValueError(f"save_path={str(save_path)!r} is a file, not a folder: checkpoints are folders inside it")
         if isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 0:
             raise ValueError(f"save_freq={save_freq!r} is outside the allowed range [0, inf)")
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
