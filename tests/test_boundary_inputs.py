@@ -227,3 +227,29 @@ def test_sparse_policy_set_needs_at_least_one_planned_step() -> None:
     """``dst_total_steps=0`` was accepted, and SET then never rewired."""
     with pytest.raises(ValueError, match=r"dst_total_steps=0 is outside the allowed range \[1, inf\)"):
         SAC(sac.SparsePolicy, "Pendulum-v1", policy_kwargs=dict(dst_method="set", dst_total_steps=0), device="cpu")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TARCallback(sparsity=0.9, actor_sparsity=0.3),
+        lambda: DSTCallback(method="rigl", actor_sparsity=0.3),
+        lambda: GMPCallback(actor_sparsity=0.3),
+        lambda: SmallDenseCallback(reference_width=16, actor_sparsity=0.3),
+    ],
+    ids=["tar", "dst", "gmp", "small_dense"],
+)
+def test_actor_sparsity_on_dqn_is_refused_before_anything_changes(make: Any) -> None:
+    """DQN has no actor: ``actor_sparsity`` was recorded in ``sb3_tar_config`` and ignored. Refused when the
+    callbacks are initialised: the model's state dict is the same bits after, and it has no sb3-tar record."""
+    model = DQN("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[16, 16]), learning_starts=10, device="cpu")
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    with pytest.raises(ValueError, match=r"actor_sparsity=0.3 has no actor to apply to: DQN's policy has only Q-networks"):
+        model.learn(20, callback=make())
+    after = model.policy.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    assert getattr(model, "sb3_tar_config", None) is None and model.num_timesteps == 0
+    model.learn(20, callback=TARCallback(sparsity=0.5, actor_sparsity=None))  # an explicit None asks for nothing
+    kept = sum(int(v.sum()) for k, v in model.policy.state_dict().items() if k.startswith("q_net.") and k.endswith("_mask"))
+    total = sum(v.numel() for k, v in model.policy.state_dict().items() if k.startswith("q_net.") and k.endswith("_mask"))
+    assert kept == round(0.5 * total)  # global magnitude over the Q-network: half its weights, by hand

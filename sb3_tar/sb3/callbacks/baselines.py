@@ -102,6 +102,7 @@ class GMPCallback(SparseCallback):
         scope: str | None = None,
     ) -> None:
         super().__init__(seed, verbose)
+        self.actor_sparsity_asked = actor_sparsity
         name = type(self).__name__
         update_interval = renamed(name, "interval", "update_interval", interval, update_interval, DEFAULT_INTERVAL)
         magnitude_scope = renamed(name, "scope", "magnitude_scope", scope, magnitude_scope, "global")
@@ -119,6 +120,7 @@ class GMPCallback(SparseCallback):
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
+        self._refuse_actor_options()
         self._execution()  # refuses sparse_execution=True where the kernel cannot train, before anything changes
         given = set(self.given) | ({"update_interval"} if "interval" in self.given else set())
         family = reference_family(self.model.policy)
@@ -258,6 +260,7 @@ class SmallDenseCallback(SparseCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(None, verbose)
+        self.actor_sparsity_asked = actor_sparsity
         if isinstance(reference_width, bool) or not isinstance(reference_width, int) or reference_width < 1:
             raise ValueError(f"reference_width={reference_width!r} is outside the allowed range [1, inf)")
         self.reference_width = reference_width
@@ -267,6 +270,7 @@ class SmallDenseCallback(SparseCallback):
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
+        self._refuse_actor_options()
 
     def _on_training_start(self) -> None:
         policy = self.model.policy

@@ -122,6 +122,7 @@ class DSTCallback(SparseCallback):
         sparse_execution: bool | str = "auto",
     ) -> None:
         super().__init__(seed, verbose)
+        self.actor_sparsity_asked = actor_sparsity
         self.sparse_execution = check_option(sparse_execution)
         methods = None
         if role_methods is not None:
@@ -145,6 +146,7 @@ class DSTCallback(SparseCallback):
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
+        self._refuse_actor_options()
         self._execution()  # refuses sparse_execution=True where the kernel cannot train, before anything changes
         policy = self.model.policy
         family = reference_family(policy)

@@ -19,7 +19,7 @@ from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.sb3.execution.enforcement import MaskEnforcer
 from sb3_tar.sb3.execution.sparse_execution import option_for_model
 from sb3_tar.sb3.methods.pruning import draw_seed, sparsify_policy
-from sb3_tar.sb3.networks import sparse_networks
+from sb3_tar.sb3.networks import is_q_policy, sparse_networks
 from sb3_tar.sb3.policies import (
     install_masks,
     masked_policy_class,
@@ -99,9 +99,23 @@ class SparseCallback(BaseCallback):
         self.pruned = False
         #: Layers that run on the sparse kernel after pruning (``"<network>/<layer>"``).
         self.sparse_layers: list[str] = []
+        #: The ``actor_sparsity`` the caller gave (``None``: none), refused on a model without an actor.
+        self.actor_sparsity_asked: float | None = None
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__)
+
+    def _refuse_actor_options(self) -> None:
+        """
+        :raises ValueError: If ``actor_sparsity`` was given for a DQN model, which has no actor (its Q-network is the
+            critic role): it would be recorded and ignored.
+        """
+        if self.actor_sparsity_asked is not None and is_q_policy(self.model.policy):
+            raise ValueError(
+                f"{type(self).__name__}: actor_sparsity={self.actor_sparsity_asked!r} has no actor to apply to: "
+                f"{type(self.model).__name__}'s policy has only Q-networks (the critic role); use sparsity or "
+                "critic_sparsity"
+            )
 
     #: Attributes holding the settings that decide what a sparse callback trains.
     _SETTINGS: tuple[str, ...] = (

@@ -99,6 +99,7 @@ class TARCallback(SparseCallback):
         role_methods: dict[str, str] | None = None,
     ) -> None:
         super().__init__(seed, verbose, mask_gradients)
+        self.actor_sparsity_asked = actor_sparsity
         self.sparse_execution = check_option(sparse_execution)
         #: The method of each role (``None``: both follow ``revival``).
         self.role_methods: dict[str, str] | None = None
@@ -122,6 +123,7 @@ class TARCallback(SparseCallback):
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__, ppo_a2c_dqn=True)
+        self._refuse_actor_options()
         self._execution()  # refuses sparse_execution=True where the kernel cannot train, before anything changes
 
     def _on_training_start(self) -> None:
