@@ -254,6 +254,8 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
 def _sweep(args: argparse.Namespace) -> int:
     grid = grid_from_args(args)
     check_checkpoint_every(args.checkpoint_every)
+    if args.jobs is not None and args.jobs < 1:  # refused before the dry run too (run_sweep checks it again)
+        raise ValueError(f"--jobs={args.jobs} is outside the allowed range [1, inf)")
     out = args.out or os.path.join("results", args.preset or "sweep")
     cells = grid.expand()
     states = [cell_state(out, c) for c in cells]

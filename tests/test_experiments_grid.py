@@ -491,6 +491,14 @@ def test_callback_kwargs_may_not_set_what_the_grid_sets(tmp_path, capsys, option
     assert not root.exists()
 
 
+@pytest.mark.parametrize("jobs", ["0", "-3"])
+def test_jobs_below_one_is_refused_before_the_dry_run_too(tmp_path, capsys, jobs):
+    root = tmp_path / "r"
+    assert main(["sweep", "--preset", "smoke", "--dry-run", "-j", jobs, "-o", str(root)]) == 2
+    assert f"--jobs={jobs} is outside the allowed range [1, inf)" in capsys.readouterr().err
+    assert not root.exists()
+
+
 def test_extra_kwargs_and_prune_criteria_name_their_cells_and_leave_plain_ids_unchanged():
     plain = GridSpec(methods=("static", "tar", "set", "rigl", "gmp"), seeds=(0,))
     assert [c.label for c in plain.expand()] == [
