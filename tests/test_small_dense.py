@@ -87,6 +87,8 @@ def test_small_dense_callback_warns_on_another_width_and_refuses_bad_values() ->
         model.learn(5, callback=SmallDenseCallback(reference_width=256, sparsity=0.9))
     with pytest.raises(ValueError, match=r"reference_width=0 is outside the allowed range"):
         SmallDenseCallback(reference_width=0)
+    with pytest.raises(TypeError, match=r"reference_width must be an int, got 256.0 \(float\)"):
+        SmallDenseCallback(reference_width=256.0)
 
 
 def test_baselines_are_importable_from_the_package() -> None:

@@ -261,9 +261,7 @@ class SmallDenseCallback(SparseCallback):
     ) -> None:
         super().__init__(None, verbose)
         self.actor_sparsity_asked = actor_sparsity
-        if isinstance(reference_width, bool) or not isinstance(reference_width, int) or reference_width < 1:
-            raise ValueError(f"reference_width={reference_width!r} is outside the allowed range [1, inf)")
-        self.reference_width = reference_width
+        self.reference_width = check_int("reference_width", reference_width, 1)
         configs = role_configs(sparsity, actor_sparsity, critic_sparsity)
         self.sparsities = {role: config.sparsity for role, config in configs.items()}
         self.record: dict[str, dict[str, Any]] = {}
