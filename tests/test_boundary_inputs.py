@@ -6,6 +6,7 @@ against the replay buffer before anything changes, the checkpoint folder, and SE
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +254,46 @@ def test_actor_sparsity_on_dqn_is_refused_before_anything_changes(make: Any) -> 
     kept = sum(int(v.sum()) for k, v in model.policy.state_dict().items() if k.startswith("q_net.") and k.endswith("_mask"))
     total = sum(v.numel() for k, v in model.policy.state_dict().items() if k.startswith("q_net.") and k.endswith("_mask"))
     assert kept == round(0.5 * total)  # global magnitude over the Q-network: half its weights, by hand
+
+
+def test_core_functions_refuse_mismatched_and_out_of_range_inputs() -> None:
+    """The pure-torch core, called directly: per-layer lists of different lengths were cut to the shortest by
+    ``zip`` (a layer silently left out), and a few out-of-range values gave wrong results instead of an error."""
+    from torch import nn
+
+    from sb3_tar.core.criteria import erk_densities, synflow_masks
+    from sb3_tar.core.gmp import prune_step_masks
+    from sb3_tar.core.masks import mask_gradients, training_flops_ratio
+    from sb3_tar.core.revival import revive, tar_allocation
+
+    generator = torch.Generator().manual_seed(0)
+    layer = nn.Linear(4, 3)
+    with pytest.raises(ValueError, match=r"Got 2 masks for 1 layers"):
+        mask_gradients([layer], [torch.ones(3, 4), torch.ones(3, 4)])
+    with pytest.raises(ValueError, match=r"Mask 0 has shape \(1, 4\), layer weight has shape \(3, 4\)"):
+        mask_gradients([layer], [torch.ones(1, 4)])  # it broadcast, zeroing every gradient of the layer
+    with pytest.raises(ValueError, match=r"Expected one entry per layer: shapes has 2, kept has 1"):
+        tar_allocation([(3, 4), (2, 3)], [5], 1)
+    with pytest.raises(ValueError, match=r"kept=13 is outside the allowed range \[0, 12\] of a 3x4 layer"):
+        tar_allocation([(3, 4)], [13], 0)
+    with pytest.raises(ValueError, match=r"Expected one entry per layer: masks has 1, counts has 2"):
+        revive([torch.zeros(3, 4, dtype=torch.bool)], [1, 1], generator)
+    with pytest.raises(ValueError, match=r"n_keep=-1 is outside the allowed range \[0, 12\]"):
+        erk_densities([(3, 4)], -1)  # it returned a negative density
+    network = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    with pytest.raises(ValueError, match=r"iters=0 is outside the allowed range \[1, inf\)"):
+        synflow_masks(network, ["0", "2"], 5, generator, iters=0)  # it kept all 18 weights when asked for 5
+    weights = [network[0].weight, network[2].weight]
+    with pytest.raises(ValueError, match=r"Expected one entry per layer: weights has 2, masks has 1"):
+        prune_step_masks(weights, [torch.ones(3, 4, dtype=torch.bool)], 5, Fraction(1), None, generator)
+    with pytest.raises(ValueError, match=r"one bias flag per mask"):
+        training_flops_ratio([torch.ones(3, 4)], [True, False])
+    with pytest.raises(ValueError, match=r"at least one mask"):
+        training_flops_ratio([])
+    # valid calls still give the hand-computed numbers
+    assert erk_densities([(3, 4)], 6) == [0.5]
+    half = torch.zeros(3, 4)
+    half[:, :2] = 1
+    assert training_flops_ratio([half], [True]) == pytest.approx((2 * 6 + 3) / (2 * 12 + 3))
+    masks = synflow_masks(network, ["0", "2"], 5, generator, iters=1)
+    assert sum(int(m.sum()) for m in masks) == 5

@@ -136,6 +136,16 @@ def check_int(name: str, value: Any, low: int) -> int:
     return int(value)
 
 
+def check_lengths(**sequences: Sequence[Any]) -> None:
+    """
+    :param sequences: Per-layer sequences by name (e.g. ``masks=..., counts=...``).
+    :raises ValueError: If they differ in length (one entry per layer is needed; the message gives each length).
+    """
+    lengths = {name: len(values) for name, values in sequences.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError("Expected one entry per layer: " + ", ".join(f"{n} has {k}" for n, k in lengths.items()))
+
+
 def set_checked(instance: Any, name: str, check: Any, *args: Any, **kwargs: Any) -> Any:
     """
     Validate a field of a (frozen) dataclass with ``check`` and store the value it returns, so that a NumPy number

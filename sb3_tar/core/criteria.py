@@ -24,7 +24,7 @@ from fractions import Fraction
 import torch
 from torch import nn
 
-from sb3_tar.core.config import CRITERIA, MAGNITUDE_SCOPES, check_choice
+from sb3_tar.core.config import CRITERIA, MAGNITUDE_SCOPES, check_choice, check_int
 from sb3_tar.core.masks import is_sparsifiable, matrix_shape
 from sb3_tar.core.selection import apportion, top_k_mask
 
@@ -49,6 +49,8 @@ def erk_densities(shapes: Sequence[tuple[int, int]], n_keep: int) -> list[float]
     :return: Real-valued density of each layer (their weighted sum is ``n_keep``).
     """
     sizes = [o * i for o, i in shapes]
+    if any(size < 1 for size in sizes) or not 0 <= n_keep <= sum(sizes):
+        raise ValueError(f"n_keep={n_keep} is outside the allowed range [0, {sum(sizes)}] (layers of shapes {list(shapes)})")
     raw = [(o + i) / (o * i) for o, i in shapes]
     dense: set[int] = set()
     while True:
@@ -198,6 +200,7 @@ def synflow_masks(
     :param within: Masks to start from; the result is their subset.
     :return: One boolean mask per layer.
     """
+    check_int("iters", iters, 1)
     probe = SynFlowProbe(network, layer_names, forward)
     weights = probe.abs_weights
     masks = [torch.ones_like(w, dtype=torch.bool) for w in weights] if within is None else [m.cpu().bool() for m in within]

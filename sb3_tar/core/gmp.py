@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from sb3_tar.core.config import check_choice, check_int, check_number, set_checked
+from sb3_tar.core.config import check_choice, check_int, check_lengths, check_number, set_checked
 from sb3_tar.core.criteria import layer_counts
 from sb3_tar.core.selection import apportion, top_k_mask
 
@@ -192,6 +192,7 @@ def prune_step_masks(
     :return: One boolean CPU mask per layer.
     :raises ValueError: If ``n_keep`` exceeds the weights kept now.
     """
+    check_lengths(weights=weights, masks=masks, **({} if final_counts is None else {"final_counts": final_counts}))
     current = [m.detach().to(device="cpu").bool() for m in masks]
     kept_now = [int(m.sum()) for m in current]
     if not 0 <= n_keep <= sum(kept_now):

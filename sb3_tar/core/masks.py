@@ -111,8 +111,10 @@ def mask_gradients(layers: Sequence[nn.Linear], masks: Sequence[torch.Tensor]) -
     Zero the gradients of pruned weights in place, so an optimizer step cannot move them.
 
     :param layers: The sparsifiable layers.
-    :param masks: One mask per layer.
+    :param masks: One mask per layer, of the weight's shape.
+    :raises ValueError: On a count or shape mismatch (:func:`check_masks`).
     """
+    check_masks(layers, masks)
     pairs = [
         (layer.weight.grad, mask)
         for layer, mask in zip(layers, masks)
@@ -244,6 +246,8 @@ def training_flops_ratio(masks: Sequence[torch.Tensor], biases: Sequence[bool] |
     """
     if biases is None:
         biases = [True] * len(masks)
+    if len(masks) == 0 or len(biases) != len(masks):
+        raise ValueError(f"Expected one bias flag per mask and at least one mask, got {len(masks)} masks, {len(biases)} flags")
     sparse = dense = 0.0
     for mask, has_bias in zip(masks, biases):
         n_out, n_in = matrix_shape(mask)

@@ -18,7 +18,7 @@ from fractions import Fraction
 
 import torch
 
-from sb3_tar.core.config import REVIVALS, check_choice, check_number
+from sb3_tar.core.config import REVIVALS, check_choice, check_lengths, check_number
 from sb3_tar.core.masks import matrix_shape
 from sb3_tar.core.selection import apportion, sample_positions
 
@@ -77,6 +77,10 @@ def tar_allocation(
     :return: One :class:`LayerAllocation` per layer; the ``revived`` fields sum to ``budget``.
     """
     check_number("floor_fraction", floor_fraction, 0.0, 1.0)
+    check_lengths(shapes=shapes, kept=kept)
+    for (o, i), k in zip(shapes, kept):
+        if not 0 <= k <= o * i:
+            raise ValueError(f"kept={k} is outside the allowed range [0, {o * i}] of a {o}x{i} layer")
     n_layers = len(shapes)
     pruned = [o * i - k for (o, i), k in zip(shapes, kept)]
     if not 0 <= budget <= sum(pruned):
@@ -123,6 +127,7 @@ def revive(masks: Sequence[torch.Tensor], counts: Sequence[int], generator: torc
     :param generator: Seeded CPU generator.
     :return: The revived positions of each layer (boolean; disjoint from ``masks``).
     """
+    check_lengths(masks=masks, counts=counts)
     return [sample_positions(~m.bool().cpu(), c, generator).to(m.device) for m, c in zip(masks, counts)]
 
 
