@@ -297,3 +297,20 @@ def test_core_functions_refuse_mismatched_and_out_of_range_inputs() -> None:
     assert training_flops_ratio([half], [True]) == pytest.approx((2 * 6 + 3) / (2 * 12 + 3))
     masks = synflow_masks(network, ["0", "2"], 5, generator, iters=1)
     assert sum(int(m.sum()) for m in masks) == 5
+
+    from sb3_tar.core.dynamic import drop_count, rewire_masks
+    from sb3_tar.core.gmp import kept_at
+    from sb3_tar.core.masks import density
+
+    with pytest.raises(ValueError, match=r"Expected one entry per layer: weights has 2, grads has 0"):
+        rewire_masks(weights, [torch.ones(3, 4), torch.ones(2, 3)], 0.3, "rigl", generator, grads=[])  # it returned []
+    with pytest.raises(ValueError, match=r"fraction=2.0 is outside the allowed range \[0, 1\]"):
+        drop_count(2.0, 5, 10)
+    with pytest.raises(ValueError, match=r"kept=11 is outside the allowed range \[0, 10\]"):
+        drop_count(0.3, 11, 10)
+    with pytest.raises(ValueError, match=r"progress=2 and n_final=4 are outside the allowed ranges"):
+        kept_at(Fraction(2), 10, 4)  # it returned -2
+    with pytest.raises(ValueError, match=r"density of no weights"):
+        density([])  # a bare ZeroDivisionError
+    assert drop_count(0.3, 10, 100) == 3 and drop_count(0.3, 10, 12) == 2  # round(3.0); capped by the 2 pruned
+    assert kept_at(Fraction(1, 2), 10, 4) == 7  # 10 - floor(3 + 1/2)

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from sb3_tar.core.config import check_choice, check_int, check_number, set_checked
+from sb3_tar.core.config import check_choice, check_int, check_lengths, check_number, set_checked
 from sb3_tar.core.prune_criteria import drop_positions, prune_criterion_name
 from sb3_tar.core.role_methods import DYNAMIC_ROLE_METHODS, ROLE_NAMES, check_role_methods
 from sb3_tar.core.selection import sample_positions, top_k_mask
@@ -232,6 +232,9 @@ def drop_count(fraction: float, kept: int, size: int) -> int:
     :param size: Weights ``N_l`` of the layer.
     :return: ``min(round(zeta_t * K_l), K_l, N_l - K_l)`` (Python's ``round``).
     """
+    check_number("fraction", fraction, 0.0, 1.0)
+    if not 0 <= kept <= size:
+        raise ValueError(f"kept={kept} is outside the allowed range [0, {size}] (the layer's size)")
     return max(0, min(round(fraction * kept), kept, size - kept))
 
 
@@ -354,6 +357,7 @@ def rewire_masks(
         raise ValueError(f"Got {len(weights)} weights for {len(masks)} masks")
     if grads is None:
         grads = [None] * len(weights)
+    check_lengths(weights=weights, grads=grads)
     result = RewireResult([], [], [], [m.detach().bool().cpu().clone() for m in masks])
     for weight, mask, grad in zip(weights, masks, grads):
         if tuple(weight.shape) != tuple(mask.shape):

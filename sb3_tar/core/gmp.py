@@ -154,6 +154,10 @@ def kept_at(progress: Fraction, n_total: int, n_final: int) -> int:
     :param n_final: Final kept count ``K_f``.
     :return: ``K_t = N - floor(c_t * (N - K_f) + 1/2)``.
     """
+    if not 0 <= Fraction(progress) <= 1 or not 0 <= n_final <= n_total:
+        raise ValueError(
+            f"progress={progress} and n_final={n_final} are outside the allowed ranges [0, 1] and [0, n_total={n_total}]"
+        )
     return n_total - _round_half_up(Fraction(progress) * (n_total - n_final))
 
 

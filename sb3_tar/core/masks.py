@@ -166,8 +166,12 @@ def density(masks: Sequence[torch.Tensor]) -> float:
     """
     :param masks: Masks of one network.
     :return: Fraction of kept weights over the whole network (1 - sparsity).
+    :raises ValueError: If the masks hold no weight.
     """
-    return kept_count(masks) / total_count(masks)
+    total = total_count(masks)
+    if total == 0:
+        raise ValueError(f"density of no weights: got {len(masks)} masks holding none")
+    return kept_count(masks) / total
 
 
 def layer_densities(masks: Sequence[torch.Tensor]) -> list[float]:
