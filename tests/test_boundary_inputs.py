@@ -314,3 +314,10 @@ def test_core_functions_refuse_mismatched_and_out_of_range_inputs() -> None:
         density([])  # a bare ZeroDivisionError
     assert drop_count(0.3, 10, 100) == 3 and drop_count(0.3, 10, 12) == 2  # round(3.0); capped by the 2 pruned
     assert kept_at(Fraction(1, 2), 10, 4) == 7  # 10 - floor(3 + 1/2)
+
+    from sb3_tar.core.criteria import static_masks
+
+    with pytest.raises(ValueError, match=r"layer_names \['0', 'x'\]: \['x'\]; the sparsifiable layers are \['0', '2'\]"):
+        static_masks(network, ["0", "x"], 5, "magnitude", generator)  # a bare KeyError: 'x'
+    with pytest.raises(ValueError, match=r"Expected one entry per layer: layer_names has 2, within has 1"):
+        static_masks(network, ["0", "2"], 5, "magnitude", generator, within=[torch.ones(3, 4, dtype=torch.bool)])

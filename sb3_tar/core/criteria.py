@@ -24,7 +24,7 @@ from fractions import Fraction
 import torch
 from torch import nn
 
-from sb3_tar.core.config import CRITERIA, MAGNITUDE_SCOPES, check_choice, check_int
+from sb3_tar.core.config import CRITERIA, MAGNITUDE_SCOPES, check_choice, check_int, check_lengths
 from sb3_tar.core.masks import is_sparsifiable, matrix_shape
 from sb3_tar.core.selection import apportion, top_k_mask
 
@@ -251,7 +251,13 @@ def static_masks(
     check_choice("criterion", criterion, CRITERIA)
     check_choice("magnitude_scope", magnitude_scope, MAGNITUDE_SCOPES)
     modules = dict(network.named_modules())
+    unknown = [n for n in layer_names if n not in modules or not is_sparsifiable(modules[n])]
+    if unknown or len(layer_names) == 0:
+        valid = [n for n, m in modules.items() if is_sparsifiable(m)]
+        raise ValueError(f"layer_names {list(layer_names)}: {unknown or 'none given'}; the sparsifiable layers are {valid}")
     weights = [modules[n].weight.detach().cpu() for n in layer_names]
+    if within is not None:
+        check_lengths(layer_names=layer_names, within=within)
     n_total = sum(w.numel() for w in weights)
     if not 0 <= n_keep <= n_total:
         raise ValueError(f"n_keep={n_keep} is outside the allowed range [0, {n_total}]")
