@@ -104,6 +104,8 @@ def test_cyclic_settings_are_checked(kwargs: dict, message: str) -> None:
 def test_sculpt_settings_are_checked(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SculptCallback(sparsity=0.9, **kwargs)
+    with pytest.raises(TypeError, match=r"start_sparsity must be a number, got '0.5' \(str\)"):
+        SculptCallback(sparsity=0.9, start_sparsity="0.5")
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])

@@ -229,6 +229,14 @@ def test_bad_arguments_and_unsupported_models_are_refused():
     ):
         with pytest.raises(ValueError, match=match):
             DiagnosticsCallback(**kwargs)
+    for kwargs, match in (
+        (dict(every=1.5), r"every must be an int, got 1.5 \(float\)"),
+        (dict(batch_size="256"), r"batch_size must be an int, got '256' \(str\)"),
+        (dict(delta="0.5"), r"delta must be a number, got '0.5' \(str\)"),
+        (dict(seed=None), r"seed must be an int, got None"),
+    ):
+        with pytest.raises(TypeError, match=match):
+            DiagnosticsCallback(**kwargs)
     with pytest.raises(TypeError, match="path"):
         DiagnosticsCallback(path=3)
     from sb3_contrib import RecurrentPPO

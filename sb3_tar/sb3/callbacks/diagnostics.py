@@ -15,7 +15,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sb3_tar.core.config import check_int
+from sb3_tar.core.config import check_int, check_number
 from sb3_tar.sb3.reporting.diagnostics import FixedBatch, draw_fixed_batch, draw_rollout_batch, measure_policy
 
 #: Default interval in environment steps (measured cost: see docs/diagnostics.md).
@@ -24,12 +24,6 @@ DEFAULT_EVERY = 5_000
 DEFAULT_BATCH_SIZE = 256
 #: Prefix of the logger keys.
 PREFIX = "diagnostics/"
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name}={value!r} is outside the allowed range [{low}, inf) (an int)")
-    return int(value)
 
 
 class DiagnosticsCallback(BaseCallback):
@@ -79,21 +73,19 @@ class DiagnosticsCallback(BaseCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(check_int("verbose", verbose, 0))
-        self.every = _check_int("every", every, 1)
-        self.batch_size = _check_int("batch_size", batch_size, 2)
+        self.every = check_int("every", every, 1)
+        self.batch_size = check_int("batch_size", batch_size, 2)
         if isinstance(taus, (str, bytes)) or not isinstance(taus, Sequence) or len(taus) == 0:
             raise ValueError(f"taus={taus!r} must be a non-empty sequence of thresholds >= 0")
         for tau in taus:
             if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not math.isfinite(tau) or tau < 0:
                 raise ValueError(f"tau={tau!r} in taus is outside the allowed range [0, inf)")
         self.taus = tuple(float(t) for t in taus)
-        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 < delta < 1:
-            raise ValueError(f"delta={delta!r} is outside the allowed range (0, 1)")
-        self.delta = float(delta)
+        self.delta = check_number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
         if path is not None and not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str, os.PathLike or None, got {type(path).__name__}")
         self.path = Path(path) if path is not None else None
-        self.seed = _check_int("seed", seed, 0)
+        self.seed = check_int("seed", seed, 0)
         self.batch: FixedBatch | None = None
         #: Every measurement of this callback: ``{"timesteps", "seconds", <logger key>: value}`` rows.
         self.rows: list[dict[str, float]] = []

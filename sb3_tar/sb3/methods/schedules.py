@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sb3_tar.core.config import SparsityConfig
+from sb3_tar.core.config import SparsityConfig, check_number
 from sb3_tar.core.cyclic import (
     DEFAULT_CYCLES,
     DEFAULT_MIN_FACTOR,
@@ -138,9 +138,10 @@ def sculpt_spec(
     starts = {}
     for role, target in targets.items():
         start = sculpt_start_sparsity(target) if start_sparsity is None else start_sparsity
-        if isinstance(start, bool) or not isinstance(start, (int, float)) or not 0.0 <= start <= target:
+        start = check_number("start_sparsity", start, 0.0, 1.0)  # a TypeError for a non-number
+        if not start <= target:
             raise ValueError(f"start_sparsity={start!r} is outside the allowed range [0, {target}] (the {role}'s target)")
-        starts[role] = float(start)
+        starts[role] = start
     settings = {
         "schedule": schedule.to_dict(),
         "prune_cycle": plan.prune_cycle,
