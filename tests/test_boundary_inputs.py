@@ -237,15 +237,17 @@ def test_sparse_policy_set_needs_at_least_one_planned_step() -> None:
         lambda: DSTCallback(method="rigl", actor_sparsity=0.3),
         lambda: GMPCallback(actor_sparsity=0.3),
         lambda: SmallDenseCallback(reference_width=16, actor_sparsity=0.3),
+        lambda: TARCallback(sparsity=0.9, role_methods={"actor": "dense", "critic": "tar"}),
+        lambda: DSTCallback(method="rigl", role_methods={"actor": "tar"}),
     ],
-    ids=["tar", "dst", "gmp", "small_dense"],
+    ids=["tar", "dst", "gmp", "small_dense", "tar-role-methods", "dst-role-methods"],
 )
 def test_actor_sparsity_on_dqn_is_refused_before_anything_changes(make: Any) -> None:
     """DQN has no actor: ``actor_sparsity`` was recorded in ``sb3_tar_config`` and ignored. Refused when the
     callbacks are initialised: the model's state dict is the same bits after, and it has no sb3-tar record."""
     model = DQN("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[16, 16]), learning_starts=10, device="cpu")
     before = {k: v.clone() for k, v in model.policy.state_dict().items()}
-    with pytest.raises(ValueError, match=r"actor_sparsity=0.3 has no actor to apply to: DQN's policy has only Q-networks"):
+    with pytest.raises(ValueError, match=r"(actor_sparsity=0.3|role_methods\['actor'\]=.*) has no actor to apply to: DQN's"):
         model.learn(20, callback=make())
     after = model.policy.state_dict()
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)

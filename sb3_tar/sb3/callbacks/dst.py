@@ -123,6 +123,7 @@ class DSTCallback(SparseCallback):
     ) -> None:
         super().__init__(seed, verbose)
         self.actor_sparsity_asked = actor_sparsity
+        self.actor_method_asked = role_methods.get("actor") if isinstance(role_methods, dict) else None
         self.sparse_execution = check_option(sparse_execution)
         methods = None
         if role_methods is not None:

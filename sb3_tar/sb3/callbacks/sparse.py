@@ -99,22 +99,26 @@ class SparseCallback(BaseCallback):
         self.pruned = False
         #: Layers that run on the sparse kernel after pruning (``"<network>/<layer>"``).
         self.sparse_layers: list[str] = []
-        #: The ``actor_sparsity`` the caller gave (``None``: none), refused on a model without an actor.
+        #: The ``actor_sparsity`` and ``role_methods["actor"]`` the caller gave (``None``: none), refused on a model
+        #: without an actor.
         self.actor_sparsity_asked: float | None = None
+        self.actor_method_asked: str | None = None
 
     def _init_callback(self) -> None:
         check_supported(self.model, type(self).__name__)
 
     def _refuse_actor_options(self) -> None:
         """
-        :raises ValueError: If ``actor_sparsity`` was given for a DQN model, which has no actor (its Q-network is the
-            critic role): it would be recorded and ignored.
+        :raises ValueError: If ``actor_sparsity`` or ``role_methods["actor"]`` was given for a DQN model, which has no
+            actor (its Q-network is the critic role): it would be recorded and ignored.
         """
-        if self.actor_sparsity_asked is not None and is_q_policy(self.model.policy):
+        given = (("actor_sparsity", self.actor_sparsity_asked), ("role_methods['actor']", self.actor_method_asked))
+        asked = [f"{name}={value!r}" for name, value in given if value is not None]
+        if asked and is_q_policy(self.model.policy):
             raise ValueError(
-                f"{type(self).__name__}: actor_sparsity={self.actor_sparsity_asked!r} has no actor to apply to: "
-                f"{type(self.model).__name__}'s policy has only Q-networks (the critic role); use sparsity or "
-                "critic_sparsity"
+                f"{type(self).__name__}: {', '.join(asked)} has no actor to apply to: "
+                f"{type(self.model).__name__}'s policy has only Q-networks (the critic role); use sparsity, "
+                "critic_sparsity or role_methods['critic']"
             )
 
     #: Attributes holding the settings that decide what a sparse callback trains.

@@ -100,6 +100,7 @@ class TARCallback(SparseCallback):
     ) -> None:
         super().__init__(seed, verbose, mask_gradients)
         self.actor_sparsity_asked = actor_sparsity
+        self.actor_method_asked = role_methods.get("actor") if isinstance(role_methods, dict) else None
         self.sparse_execution = check_option(sparse_execution)
         #: The method of each role (``None``: both follow ``revival``).
         self.role_methods: dict[str, str] | None = None
