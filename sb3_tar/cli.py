@@ -30,6 +30,7 @@ from sb3_tar.experiments.runner import (
     DEFAULT_CHECKPOINT_EVERY,
     cell_state,
     check_checkpoint_every,
+    check_jobs,
     run_sweep,
 )
 
@@ -254,8 +255,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
 def _sweep(args: argparse.Namespace) -> int:
     grid = grid_from_args(args)
     check_checkpoint_every(args.checkpoint_every)
-    if args.jobs is not None and args.jobs < 1:  # refused before the dry run too (run_sweep checks it again)
-        raise ValueError(f"--jobs={args.jobs} is outside the allowed range [1, inf)")
+    check_jobs(args.jobs, "--jobs")  # before the dry run too (run_sweep checks it again)
     out = args.out or os.path.join("results", args.preset or "sweep")
     cells = grid.expand()
     states = [cell_state(out, c) for c in cells]
@@ -265,6 +265,10 @@ def _sweep(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         import shlex
+
+        from sb3_tar.experiments.grid import check_callback_values
+
+        check_callback_values(cells)  # run_sweep checks them for a real run
 
         from sb3_tar.experiments.runner import cell_command, conf_file, find_conf_dir
 

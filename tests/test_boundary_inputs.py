@@ -159,8 +159,8 @@ def test_numpy_verbose_is_an_int(name: str) -> None:
     assert callback.verbose == 2 and type(callback.verbose) is int
 
 
-def _model(**kwargs: Any) -> SAC:
-    kwargs = dict(dict(learning_starts=1_000, buffer_size=1_000, seed=0, device="cpu"), **kwargs)
+def _model(**overrides: Any) -> SAC:  # no gradient step in these short runs (learning_starts 1,000)
+    kwargs = small_kwargs("sac", **dict(dict(learning_starts=1_000, buffer_size=1_000), **overrides))
     return SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16, 16]), **kwargs)
 
 

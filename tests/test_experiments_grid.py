@@ -471,10 +471,16 @@ def test_a_bad_callback_value_fails_before_any_cell_starts(tmp_path, capsys, opt
     err = capsys.readouterr().err
     assert message in err and f"cell sac/Pendulum-v1/{methods}_" in err, err
     assert not root.exists()
+    dry = ["sweep", "--preset", "smoke", "--methods", methods, option, pair, "-o", str(root), "--dry-run"]
+    assert main(dry) == 2
+    assert message in capsys.readouterr().err and not root.exists()
     name, _, text = pair.partition(":")
     value = int(text) if text.isdigit() else text if text == "foo" else float(text)
+    from sb3_tar.experiments.runner import run_sweep
+
     with pytest.raises(ValueError, match="refuses its arguments"):
-        GridSpec(methods=(methods,), **{option[2:].replace("-", "_"): {name: value}}).expand()
+        run_sweep(GridSpec(methods=(methods,), **{option[2:].replace("-", "_"): {name: value}}), tmp_path / "api")
+    assert not (tmp_path / "api").exists()
 
 
 @pytest.mark.parametrize(

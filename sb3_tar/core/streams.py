@@ -41,6 +41,18 @@ def check_seed(seed: object) -> int:
     return seed
 
 
+def check_optional_seed(seed: object) -> int | None:
+    """
+    :param seed: A seed, or ``None`` (the caller draws one later).
+    :return: ``None``, or ``seed`` as a Python int (:func:`check_seed`).
+    :raises TypeError: If ``seed`` is neither ``None`` nor an integer (bools are refused).
+    :raises ValueError: If ``seed`` is outside ``[-2**63, 2**64)``.
+    """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    return None if seed is None else check_seed(seed)
+
+
 def stream_seed(seed: int, network: str, purpose: str, *extra: int) -> int:
     """
     The generator seed of one stream.

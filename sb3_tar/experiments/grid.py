@@ -148,7 +148,9 @@ def check_callback_kwargs(option: str, kwargs: dict[str, Any]) -> None:
 def check_callback_values(cells: Sequence[Cell]) -> None:
     """
     Build each distinct callback of the cells (without a model: the constructors check every argument), so that a
-    bad extra option (``--tar-kwargs budget_mode:foo``) is refused before any cell starts, not when it trains.
+    bad extra option (``--tar-kwargs budget_mode:foo``) is refused before any cell starts, not when it trains. Called
+    where cells are about to run (:func:`~sb3_tar.experiments.runner.run_sweep`, ``sb3-tar sweep --dry-run``), not by
+    :meth:`GridSpec.expand`, which the report also calls for cell ids only.
 
     :param cells: The cells of a grid.
     :raises ValueError: If a callback refuses its arguments (the message names the cell and the callback's own
@@ -596,7 +598,6 @@ class GridSpec:
                                         **common,
                                     )
                                     cells.setdefault(cell.cell_id, cell)
-        check_callback_values(list(cells.values()))
         return list(cells.values())
 
     def _configs(self, method: str) -> list[tuple[str | None, float | None, float | None, str]]:

@@ -51,7 +51,7 @@ from typing import Any
 import yaml
 
 from sb3_tar.experiments.flops import dst_state, training_flops
-from sb3_tar.experiments.grid import Cell, GridSpec
+from sb3_tar.experiments.grid import Cell, GridSpec, check_callback_values
 from sb3_tar.experiments.provenance import RUNS_FILE, hardware_info, read_attempts, record_attempt
 from sb3_tar.experiments.state_networks import network_of_key
 
@@ -663,6 +663,19 @@ def _run_cell_locked(
     return CellResult(cell.cell_id, "done", wall, returncode, str(folder / LOG_FILE))
 
 
+def check_jobs(value: Any, name: str = "jobs") -> int:
+    """
+    :param value: Cells at once (``None``: the number of CPU cores).
+    :param name: The option's name in the error message (``--jobs`` on the command line).
+    :return: The number of cells at once, if an int ``>= 1``.
+    :raises ValueError: Otherwise.
+    """
+    jobs = (os.cpu_count() or 1) if value is None else value
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"{name}={jobs!r} is outside the allowed range [1, inf)")
+    return jobs
+
+
 def check_checkpoint_every(value: Any) -> int:
     """
     :param value: Steps between checkpoints.
@@ -818,9 +831,7 @@ def run_sweep(
     """
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}: valid backends are {list(BACKENDS)}")
-    jobs = (os.cpu_count() or 1) if jobs is None else jobs
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs={jobs!r} is outside the allowed range [1, inf)")
+    jobs = check_jobs(jobs)
     check_checkpoint_every(checkpoint_every)
     if backend == "ray":
         _import_ray()  # fail before touching the results directory
@@ -828,6 +839,7 @@ def run_sweep(
     root = Path(root).resolve()
     conf = find_conf_dir(conf_dir)
     check_env_entries(cells, conf)
+    check_callback_values(cells)
     check_stale(cells, root, overwrite)
     root.mkdir(parents=True, exist_ok=True)
     if isinstance(grid, GridSpec):

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import numbers
 from typing import Any, ClassVar
 
 import torch
@@ -24,6 +23,7 @@ from sb3_tar.core.config import DEFAULT_SPARSITY, check_choice, check_int, renam
 from sb3_tar.core.dynamic import DEFAULT_END_FRACTION, DSTConfig, dst_config
 from sb3_tar.core.layer_report import NetworkReport
 from sb3_tar.core.masks import is_compressed, ones_masks
+from sb3_tar.core.streams import check_optional_seed
 from sb3_tar.sb3.call_stack import caller_frames, frame_algorithm
 from sb3_tar.sb3.execution import sparse_execution as sparse_exec
 from sb3_tar.sb3.execution.enforcement import MaskEnforcer
@@ -510,10 +510,7 @@ class SparsePolicyMixin:
         options = {key: kwargs.pop(key, default) for key, default in SPARSITY_DEFAULTS.items()}
         if options["criterion"] is None:  # saved so by a policy whose roles took their methods' default criteria
             options["criterion"] = SPARSITY_DEFAULTS["criterion"]
-        seed = options.pop("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
-        seed = None if seed is None else int(seed)
+        seed = check_optional_seed(options.pop("seed"))
         mask_gradients = options.pop("mask_gradients")
         if not isinstance(mask_gradients, bool):
             raise TypeError(f"mask_gradients must be a bool, got {mask_gradients!r}")

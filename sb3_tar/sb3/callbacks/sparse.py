@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import numbers
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from sb3_tar.core.config import SparsityConfig, check_int
 from sb3_tar.core.layer_report import NetworkReport
+from sb3_tar.core.streams import check_optional_seed
 from sb3_tar.sb3.execution.enforcement import MaskEnforcer
 from sb3_tar.sb3.execution.sparse_execution import option_for_model
 from sb3_tar.sb3.methods.pruning import draw_seed, sparsify_policy
@@ -92,9 +92,7 @@ class SparseCallback(BaseCallback):
         if not isinstance(mask_gradients, bool):
             raise TypeError(f"mask_gradients must be a bool, got {mask_gradients!r}")
         self.mask_gradients = mask_gradients
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
-        self.seed = None if seed is None else int(seed)
+        self.seed = check_optional_seed(seed)
         self.reports: dict[str, NetworkReport] = {}
         self.pruned = False
         #: Layers that run on the sparse kernel after pruning (``"<network>/<layer>"``).
