@@ -323,3 +323,54 @@ def test_core_functions_refuse_mismatched_and_out_of_range_inputs() -> None:
         static_masks(network, ["0", "x"], 5, "magnitude", generator)  # a bare KeyError: 'x'
     with pytest.raises(ValueError, match=r"Expected one entry per layer: layer_names has 2, within has 1"):
         static_masks(network, ["0", "2"], 5, "magnitude", generator, within=[torch.ones(3, 4, dtype=torch.bool)])
+
+
+def test_step_helpers_refuse_an_interval_below_one() -> None:
+    from sb3_tar.core.dynamic import is_update_step, last_update_step, update_count
+    from sb3_tar.core.gmp import is_prune_step, last_prune_step
+
+    # interval 0 was a bare ZeroDivisionError inside the modulo
+    for call in (
+        lambda i: is_prune_step(10, 0, 100, i),
+        lambda i: last_prune_step(10, 0, 100, i),
+        lambda i: is_update_step(10, i, 100.0),
+        lambda i: last_update_step(10, i, 100.0),
+        lambda i: update_count(10, i, 100.0),
+    ):
+        with pytest.raises(ValueError, match=r"interval=0 is outside the allowed range \[1, inf\)"):
+            call(0)
+        with pytest.raises(TypeError, match="interval"):
+            call(2.5)
+    # interval 3 from t0 = 0: prune steps 3, 6, 9, ... and t1 = 100; updates at 3, 6, 9 below T_end = 100
+    assert [t for t in range(1, 11) if is_prune_step(t, 0, 100, 3)] == [3, 6, 9]
+    assert last_prune_step(10, 0, 100, 3) == 9 and last_update_step(10, 3, 100.0) == 9 and update_count(10, 3, 100.0) == 3
+
+
+def test_sculpt_plan_refuses_a_schedule_that_is_not_one() -> None:
+    from sb3_tar.core.cyclic import CyclicSchedule, SculptPlan
+
+    with pytest.raises(TypeError, match=r"schedule=\{'cycles': 4\} must be a CyclicSchedule, got dict"):
+        SculptPlan(schedule={"cycles": 4}, prune_cycle=3)  # type: ignore[arg-type]
+    assert SculptPlan(schedule=CyclicSchedule(cycles=4), prune_cycle=3).prune_cycle == 3
+
+
+def test_hidden_unit_states_refuses_a_mask_that_is_not_2d() -> None:
+    from sb3_tar.core.masks import hidden_unit_states
+
+    producer = torch.tensor([[1, 0], [0, 0], [0, 0]], dtype=torch.bool)  # 3 hidden units, only unit 0 has an input
+    consumer = torch.tensor([[1, 0, 0], [0, 1, 0]], dtype=torch.bool)  # units 0 and 1 have an output
+    # unit 0: input and output (live); unit 1: output only (half); unit 2: neither (removed whole)
+    assert hidden_unit_states(producer, [consumer]) == (1, 1, 1)
+    with pytest.raises(ValueError, match=r"2-D \(n_out, n_in\) masks: got shape \(3,\)"):
+        hidden_unit_states(producer, [consumer[0]])
+    with pytest.raises(ValueError, match=r"got shape \(6,\)"):
+        hidden_unit_states(producer.flatten(), [consumer])
+
+
+@pytest.mark.parametrize("read", [masks_of, sparsity_summary])
+def test_mask_readers_refuse_what_is_not_a_model(read: Any) -> None:
+    # None used to read as "not sparse" (sparsity_summary) or as no masks (masks_of)
+    with pytest.raises(TypeError, match="expected an SB3 model or policy, got NoneType"):
+        read(None)
+    with pytest.raises(TypeError, match="got str"):
+        read("model.zip")

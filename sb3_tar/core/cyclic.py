@@ -125,6 +125,8 @@ class SculptPlan:
     scope: str = "global"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.schedule, CyclicSchedule):
+            raise TypeError(f"schedule={self.schedule!r} must be a CyclicSchedule, got {type(self.schedule).__name__}")
         if self.schedule.cycles < 2:
             raise ValueError(f"cycles={self.schedule.cycles!r} is outside the allowed range [2, inf) for SCULPT")
         set_checked(self, "prune_cycle", check_int, 1)

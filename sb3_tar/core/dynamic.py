@@ -173,7 +173,9 @@ def is_update_step(step: int, update_interval: int, t_end: float) -> bool:
     :param step: Gradient step ``t`` (1 for the first step of the run).
     :param update_interval: Gradient steps between updates.
     :param t_end: ``T_end``.
+    :raises ValueError, TypeError: If ``update_interval`` is not an integer ``>= 1``.
     """
+    check_int("update_interval", update_interval, 1)
     return step > 0 and step % update_interval == 0 and step < t_end
 
 
@@ -183,7 +185,9 @@ def last_update_step(step: int, update_interval: int, t_end: float) -> int:
     :param update_interval: Gradient steps between updates.
     :param t_end: ``T_end``.
     :return: The latest update step ``<= step``, or 0 if there is none yet.
+    :raises ValueError, TypeError: If ``update_interval`` is not an integer ``>= 1``.
     """
+    check_int("update_interval", update_interval, 1)
     if t_end <= 0:
         return 0
     last = min(step // update_interval, math.ceil(t_end / update_interval) - 1)  # m * interval < T_end

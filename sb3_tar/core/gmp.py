@@ -101,7 +101,9 @@ def is_prune_step(step: int, t0: int, t1: int, interval: int) -> bool:
     :param t1: Last step of the schedule.
     :param interval: Gradient steps between prune steps.
     :return: Whether ``step`` is a prune step.
+    :raises ValueError, TypeError: If ``interval`` is not an integer ``>= 1``.
     """
+    check_int("interval", interval, 1)
     if step < 1 or step > t1:
         return False
     if step == t1:
@@ -112,7 +114,9 @@ def is_prune_step(step: int, t0: int, t1: int, interval: int) -> bool:
 def last_prune_step(step: int, t0: int, t1: int, interval: int) -> int:
     """
     :return: The latest prune step ``<= step`` (see :func:`is_prune_step`), or 0 if there is none yet.
+    :raises ValueError, TypeError: If ``interval`` is not an integer ``>= 1``.
     """
+    check_int("interval", interval, 1)
     if step >= t1:
         return t1 if t1 >= 1 else 0
     if step <= t0:

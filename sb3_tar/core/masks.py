@@ -207,10 +207,13 @@ def hidden_unit_states(producer: torch.Tensor, consumers: Sequence[torch.Tensor]
     :param consumers: Masks of every layer that reads them (one, or parallel heads such as SAC's ``mu``
         and ``log_std``), each of shape ``(n_out, n_hidden)``.
     :return: ``(removed whole, half-connected, live)`` unit counts; they sum to ``n_hidden``.
-    :raises ValueError: If there is no consumer or a consumer's input size is not ``n_hidden``.
+    :raises ValueError: If a mask is not 2-D, there is no consumer or a consumer's input size is not ``n_hidden``.
     """
     if not consumers:
         raise ValueError("hidden_unit_states needs at least one consumer mask")
+    for m in (producer, *consumers):
+        if m.dim() != 2:
+            raise ValueError(f"hidden_unit_states reads 2-D (n_out, n_in) masks: got shape {tuple(m.shape)}")
     n_hidden = producer.shape[0]
     for c in consumers:
         if c.shape[1] != n_hidden:

@@ -18,7 +18,10 @@ from sb3_tar.sb3.networks import SparseNetwork, sparse_networks
 
 
 def _policy(model_or_policy: Any) -> torch.nn.Module:
-    return getattr(model_or_policy, "policy", model_or_policy)
+    policy = getattr(model_or_policy, "policy", model_or_policy)
+    if not isinstance(policy, torch.nn.Module):
+        raise TypeError(f"expected an SB3 model or policy, got {type(model_or_policy).__name__}")
+    return policy
 
 
 def stored_masks(model: Any) -> tuple[list[SparseNetwork], dict[str, list[torch.Tensor]]] | None:
