@@ -268,11 +268,12 @@ def _sweep(args: argparse.Namespace) -> int:
 
         from sb3_tar.experiments.grid import check_callback_values
 
-        check_callback_values(cells)  # run_sweep checks them for a real run
-
-        from sb3_tar.experiments.runner import cell_command, conf_file, find_conf_dir
+        from sb3_tar.experiments.runner import cell_command, check_env_entries, check_env_ids, conf_file, find_conf_dir
 
         conf = find_conf_dir(args.conf_dir)
+        check_env_ids(cells)  # run_sweep checks these for a real run
+        check_env_entries(cells, conf)
+        check_callback_values(cells)
         for cell, state in zip(cells, states):
             print(f"[{state}] {cell.cell_id}")
             command, env = cell_command(cell, out, conf_file(conf, cell.algo), checkpoint_every=args.checkpoint_every)

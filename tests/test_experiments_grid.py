@@ -497,6 +497,23 @@ def test_callback_kwargs_may_not_set_what_the_grid_sets(tmp_path, capsys, option
     assert not root.exists()
 
 
+def test_an_unknown_environment_id_fails_before_any_cell_starts(tmp_path, capsys):
+    """A misspelt ``--envs`` id fell back to the hyperparameter file's ``default`` entry with a warning, passed the dry
+    run and failed in every cell (rl_zoo3.train refuses ids missing from Gymnasium's registry): refused up front."""
+    root = tmp_path / "r"
+    message = "Environment 'HalfCheeta-v4' (did you mean 'HalfCheetah-v4'?) is not registered in Gymnasium"
+    for extra in ([], ["--dry-run"]):
+        argv = ["sweep", "--preset", "smoke", "--envs", "HalfCheeta-v4", "-o", str(root), "--no-progress", *extra]
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+        assert not root.exists()
+    from sb3_tar.experiments.runner import run_sweep
+
+    with pytest.raises(ValueError, match=r"'NoSuchTask-v0' is not registered"):
+        run_sweep(GridSpec(envs=("Pendulum-v1", "NoSuchTask-v0"), seeds=(0,)), tmp_path / "api")
+    assert not (tmp_path / "api").exists()
+
+
 @pytest.mark.parametrize("jobs", ["0", "-3"])
 def test_jobs_below_one_is_refused_before_the_dry_run_too(tmp_path, capsys, jobs):
     root = tmp_path / "r"

@@ -170,6 +170,33 @@ def check_env_entries(cells: Sequence[Cell], conf_dir: Path) -> None:
         _env_hyperparams(conf_file(conf_dir, algo), env)
 
 
+def check_env_ids(cells: Sequence[Cell]) -> None:
+    """
+    Refuse, before any cell starts, an environment id that RL-Zoo3's train script would refuse in every cell:
+    ``rl_zoo3.train`` imports ``rl_zoo3.import_envs`` and stops on an id missing from Gymnasium's registry. The
+    same imports here give the same registry (a sweep passes no ``--gym-packages``).
+
+    :param cells: The cells about to run.
+    :raises ValueError: Naming each unknown id and the closest registered one.
+    """
+    import difflib
+
+    import gymnasium as gym
+    import rl_zoo3.import_envs  # noqa: F401  (registers RL-Zoo3's environments, as rl_zoo3.train does)
+
+    registered = set(gym.envs.registry.keys())
+    unknown = sorted({c.env for c in cells} - registered)
+    if unknown:
+        hints = []
+        for env in unknown:
+            close = difflib.get_close_matches(env, registered, n=1)
+            hints.append(f"{env!r} (did you mean {close[0]!r}?)" if close else repr(env))
+        raise ValueError(
+            f"Environment {', '.join(hints)} is not registered in Gymnasium (after importing rl_zoo3.import_envs, "
+            "as rl_zoo3.train does): every cell of it would fail"
+        )
+
+
 def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
     """
     The cell's ``policy_kwargs``: the hyperparameter file's (for the env), updated with any
@@ -825,8 +852,8 @@ def run_sweep(
     :param checkpoint_every: Steps between checkpoints of a cell (``0``: none); an unfinished cell with a
         checkpoint resumes from it (see the module docstring).
     :return: The summary.
-    :raises ValueError: On an unknown backend, ``jobs < 1``, ``checkpoint_every < 0`` or stale cells without
-        ``overwrite``.
+    :raises ValueError: On an unknown backend, ``jobs < 1``, ``checkpoint_every < 0``, an environment id
+        Gymnasium does not know (:func:`check_env_ids`) or stale cells without ``overwrite``.
     :raises ImportError: If ``backend="ray"`` and Ray is not installed.
     """
     if backend not in BACKENDS:
@@ -838,6 +865,7 @@ def run_sweep(
     cells = grid.expand() if isinstance(grid, GridSpec) else list(grid)
     root = Path(root).resolve()
     conf = find_conf_dir(conf_dir)
+    check_env_ids(cells)
     check_env_entries(cells, conf)
     check_callback_values(cells)
     check_stale(cells, root, overwrite)
