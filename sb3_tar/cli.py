@@ -267,7 +267,6 @@ def _sweep(args: argparse.Namespace) -> int:
         import shlex
 
         from sb3_tar.experiments.grid import check_callback_values
-
         from sb3_tar.experiments.runner import cell_command, check_env_entries, check_env_ids, conf_file, find_conf_dir
 
         conf = find_conf_dir(args.conf_dir)
