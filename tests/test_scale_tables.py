@@ -15,6 +15,7 @@ from sb3_tar.experiments.scale_tables import (
     format_gain_difference,
     format_rr_pairs_table,
     format_rr_table,
+    format_wide_against_narrow_dense,
     format_width_table,
     gain_difference,
     gain_difference_table,
@@ -22,6 +23,7 @@ from sb3_tar.experiments.scale_tables import (
     has_width_axis,
     rr_pairs_table,
     rr_table,
+    wide_against_narrow_dense,
     width_table,
 )
 
@@ -184,6 +186,30 @@ def test_width_table_and_gain_difference_table():
     text = format_gain_difference(gains)
     assert text["Wide − narrow (points) [95% CI]"].iloc[0] == "+20.0 [+20.0, +20.0]"
     assert text["Widths"].iloc[0] == "256 → 1024"
+
+
+def test_wide_sparse_against_narrow_dense_counted_by_hand():
+    """Dense at width 256 ran 250 and 270; at width 1024 Original ran 200, 200 (below both: 0 of 4 pairs), TAR 260,
+    260 (each above 250, below 270: 2 of 4), RigL 300, 320 and dense 400, 420 (above both: 4 of 4)."""
+    runs = _width_runs()
+    table = wide_against_narrow_dense(runs, reps=200, seed=0)
+    got = {row["comparison"]: row for _, row in table.iterrows()}
+    assert list(got) == [
+        "Original w1024 > dense w256",
+        "TAR w1024 > dense w256",
+        "RigL w1024 > dense w256",
+        "Dense w1024 > dense w256",
+    ]
+    assert [got[c]["probability"] for c in got] == [0.0, pytest.approx(2 / 4), 1.0, 1.0]
+    assert all((r["n_x"], r["n_y"], r["width"], r["narrow"]) == (2, 2, 1024, 256) for r in got.values())
+    assert all(r["ci_low"] <= r["probability"] <= r["ci_high"] for r in got.values())
+    assert all(math.isnan(r["flops"]) for r in got.values())  # no layer shapes recorded for these hand-written runs
+    text = format_wide_against_narrow_dense(table)
+    assert list(text["P(X > Y) [95% CI]"].str[:4]) == ["0.00", "0.50", "1.00", "1.00"]
+    assert list(text["Runs (X, Y)"]) == ["2, 2"] * 4 and list(text["Training FLOPs of X vs Y"]) == ["–"] * 4
+    # without dense at the narrowest width there is nothing to compare with; without a width axis, no rows
+    assert wide_against_narrow_dense(runs[~((runs["method"] == "dense") & (runs["width"] == 256))]).empty
+    assert wide_against_narrow_dense(runs[runs["width"] == 1024]).empty
 
 
 def test_width_rows_are_the_configurations_that_ran_at_two_widths(tmp_path):

@@ -282,6 +282,7 @@ def _scale_frames(runs, reps: int, seed: int, improvement: pd.DataFrame) -> dict
     if scale_tables.has_width_axis(runs):
         frames["width"] = scale_tables.width_table(runs, reps=reps, seed=seed, improvement=improvement)
         frames["width_gain"] = scale_tables.gain_difference_table(runs, reps=reps, seed=seed)
+        frames["width_dense"] = scale_tables.wide_against_narrow_dense(runs, reps=reps, seed=seed)
     return frames
 
 
@@ -352,6 +353,18 @@ def _scale_sections(scale: dict[str, pd.DataFrame], heading: str) -> list[str]:
                 "a bootstrap of so few runs cannot show how far the difference would move with other seeds, and its "
                 "interval is no guide",
             ),
+        )
+    if "width_dense" in scale and len(scale["width_dense"]):
+        table = scale["width_dense"]
+        lines += _section(
+            heading,
+            "A wide sparse network against the narrow dense one",
+            "At each width above the narrowest: P(X > Y) that a run of X (Original, TAR, RigL or dense at that width) "
+            "ends above a run of dense at the narrowest width, with its 95% stratified-bootstrap interval, and X's "
+            "training FLOPs per sample relative to that dense network; an interval that includes 0.5 cannot tell "
+            "the two apart.",
+            scale_tables.format_wide_against_narrow_dense(table),
+            _few_runs_caveat(pd.concat([table["n_x"], table["n_y"]]), "P(X > Y)"),
         )
     return lines
 

@@ -355,16 +355,8 @@ def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement
     rows: list[dict[str, Any]] = []
     narrowest = int(runs["width"].min()) if len(runs) else 0
     for config, tar_all, original, widths in _width_configurations(runs):
-        algo, env, options = config["algo"], config["env"], options_of(config)
-        same = runs[(runs["algo"] == algo) & (runs["env"] == env)]
         for width in widths:
-            at = same[same["width"] == width]
-            groups = {
-                "original": original[original["width"] == width],
-                "tar": tar_all[tar_all["width"] == width],
-                "rigl": _rigl_beside(at[(at["method"] == "rigl") & _close(at["sparsity"], config["sparsity"])], config),
-                "dense": same_variant(dense_runs(runs, algo, env, width), options),
-            }
+            groups = _methods_at(runs, config, tar_all, original, width)
             row: dict[str, Any] = {**config, "width": int(width)}
             for name, group in groups.items():
                 values = group["final_return"].to_numpy(dtype=np.float64)
@@ -376,6 +368,81 @@ def width_table(runs: pd.DataFrame, reps: int = 2000, seed: int = 0, improvement
             row.update(tar_over_original(improvement, row))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _methods_at(
+    runs: pd.DataFrame, config: dict[str, Any], tar: pd.DataFrame, original: pd.DataFrame, width: int
+) -> dict[str, pd.DataFrame]:
+    """:return: The runs of a width configuration (:func:`_width_configurations`) at one width, by method: original,
+    tar, rigl (:func:`_rigl_beside`) and dense (of the configuration's options or, where none ran with them, without)."""
+    at = runs[(runs["algo"] == config["algo"]) & (runs["env"] == config["env"]) & (runs["width"] == width)]
+    return {
+        "original": original[original["width"] == width],
+        "tar": tar[tar["width"] == width],
+        "rigl": _rigl_beside(at[(at["method"] == "rigl") & _close(at["sparsity"], config["sparsity"])], config),
+        "dense": same_variant(dense_runs(runs, config["algo"], config["env"], width), options_of(config)),
+    }
+
+
+def wide_against_narrow_dense(runs: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """
+    The practical question of the width figure, a wide sparse network against the narrow dense one: for every
+    configuration of :func:`width_table` and each of its widths above the narrowest, ``P(X > dense at the narrowest
+    width)`` for X = Original, TAR, RigL (matched as in :func:`width_table`) and dense at that width, with its 95%
+    stratified-bootstrap interval (:func:`~sb3_tar.experiments.tables.improvement_row`), and X's training FLOPs per
+    sample relative to that dense network.
+
+    :param runs: Per-run results.
+    :param reps: Bootstrap replications.
+    :param seed: Seed of each bootstrap.
+    :return: Columns algo, env, criterion, sparsity, rr (and options, where the runs have that column), width,
+        narrow, comparison (``"TAR w1024 > dense w256"``), n_x, n_y, probability, ci_low, ci_high, flops; no row for a
+        method that did not run, and none without dense runs at the narrowest width.
+    """
+    rows: list[dict[str, Any]] = []
+    configurations = list(_width_configurations(runs))
+    if not configurations:
+        return pd.DataFrame(rows)
+    library, metrics = import_rliable()
+    for config, tar, original, widths in configurations:
+        narrow = int(widths[0])
+        dense = _methods_at(runs, config, tar, original, narrow)["dense"]
+        if dense.empty:
+            continue
+        for width in widths[1:]:
+            for name, group in _methods_at(runs, config, tar, original, width).items():
+                if group.empty:
+                    continue
+                title = dict(_WIDTH_METHODS)[name]
+                row = improvement_row(library, metrics, f"{title} w{int(width)} > dense w{narrow}", group, dense, reps, seed)
+                rows.append(
+                    {**config, "width": int(width), "narrow": narrow, **row, "flops": _flops_vs(group, int(width), narrow)}
+                )
+    return pd.DataFrame(rows)
+
+
+def format_wide_against_narrow_dense(table: pd.DataFrame) -> pd.DataFrame:
+    """:return: :func:`wide_against_narrow_dense` as text: ``P(X > Y)`` with its interval to two decimals, and X's
+    training FLOPs relative to the narrow dense network (``–`` where unknown)."""
+    if table.empty:
+        return pd.DataFrame()
+    out = pd.DataFrame(
+        {
+            "Algo": table["algo"].str.upper(),
+            "Env": table["env"],
+            "Criterion": table["criterion"],
+            "Sparsity": table["sparsity"].map(lambda v: f"{v:g}"),
+            "rr": table["rr"].map(lambda v: f"{v:g}"),
+        }
+    )
+    out = with_options_column(out, table)
+    out["Comparison"] = table["comparison"]
+    out["Runs (X, Y)"] = [f"{x}, {y}" for x, y in zip(table["n_x"], table["n_y"])]
+    out["P(X > Y) [95% CI]"] = [
+        _interval(p, lo, hi) for p, lo, hi in zip(table["probability"], table["ci_low"], table["ci_high"])
+    ]
+    out["Training FLOPs of X vs Y"] = ["–" if not np.isfinite(v) else f"{v:.3f}x" for v in table["flops"]]
+    return out
 
 
 def _rigl_beside(rigl: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
