@@ -421,12 +421,10 @@ def wide_against_narrow_dense(runs: pd.DataFrame, reps: int = 2000, seed: int = 
     return pd.DataFrame(rows)
 
 
-def format_wide_against_narrow_dense(table: pd.DataFrame) -> pd.DataFrame:
-    """:return: :func:`wide_against_narrow_dense` as text: ``P(X > Y)`` with its interval to two decimals, and X's
-    training FLOPs relative to the narrow dense network (``–`` where unknown)."""
-    if table.empty:
-        return pd.DataFrame()
-    out = pd.DataFrame(
+def _width_configuration_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """:return: The text columns Algo, Env, Criterion, Sparsity and rr of a width configuration's rows, and Options
+    where a row has extra callback options (:func:`~sb3_tar.experiments.tables.with_options_column`)."""
+    columns = pd.DataFrame(
         {
             "Algo": table["algo"].str.upper(),
             "Env": table["env"],
@@ -435,7 +433,15 @@ def format_wide_against_narrow_dense(table: pd.DataFrame) -> pd.DataFrame:
             "rr": table["rr"].map(lambda v: f"{v:g}"),
         }
     )
-    out = with_options_column(out, table)
+    return with_options_column(columns, table)
+
+
+def format_wide_against_narrow_dense(table: pd.DataFrame) -> pd.DataFrame:
+    """:return: :func:`wide_against_narrow_dense` as text: ``P(X > Y)`` with its interval to two decimals, and X's
+    training FLOPs relative to the narrow dense network (``–`` where unknown)."""
+    if table.empty:
+        return pd.DataFrame()
+    out = _width_configuration_columns(table)
     out["Comparison"] = table["comparison"]
     out["Runs (X, Y)"] = [f"{x}, {y}" for x, y in zip(table["n_x"], table["n_y"])]
     out["P(X > Y) [95% CI]"] = [
@@ -602,16 +608,7 @@ def format_gain_difference(table: pd.DataFrame) -> pd.DataFrame:
     def points(value: float) -> str:
         return "–" if not np.isfinite(value) else f"{value:+.1f}"
 
-    configuration = pd.DataFrame(
-        {
-            "Algo": table["algo"].str.upper(),
-            "Env": table["env"],
-            "Criterion": table["criterion"],
-            "Sparsity": table["sparsity"].map(lambda v: f"{v:g}"),
-            "rr": table["rr"].map(lambda v: f"{v:g}"),
-        }
-    )
-    return with_options_column(configuration, table).assign(
+    return _width_configuration_columns(table).assign(
         **{
             "Widths": [f"{n} → {w}" for n, w in zip(table["narrow"], table["wide"])],
             "Runs (O/T narrow, O/T wide)": table["n"],
