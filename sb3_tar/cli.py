@@ -266,13 +266,10 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         import shlex
 
-        from sb3_tar.experiments.grid import check_callback_values
-        from sb3_tar.experiments.runner import cell_command, check_env_entries, check_env_ids, conf_file, find_conf_dir
+        from sb3_tar.experiments.runner import cell_command, check_cells, conf_file, find_conf_dir
 
         conf = find_conf_dir(args.conf_dir)
-        check_env_ids(cells)  # run_sweep checks these for a real run
-        check_env_entries(cells, conf)
-        check_callback_values(cells)
+        check_cells(cells, conf)  # run_sweep runs the same checks for a real run
         for cell, state in zip(cells, states):
             print(f"[{state}] {cell.cell_id}")
             command, env = cell_command(cell, out, conf_file(conf, cell.algo), checkpoint_every=args.checkpoint_every)

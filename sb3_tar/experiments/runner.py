@@ -197,6 +197,22 @@ def check_env_ids(cells: Sequence[Cell]) -> None:
         )
 
 
+def check_cells(cells: Sequence[Cell], conf_dir: Path) -> None:
+    """
+    Every check of the cells that can fail before any of them starts, for a real run (:func:`run_sweep`) and a dry
+    one (``sb3-tar sweep --dry-run``) alike: environment ids (:func:`check_env_ids`), hyperparameter entries
+    (:func:`check_env_entries`, which warns) and each distinct callback's arguments
+    (:func:`~sb3_tar.experiments.grid.check_callback_values`).
+
+    :param cells: The cells about to run.
+    :param conf_dir: Folder of hyperparameter files.
+    :raises ValueError, TypeError, FileNotFoundError: From those checks.
+    """
+    check_env_ids(cells)
+    check_env_entries(cells, conf_dir)
+    check_callback_values(cells)
+
+
 def policy_kwargs_for(cell: Cell, conf: Path) -> dict[str, Any]:
     """
     The cell's ``policy_kwargs``: the hyperparameter file's (for the env), updated with any
@@ -865,9 +881,7 @@ def run_sweep(
     cells = grid.expand() if isinstance(grid, GridSpec) else list(grid)
     root = Path(root).resolve()
     conf = find_conf_dir(conf_dir)
-    check_env_ids(cells)
-    check_env_entries(cells, conf)
-    check_callback_values(cells)
+    check_cells(cells, conf)
     check_stale(cells, root, overwrite)
     root.mkdir(parents=True, exist_ok=True)
     if isinstance(grid, GridSpec):

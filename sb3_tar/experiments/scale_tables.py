@@ -404,6 +404,7 @@ def wide_against_narrow_dense(runs: pd.DataFrame, reps: int = 2000, seed: int = 
     if not configurations:
         return pd.DataFrame(rows)
     library, metrics = import_rliable()
+    titles = dict(_WIDTH_METHODS)
     for config, tar, original, widths in configurations:
         narrow = int(widths[0])
         dense = _methods_at(runs, config, tar, original, narrow)["dense"]
@@ -413,8 +414,8 @@ def wide_against_narrow_dense(runs: pd.DataFrame, reps: int = 2000, seed: int = 
             for name, group in _methods_at(runs, config, tar, original, width).items():
                 if group.empty:
                     continue
-                title = dict(_WIDTH_METHODS)[name]
-                row = improvement_row(library, metrics, f"{title} w{int(width)} > dense w{narrow}", group, dense, reps, seed)
+                comparison = f"{titles[name]} w{int(width)} > dense w{narrow}"
+                row = improvement_row(library, metrics, comparison, group, dense, reps, seed)
                 rows.append(
                     {**config, "width": int(width), "narrow": narrow, **row, "flops": _flops_vs(group, int(width), narrow)}
                 )
